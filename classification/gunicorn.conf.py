@@ -1,0 +1,5 @@
+# gunicorn -c classification/gunicorn.conf.py "classification.app:create_app()"
+import os
+
+os.environ.setdefault("PORT", "3000")
+from facemask.gunicorn_conf import *  # noqa: E402,F401,F403

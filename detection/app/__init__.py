@@ -1,0 +1,21 @@
+"""Detection service: Flask app factory (gunicorn: "detection.app:create_app()")."""
+from __future__ import annotations
+
+from flask import Flask
+
+from facemask.detector import RetinaFaceDetector
+from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.service import Metrics, configure_upload_limit, install_error_handlers
+
+
+def create_app(classifier_url: str | None = None) -> Flask:
+    app = Flask(__name__)
+    configure_upload_limit(app)
+    install_error_handlers(app)
+    app.extensions["pipeline"] = MaskPipeline(RetinaFaceDetector(), ClassifierClient(classifier_url))
+    app.extensions["metrics"] = Metrics(app, "detection")
+
+    from detection.app.routes import blueprint
+
+    app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,65 @@
+"""Mask classifier on ONNX Runtime: crops in, class probabilities out. No torch needed."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from facemask import crops
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "classification" / "model" / "mask_classifier.onnx"
+MAX_BATCH = 64  # larger requests are run in chunks: flat memory, same throughput on a CPU
+
+
+class ModelMismatchError(RuntimeError):
+    """The model was trained with a different crop size or normalisation than facemask.crops serves."""
+
+
+class MaskClassifier:
+    def __init__(self, model_path: str | Path | None = None, num_threads: int | None = None):
+        self.model_path = Path(model_path or os.environ.get("FACEMASK_MODEL", DEFAULT_MODEL))
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"classifier model not found: {self.model_path}")
+        options = ort.SessionOptions()
+        threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.classes: list[str] = json.loads(metadata["classes"])
+        self.crop_size = int(metadata["crop_size"])
+        self.model_version = metadata.get("model_version", self.model_path.stem)
+        self.arch = metadata.get("arch", "unknown")
+        self._check_preprocessing(metadata)
+
+    @staticmethod
+    def _check_preprocessing(metadata: dict) -> None:
+        trained = (int(metadata["crop_size"]), tuple(json.loads(metadata["mean"])), tuple(json.loads(metadata["std"])))
+        served = (crops.CROP_SIZE, tuple(crops.MEAN), tuple(crops.STD))
+        if not np.allclose(np.array(trained[1:]), np.array(served[1:])) or trained[0] != served[0]:
+            raise ModelMismatchError(f"model expects crop/mean/std {trained}, serving code provides {served}")
+
+    def info(self) -> dict:
+        return {"model_version": self.model_version, "arch": self.arch, "classes": self.classes,
+                "input_size": [self.crop_size, self.crop_size], "mean": list(crops.MEAN), "std": list(crops.STD),
+                "model_file": self.model_path.name, "model_bytes": self.model_path.stat().st_size}
+
+    def predict(self, crops_rgb: list[np.ndarray]) -> np.ndarray:
+        """(N, num_classes) probabilities for RGB uint8 crops of any size (resized to the model input)."""
+        if not crops_rgb:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        outputs = []
+        for start in range(0, len(crops_rgb), MAX_BATCH):
+            batch = crops.to_model_input(crops_rgb[start:start + MAX_BATCH], self.crop_size)
+            outputs.append(self.session.run(None, {self.input_name: batch})[0])
+        return np.concatenate(outputs)
+
+    def describe(self, probabilities: np.ndarray) -> list[dict]:
+        """JSON-ready label, score and all class probabilities per row."""
+        return [{"label": self.classes[int(np.argmax(row))], "score": round(float(np.max(row)), 5),
+                 "probabilities": {c: round(float(p), 5) for c, p in zip(self.classes, row)}}
+                for row in probabilities]

@@ -1,0 +1,25 @@
+"""gunicorn settings shared by both services; each service's gunicorn.conf.py sets its default port first."""
+import os
+import tempfile
+
+from prometheus_client import multiprocess
+
+bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '3000')}")
+# Two single-threaded ONNX Runtime workers use two cores without oversubscribing them, and one keeps serving
+# while the other is busy with a large batch.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+os.environ.setdefault("FACEMASK_ORT_THREADS", "1")
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = 30  # on SIGTERM, in-flight requests get this long to finish
+keepalive = 5
+max_requests = 20000  # recycle workers now and then: bounds any slow growth in memory
+max_requests_jitter = 2000
+accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None
+
+# Prometheus needs a folder shared by the workers to add up their counters.
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="facemask-metrics-")
+
+
+def child_exit(server, worker):
+    multiprocess.mark_process_dead(worker.pid)

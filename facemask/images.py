@@ -1,0 +1,79 @@
+"""Image decoding shared by the services, the CLI and training: any common format in, RGB uint8 out."""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+# PIL raises DecompressionBombError above 2x this; warn-level bombs are refused too (see below).
+MAX_IMAGE_PIXELS = 80_000_000
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+class ImageError(ValueError):
+    """The input is not a usable image; the message is meant for the user."""
+
+
+def decode_image(data: bytes | Path | str) -> np.ndarray:
+    """Decode bytes or a file into an RGB uint8 array, applying EXIF orientation.
+
+    Grayscale, palette, RGBA (flattened on white), CMYK and 16-bit images are converted; anything else raises
+    ImageError with a one-line reason.
+    """
+    if isinstance(data, (bytes, bytearray)):
+        if len(data) == 0:
+            raise ImageError("empty file")
+        source = io.BytesIO(data)
+    else:
+        source = Path(data)
+        if not source.is_file():
+            raise ImageError(f"no such file: {source}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return _to_rgb(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"image has too many pixels (limit {MAX_IMAGE_PIXELS:,})") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError) as error:  # truncated / corrupt data
+        raise ImageError(f"corrupt or truncated image: {error}") from None
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float32)
+        peak = 65535.0 if array.max() > 255 else 255.0
+        gray = (array / peak * 255.0).clip(0, 255).astype(np.uint8)
+        return np.stack([gray] * 3, axis=-1)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ImageError("image has no pixels")
+    return np.ascontiguousarray(array)
+
+
+def encode_png(image_rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image_rgb).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def encode_jpeg(image_rgb: np.ndarray, quality: int = 92) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image_rgb).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

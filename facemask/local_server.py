@@ -1,0 +1,76 @@
+"""Start the classification service under gunicorn on this machine, for the CLI, the tests and the benchmarks."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVICES = {
+    "classification": ("classification/gunicorn.conf.py", "classification.app:create_app()"),
+    "detection": ("detection/gunicorn.conf.py", "detection.app:create_app()"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def is_local(url: str) -> bool:
+    return urlparse(url).hostname in ("localhost", "127.0.0.1", "::1")
+
+
+class LocalService:
+    """gunicorn running one of the services on 127.0.0.1; a context manager that waits for /ready."""
+
+    def __init__(self, service: str, port: int | None = None, workers: int = 2, env: dict | None = None,
+                 ready_timeout: float = 90.0, log_path: Path | None = None):
+        self.service, self.port = service, port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers, self.extra_env, self.ready_timeout, self.log_path = workers, env or {}, ready_timeout, log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "LocalService":
+        config, app = SERVICES[self.service]
+        env = {**os.environ, "BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(self.workers),
+               **self.extra_env}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each server gets its own metrics folder
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", config, app], cwd=REPO_ROOT,
+                                        env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.service} service exited with code {self.process.returncode} at start-up"
+                                   + (f" (log: {self.log_path})" if self.log_path else ""))
+            try:
+                if requests.get(self.url + "/health", timeout=1.0).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.service} service did not answer on {self.url} within {self.ready_timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=35)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> "LocalService":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,123 @@
+"""Detection -> crop -> classification over HTTP, for one image or video frame at a time.
+
+Used by the detection service and by infer.py, so both give the same answer for the same image.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import requests
+
+from facemask.crops import crop_face
+from facemask.detector import Face, RetinaFaceDetector
+from facemask.images import encode_png
+
+DEFAULT_CLASSIFIER_URL = "http://localhost:3000"
+UNCLASSIFIED = "unclassified"
+
+
+class ClassifierUnavailable(RuntimeError):
+    """The classification service could not be reached or kept failing after retries."""
+
+
+class ClassifierClient:
+    """POST /classify with every crop of a frame in one request; retries with exponential backoff."""
+
+    def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5):
+        self.url = (url or os.environ.get("CLASSIFIER_URL") or DEFAULT_CLASSIFIER_URL).rstrip("/")
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.session = requests.Session()
+
+    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
+        last_error = "no attempt made"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self.session.request(method, self.url + path, timeout=(3.0, self.timeout), **kwargs)
+            except requests.RequestException as error:
+                last_error = f"{type(error).__name__}: {error}"
+                continue
+            if response.status_code < 500:
+                return response
+            last_error = f"HTTP {response.status_code}: {response.text[:200]}"
+        raise ClassifierUnavailable(f"classifier at {self.url} failed after {self.retries + 1} attempts ({last_error})")
+
+    def classify(self, crops: list[np.ndarray]) -> list[dict]:
+        if not crops:
+            return []
+        files = [("crops", (f"face_{i}.png", encode_png(crop), "image/png")) for i, crop in enumerate(crops)]
+        response = self._request("POST", "/classify", files=files)
+        if response.status_code != 200:
+            raise ClassifierUnavailable(f"classifier rejected the crops: HTTP {response.status_code} {response.text[:200]}")
+        return response.json()["results"]
+
+    def info(self) -> dict:
+        response = self._request("GET", "/info")
+        response.raise_for_status()
+        return response.json()
+
+    def is_ready(self) -> bool:
+        try:
+            return self.session.get(self.url + "/ready", timeout=2.0).status_code == 200
+        except requests.RequestException:
+            return False
+
+
+@dataclass
+class FrameResult:
+    width: int
+    height: int
+    faces: list[dict]
+    timing_ms: dict
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict:
+        return dict(Counter(face["label"] for face in self.faces))
+
+    def to_dict(self) -> dict:
+        result = {"width": self.width, "height": self.height, "faces": self.faces, "counts": self.counts,
+                  "timing_ms": self.timing_ms, **self.extra}
+        if self.error:
+            result["error"] = self.error
+        return result
+
+
+class MaskPipeline:
+    def __init__(self, detector: RetinaFaceDetector | None = None, client: ClassifierClient | None = None):
+        self.detector = detector or RetinaFaceDetector()
+        self.client = client or ClassifierClient()
+
+    def process(self, image_rgb: np.ndarray) -> FrameResult:
+        """Every detected face appears in the result: classified, or marked unclassified with the reason."""
+        started = time.perf_counter()
+        faces: list[Face] = self.detector.detect(image_rgb)
+        detected = time.perf_counter()
+        crops = [crop_face(image_rgb, face.landmarks, face.box) for face in faces]
+        error = None
+        try:
+            predictions = self.client.classify(crops)
+        except ClassifierUnavailable as failure:
+            error, predictions = str(failure), [{"error": str(failure)}] * len(faces)
+        finished = time.perf_counter()
+
+        results = []
+        for face, prediction in zip(faces, predictions):
+            entry = face.to_dict()
+            if "label" in prediction:
+                entry.update(label=prediction["label"], score=prediction["score"],
+                             probabilities=prediction["probabilities"], status="classified")
+            else:
+                entry.update(label=UNCLASSIFIED, score=None, probabilities=None, status=UNCLASSIFIED,
+                             error=prediction.get("error", "no prediction"))
+            results.append(entry)
+        timing = {"detect": round((detected - started) * 1e3, 1), "classify": round((finished - detected) * 1e3, 1),
+                  "total": round((finished - started) * 1e3, 1)}
+        return FrameResult(width=image_rgb.shape[1], height=image_rgb.shape[0], faces=results, timing_ms=timing,
+                           error=error)

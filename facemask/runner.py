@@ -1,0 +1,149 @@
+"""Annotate image folders and videos: the work behind infer.py."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from facemask.drawing import draw_faces
+from facemask.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg, list_images
+from facemask.pipeline import MaskPipeline
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
+
+
+class InputError(ValueError):
+    """A problem with the paths the user gave; the message is one line for the terminal."""
+
+
+@dataclass
+class RunSummary:
+    processed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    classifier_errors: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add_counts(self, counts: dict) -> None:
+        for label, number in counts.items():
+            self.counts[label] = self.counts.get(label, 0) + number
+
+    def to_dict(self) -> dict:
+        return {"processed": len(self.processed), "failed": self.failed,
+                "classifier_errors": self.classifier_errors, "faces": self.counts}
+
+
+def _inside(folder: Path, path: Path) -> Path:
+    """Refuse output paths that would leave the output folder (names with '..', absolute parts, links)."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(folder.resolve()):
+        raise InputError(f"refusing to write outside the output folder: {path}")
+    return resolved
+
+
+def plan_image_outputs(in_path: Path, out_path: Path) -> list[tuple[Path, Path]]:
+    """(input image, output image) pairs; a folder keeps its sub-folder structure under out_path."""
+    if not in_path.exists():
+        raise InputError(f"input not found: {in_path}")
+    if in_path.is_file():
+        if out_path.suffix.lower() in IMAGE_SUFFIXES:
+            if not out_path.parent.is_dir():
+                raise InputError(f"output folder does not exist: {out_path.parent}")
+            return [(in_path, out_path.with_suffix(".jpg"))]
+        folder = _prepare_folder(out_path)
+        return [(in_path, _inside(folder, folder / (in_path.stem + ".jpg")))]
+    images = list_images(in_path)
+    if not images:
+        raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {in_path}")
+    folder = _prepare_folder(out_path)
+    return [(image, _inside(folder, folder / image.relative_to(in_path).with_suffix(".jpg"))) for image in images]
+
+
+def _prepare_folder(out_path: Path) -> Path:
+    if out_path.exists() and not out_path.is_dir():
+        raise InputError(f"output path exists and is not a folder: {out_path}")
+    if not out_path.parent.is_dir():
+        raise InputError(f"output folder does not exist: {out_path.parent}")
+    out_path.mkdir(exist_ok=True)
+    return out_path
+
+
+def annotate_images(pipeline: MaskPipeline, pairs: list[tuple[Path, Path]]) -> RunSummary:
+    """Annotated JPEG + JSON sidecar per image; unreadable files are reported and skipped, the rest go on."""
+    summary = RunSummary()
+    for source, target in tqdm(pairs, desc="images", unit="img", disable=len(pairs) < 2):
+        try:
+            image = decode_image(source)
+        except ImageError as error:
+            summary.failed[str(source)] = str(error)
+            continue
+        result = pipeline.process(image)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(encode_jpeg(draw_faces(image, result.faces)))
+        record = {"source": str(source), "output": str(target), "detector": pipeline.detector.config(),
+                  "classifier_url": pipeline.client.url, **result.to_dict()}
+        target.with_suffix(".json").write_text(json.dumps(record, indent=2))
+        summary.processed.append(str(source))
+        summary.add_counts(result.counts)
+        if result.error:
+            summary.classifier_errors[str(source)] = result.error
+    return summary
+
+
+def plan_video_output(in_path: Path, out_path: Path) -> Path:
+    if not in_path.is_file():
+        raise InputError(f"input video not found: {in_path}")
+    if out_path.suffix.lower() in VIDEO_SUFFIXES:
+        if not out_path.parent.is_dir():
+            raise InputError(f"output folder does not exist: {out_path.parent}")
+        return out_path
+    folder = _prepare_folder(out_path)
+    return _inside(folder, folder / (in_path.stem + "_annotated.mp4"))
+
+
+def annotate_video(pipeline: MaskPipeline, in_path: Path, out_path: Path, detect_every: int = 1) -> RunSummary:
+    """Annotated video + JSON sidecar with the faces of every frame.
+
+    detect_every > 1 runs detection and classification on every n-th frame and draws the last result on the
+    frames between (a speed/latency trade-off for real-time use; the JSON says which frames were analysed).
+    """
+    capture = cv2.VideoCapture(str(in_path))
+    if not capture.isOpened():
+        raise InputError(f"cannot open video (corrupt, empty or unsupported format): {in_path}")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    writer, frames, summary, last = None, [], RunSummary(), None
+    try:
+        with tqdm(total=total, desc="frames", unit="frame") as progress:
+            index = 0
+            while True:
+                ok, frame_bgr = capture.read()
+                if not ok:
+                    break
+                frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+                if writer is None:
+                    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                             (frame.shape[1], frame.shape[0]))
+                if last is None or index % detect_every == 0:
+                    last = pipeline.process(frame)
+                    frames.append({"frame": index, "time_s": round(index / fps, 3), **last.to_dict()})
+                    summary.add_counts(last.counts)
+                    if last.error:
+                        summary.classifier_errors[f"frame {index}"] = last.error
+                writer.write(cv2.cvtColor(draw_faces(frame, last.faces), cv2.COLOR_RGB2BGR))
+                index += 1
+                progress.update(1)
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if index == 0:
+        raise InputError(f"video has no readable frames: {in_path}")
+    summary.processed.append(str(in_path))
+    record = {"source": str(in_path), "output": str(out_path), "fps": fps, "frames_total": index,
+              "detect_every": detect_every, "detector": pipeline.detector.config(),
+              "classifier_url": pipeline.client.url, "frames": frames}
+    out_path.with_suffix(".json").write_text(json.dumps(record))
+    return summary

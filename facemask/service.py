@@ -1,0 +1,99 @@
+"""Pieces both Flask services share: JSON errors, upload parsing, Prometheus wiring."""
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, jsonify, request
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest,
+                               multiprocess)
+from werkzeug.exceptions import HTTPException
+
+DEFAULT_MAX_UPLOAD_MB = 20
+
+
+class ApiError(Exception):
+    """An error the client caused or should know about; rendered as JSON with its status code."""
+
+    def __init__(self, status: int, message: str, **details):
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, details
+
+
+def json_error(status: int, message: str, **details):
+    response = jsonify({"error": message, "status": status, **details})
+    response.status_code = status
+    return response
+
+
+def install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError):
+        return json_error(error.status, error.message, **error.details)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        message = error.description or error.name
+        if error.code == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+            message = f"upload too large: the limit is {limit / 1e6:.0f} MB"
+        return json_error(error.code or 500, message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        app.logger.exception("unhandled error")
+        return json_error(500, f"internal error: {type(error).__name__}")
+
+
+def configure_upload_limit(app: Flask) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = int(float(os.environ.get("MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)) * 1e6)
+
+
+def uploaded_files() -> list[tuple[str, bytes]]:
+    """(name, bytes) of every uploaded file: multipart parts in order, or the raw body as one file."""
+    if request.files:
+        return [(f.filename or key, f.read()) for key in request.files for f in request.files.getlist(key)]
+    if request.mimetype and request.mimetype.startswith("multipart/"):
+        return []
+    body = request.get_data(cache=False)
+    return [("body", body)] if body else []
+
+
+class Metrics:
+    """Request counters and latency histograms, correct under several gunicorn workers.
+
+    With PROMETHEUS_MULTIPROC_DIR set (gunicorn.conf.py does), every worker writes its samples there and /metrics
+    aggregates them; without it (tests, flask run) the default in-process registry is used.
+    """
+
+    _collectors: dict[str, tuple] = {}  # one set per process: an app factory may run more than once (tests)
+
+    def __init__(self, app: Flask, service: str):
+        if service not in self._collectors:
+            self._collectors[service] = (
+                Counter(f"{service}_http_requests_total", "HTTP requests", ["endpoint", "status"]),
+                Histogram(f"{service}_http_request_seconds", "Request latency", ["endpoint"],
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)),
+                Counter(f"{service}_faces_total", "Faces classified, by label", ["label"]),
+            )
+        self.requests, self.latency, self.faces = self._collectors[service]
+
+        @app.before_request
+        def _start_timer():
+            g.started = time.perf_counter()
+
+        @app.after_request
+        def _record(response):
+            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+            if endpoint != "/metrics":
+                self.requests.labels(endpoint, str(response.status_code)).inc()
+                self.latency.labels(endpoint).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+            return response
+
+        @app.get("/metrics")
+        def metrics():
+            if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+                registry = CollectorRegistry()
+                multiprocess.MultiProcessCollector(registry)
+                return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+            return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,72 @@
+"""fastai data pipeline over a prepared folder (training/prepare.py).
+
+Crops are already CROP_SIZE x CROP_SIZE, made by facemask.crops.crop_face; normalisation uses facemask.crops.MEAN
+and STD, the same constants facemask.crops.to_model_input applies when serving.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+from fastai.vision.all import (CategoryBlock, ColSplitter, DataBlock, ImageBlock, Normalize, PILImage,
+                               RandTransform, aug_transforms)
+from PIL import Image, ImageFilter
+
+from facemask.crops import CROP_SIZE, MEAN, STD
+
+
+class RandomLowResolution(RandTransform):
+    """Down- and up-sample a crop, with a little blur: faces in scene photos are often 20-40 px wide."""
+
+    split_idx, order = 0, 5  # training only; before ToTensor
+
+    def __init__(self, p: float = 0.5, min_side: int = 20):
+        super().__init__(p=p)
+        self.min_side = min_side
+
+    def before_call(self, b, split_idx):
+        super().before_call(b, split_idx)
+        self.side = random.randint(self.min_side, CROP_SIZE)
+        self.radius = random.choice([0.0, 0.0, 0.6, 1.2])
+
+    def encodes(self, image: PILImage):
+        small = image.resize((self.side, self.side), Image.BILINEAR)
+        if self.radius:
+            small = small.filter(ImageFilter.GaussianBlur(self.radius))
+        return PILImage(small.resize(image.size, Image.BILINEAR))
+
+
+def crop_path(row) -> str:
+    return row["path"]
+
+
+def crop_label(row) -> str:
+    return row["label"]
+
+
+def read_manifest(prepared: Path) -> pd.DataFrame:
+    frame = pd.read_csv(prepared / "manifest.csv")
+    frame = frame[frame["status"] == "ok"].copy()
+    frame["path"] = [str(prepared / c) for c in frame["crop"]]
+    return frame
+
+
+def batch_transforms(augment: bool = True):
+    augmentations = aug_transforms(do_flip=True, max_rotate=15.0, max_zoom=1.15, max_lighting=0.35,
+                                   max_warp=0.1, p_affine=0.75, p_lighting=0.75) if augment else []
+    return [*augmentations, Normalize.from_stats(MEAN, STD)]
+
+
+def make_dataloaders(prepared: Path, batch_size: int = 64, seed: int = 42, augment: bool = True):
+    frame = read_manifest(prepared)
+    frame = frame[frame["split"].isin(["train", "valid"])].reset_index(drop=True)
+    frame["is_valid"] = frame["split"] == "valid"
+    block = DataBlock(
+        blocks=(ImageBlock, CategoryBlock),
+        get_x=crop_path, get_y=crop_label,
+        splitter=ColSplitter("is_valid"),
+        item_tfms=[RandomLowResolution(p=0.4)] if augment else [],
+        batch_tfms=batch_transforms(augment),
+    )
+    return block.dataloaders(frame, bs=batch_size, num_workers=0, seed=seed)

@@ -1,0 +1,170 @@
+"""Prepare a labelled image folder for training: detect, crop, de-duplicate, split by group.
+
+    python -m training.prepare --data ../shared/datasets/face-mask-chandrikadeb7 --out data/prepared
+
+Input: ImageFolder layout (one sub-folder per class). Output in --out:
+  crops/<label>/<name>.png   aligned crops made by facemask.crops.crop_face (the serving crop)
+  manifest.csv               one row per source image: status, label, box, landmarks, group, split, blur
+  report.json                counts of what was used, skipped and why
+Nothing is written next to the input data.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import cv2
+import imagehash
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from facemask.crops import crop_face
+from facemask.detector import RetinaFaceDetector
+from facemask.images import ImageError, decode_image, list_images
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "face-mask-chandrikadeb7"
+# A dataset image is usually one face filling most of the frame: try a small network input first (the face then
+# matches the large anchors) and larger ones only when nothing is found.
+DETECTION_SIDES = (320, 640, 1024)
+SCORE_THRESHOLD = 0.5
+# A second face at least this fraction of the main face's area makes the label ambiguous.
+AMBIGUOUS_AREA_RATIO = 0.5
+BLUR_THRESHOLD = 40.0  # variance of the Laplacian on the 96 px crop; below it the crop is reported as blurred
+SPLIT_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
+
+
+def find_face(detector: RetinaFaceDetector, image: np.ndarray):
+    """Main face of an image (or None) and a status string."""
+    for side in DETECTION_SIDES:
+        detector.prepare(long_side=side, score_threshold=SCORE_THRESHOLD)
+        faces = detector.detect(image)
+        if faces:
+            break
+    else:
+        return None, "no_face", None
+
+    def area(face):
+        return float((face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
+
+    faces.sort(key=lambda f: area(f) * f.score, reverse=True)
+    if len(faces) > 1 and area(faces[1]) >= AMBIGUOUS_AREA_RATIO * area(faces[0]):
+        return None, "ambiguous_faces", side
+    return faces[0], "ok", side
+
+
+def group_near_duplicates(hashes: dict[str, imagehash.ImageHash]) -> dict[str, int]:
+    """Group ids: images whose difference hashes are equal share a group (transitively through equal hashes)."""
+    by_hash = defaultdict(list)
+    for key, value in hashes.items():
+        by_hash[str(value)].append(key)
+    groups = {}
+    for group_id, members in enumerate(sorted(by_hash.values(), key=lambda m: m[0])):
+        for key in members:
+            groups[key] = group_id
+    return groups
+
+
+def split_groups(rows: list[dict], seed: int) -> None:
+    """Stratified split by group: every group lands wholly in one split, class proportions kept."""
+    rng = random.Random(seed)
+    by_label = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        by_label[row["label"]][row["group"]].append(row)
+    for label, groups in sorted(by_label.items()):
+        group_ids = sorted(groups)
+        rng.shuffle(group_ids)
+        total = sum(len(groups[g]) for g in group_ids)
+        counts = Counter()
+        for group_id in group_ids:
+            # Fill the split that is furthest below its quota, so groups of any size keep the fractions.
+            split = min(SPLIT_FRACTIONS, key=lambda s: counts[s] / total - SPLIT_FRACTIONS[s])
+            for row in groups[group_id]:
+                row["split"] = split
+            counts[split] += len(groups[group_id])
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ImageFolder: one sub-folder per class")
+    parser.add_argument("--out", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--limit", type=int, default=0, help="use at most N images per class (quick runs, tests)")
+    args = parser.parse_args(argv)
+
+    if not args.data.is_dir():
+        parser.error(f"data folder not found: {args.data}")
+    classes = sorted(p.name for p in args.data.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        parser.error(f"{args.data} needs at least two class sub-folders, found {classes}")
+    files = []
+    for label in classes:
+        found = list_images(args.data / label)
+        files += [(path, label) for path in (found[: args.limit] if args.limit else found)]
+
+    detector = RetinaFaceDetector()
+    rows, seen_md5, dhashes = [], {}, {}
+    for path, label in tqdm(files, desc="detect + crop", unit="img"):
+        row = {"source": str(path.relative_to(args.data)), "label": label, "status": "", "crop": "",
+               "box": "", "landmarks": "", "det_score": "", "det_side": "", "blur": "", "group": "", "split": ""}
+        rows.append(row)
+        data = path.read_bytes()
+        digest = hashlib.md5(data).hexdigest()
+        if digest in seen_md5:
+            row["status"] = f"exact_duplicate_of:{seen_md5[digest]}"
+            continue
+        seen_md5[digest] = row["source"]
+        try:
+            image = decode_image(data)
+        except ImageError as error:
+            row["status"] = f"unreadable:{error}"
+            continue
+        face, status, side = find_face(detector, image)
+        row["status"], row["det_side"] = status, side or ""
+        if face is None:
+            continue
+        crop = crop_face(image, face.landmarks, face.box)
+        crop_path = Path("crops") / label / (path.stem + ".png")
+        (args.out / crop_path).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(args.out / crop_path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+        row.update(crop=str(crop_path), box=json.dumps([round(float(v), 1) for v in face.box]),
+                   landmarks=json.dumps(face.landmarks.round(1).tolist()), det_score=round(face.score, 4),
+                   blur=round(float(cv2.Laplacian(gray, cv2.CV_64F).var()), 1))
+        dhashes[row["source"]] = imagehash.dhash(Image.fromarray(image), hash_size=8)
+
+    used = [r for r in rows if r["status"] == "ok"]
+    groups = group_near_duplicates(dhashes)
+    for row in used:
+        row["group"] = groups[row["source"]]
+    split_groups(used, args.seed)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "manifest.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    group_sizes = Counter(r["group"] for r in used)
+    report = {
+        "data": str(args.data.resolve()), "classes": classes, "images": len(rows), "seed": args.seed,
+        "status": dict(Counter(r["status"].split(":")[0] for r in rows)),
+        "used_per_class": dict(Counter(r["label"] for r in used)),
+        "split": {s: dict(Counter(r["label"] for r in used if r["split"] == s)) for s in SPLIT_FRACTIONS},
+        "near_duplicate_groups": sum(1 for n in group_sizes.values() if n > 1),
+        "images_in_near_duplicate_groups": sum(n for n in group_sizes.values() if n > 1),
+        "blurred": sum(1 for r in used if float(r["blur"]) < BLUR_THRESHOLD),
+        "skipped_examples": {k: [r["source"] for r in rows if r["status"].startswith(k)][:20]
+                             for k in ("no_face", "ambiguous_faces", "unreadable", "exact_duplicate_of")},
+    }
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: report[k] for k in ("status", "split", "near_duplicate_groups", "blurred")}, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

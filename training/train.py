@@ -1,0 +1,147 @@
+"""Train the mask classifier with fastai, then export it for serving.
+
+    python -m training.prepare                       # once: crops + manifest in data/prepared
+    python -m training.train --arch resnet18 --epochs 16 --out runs/resnet18
+
+Writes to --out: model.onnx (what the classifier service loads), model.pkl (fastai learner), history.csv,
+training_curve.png and train_config.json. Evaluate the exported model with `python -m training.validate`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from fastai.callback.tracker import SaveModelCallback
+from fastai.layers import ConvLayer, Flatten
+from torch import nn
+from fastai.vision.all import (CrossEntropyLossFlat, Learner, accuracy, resnet18, resnet34, set_seed,
+                               vision_learner)
+
+from training.data import make_dataloaders
+from training.onnx_export import export_onnx
+
+ARCHITECTURES = {"resnet18": resnet18, "resnet34": resnet34, "simple_cnn": None}
+
+
+def class_weights(dls) -> torch.Tensor:
+    """Inverse-frequency weights, so an imbalanced folder does not teach the majority class."""
+    counts = torch.zeros(len(dls.vocab))
+    for label in dls.train_ds.items["label"]:
+        counts[dls.vocab.o2i[label]] += 1
+    return counts.sum() / (len(counts) * counts.clamp(min=1))
+
+
+def build_learner(arch: str, dls, pretrained: bool, loss_func, stages: int = 3) -> Learner:
+    if arch == "simple_cnn":
+        # The seed article's baseline: a few strided conv layers, no residuals.
+        widths = (3, 32, 64, 128, 256)
+        model = nn.Sequential(*[ConvLayer(a, b, ks=3, stride=2) for a, b in zip(widths, widths[1:])],
+                              nn.AdaptiveAvgPool2d(1), Flatten(), nn.Linear(widths[-1], len(dls.vocab)))
+        return Learner(dls, model, loss_func=loss_func, metrics=accuracy)
+    # torchvision ResNet children: conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc. Keeping 3 stages
+    # drops layer4, which holds 75 % of ResNet-18's weights but sees only a 3x3 map of a 96 px face.
+    cut = -2 - (4 - stages)
+    learner = vision_learner(dls, ARCHITECTURES[arch], pretrained=pretrained, loss_func=loss_func,
+                             metrics=accuracy, cut=cut)
+    if not pretrained:
+        learner.unfreeze()  # random weights: every layer has to learn
+    return learner
+
+
+def save_training_curve(learner: Learner, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recorder = learner.recorder
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_axis.plot(list(range(len(recorder.losses))), [float(x) for x in recorder.losses], alpha=0.5, label="train (batch)")
+    epochs = list(range(1, len(recorder.values) + 1))
+    batches_per_epoch = max(1, len(recorder.losses) // max(1, len(epochs)))
+    loss_axis.plot([e * batches_per_epoch for e in epochs], [v[1] for v in recorder.values], "o-", label="valid")
+    loss_axis.set_xlabel("batch")
+    loss_axis.set_ylabel("loss")
+    loss_axis.set_yscale("log")
+    loss_axis.legend()
+    acc_axis.plot(epochs, [v[2] for v in recorder.values], "o-")
+    acc_axis.set_xlabel("epoch")
+    acc_axis.set_ylabel("valid accuracy")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prepared", type=Path, default=Path("data/prepared"), help="output of training.prepare")
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet18")
+    parser.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (needs internet)")
+    parser.add_argument("--stages", type=int, choices=(3, 4), default=3,
+                        help="ResNet stages to keep (3 keeps the default model under 25 MB)")
+    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--lr-find", action="store_true", help="run the learning-rate finder, save its plot, stop")
+    parser.add_argument("--out", type=Path, default=Path("runs/resnet18"))
+    args = parser.parse_args(argv)
+
+    if not (args.prepared / "manifest.csv").is_file():
+        parser.error(f"{args.prepared}/manifest.csv not found: run `python -m training.prepare` first")
+    args.out.mkdir(parents=True, exist_ok=True)
+    set_seed(args.seed, reproducible=True)
+    dls = make_dataloaders(args.prepared, batch_size=args.batch_size, seed=args.seed, augment=not args.no_augment)
+    loss_func = CrossEntropyLossFlat(weight=class_weights(dls))
+    try:
+        learner = build_learner(args.arch, dls, args.pretrained, loss_func, args.stages)
+    except Exception as error:  # ImageNet weights come from the internet
+        if args.pretrained:
+            sys.exit(f"error: could not load ImageNet weights for {args.arch} ({type(error).__name__}: {error}); "
+                     "train without --pretrained where there is no internet")
+        raise
+    learner.path = args.out
+    learner.model_dir = "."
+
+    if args.lr_find:
+        suggestion = learner.lr_find(show_plot=True)
+        import matplotlib.pyplot as plt
+
+        plt.savefig(args.out / "lr_find.png", dpi=100)
+        print(f"suggested learning rate: {suggestion.valley:.2e} (plot: {args.out / 'lr_find.png'})")
+        return args.out
+
+    started = time.time()
+    best = SaveModelCallback(monitor="valid_loss", fname="best", with_opt=False)
+    if args.pretrained:
+        learner.fine_tune(args.epochs, base_lr=args.lr, cbs=[best])
+    else:
+        learner.fit_one_cycle(args.epochs, args.lr, cbs=[best])
+    train_seconds = time.time() - started
+
+    learner.recorder.values  # noqa: B018  (history of the epochs, saved below)
+    with open(args.out / "history.csv", "w") as handle:
+        handle.write("epoch,train_loss,valid_loss,accuracy\n")
+        for epoch, values in enumerate(learner.recorder.values, 1):
+            handle.write(f"{epoch}," + ",".join(f"{float(v):.5f}" for v in values) + "\n")
+    save_training_curve(learner, args.out / "training_curve.png")
+
+    learner.export("model.pkl")  # relative to learner.path (= --out)
+    export_onnx(learner, args.out / "model.onnx", arch=args.arch)
+    config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "command": "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "train_seconds": round(train_seconds, 1), "classes": list(dls.vocab),
+              "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
+              "best_valid_loss": float(best.best), "torch_threads": torch.get_num_threads()}
+    (args.out / "train_config.json").write_text(json.dumps(config, indent=2))
+    print(f"trained in {train_seconds / 60:.1f} min; exported {args.out / 'model.onnx'}")
+    return args.out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Evaluate an exported classifier on the held-out split through the serving code, and write its model card.
+
+    python -m training.validate --run runs/resnet18                 # metrics + plots in the run folder
+    python -m training.validate --run runs/resnet18 --install       # ... and make it the served default model
+
+The model is run by facemask.classifier.MaskClassifier (ONNX Runtime, facemask.crops preprocessing): exactly
+what the classification service does with a crop.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from facemask.classifier import DEFAULT_MODEL, MaskClassifier
+from facemask.images import decode_image
+from training.data import read_manifest
+
+SIZE_BUDGET_MB = 25.0
+
+
+def classification_metrics(labels: list[str], predicted: list[str], classes: list[str]) -> dict:
+    matrix = np.zeros((len(classes), len(classes)), dtype=int)
+    for truth, guess in zip(labels, predicted):
+        matrix[classes.index(truth), classes.index(guess)] += 1
+    per_class = {}
+    for i, name in enumerate(classes):
+        tp, fp, fn = matrix[i, i], matrix[:, i].sum() - matrix[i, i], matrix[i, :].sum() - matrix[i, i]
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+                           "support": int(matrix[i, :].sum())}
+    return {"accuracy": round(float(np.trace(matrix) / max(1, matrix.sum())), 4), "per_class": per_class,
+            "confusion_matrix": matrix.tolist(), "classes": classes, "images": int(matrix.sum())}
+
+
+def measure_speed(classifier: MaskClassifier, crops: list[np.ndarray], batch: int, repeats: int = 3) -> float:
+    """Crops per second through MaskClassifier.predict at the given batch size (best of a few runs)."""
+    sample = (crops * (1 + 256 // max(1, len(crops))))[:256]
+    classifier.predict(sample[:batch])  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for start in range(0, len(sample), batch):
+            classifier.predict(sample[start:start + batch])
+        best = max(best, len(sample) / (time.perf_counter() - started))
+    return round(best, 1)
+
+
+def save_confusion_png(metrics: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix, classes = np.array(metrics["confusion_matrix"]), metrics["classes"]
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    axis.imshow(matrix, cmap="Blues")
+    for (row, col), value in np.ndenumerate(matrix):
+        axis.text(col, row, str(value), ha="center", va="center",
+                  color="white" if value > matrix.max() / 2 else "black", fontsize=14)
+    axis.set_xticks(range(len(classes)), classes)
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(f"test accuracy {metrics['accuracy']:.4f}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def save_worst_errors_png(items: list[tuple[np.ndarray, str, str, float]], path: Path, limit: int = 24) -> None:
+    """A sheet of the most confident mistakes: crop, true label, predicted label and probability."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = sorted(items, key=lambda item: -item[3])[:limit]
+    columns = 6
+    rows = max(1, (len(items) + columns - 1) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.9, rows * 2.2), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (crop, truth, guess, probability) in zip(axes.flat, items):
+        axis.imshow(crop)
+        axis.set_title(f"true {truth}\npred {guess} {probability:.2f}", fontsize=7)
+    if not items:
+        axes.flat[0].text(0.5, 0.5, "no errors", ha="center", va="center")
+    figure.suptitle("Worst errors on the test split (most confident first)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def evaluate(model: Path, prepared: Path, split: str = "test") -> tuple[dict, list, list]:
+    classifier = MaskClassifier(model)
+    frame = read_manifest(prepared)
+    frame = frame[frame["split"] == split]
+    crops = [decode_image(Path(p)) for p in frame["path"]]
+    probabilities = classifier.predict(crops)
+    predicted = [classifier.classes[i] for i in probabilities.argmax(1)]
+    metrics = classification_metrics(list(frame["label"]), predicted, classifier.classes)
+    metrics["split"] = split
+    errors = [(crop, truth, guess, float(p.max())) for crop, truth, guess, p
+              in zip(crops, frame["label"], predicted, probabilities) if truth != guess]
+    metrics["speed_crops_per_s"] = {"batch_64": measure_speed(classifier, crops, 64),
+                                    "batch_1": measure_speed(classifier, crops, 1)}
+    return metrics, errors, crops
+
+
+def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, target_dir: Path) -> None:
+    import onnxruntime
+
+    config = json.loads((run / "train_config.json").read_text()) if (run / "train_config.json").is_file() else {}
+    report = json.loads((prepared / "report.json").read_text()) if (prepared / "report.json").is_file() else {}
+    classifier = MaskClassifier(model)
+    size_mb = model.stat().st_size / 1e6
+    card = {
+        "model": model.name, "model_version": classifier.model_version, "arch": classifier.arch,
+        "classes": classifier.classes, "input": {"size": [classifier.crop_size] * 2, "mean": classifier.info()["mean"],
+                                                 "std": classifier.info()["std"], "crop": "facemask.crops.crop_face"},
+        "file_bytes": model.stat().st_size, "size_budget_mb": SIZE_BUDGET_MB, "within_budget": size_mb <= SIZE_BUDGET_MB,
+        "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "training": {k: config.get(k) for k in ("command", "arch", "stages", "pretrained", "epochs", "lr",
+                                                "batch_size", "seed", "train_seconds", "train_images",
+                                                "valid_images", "best_valid_loss")},
+        "data": {"source": report.get("data"), "manifest_sha256": hashlib.sha256(
+            (prepared / "manifest.csv").read_bytes()).hexdigest(), "prepare_report": {
+            k: report.get(k) for k in ("status", "split", "near_duplicate_groups", "blurred")}},
+        "test_metrics": metrics,
+        "environment": {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
+                        "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
+        "evaluated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    (target_dir / "model_card.json").write_text(json.dumps(card, indent=2))
+    per_class = "\n".join(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
+                          for name, m in metrics["per_class"].items())
+    training = card["training"]
+    markdown = f"""# Model card: mask classifier `{model.name}`
+
+- **Version**: `{card['model_version']}`; **architecture**: fastai `vision_learner` over ResNet-18 ({training.get('stages')}
+  stages kept), trained from scratch (pretrained={training.get('pretrained')}), exported to ONNX with a softmax output.
+- **Classes**: {', '.join(f'`{c}`' for c in card['classes'])}
+- **Input**: {classifier.crop_size}x{classifier.crop_size} RGB face crop aligned on the 5 RetinaFace landmarks by
+  `facemask.crops.crop_face`, scaled to [0, 1] and normalised with mean {card['input']['mean']}, std {card['input']['std']}
+  (`facemask.crops.to_model_input`; the same module is used by training, evaluation and serving).
+- **File size**: {size_mb:.1f} MB (budget: {SIZE_BUDGET_MB:.0f} MB, so it can be committed). sha256 `{card['sha256'][:16]}…`
+- **Training command**: `python -m training.prepare && {training.get('command')}` ({training.get('epochs')} epochs,
+  {(training.get('train_seconds') or 0) / 60:.1f} min on {card['environment']['machine']})
+- **Data**: `{Path(str(report.get('data'))).name}`: {training.get('train_images')} train / {training.get('valid_images')} valid
+  / {metrics['images']} test crops after removing exact duplicates, images with no face and images with several
+  comparable faces; split by near-duplicate group (difference hash), stratified, seed {training.get('seed')}.
+  Manifest sha256 `{card['data']['manifest_sha256'][:16]}…`.
+
+## Held-out test split ({metrics['images']} crops, never used for training or model selection)
+
+Accuracy **{metrics['accuracy']:.4f}**
+
+| class | precision | recall | F1 | support |
+|---|---|---|---|---|
+{per_class}
+
+Confusion matrix (rows true, columns predicted, order {metrics['classes']}): {metrics['confusion_matrix']}
+
+Speed through ONNX Runtime on {card['environment']['machine']}: {metrics['speed_crops_per_s']['batch_64']} crops/s in
+batches of 64, {metrics['speed_crops_per_s']['batch_1']} crops/s one at a time.
+
+## Limits
+
+Trained on one public folder of mostly frontal faces (chandrikadeb7/Face-Mask-Detection, some with pasted-on
+masks). Side views, very small or blurred faces and masks worn below the nose are under-represented; the end-to-end
+numbers on real scenes are in the README. Re-train on your own data with the commands above.
+"""
+    (target_dir / "MODEL_CARD.md").write_text(markdown)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=Path("runs/resnet18"), help="output folder of training.train")
+    parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    parser.add_argument("--install", action="store_true",
+                        help=f"copy the model and its card to {DEFAULT_MODEL.parent} as the served default")
+    args = parser.parse_args(argv)
+
+    model = args.run / "model.onnx"
+    if not model.is_file():
+        parser.error(f"{model} not found: train first (python -m training.train)")
+    metrics, errors, _ = evaluate(model, args.prepared, args.split)
+    (args.run / f"metrics_{args.split}.json").write_text(json.dumps(metrics, indent=2))
+    save_confusion_png(metrics, args.run / "confusion_matrix.png")
+    save_worst_errors_png(errors, args.run / "worst_errors.png")
+    write_model_card(args.run, model, args.prepared, metrics, args.run)
+    print(json.dumps({k: metrics[k] for k in ("accuracy", "per_class", "speed_crops_per_s")}, indent=2))
+    if args.install:
+        DEFAULT_MODEL.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model, DEFAULT_MODEL)
+        for name in ("model_card.json", "MODEL_CARD.md", "confusion_matrix.png", "training_curve.png",
+                     "worst_errors.png"):
+            if (args.run / name).is_file():
+                shutil.copyfile(args.run / name, DEFAULT_MODEL.parent / name)
+        card = json.loads((args.run / "model_card.json").read_text())
+        card["model"] = DEFAULT_MODEL.name
+        (DEFAULT_MODEL.parent / "model_card.json").write_text(json.dumps(card, indent=2))
+        print(f"installed as {DEFAULT_MODEL}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
