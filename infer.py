@@ -16,10 +16,14 @@ import os
 import sys
 from pathlib import Path
 
-from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector
-from facemask.local_server import LocalService, is_local
-from facemask.pipeline import DEFAULT_CLASSIFIER_URL, ClassifierClient, MaskPipeline
-from facemask.runner import InputError, annotate_images, annotate_video, plan_image_outputs, plan_video_output
+# OpenCV and FFmpeg would print their own lines for a corrupt video; the CLI reports one clear line instead.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+
+from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector  # noqa: E402
+from facemask.local_server import LocalService, is_local  # noqa: E402
+from facemask.pipeline import DEFAULT_CLASSIFIER_URL, ClassifierClient, MaskPipeline  # noqa: E402
+from facemask.runner import InputError, annotate_images, annotate_video, plan_image_outputs, plan_video_output  # noqa: E402
 
 
 def truthy(value: str) -> bool:

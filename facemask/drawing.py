@@ -23,7 +23,7 @@ def draw_faces(image_rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
     height, width = canvas.shape[:2]
     # Line and text size follow the image, so tags are readable on a 4K photo and do not swamp a thumbnail.
     base = max(height, width)
-    thickness = max(1, round(base / 400))
+    thickness = max(2, round(base / 400))
     font_scale = max(0.4, base / 1600)
     font = cv2.FONT_HERSHEY_SIMPLEX
     for face in sorted(faces, key=lambda f: f["box"][1]):
@@ -31,7 +31,7 @@ def draw_faces(image_rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
         text, colour = style_for(face["label"])
         if face.get("score") is not None:
             text = f"{text} {face['score'] * 100:.0f}%"
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
         (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, max(1, thickness - 1))
         pad = max(2, thickness)
         tag_h = text_h + baseline + 2 * pad

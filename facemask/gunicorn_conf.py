@@ -2,8 +2,6 @@
 import os
 import tempfile
 
-from prometheus_client import multiprocess
-
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '3000')}")
 # Two single-threaded ONNX Runtime workers use two cores without oversubscribing them, and one keeps serving
 # while the other is busy with a large batch.
@@ -16,10 +14,13 @@ max_requests = 20000  # recycle workers now and then: bounds any slow growth in 
 max_requests_jitter = 2000
 accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None
 
-# Prometheus needs a folder shared by the workers to add up their counters.
+# Prometheus needs a folder shared by the workers to add up their counters. It must be set before
+# prometheus_client is first imported (the client picks its value store at import), hence no import above.
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="facemask-metrics-")
 
 
 def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
     multiprocess.mark_process_dead(worker.pid)

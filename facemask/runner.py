@@ -95,6 +95,8 @@ def annotate_images(pipeline: MaskPipeline, pairs: list[tuple[Path, Path]]) -> R
 def plan_video_output(in_path: Path, out_path: Path) -> Path:
     if not in_path.is_file():
         raise InputError(f"input video not found: {in_path}")
+    if in_path.suffix.lower() in IMAGE_SUFFIXES:
+        raise InputError(f"{in_path} is an image: add --is_image")
     if out_path.suffix.lower() in VIDEO_SUFFIXES:
         if not out_path.parent.is_dir():
             raise InputError(f"output folder does not exist: {out_path.parent}")

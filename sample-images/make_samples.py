@@ -7,6 +7,7 @@ RetinaFace landmarks. See README.md in this folder for origin and licence.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -60,28 +61,44 @@ def main() -> None:
     def faces_left_to_right(image):
         return sorted(detector.detect(image), key=lambda f: f.box[0])
 
+    labels = {}
+
     def masked(image, choices):
-        image = image.copy()
+        """The image with masks drawn on the faces (left to right) whose choice names a texture; the faces'
+        centres and true labels are returned for tests/labels.json."""
+        image, truth = image.copy(), []
         for face, texture in zip(faces_left_to_right(image), choices):
             if texture:
                 paste_mask(image, face.landmarks, face.box, textures[texture])
-        return image
+            centre = [float(face.box[0] + face.box[2]) / 2, float(face.box[1] + face.box[3]) / 2]
+            truth.append({"center": centre, "label": "with_mask" if texture else "without_mask"})
+        return image, truth
+
+    def scaled(pair, size):
+        image, truth = pair
+        factor = size[0] / image.shape[1]
+        truth = [{**t, "center": [c * factor for c in t["center"]]} for t in truth]
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA), truth
+
+    def dimmed(pair):
+        return cv2.convertScaleAbs(pair[0], alpha=0.8, beta=-10), pair[1]
 
     outputs = {
         # Half the group masked: the everyday mixed case.
         "group_mixed.jpg": masked(photo, ["blue", None, "white", None, "black", None]),
         # Mirrored, darker, most people masked: lighting and layout change.
-        "group_mostly_masked_dim.jpg": cv2.convertScaleAbs(
-            masked(photo[:, ::-1].copy(), ["white", "green", None, "blue", "black", "blue"]), alpha=0.8, beta=-10),
+        "group_mostly_masked_dim.jpg": dimmed(
+            masked(photo[:, ::-1].copy(), ["white", "green", None, "blue", "black", "blue"])),
         # A low-resolution frame with faces 40-60 px wide, as from a shop-entrance camera.
-        "group_small_faces.jpg": cv2.resize(masked(photo, [None, "black", "blue", None, "white", "blue"]),
-                                            (560, 388), interpolation=cv2.INTER_AREA),
+        "group_small_faces.jpg": scaled(masked(photo, [None, "black", "blue", None, "white", "blue"]), (560, 388)),
         # The original photo: nobody masked.
-        "group_unmasked.jpg": photo,
+        "group_unmasked.jpg": masked(photo, [None] * 6),
     }
-    for name, image in outputs.items():
+    for name, (image, truth) in outputs.items():
         (HERE / name).write_bytes(encode_jpeg(image, quality=90))
+        labels[name] = [{"center": [round(c, 1) for c in t["center"]], "label": t["label"]} for t in truth]
         print(f"wrote {HERE / name} {image.shape[1]}x{image.shape[0]}")
+    (HERE / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
 
 
 if __name__ == "__main__":

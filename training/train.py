@@ -18,8 +18,8 @@ import torch
 from fastai.callback.tracker import SaveModelCallback
 from fastai.layers import ConvLayer, Flatten
 from torch import nn
-from fastai.vision.all import (CrossEntropyLossFlat, Learner, accuracy, resnet18, resnet34, set_seed,
-                               vision_learner)
+from fastai.vision.all import (CrossEntropyLossFlat, Learner, accuracy, create_vision_model, model_meta, resnet18,
+                               resnet34, set_seed)
 
 from training.data import make_dataloaders
 from training.onnx_export import export_onnx
@@ -44,11 +44,12 @@ def build_learner(arch: str, dls, pretrained: bool, loss_func, stages: int = 3) 
         return Learner(dls, model, loss_func=loss_func, metrics=accuracy)
     # torchvision ResNet children: conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc. Keeping 3 stages
     # drops layer4, which holds 75 % of ResNet-18's weights but sees only a 3x3 map of a 96 px face.
+    # (vision_learner does not pass `cut` on to create_vision_model, hence the explicit build.)
     cut = -2 - (4 - stages)
-    learner = vision_learner(dls, ARCHITECTURES[arch], pretrained=pretrained, loss_func=loss_func,
-                             metrics=accuracy, cut=cut)
-    if not pretrained:
-        learner.unfreeze()  # random weights: every layer has to learn
+    model = create_vision_model(ARCHITECTURES[arch], len(dls.vocab), pretrained=pretrained, cut=cut)
+    learner = Learner(dls, model, loss_func=loss_func, metrics=accuracy, splitter=model_meta[ARCHITECTURES[arch]]["split"])
+    if pretrained:
+        learner.freeze()  # fine_tune trains the new head first, then unfreezes
     return learner
 
 

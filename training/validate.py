@@ -147,8 +147,9 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
     training = card["training"]
     markdown = f"""# Model card: mask classifier `{model.name}`
 
-- **Version**: `{card['model_version']}`; **architecture**: fastai `vision_learner` over ResNet-18 ({training.get('stages')}
-  stages kept), trained from scratch (pretrained={training.get('pretrained')}), exported to ONNX with a softmax output.
+- **Version**: `{card['model_version']}`; **architecture**: {card['arch']} body ({training.get('stages')} of 4 stages kept)
+  with fastai's classification head (`create_vision_model` + `Learner`), ImageNet weights: {training.get('pretrained')};
+  exported to ONNX with a softmax output.
 - **Classes**: {', '.join(f'`{c}`' for c in card['classes'])}
 - **Input**: {classifier.crop_size}x{classifier.crop_size} RGB face crop aligned on the 5 RetinaFace landmarks by
   `facemask.crops.crop_face`, scaled to [0, 1] and normalised with mean {card['input']['mean']}, std {card['input']['std']}
@@ -173,6 +174,10 @@ Confusion matrix (rows true, columns predicted, order {metrics['classes']}): {me
 
 Speed through ONNX Runtime on {card['environment']['machine']}: {metrics['speed_crops_per_s']['batch_64']} crops/s in
 batches of 64, {metrics['speed_crops_per_s']['batch_1']} crops/s one at a time.
+
+![training curve](training_curve.png) ![confusion matrix](confusion_matrix.png)
+
+![worst errors](worst_errors.png)
 
 ## Limits
 
@@ -204,13 +209,10 @@ def main(argv=None) -> dict:
     if args.install:
         DEFAULT_MODEL.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model, DEFAULT_MODEL)
-        for name in ("model_card.json", "MODEL_CARD.md", "confusion_matrix.png", "training_curve.png",
-                     "worst_errors.png"):
+        for name in ("confusion_matrix.png", "training_curve.png", "worst_errors.png"):
             if (args.run / name).is_file():
                 shutil.copyfile(args.run / name, DEFAULT_MODEL.parent / name)
-        card = json.loads((args.run / "model_card.json").read_text())
-        card["model"] = DEFAULT_MODEL.name
-        (DEFAULT_MODEL.parent / "model_card.json").write_text(json.dumps(card, indent=2))
+        write_model_card(args.run, DEFAULT_MODEL, args.prepared, metrics, DEFAULT_MODEL.parent)
         print(f"installed as {DEFAULT_MODEL}")
     return metrics
 

@@ -1,0 +1,270 @@
+"""Shared helpers of the benchmark scripts: datasets, box matching, average precision, tables and result files."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATASETS = REPO_ROOT / ".." / "shared" / "datasets"
+CROPS_DIR = DATASETS / "face-mask-chandrikadeb7"
+SCENES_DIR = DATASETS / "face-mask-scenes-andrewmvd"
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+SCENE_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
+
+
+# --------------------------------------------------------------------------------------------------- datasets
+@dataclass
+class Annotation:
+    """One annotated scene: ground-truth boxes (x1, y1, x2, y2 in image pixels) and their labels."""
+
+    image: Path
+    width: int
+    height: int
+    boxes: np.ndarray  # (N, 4) float32
+    labels: list[str]
+
+
+def parse_voc(xml_path: Path, image_dir: Path | None = None) -> Annotation:
+    root = ET.parse(xml_path).getroot()
+    filename = root.findtext("filename") or Path(xml_path).with_suffix(".jpg").name
+    boxes, labels = [], []
+    for obj in root.iter("object"):
+        box = obj.find("bndbox")
+        # Coordinates are used as continuous pixel edges, like the detector's; the +-1 of VOC's inclusive
+        # convention shifts IoU by a few percent on the smallest faces only.
+        boxes.append([float(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax")])
+        labels.append(obj.findtext("name").strip())
+    size = root.find("size")
+    return Annotation(image=Path(image_dir or Path(xml_path).parent) / filename,
+                      width=int(size.findtext("width")) if size is not None else 0,
+                      height=int(size.findtext("height")) if size is not None else 0,
+                      boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4), labels=labels)
+
+
+def subsample(items: list, limit: int | None, seed: int = 0) -> list:
+    """A reproducible random subset, in the original order (file names are not a random order)."""
+    if not limit or limit >= len(items):
+        return list(items)
+    keep = set(random.Random(seed).sample(range(len(items)), limit))
+    return [item for i, item in enumerate(items) if i in keep]
+
+
+def load_scenes(images_dir: Path, annotations_dir: Path, limit: int | None = None, seed: int = 0) -> list[Annotation]:
+    annotations = [parse_voc(path, images_dir) for path in sorted(Path(annotations_dir).glob("*.xml"))]
+    if not annotations:
+        raise SystemExit(f"error: no Pascal VOC .xml files in {annotations_dir}")
+    missing = [a.image.name for a in annotations if not a.image.is_file()]
+    if missing:
+        raise SystemExit(f"error: {len(missing)} annotated images missing from {images_dir}, e.g. {missing[0]}")
+    return subsample(annotations, limit, seed)
+
+
+def load_image_folder(root: Path, limit_per_class: int | None = None, seed: int = 0) -> dict[str, list[Path]]:
+    from facemask.images import list_images
+
+    classes = sorted(p for p in Path(root).iterdir() if p.is_dir())
+    if not classes:
+        raise SystemExit(f"error: {root} has no class sub-folders (expected ImageFolder layout)")
+    return {folder.name: subsample(list_images(folder), limit_per_class, seed) for folder in classes}
+
+
+def parse_long_side(text: str) -> int | None:
+    """argparse type: a pixel count, or none/native for the image's own size."""
+    return None if text.lower() in ("none", "native", "0") else int(text)
+
+
+def long_side_name(long_side: int | None) -> str:
+    return "native" if long_side is None else str(long_side)
+
+
+def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every scene benchmark takes: where the annotated scenes are, how many, where results go."""
+    parser.add_argument("--images", type=Path, default=SCENES_DIR / "images", help="scene images folder")
+    parser.add_argument("--annotations", type=Path, default=SCENES_DIR / "annotations",
+                        help="Pascal VOC .xml folder, one file per image")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use a random N scene images (and N crops per class) for a quick run")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where the .md/.json/.png results go")
+    parser.add_argument("--name", default=None, help="results file name (default: from the script and options)")
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    return " ".join(["python -m", module, *(sys.argv[1:] if argv is None else argv)])
+
+
+# --------------------------------------------------------------------------------------------------- boxes
+def iou_matrix(a, b) -> np.ndarray:
+    """(len(a), len(b)) intersection over union of x1, y1, x2, y2 boxes."""
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1, 4), np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+
+    def area(boxes):
+        return np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+
+    union = area(a)[:, None] + area(b)[None, :] - intersection
+    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+
+
+def greedy_match(pred_boxes, pred_scores, gt_boxes, iou_threshold: float) -> np.ndarray:
+    """One-to-one matching: the highest-scoring prediction first takes the free ground truth it overlaps most.
+
+    Returns, per prediction, the index of its ground-truth box or -1.
+    """
+    pred_scores = np.asarray(pred_scores, dtype=np.float64).reshape(-1)
+    matches = np.full(len(pred_scores), -1, dtype=int)
+    ious = iou_matrix(pred_boxes, gt_boxes)
+    if ious.shape[1] == 0:
+        return matches
+    taken = np.zeros(ious.shape[1], dtype=bool)
+    for i in np.argsort(-pred_scores, kind="stable"):
+        candidates = np.where(taken, -1.0, ious[i])
+        best = int(np.argmax(candidates))
+        if candidates[best] >= iou_threshold:
+            matches[i], taken[best] = best, True
+    return matches
+
+
+def expand_boxes(boxes, factor: float) -> np.ndarray:
+    """Scale boxes by factor about their centres (to compare tight face boxes with head-sized annotations)."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if factor == 1.0:
+        return boxes
+    centres, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2 * factor
+    return np.concatenate([centres - half, centres + half], axis=1)
+
+
+def average_precision(scores, is_true_positive, num_ground_truth: int) -> float:
+    """VOC (2010+) all-point interpolated AP: area under the precision envelope of the ranked detections."""
+    if num_ground_truth == 0:
+        return float("nan")
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    hits = np.asarray(is_true_positive, dtype=bool)[order]
+    true_positives, false_positives = np.cumsum(hits), np.cumsum(~hits)
+    recall = np.concatenate([[0.0], true_positives / num_ground_truth, [1.0]])
+    precision = np.concatenate([[0.0], true_positives / np.maximum(true_positives + false_positives, 1), [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.flatnonzero(recall[1:] != recall[:-1])
+    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
+
+
+# --------------------------------------------------------------------------------------------------- reporting
+def format_value(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return "-"
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+    return "-" if value is None else str(value)
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    columns = columns or list(dict.fromkeys(key for row in rows for key in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(format_value(row.get(column)) for column in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else round(float(value), 5)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def run_environment() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    import onnxruntime
+
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "git_commit": commit, "cpu_count": os.cpu_count(),
+            "machine": platform.processor() or platform.machine(), "onnxruntime": onnxruntime.__version__,
+            "ort_threads": os.environ.get("FACEMASK_ORT_THREADS", "default")}
+
+
+class Report:
+    """Tables and notes printed as they come, then saved as <name>.md and <name>.json in out_dir."""
+
+    def __init__(self, name: str, title: str, command: str, out_dir: Path = RESULTS_DIR, **meta):
+        self.name, self.title, self.out_dir = name, title, Path(out_dir)
+        self.meta = {"command": command, **run_environment(), **meta}
+        self.blocks: list[str] = []
+        self.tables: dict[str, list[dict]] = {}
+        self.data: dict = {}
+
+    def table(self, heading: str, rows: list[dict], note: str | None = None) -> None:
+        text = f"## {heading}\n\n" + (f"{note}\n\n" if note else "") + markdown_table(rows)
+        print("\n" + text, flush=True)
+        self.blocks.append(text)
+        self.tables[heading] = rows
+
+    def note(self, text: str) -> None:
+        print("\n" + text, flush=True)
+        self.blocks.append(text)
+
+    def figure(self, filename: str, caption: str) -> None:
+        self.blocks.append(f"![{caption}]({filename})")
+
+    def save(self) -> tuple[Path, Path]:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        json_path, md_path = self.out_dir / f"{self.name}.json", self.out_dir / f"{self.name}.md"
+        json_path.write_text(json.dumps(_json_ready({"meta": self.meta, "tables": self.tables, **self.data}),
+                                        indent=1) + "\n")
+        meta_lines = [f"- {key}: `{value}`" for key, value in self.meta.items()]
+        md_path.write_text(f"# {self.title}\n\n" + "\n".join(meta_lines) + "\n\n" + "\n\n".join(self.blocks) + "\n")
+        print(f"\nwrote {md_path} and {json_path}")
+        return json_path, md_path
+
+
+def plot_sweep(path: Path, title: str, long_sides: list, ms_per_image: list[float], y_label: str,
+               by_scale: list[tuple[str, list[float], str]], by_time: list[tuple[str, list[float], str]]) -> Path:
+    """Left: metric per series against long_side. Right: metric against detection ms per image at that long_side.
+
+    Series are (label, values per long_side, matplotlib format string such as 'C0o--').
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [long_side_name(s) for s in long_sides]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    for label, values, style in by_scale:
+        left.plot(range(len(names)), values, style, label=label)
+    left.set(xticks=range(len(names)), xticklabels=names, xlabel="long_side (px)", ylabel=y_label, ylim=(0, 1.02))
+    for index, (label, values, style) in enumerate(by_time):
+        right.plot(ms_per_image, values, style, label=label)
+        for x, y, name in zip(ms_per_image, values, names if index == 0 else []):
+            right.annotate(name, (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
+    right.set(xlabel="detection ms per image", ylabel=y_label, ylim=(0, 1.02))
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

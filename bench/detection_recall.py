@@ -1,0 +1,278 @@
+"""Face-detector recall against input scale and score threshold, on the crop set and on annotated scenes.
+
+    python -m bench.detection_recall                  # full data, all sweeps (~20 min on 2 cores)
+    python -m bench.detection_recall --quick          # 150 scenes + 100 crops per class (~2 min)
+    python -m bench.detection_recall --part scenes --limit 300
+
+Crop set (ImageFolder): per class, the fraction of images in which at least one face is found.
+Scenes (Pascal VOC): per-class recall at IoU 0.5 and 0.3 (greedy one-to-one matching, highest score first), false
+positives per image (detections matched to no ground truth at IoU 0.3), and recall at IoU 0.5 with detector boxes
+enlarged about their centre, because the annotators boxed heads while RetinaFace boxes faces.
+
+The detector runs once per image and long_side, at the lowest threshold; higher thresholds are applied afterwards.
+That equals a run at the higher threshold: greedy NMS lets only higher-scoring boxes suppress a box.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from bench.common import (CROPS_DIR, SCENE_CLASSES, Report, add_scene_arguments, command_line, expand_boxes,
+                          greedy_match, load_image_folder, load_scenes, long_side_name,
+                          parse_long_side, plot_sweep)
+from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector
+from facemask.images import decode_image
+
+CROP_LONG_SIDES = (None, 320, 640, 1024)
+SCENE_LONG_SIDES = (None, 640, 1024, 1280, 1600)
+THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
+EXPANSIONS = (1.0, 1.1, 1.2, 1.3)
+IOU_THRESHOLDS = (0.5, 0.3)
+FALSE_POSITIVE_IOU = 0.3
+QUICK_SCENES, QUICK_CROPS_PER_CLASS = 150, 100
+VIDEO_FRAME = (640, 480)
+
+
+def run_detector(detector: RetinaFaceDetector, paths: list, long_sides: list, threshold: float, desc: str):
+    """Boxes and scores per long_side per image, and mean detection ms per image per long_side."""
+    found = {side: [] for side in long_sides}
+    elapsed = {side: [] for side in long_sides}
+    for index, path in enumerate(tqdm(paths, desc=desc, unit="img")):
+        image = decode_image(path)
+        for side in long_sides:
+            detector.prepare(long_side=side, score_threshold=threshold)
+            if index == 0:
+                detector.detect(image)  # session warm-up, kept out of the timings
+            start = time.perf_counter()
+            faces = detector.detect(image)
+            elapsed[side].append((time.perf_counter() - start) * 1e3)
+            found[side].append((np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4),
+                                np.array([f.score for f in faces], dtype=np.float32)))
+    return found, {side: float(np.mean(ms)) for side, ms in elapsed.items()}
+
+
+def frame_timing(detector: RetinaFaceDetector, image: np.ndarray, long_sides: list, repeats: int = 15) -> dict:
+    """Median detection ms of one video-sized frame per long_side (upscaling on, as in the service)."""
+    frame = cv2.resize(image, VIDEO_FRAME, interpolation=cv2.INTER_AREA)
+    timings = {}
+    for side in long_sides:
+        detector.prepare(long_side=side, score_threshold=DEFAULT_SCORE_THRESHOLD)
+        detector.detect(frame)
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            detector.detect(frame)
+            runs.append((time.perf_counter() - start) * 1e3)
+        timings[side] = float(np.median(runs))
+    return timings
+
+
+# ----------------------------------------------------------------------------------------------- crop set
+def crop_found_fraction(detections: list, threshold: float) -> float:
+    return float(np.mean([len(scores) > 0 and scores.max() >= threshold for _, scores in detections]))
+
+
+def crop_rows(found_by_class: dict, ms: dict, long_sides: list, thresholds: list) -> list[dict]:
+    rows = []
+    for side in long_sides:
+        for threshold in thresholds:
+            row = {"long_side": long_side_name(side), "threshold": threshold}
+            row.update({label: crop_found_fraction(found[side], threshold) for label, found in found_by_class.items()})
+            row["all"] = crop_found_fraction([d for found in found_by_class.values() for d in found[side]], threshold)
+            rows.append({**row, "ms/img": ms[side]})
+    return rows
+
+
+def benchmark_crops(args, detector: RetinaFaceDetector, report: Report) -> None:
+    images = load_image_folder(args.crops, args.crop_limit, args.seed)
+    long_sides = list(dict.fromkeys([*args.crop_long_sides, DEFAULT_LONG_SIDE]))
+    thresholds = sorted({*args.thresholds, DEFAULT_SCORE_THRESHOLD})
+    paths = [path for label_paths in images.values() for path in label_paths]
+    found, ms = run_detector(detector, paths, long_sides, min(thresholds), "crops")
+    found_by_class, start = {}, 0
+    for label, label_paths in images.items():
+        found_by_class[label] = {side: found[side][start:start + len(label_paths)] for side in long_sides}
+        start += len(label_paths)
+
+    counts = ", ".join(f"{label} {len(p)}" for label, p in images.items())
+    defaults = crop_rows(found_by_class, ms, [DEFAULT_LONG_SIDE], [DEFAULT_SCORE_THRESHOLD])
+    report.table("Crop set: images with at least one face, service defaults", defaults,
+                 f"{args.crops.name}: {counts} images. Defaults: long_side={DEFAULT_LONG_SIDE}, "
+                 f"threshold={DEFAULT_SCORE_THRESHOLD}.")
+    rows = crop_rows(found_by_class, ms, args.crop_long_sides, args.thresholds)
+    report.table("Crop set: images with at least one face, sweep", rows)
+
+    sides = args.crop_long_sides
+    lookup = {(r["long_side"], r["threshold"]): r for r in rows}
+
+    def series(column, threshold):
+        return [lookup[(long_side_name(s), threshold)][column] for s in sides]
+
+    plot_path = plot_sweep(
+        args.out_dir / f"{report.name}_crops.png", f"Crop set: images with a face found ({counts})", sides,
+        [ms[s] for s in sides], "fraction of images with a face",
+        by_scale=[(f"{label} thr {t}", series(label, t), f"C{i}o" + ("-" if t == min(args.thresholds) else "--"))
+                  for i, label in enumerate(found_by_class) for t in (min(args.thresholds), max(args.thresholds))],
+        by_time=[(f"all thr {t}", series("all", t), f"C{i}o-") for i, t in enumerate(args.thresholds)])
+    report.figure(plot_path.name, "crop set: found fraction against long_side and time")
+
+
+# ----------------------------------------------------------------------------------------------- scenes
+def scene_recall(detections: list, annotations: list, threshold: float, expansion: float = 1.0,
+                 iou_thresholds=IOU_THRESHOLDS) -> dict:
+    """Recall per class at each IoU threshold and false positives per image at FALSE_POSITIVE_IOU."""
+    classes = list(dict.fromkeys([*SCENE_CLASSES, *(label for a in annotations for label in a.labels)]))
+    totals = {label: sum(a.labels.count(label) for a in annotations) for label in classes}
+    hits = {iou: dict.fromkeys(classes, 0) for iou in iou_thresholds}
+    false_positives = 0
+    for (boxes, scores), annotation in zip(detections, annotations):
+        keep = scores >= threshold
+        boxes, scores = expand_boxes(boxes[keep], expansion), scores[keep]
+        for iou in iou_thresholds:
+            matches = greedy_match(boxes, scores, annotation.boxes, iou)
+            for gt_index in matches[matches >= 0]:
+                hits[iou][annotation.labels[gt_index]] += 1
+            if iou == FALSE_POSITIVE_IOU:
+                false_positives += int((matches < 0).sum())
+    result = {"ground_truth": totals, "fp_per_image": false_positives / max(len(annotations), 1)}
+    for iou in iou_thresholds:
+        recall = {label: hits[iou][label] / totals[label] if totals[label] else float("nan") for label in classes}
+        recall["all"] = sum(hits[iou].values()) / max(sum(totals.values()), 1)
+        result[f"recall@{iou}"] = recall
+    return result
+
+
+def box_geometry(detections: list, annotations: list, threshold: float) -> dict:
+    """How annotated boxes differ from detector boxes they match (IoU 0.3): size ratios and centre shift."""
+    ratios, shifts = [], []
+    for (boxes, scores), annotation in zip(detections, annotations):
+        keep = scores >= threshold
+        matches = greedy_match(boxes[keep], scores[keep], annotation.boxes, FALSE_POSITIVE_IOU)
+        for det, gt in zip(boxes[keep][matches >= 0], annotation.boxes[matches[matches >= 0]]):
+            size = det[2:] - det[:2]
+            ratios.append((gt[2:] - gt[:2]) / size)
+            shifts.append(((gt[:2] + gt[2:]) - (det[:2] + det[2:])) / 2 / size)
+    if not ratios:
+        return {}
+    count, ratios, shifts = len(ratios), np.median(ratios, axis=0), np.median(shifts, axis=0)
+    return {"matches": count, "width_ratio": ratios[0], "height_ratio": ratios[1],
+            "centre_dx": shifts[0], "centre_dy": shifts[1]}
+
+
+def recall_row(result: dict, classes: list[str], ious=IOU_THRESHOLDS) -> dict:
+    short = {"mask_weared_incorrect": "incorrect"}
+    return {f"{short.get(label, label)}@{iou}": result[f"recall@{iou}"][label]
+            for iou in ious for label in [*classes, "all"]}
+
+
+def benchmark_scenes(args, detector: RetinaFaceDetector, report: Report) -> None:
+    annotations = load_scenes(args.images, args.annotations, args.limit, args.seed)
+    long_sides = args.scene_long_sides
+    thresholds = sorted({*args.thresholds, DEFAULT_SCORE_THRESHOLD})
+    found, ms = run_detector(detector, [a.image for a in annotations], long_sides, min(thresholds), "scenes")
+    classes = [label for label in SCENE_CLASSES if any(label in a.labels for a in annotations)]
+    counts = {label: sum(a.labels.count(label) for a in annotations) for label in classes}
+    sizes = np.array([max(a.width, a.height) for a in annotations])
+    report.note(f"Scenes: {len(annotations)} images from {args.images} (median long side {np.median(sizes):.0f} "
+                f"px), ground truth: " + ", ".join(f"{label} {n}" for label, n in counts.items()) + ".")
+
+    results = {(side, t, s): scene_recall(found[side], annotations, t, s)
+               for side in long_sides for t in thresholds for s in args.expansions}
+    rows = [{"long_side": long_side_name(side), "threshold": t, **recall_row(results[(side, t, 1.0)], classes),
+             "FP/img": results[(side, t, 1.0)]["fp_per_image"], "ms/img": ms[side]}
+            for side in long_sides for t in args.thresholds]
+    report.table("Scenes: recall at IoU 0.5 and 0.3, false positives per image (unmatched at IoU 0.3)", rows)
+
+    t_exp = args.expansion_threshold
+    expansion_rows = [{"long_side": long_side_name(side), "expansion": s,
+                       **recall_row(results[(side, t_exp, s)], classes, ious=(0.5,)),
+                       "FP/img": results[(side, t_exp, s)]["fp_per_image"]}
+                      for side in long_sides for s in args.expansions]
+    best = {side: max(args.expansions, key=lambda s: results[(side, t_exp, s)]["recall@0.5"]["all"])
+            for side in long_sides}
+    report.table(f"Scenes: box convention, recall at IoU 0.5 with detector boxes expanded (threshold {t_exp})",
+                 expansion_rows, "Best expansion per long_side: " + ", ".join(
+                     f"{long_side_name(side)}: {s} (all@0.5 {results[(side, t_exp, s)]['recall@0.5']['all']:.3f})"
+                     for side, s in best.items()) + ".")
+    geometry_side = DEFAULT_LONG_SIDE if DEFAULT_LONG_SIDE in long_sides else long_sides[-1]
+    geometry = box_geometry(found[geometry_side], annotations, DEFAULT_SCORE_THRESHOLD)
+    if geometry:
+        report.note(f"Annotated vs detector box ({geometry['matches']} matches at IoU 0.3, long_side "
+                    f"{long_side_name(geometry_side)}): median width ratio {geometry['width_ratio']:.2f}, height "
+                    f"ratio {geometry['height_ratio']:.2f}, centre shift dx {geometry['centre_dx']:+.2f}, dy "
+                    f"{geometry['centre_dy']:+.2f} detector box sizes (+ = right/down).")
+
+    frame_sides = list(dict.fromkeys([*args.crop_long_sides, *long_sides]))
+    frame_ms = frame_timing(detector, decode_image(annotations[0].image), frame_sides)
+    report.table(f"Detection time of one {VIDEO_FRAME[0]}x{VIDEO_FRAME[1]} frame (median ms)",
+                 [{"long_side": long_side_name(side), "ms": frame_ms[side]} for side in frame_sides],
+                 "native = the frame's own 640 px; larger long_side values upscale it.")
+    report.data["scenes"] = {"images": len(annotations), "ground_truth": counts, "box_geometry": geometry,
+                             "frame_ms": {long_side_name(k): v for k, v in frame_ms.items()},
+                             "grid": [{"long_side": long_side_name(side), "threshold": t, "expansion": s, **r}
+                                      for (side, t, s), r in results.items()]}
+
+    t_plot = DEFAULT_SCORE_THRESHOLD
+    plot_path = plot_sweep(
+        args.out_dir / f"{report.name}_scenes.png",
+        f"Scenes ({len(annotations)} images): recall (threshold {t_plot} on the left)", long_sides,
+        [ms[s] for s in long_sides], "recall",
+        by_scale=[(f"{label} IoU {iou}", [results[(s, t_plot, 1.0)][f"recall@{iou}"][label] for s in long_sides],
+                   f"C{i}o" + ("-" if iou == 0.5 else "--"))
+                  for i, label in enumerate([*classes, "all"]) for iou in IOU_THRESHOLDS],
+        by_time=[(f"all IoU 0.5 thr {t}", [results[(s, t, 1.0)]["recall@0.5"]["all"] for s in long_sides],
+                  f"C{i}o-") for i, t in enumerate(args.thresholds)]
+        + [(f"all IoU 0.3 thr {t_plot}", [results[(s, t_plot, 1.0)]["recall@0.3"]["all"] for s in long_sides],
+            "ks--")])
+    report.figure(plot_path.name, "scenes: recall against long_side and time")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("crops", "scenes", "all"), default="all")
+    parser.add_argument("--crops", type=Path, default=CROPS_DIR, help="ImageFolder of face images")
+    add_scene_arguments(parser)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_SCENES} scenes and {QUICK_CROPS_PER_CLASS} crops per class unless --limit")
+    parser.add_argument("--crop-long-sides", type=parse_long_side, nargs="+", default=list(CROP_LONG_SIDES),
+                        help="'none' = native size")
+    parser.add_argument("--scene-long-sides", type=parse_long_side, nargs="+", default=list(SCENE_LONG_SIDES))
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    parser.add_argument("--expansions", type=float, nargs="+", default=list(EXPANSIONS))
+    parser.add_argument("--expansion-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                        help="score threshold of the box-expansion table")
+    args = parser.parse_args(argv)
+    if 1.0 not in args.expansions:
+        args.expansions.insert(0, 1.0)  # the plain-box tables need it
+    if args.expansion_threshold not in args.thresholds:
+        args.thresholds = sorted({*args.thresholds, args.expansion_threshold})
+    if args.quick and args.limit is None:
+        args.limit, args.crop_limit = QUICK_SCENES, QUICK_CROPS_PER_CLASS
+    else:
+        args.crop_limit = args.limit
+    if args.name is None:
+        args.name = "detection_recall" + ("" if args.part == "all" else f"_{args.part}") + (
+            "_quick" if args.limit else "")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    detector = RetinaFaceDetector()
+    report = Report(args.name, "Face detector recall", command_line("bench.detection_recall", argv),
+                    out_dir=args.out_dir, detector=detector.config(), limit=args.limit)
+    if args.part in ("crops", "all"):
+        benchmark_crops(args, detector, report)
+    if args.part in ("scenes", "all"):
+        benchmark_scenes(args, detector, report)
+    report.save()
+    return {"tables": report.tables, **report.data}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The whole pipeline (detector, aligned crops, the real classifier service) scored on the annotated scenes.
+
+    python -m bench.end_to_end                          # all scenes, detector at the service defaults
+    python -m bench.end_to_end --limit 150 --threshold 0.3 --long-side 640
+
+Per class AP (VOC all-point) for with_mask and without_mask, where a detection's class is the predicted label and
+its score det_score x class probability, and their mean (mAP); face-level accuracy = correctly labelled
+ground-truth faces / all ground-truth faces of the class, missed faces counting as errors. Both at IoU 0.5 and 0.3.
+mask_weared_incorrect faces appear in the confusion table only: for the AP of the two main classes a detection on
+one of them is neither a hit nor a false alarm (VOC "difficult" handling).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bench.common import (Report, add_scene_arguments, average_precision, command_line, expand_boxes, greedy_match,
+                          iou_matrix, load_scenes, parse_long_side)
+from facemask.classifier import DEFAULT_MODEL
+from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector
+from facemask.images import decode_image
+from facemask.local_server import LocalService
+from facemask.pipeline import ClassifierClient, MaskPipeline
+
+MAIN_CLASSES = ("with_mask", "without_mask")
+IOU_THRESHOLDS = (0.5, 0.3)
+MISSED = "missed"
+
+
+def _boxes_and_scores(faces: list[dict], expansion: float, label: str | None = None):
+    boxes = expand_boxes([face["box"] for face in faces], expansion)
+    scores = np.array([face["det_score"] * (face["probabilities"][label] if label else 1.0) for face in faces])
+    return boxes, scores
+
+
+def class_average_precision(predictions: list[list[dict]], annotations: list, label: str, iou: float,
+                            expansion: float = 1.0) -> float:
+    """AP of one class; detections that only overlap ground truth outside MAIN_CLASSES are left out."""
+    scores, hits, num_ground_truth = [], [], 0
+    for faces, annotation in zip(predictions, annotations):
+        labels = np.array(annotation.labels, dtype=object)
+        ground_truth = annotation.boxes[labels == label]
+        ignored = annotation.boxes[~np.isin(labels, [*MAIN_CLASSES, label])]
+        num_ground_truth += len(ground_truth)
+        boxes, det_scores = _boxes_and_scores([f for f in faces if f["label"] == label], expansion, label)
+        matched = greedy_match(boxes, det_scores, ground_truth, iou) >= 0
+        on_ignored = ~matched & (iou_matrix(boxes, ignored).max(axis=1, initial=0.0) >= iou)
+        scores.extend(det_scores[~on_ignored])
+        hits.extend(matched[~on_ignored])
+    return average_precision(scores, hits, num_ground_truth)
+
+
+def face_confusion(predictions: list[list[dict]], annotations: list, iou: float, expansion: float = 1.0):
+    """{ground-truth label: Counter(predicted label or MISSED)} and Counter of labels of unmatched detections."""
+    confusion: dict[str, Counter] = {}
+    unmatched = Counter()
+    for faces, annotation in zip(predictions, annotations):
+        boxes, det_scores = _boxes_and_scores(faces, expansion)
+        matches = greedy_match(boxes, det_scores, annotation.boxes, iou)
+        predicted = {int(gt): faces[i]["label"] for i, gt in enumerate(matches) if gt >= 0}
+        for index, label in enumerate(annotation.labels):
+            confusion.setdefault(label, Counter())[predicted.get(index, MISSED)] += 1
+        unmatched.update(face["label"] for face, gt in zip(faces, matches) if gt < 0)
+    return confusion, unmatched
+
+
+def evaluate(predictions: list[list[dict]], annotations: list, classes: list[str], iou: float,
+             expansion: float = 1.0) -> dict:
+    """AP per class the classifier knows and the scenes contain, mAP over MAIN_CLASSES, face accuracy."""
+    present = {label for a in annotations for label in a.labels}
+    ap = {label: class_average_precision(predictions, annotations, label, iou, expansion)
+          for label in classes if label in present}
+    confusion, unmatched = face_confusion(predictions, annotations, iou, expansion)
+    accuracy = {label: confusion[label][label] / sum(confusion[label].values()) for label in confusion}
+    main = [label for label in MAIN_CLASSES if label in confusion]
+    correct = sum(confusion[label][label] for label in main)
+    total = sum(sum(confusion[label].values()) for label in main)
+    detected = sum(sum(c.values()) - c[MISSED] for c in confusion.values())
+    return {"ap": ap, "map": float(np.mean([ap[label] for label in MAIN_CLASSES if label in ap])),
+            "accuracy": accuracy, "accuracy_main": correct / max(total, 1),
+            "detected": detected / max(sum(sum(c.values()) for c in confusion.values()), 1),
+            "confusion": {label: dict(counts) for label, counts in confusion.items()},
+            "unmatched_detections": dict(unmatched)}
+
+
+def run_pipeline(pipeline: MaskPipeline, annotations: list) -> tuple[list[list[dict]], dict]:
+    predictions, timings = [], []
+    for annotation in tqdm(annotations, desc="pipeline", unit="img"):
+        frame = pipeline.process(decode_image(annotation.image))
+        if frame.error:
+            raise SystemExit(f"error: {annotation.image.name}: {frame.error}")
+        predictions.append(frame.faces)
+        timings.append(frame.timing_ms)
+    return predictions, {key: float(np.mean([t[key] for t in timings])) for key in timings[0]} if timings else {}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_scene_arguments(parser)
+    parser.add_argument("--long-side", type=parse_long_side, default=DEFAULT_LONG_SIDE, help="'none' = native")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
+    parser.add_argument("--box-expansion", type=float, default=1.0,
+                        help="scale detector boxes about their centre before matching (annotations box heads)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="classifier ONNX for the local service (default: $FACEMASK_MODEL or the shipped path)")
+    parser.add_argument("--classifier-url", default=None, help="use this running classifier instead of starting one")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of the local classifier")
+    args = parser.parse_args(argv)
+    args.model = Path(args.model or os.environ.get("FACEMASK_MODEL") or DEFAULT_MODEL)
+    args.name = args.name or ("end_to_end_quick" if args.limit else "end_to_end")
+    return args
+
+
+def score_and_report(args, argv, predictions, annotations, timing: dict, classifier_info: dict,
+                     detector: RetinaFaceDetector) -> dict:
+    report = Report(args.name, "End-to-end: detector + classifier on annotated scenes",
+                    command_line("bench.end_to_end", argv), out_dir=args.out_dir, detector=detector.config(),
+                    box_expansion=args.box_expansion, classifier={key: classifier_info.get(key) for key in (
+                        "model_version", "arch", "classes", "model_file")})
+    counts = Counter(label for a in annotations for label in a.labels)
+    report.note(f"{len(annotations)} scenes from {args.images}; ground truth: "
+                + ", ".join(f"{label} {n}" for label, n in counts.most_common()) + ".")
+    results = {iou: evaluate(predictions, annotations, classifier_info["classes"], iou, args.box_expansion)
+               for iou in IOU_THRESHOLDS}
+    report.table("AP, mAP and face-level accuracy", [
+        {"IoU": iou, **{f"AP {label}": r["ap"].get(label) for label in MAIN_CLASSES}, "mAP": r["map"],
+         **{f"acc {label}": r["accuracy"].get(label) for label in MAIN_CLASSES}, "acc (both)": r["accuracy_main"],
+         "faces found": r["detected"]} for iou, r in results.items()],
+        "acc = correctly labelled ground-truth faces / all of them (missed = wrong); faces found = any label.")
+    labels = list(dict.fromkeys([*classifier_info["classes"], "unclassified", MISSED]))
+    report.table("Ground truth vs prediction (face counts)", [
+        {"IoU": iou, "ground truth": gt, "faces": sum(row.values()), **{label: row.get(label, 0) for label in labels}}
+        for iou, r in results.items() for gt, row in r["confusion"].items()])
+    report.table("Detections matched to no ground-truth face, by predicted label", [
+        {"IoU": iou, **{label: r["unmatched_detections"].get(label, 0) for label in labels[:-1]},
+         "per image": sum(r["unmatched_detections"].values()) / len(annotations)} for iou, r in results.items()])
+    report.table("Mean time per image (ms)", [{key: round(value, 1) for key, value in timing.items()}])
+    report.data["results"] = {str(iou): r for iou, r in results.items()}
+    report.save()
+    return results
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.classifier_url is None and not args.model.is_file():
+        sys.exit(f"error: classifier model not found: {args.model} (export one with training/onnx_export.py, "
+                 "or pass --model / --classifier-url)")
+    annotations = load_scenes(args.images, args.annotations, args.limit, args.seed)
+    detector = RetinaFaceDetector().prepare(long_side=args.long_side, score_threshold=args.threshold)
+    logs = args.out_dir / "tmp"
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        service = None if args.classifier_url else LocalService(
+            "classification", workers=args.workers, env={"FACEMASK_MODEL": str(args.model.resolve())},
+            log_path=logs / "classification.log").start()
+    except RuntimeError as error:
+        sys.exit(f"error: {error}")
+    try:
+        client = ClassifierClient(args.classifier_url or service.url)
+        predictions, timing = run_pipeline(MaskPipeline(detector, client), annotations)
+        classifier_info = client.info()
+    finally:
+        if service:
+            service.stop()
+    (logs / f"{args.name}_predictions.json").write_text(json.dumps(
+        {a.image.name: faces for a, faces in zip(annotations, predictions)}))
+    return score_and_report(args, argv, predictions, annotations, timing, classifier_info, detector)
+
+
+if __name__ == "__main__":
+    main()

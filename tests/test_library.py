@@ -1,0 +1,145 @@
+"""The shared library on real images: detector, crops, decoding, drawing."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facemask import crops
+from facemask.detector import RetinaFaceDetector
+from facemask.drawing import GREEN, RED, draw_faces
+from facemask.images import ImageError, decode_image
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return RetinaFaceDetector()
+
+
+def nearest(faces, centre):
+    centres = [((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2) for f in faces]
+    return int(np.argmin([np.hypot(x - centre[0], y - centre[1]) for x, y in centres]))
+
+
+def test_detector_finds_every_labelled_face(detector, sample_paths, sample_labels):
+    for path in sample_paths:
+        faces = detector.detect(decode_image(path))
+        truth = sample_labels[path.name]
+        assert len(faces) == len(truth), path.name
+        for face_truth in truth:
+            face = faces[nearest(faces, face_truth["center"])]
+            x1, y1, x2, y2 = face.box
+            assert x1 <= face_truth["center"][0] <= x2 and y1 <= face_truth["center"][1] <= y2
+            # Landmarks sit inside the face box and eyes are above the mouth.
+            assert np.all((face.landmarks >= [x1, y1]) & (face.landmarks <= [x2, y2]))
+            assert face.landmarks[:2, 1].mean() < face.landmarks[3:, 1].mean()
+            assert 0.5 <= face.score <= 1.0
+
+
+def test_detector_scale_policy_maps_boxes_back_to_the_original_image(detector, sample_paths):
+    image = decode_image(sample_paths[0])
+    native = detector.prepare(long_side=None).detect(image)
+    upscaled = detector.prepare(long_side=1600).detect(image)
+    detector.prepare()
+    assert len(native) == len(upscaled) > 0
+    for face in native:
+        other = upscaled[nearest(upscaled, ((face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2))]
+        assert np.abs(face.box - other.box).max() < 0.15 * (face.box[2] - face.box[0])
+
+
+def test_detector_rejects_bad_settings_and_shapes(detector):
+    with pytest.raises(ValueError):
+        RetinaFaceDetector().prepare(score_threshold=1.5)
+    with pytest.raises(ValueError):
+        detector.detect(np.zeros((10, 10), dtype=np.uint8))
+    assert detector.detect(np.zeros((1, 1, 3), dtype=np.uint8)) == []
+
+
+def test_crop_face_aligns_landmarks_to_the_template(detector, sample_paths):
+    image = decode_image(sample_paths[0])
+    face = detector.detect(image)[0]
+    crop = crops.crop_face(image, face.landmarks, face.box)
+    assert crop.shape == (crops.CROP_SIZE, crops.CROP_SIZE, 3) and crop.dtype == np.uint8
+    # The crop is a similarity warp: landmarks land near the template (within 10 % of the crop).
+    import cv2
+
+    matrix, _ = cv2.estimateAffinePartial2D(face.landmarks, crops.TEMPLATE.astype(np.float32), method=cv2.LMEDS)
+    mapped = face.landmarks @ matrix[:, :2].T + matrix[:, 2]
+    assert np.abs(mapped - crops.TEMPLATE).max() < 0.1 * crops.CROP_SIZE
+
+
+def test_crop_face_falls_back_to_the_box_for_degenerate_landmarks():
+    image = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    collapsed = np.full((5, 2), 100.0, dtype=np.float32)
+    crop = crops.crop_face(image, collapsed, box=[50, 50, 150, 150])
+    assert crop.shape == (crops.CROP_SIZE, crops.CROP_SIZE, 3)
+    with pytest.raises(ValueError):
+        crops.crop_face(image)
+
+
+def test_model_input_normalisation_matches_training():
+    from fastai.vision.all import Normalize
+
+    from training.data import batch_transforms
+
+    normalize = [t for t in batch_transforms(augment=False) if isinstance(t, Normalize)][0]
+    assert np.allclose(normalize.mean.flatten().numpy(), crops.MEAN)
+    assert np.allclose(normalize.std.flatten().numpy(), crops.STD)
+    white = np.full((crops.CROP_SIZE, crops.CROP_SIZE, 3), 255, dtype=np.uint8)
+    batch = crops.to_model_input([white, white[:50, :70]])
+    assert batch.shape == (2, 3, crops.CROP_SIZE, crops.CROP_SIZE) and batch.dtype == np.float32
+    assert np.allclose(batch[:, :, 0, 0], (1 - np.array(crops.MEAN)) / np.array(crops.STD), atol=1e-5)
+
+
+def _encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_decode_image_converts_every_common_mode():
+    rgb = Image.new("RGB", (40, 30), (10, 200, 30))
+    cases = {
+        "gray": _encoded(rgb.convert("L"), "PNG"),
+        "rgba": _encoded(rgb.convert("RGBA"), "PNG"),
+        "cmyk": _encoded(rgb.convert("CMYK"), "JPEG"),
+        "16bit": _encoded(Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16)), "PNG"),
+        "palette": _encoded(rgb.convert("P"), "PNG"),
+    }
+    for name, data in cases.items():
+        array = decode_image(data)
+        assert array.shape == (30, 40, 3) and array.dtype == np.uint8, name
+
+
+def test_decode_image_applies_exif_orientation():
+    image = Image.new("RGB", (60, 20), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    assert decode_image(_encoded(image, "JPEG", exif=exif)).shape == (60, 20, 3)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"), (b"hello, not an image", "not an image"),
+    (_encoded(Image.new("RGB", (64, 64)), "PNG")[:60], "corrupt"),
+])
+def test_decode_image_rejects_bad_input_with_a_reason(data, message):
+    with pytest.raises(ImageError, match=message):
+        decode_image(data)
+
+
+def test_decode_image_refuses_decompression_bombs():
+    bomb = _encoded(Image.new("1", (20000, 20000)), "PNG")  # 400 Mpx, a few kB on disk
+    with pytest.raises(ImageError, match="too many pixels"):
+        decode_image(bomb)
+
+
+def test_draw_faces_colours_boxes_by_label():
+    image = np.zeros((200, 300, 3), dtype=np.uint8)
+    faces = [{"box": [20, 60, 100, 160], "label": "with_mask", "score": 0.97},
+             {"box": [180, 60, 260, 160], "label": "without_mask", "score": 0.91}]
+    drawn = draw_faces(image, faces)
+    assert tuple(drawn[110, 20]) == GREEN and tuple(drawn[110, 180]) == RED
+    assert not drawn[100:120, 40:80].any()  # the face itself is not painted over
+    assert image.sum() == 0  # the input is left untouched

@@ -1,0 +1,68 @@
+"""The training pipeline end to end on a small real subset: prepare -> train -> export -> serve -> validate."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from facemask.classifier import MaskClassifier
+from facemask.images import decode_image
+from tests.conftest import REPO_ROOT
+
+DATASET = REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-chandrikadeb7"
+pytestmark = pytest.mark.skipif(not DATASET.is_dir(), reason=f"dataset not found at {DATASET}")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    from training import prepare
+
+    out = tmp_path_factory.mktemp("prepared")
+    report = prepare.main(["--data", str(DATASET), "--out", str(out), "--limit", "40", "--seed", "1"])
+    assert report["images"] == 80
+    return out
+
+
+def test_prepare_writes_crops_manifest_and_a_group_aware_split(prepared):
+    rows = list(csv.DictReader(open(prepared / "manifest.csv")))
+    used = [r for r in rows if r["status"] == "ok"]
+    assert len(used) >= 70  # almost every image of the subset has one clear face
+    for row in used:
+        crop = decode_image(prepared / row["crop"])
+        assert crop.shape == (96, 96, 3)
+        assert len(json.loads(row["landmarks"])) == 5 and row["split"] in ("train", "valid", "test")
+    groups = {}
+    for row in used:
+        groups.setdefault(row["group"], set()).add(row["split"])
+    assert all(len(splits) == 1 for splits in groups.values()), "a near-duplicate group straddles splits"
+    for label in ("with_mask", "without_mask"):
+        assert {r["split"] for r in used if r["label"] == label} == {"train", "valid", "test"}
+    skipped = [r for r in rows if r["status"] != "ok"]
+    assert all(r["status"].split(":")[0] in ("no_face", "ambiguous_faces", "exact_duplicate_of", "unreadable")
+               for r in skipped)
+
+
+def test_train_export_and_serve_a_tiny_model(prepared, tmp_path):
+    from training import train, validate
+
+    run = tmp_path / "run"
+    train.main(["--prepared", str(prepared), "--epochs", "10", "--lr", "1e-2", "--batch-size", "16",
+                "--no-augment", "--out", str(run)])
+    for name in ("model.onnx", "model.pkl", "history.csv", "training_curve.png", "train_config.json"):
+        assert (run / name).is_file(), name
+
+    classifier = MaskClassifier(run / "model.onnx")  # the serving wrapper, not torch
+    assert classifier.classes == ["with_mask", "without_mask"]
+    rows = [r for r in csv.DictReader(open(prepared / "manifest.csv")) if r["split"] == "train"]
+    probabilities = classifier.predict([decode_image(prepared / r["crop"]) for r in rows])
+    accuracy = sum(classifier.classes[p.argmax()] == r["label"] for p, r in zip(probabilities, rows)) / len(rows)
+    assert accuracy > 0.6, f"training-set accuracy {accuracy:.2f} is no better than chance"
+
+    metrics = validate.main(["--run", str(run), "--prepared", str(prepared)])
+    assert 0 <= metrics["accuracy"] <= 1 and metrics["images"] > 0
+    for name in ("MODEL_CARD.md", "model_card.json", "confusion_matrix.png", "worst_errors.png"):
+        assert (run / name).is_file(), name
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["test_metrics"]["accuracy"] == metrics["accuracy"] and card["file_bytes"] > 0
