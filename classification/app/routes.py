@@ -1,7 +1,9 @@
 """HTTP routes of the classification service."""
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify
 
@@ -11,6 +13,7 @@ from facemask.service import ApiError, uploaded_files
 
 blueprint = Blueprint("classification", __name__)
 MAX_CROPS_PER_REQUEST = int(os.environ.get("MAX_CROPS_PER_REQUEST", "256"))
+OPENAPI = json.loads((Path(__file__).parent / "openapi.json").read_text())
 
 
 def _classifier() -> MaskClassifier:
@@ -67,3 +70,8 @@ def ready():
 def info():
     return jsonify({**_classifier().info(), "max_crops_per_request": MAX_CROPS_PER_REQUEST,
                     "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"]})
+
+
+@blueprint.get("/openapi.json")
+def openapi():
+    return jsonify(OPENAPI)

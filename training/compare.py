@@ -1,0 +1,76 @@
+"""Reproduce the seed article's comparison on our data: simple CNN vs ResNet-34 with and without ImageNet weights.
+
+    python -m training.compare --epochs 10          # after python -m training.prepare
+
+Every model is trained with the same split, schedule and augmentation, and scored on the same untouched test split
+through the serving code. The ImageNet row needs internet; where there is none it is reported as skipped.
+Writes runs/compare/compare.md and compare.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from training import train
+from training.validate import evaluate
+
+# (row name, train.py arguments, accuracy reported by the article)
+CANDIDATES = [
+    ("simple CNN", ["--arch", "simple_cnn"], 0.88),
+    ("ResNet-34, random init", ["--arch", "resnet34", "--stages", "4"], 0.96),
+    ("ResNet-34, ImageNet weights", ["--arch", "resnet34", "--stages", "4", "--pretrained"], 0.97),
+    ("ResNet-18 (3 stages), random init: the shipped model's recipe", ["--arch", "resnet18"], None),
+]
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"))
+    parser.add_argument("--only", nargs="*", help="row names (prefix match) to run; default: all")
+    args = parser.parse_args(argv)
+
+    rows = []
+    for name, extra, article in CANDIDATES:
+        if args.only and not any(name.startswith(prefix) for prefix in args.only):
+            continue
+        run = args.out / name.split(":")[0].replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+        row = {"model": name, "article_accuracy": article}
+        started = time.time()
+        try:
+            train.main(["--prepared", str(args.prepared), "--epochs", str(args.epochs), "--out", str(run), *extra])
+        except SystemExit as stop:  # train.py exits with a message when ImageNet weights cannot be fetched
+            row.update(status="skipped", reason=str(stop.code))
+            rows.append(row)
+            print(f"{name}: skipped ({stop.code})")
+            continue
+        metrics, _, _ = evaluate(run / "model.onnx", args.prepared)
+        row.update(status="ok", test_accuracy=metrics["accuracy"],
+                   with_mask_recall=metrics["per_class"]["with_mask"]["recall"],
+                   model_mb=round((run / "model.onnx").stat().st_size / 1e6, 1),
+                   crops_per_s=metrics["speed_crops_per_s"]["batch_64"], train_minutes=round((time.time() - started) / 60, 1))
+        rows.append(row)
+        print(json.dumps(row))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compare.json").write_text(json.dumps({"epochs": args.epochs, "rows": rows}, indent=2))
+    lines = [f"Test-split accuracy after {args.epochs} epochs each, same group-aware split, same augmentation.", "",
+             "| model | article | ours (test) | masked recall | ONNX MB | crops/s (batch 64) | train min |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        article = f"{row['article_accuracy']:.2f}" if row["article_accuracy"] else "-"
+        if row["status"] != "ok":
+            lines.append(f"| {row['model']} | {article} | skipped: {row['reason'].split(';')[0]} | | | | |")
+            continue
+        lines.append(f"| {row['model']} | {article} | {row['test_accuracy']:.4f} | {row['with_mask_recall']:.4f} | "
+                     f"{row['model_mb']} | {row['crops_per_s']} | {row['train_minutes']} |")
+    (args.out / "compare.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
