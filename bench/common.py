@@ -138,12 +138,16 @@ def greedy_match(pred_boxes, pred_scores, gt_boxes, iou_threshold: float) -> np.
     return matches
 
 
-def expand_boxes(boxes, factor: float) -> np.ndarray:
-    """Scale boxes by factor about their centres (to compare tight face boxes with head-sized annotations)."""
+def expand_boxes(boxes, factor: float, factor_y: float | None = None, shift_y: float = 0.0) -> np.ndarray:
+    """Scale boxes about their centres (factor_y: vertically, default factor), then move them down by shift_y
+    box heights: to compare tight face boxes with annotations drawn to another convention."""
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    if factor == 1.0:
+    factor_y = factor if factor_y is None else factor_y
+    if factor == factor_y == 1.0 and shift_y == 0.0:
         return boxes
-    centres, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2 * factor
+    size = boxes[:, 2:] - boxes[:, :2]
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2 + size * np.array([0.0, shift_y], dtype=np.float32)
+    half = size / 2 * np.array([factor, factor_y], dtype=np.float32)
     return np.concatenate([centres - half, centres + half], axis=1)
 
 

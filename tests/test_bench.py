@@ -47,6 +47,7 @@ def test_greedy_match_highest_score_first_one_to_one():
 def test_expand_boxes_about_centre():
     np.testing.assert_allclose(expand_boxes([[10, 10, 20, 30]], 1.2), [[9, 8, 21, 32]])
     np.testing.assert_allclose(expand_boxes([[10, 10, 20, 30]], 1.0), [[10, 10, 20, 30]])
+    np.testing.assert_allclose(expand_boxes([[10, 10, 20, 30]], 1.0, 0.5, shift_y=0.1), [[10, 17, 20, 27]])
     # A box grown by s keeps IoU 1/s^2 with the original: the threshold the box-convention sweep relies on.
     assert iou_matrix(expand_boxes([[0, 0, 10, 10]], 1.5), [[0, 0, 10, 10]])[0, 0] == pytest.approx(1 / 2.25)
 
@@ -162,10 +163,11 @@ def test_detection_recall_smoke(tmp_path):
     assert scene_row["with_mask@0.5"] == scene_row["without_mask@0.5"] == 1.0
     assert scene_row["incorrect@0.5"] == 0.0 and scene_row["FP/img"] == 0.0
     assert scene_row["all@0.5"] == pytest.approx(len(faces) / (len(faces) + 1))
-    expansion = {r["expansion"]: r["all@0.5"] for r in result["tables"][next(
+    boxes = {r["boxes"]: r["all@0.5"] for r in result["tables"][next(
         k for k in result["tables"] if k.startswith("Scenes: box convention"))]}
-    assert expansion[1.0] == pytest.approx(len(faces) / (len(faces) + 1))
-    assert expansion[1.5] == 0.0  # IoU of a 1.5x box with the original is 1/2.25 < 0.5
+    assert boxes["x1.0"] == boxes["fitted"] == pytest.approx(len(faces) / (len(faces) + 1))
+    assert boxes["x1.5"] == 0.0  # IoU of a 1.5x box with the original is 1/2.25 < 0.5
+    assert result["scenes"]["box_geometry"]["width_ratio"] == pytest.approx(1.0, abs=1e-3)
 
     saved = json.loads((out / "smoke.json").read_text())
     assert saved["tables"]["Crop set: images with at least one face, sweep"][0]["with_mask"] == 1.0

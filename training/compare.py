@@ -4,7 +4,7 @@
 
 Every model is trained with the same split, schedule and augmentation, and scored on the same untouched test split
 through the serving code. The ImageNet row needs internet; where there is none it is reported as skipped.
-Writes runs/compare/compare.md and compare.json.
+Writes bench/results/training_compare.md and .json; the models go to runs/compare/.
 """
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=Path("runs/compare"))
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"), help="where the trained models go")
+    parser.add_argument("--table", type=Path, default=Path("bench/results/training_compare.md"),
+                        help="the comparison table (Markdown; a .json beside it)")
     parser.add_argument("--only", nargs="*", help="row names (prefix match) to run; default: all")
     args = parser.parse_args(argv)
 
@@ -55,8 +57,8 @@ def main(argv=None) -> list[dict]:
         rows.append(row)
         print(json.dumps(row))
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compare.json").write_text(json.dumps({"epochs": args.epochs, "rows": rows}, indent=2))
+    args.table.parent.mkdir(parents=True, exist_ok=True)
+    args.table.with_suffix(".json").write_text(json.dumps({"epochs": args.epochs, "rows": rows}, indent=2))
     lines = [f"Test-split accuracy after {args.epochs} epochs each, same group-aware split, same augmentation.", "",
              "| model | article | ours (test) | masked recall | ONNX MB | crops/s (batch 64) | train min |",
              "|---|---|---|---|---|---|---|"]
@@ -67,7 +69,7 @@ def main(argv=None) -> list[dict]:
             continue
         lines.append(f"| {row['model']} | {article} | {row['test_accuracy']:.4f} | {row['with_mask_recall']:.4f} | "
                      f"{row['model_mb']} | {row['crops_per_s']} | {row['train_minutes']} |")
-    (args.out / "compare.md").write_text("\n".join(lines) + "\n")
+    args.table.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return rows
 

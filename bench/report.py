@@ -1,0 +1,141 @@
+"""Regenerate the README's "Measured" section from bench/results/*.json and the model card.
+
+    python -m bench.report          # rewrites the block between <!-- bench:start --> and <!-- bench:end -->
+
+Every number in that section comes from a results file written by a bench script (or training.validate), with
+the machine and date it was measured on; a missing results file is named, not invented.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from bench.common import REPO_ROOT, RESULTS_DIR, format_value
+
+README = REPO_ROOT / "README.md"
+MODEL_CARD = REPO_ROOT / "classification" / "model" / "model_card.json"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def table(results: dict | None, heading_prefix: str) -> list[dict]:
+    if not results:
+        return []
+    return next((rows for heading, rows in results["tables"].items() if heading.startswith(heading_prefix)), [])
+
+
+def find(rows: list[dict], **match) -> dict:
+    return next((row for row in rows if all(str(row.get(k)) == str(v) for k, v in match.items())), {})
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None or value == {}:
+        return "not measured"
+    return f"{value:.{digits}f}" if isinstance(value, float) else format_value(value)
+
+
+def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    rows, sources = [], []
+    recall = load("detection_recall")
+    if recall:
+        sources.append(f"detection_recall ({recall['meta']['date']})")
+        crops = table(recall, "Crop set: images with at least one face, service defaults")
+        crops = crops[0] if crops else {}
+        rows.append(("Detector: crop set, faces found (with_mask / without_mask)",
+                     f"{fmt(crops.get('with_mask'))} / {fmt(crops.get('without_mask'))}", "masked ≥ 0.98",
+                     "detection_recall.md"))
+        scenes = find(table(recall, "Scenes: recall"), long_side="1024", threshold=0.5)
+        rows.append(("Detector: scenes, recall at IoU 0.5 (with_mask / without_mask)",
+                     f"{fmt(scenes.get('with_mask@0.5'))} / {fmt(scenes.get('without_mask@0.5'))}", "≥ 0.92 (issue 6)",
+                     "detection_recall.md"))
+        rows.append(("Detector: scenes, recall at IoU 0.3 (with_mask / without_mask); false positives per image",
+                     f"{fmt(scenes.get('with_mask@0.3'))} / {fmt(scenes.get('without_mask@0.3'))}; "
+                     f"{fmt(scenes.get('FP/img'), 2)}", "", "detection_recall.md"))
+        frame = find(table(recall, "Detection time of one"), long_side="1024")
+        native = find(table(recall, "Detection time of one"), long_side="native")
+        rows.append(("Detector: ms per 640x480 frame (native / upscaled to 1024)",
+                     f"{fmt(native.get('ms'), 1)} / {fmt(frame.get('ms'), 1)}", "≤ 60", "detection_recall.md"))
+    if MODEL_CARD.is_file():
+        card = json.loads(MODEL_CARD.read_text())
+        metrics = card["test_metrics"]
+        sources.append(f"model card ({card['evaluated']})")
+        rows.append(("Classifier: held-out test accuracy; masked recall",
+                     f"{metrics['accuracy']:.4f}; {metrics['per_class']['with_mask']['recall']:.4f}",
+                     "≥ 0.99; ≥ 0.99", "classification/model/MODEL_CARD.md"))
+        rows.append(("Classifier: ONNX Runtime crops/s (batch 64 / batch 1); file size",
+                     f"{metrics['speed_crops_per_s']['batch_64']} / {metrics['speed_crops_per_s']['batch_1']}; "
+                     f"{card['file_bytes'] / 1e6:.1f} MB", "≥ 150; ≤ 25 MB", "classification/model/MODEL_CARD.md"))
+    speed = load("speed")
+    if speed:
+        sources.append(f"speed ({speed['meta']['date']})")
+        throughput = table(speed, "/classify throughput")
+        article = throughput[0] if throughput else {}
+        batched = next((r for r in throughput if str(r.get("design", "")).startswith("8 crop")), {})
+        rows.append(("/classify crops/s: 8 crops per request vs the article's 1 per request",
+                     f"{fmt(batched.get('crops/s'), 0)} vs {fmt(article.get('crops/s'), 0)} "
+                     f"({fmt(batched.get('x article'), 1)}x)", "≥ 5x", "speed.md"))
+        pipeline = table(speed, "Full pipeline frames/s")
+        every = find(pipeline, frame="640x480", **{"detector long side": "native", "analyse every": 1})
+        third = find(pipeline, frame="640x480", **{"detector long side": "native", "analyse every": 3})
+        rows.append(("Full pipeline frames/s at 640x480, 6 faces (every frame / every 3rd analysed)",
+                     f"{fmt(every.get('frames/s'), 1)} / {fmt(third.get('frames/s'), 1)}", "≥ 25", "speed.md"))
+    e2e = load("end_to_end")
+    if e2e:
+        sources.append(f"end_to_end ({e2e['meta']['date']})")
+        first = table(e2e, "AP, mAP and face-level accuracy")
+        for row in first:
+            rows.append((f"End to end on scenes, IoU {row.get('IoU', row.get('iou', '?'))}: mAP50 (with/without); "
+                         "face accuracy", f"{fmt(row.get('mAP'))}; {fmt(row.get('face accuracy'))}",
+                         "≥ 0.85; ≥ 0.90", "end_to_end.md"))
+    load_test = load("load_test")
+    if load_test:
+        sources.append(f"load_test ({load_test['meta']['date']})")
+        for row in table(load_test, "Results"):
+            rows.append((f"Load test {row['endpoint']}: errors; p50 / p95 / p99 ms; requests/s",
+                         f"{row['errors']}; {fmt(row['p50 ms'], 0)} / {fmt(row['p95 ms'], 0)} / "
+                         f"{fmt(row['p99 ms'], 0)}; {fmt(row['requests/s'], 1)}", "0 errors", "load_test.md"))
+    return rows, sources
+
+
+def render() -> str:
+    rows, sources = summary_rows()
+    machine = ""
+    for name in ("speed", "detection_recall"):
+        results = load(name)
+        if results:
+            meta = results["meta"]
+            machine = f"{meta['cpu_count']} CPU cores ({meta['machine']}), ONNX Runtime {meta['onnxruntime']}"
+            break
+    lines = [f"Measured on {machine or 'unknown machine'}. Sources: {', '.join(sources) or 'none yet'}. "
+             "Regenerate with the bench commands below, then `python -m bench.report`.", "",
+             "| measure | result | target | details |", "|---|---|---|---|"]
+    lines += [f"| {what} | {result} | {target} | [{link.split('/')[-1]}]({link if '/' in link else 'bench/results/' + link}) |"
+              for what, result, target, link in rows]
+    compare = RESULTS_DIR / "training_compare.md"
+    if compare.is_file():
+        lines += ["", "The seed article's comparison on our data (`python -m training.compare`):", "",
+                  compare.read_text().strip()]
+    lines += ["", "```bash",
+              "python -m bench.detection_recall   # detector recall: crop set + scenes, scale/threshold sweeps, plots",
+              "python -m bench.end_to_end         # full pipeline on the annotated scenes: AP, mAP, face accuracy",
+              "python -m bench.speed              # /classify batching, pipeline frames/s, memory",
+              "python -m bench.load_test          # 8 clients x 60 s against both services",
+              "python -m bench.report             # this table", "```"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    text = README.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md has no {START} ... {END} block")
+    block = f"{START}\n{render()}\n{END}"
+    README.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+    print(render())
+
+
+if __name__ == "__main__":
+    main()
