@@ -49,9 +49,21 @@ def classify_throughput(url: str, crops: list[bytes], per_request: int, seconds:
     return sent / (time.perf_counter() - started)
 
 
-def make_video_frames(images: list[Path], size: tuple[int, int], count: int) -> list[np.ndarray]:
-    frames = [cv2.resize(decode_image(p), size, interpolation=cv2.INTER_AREA) for p in images]
-    return [frames[i % len(frames)] for i in range(count)]
+def make_video_frames(images: list[Path], size: tuple[int, int], count: int, video: Path | None = None) -> list[np.ndarray]:
+    """`count` RGB frames of `size`: from the video when one is given, else cycling through the images."""
+    if video is None:
+        frames = [cv2.resize(decode_image(p), size, interpolation=cv2.INTER_AREA) for p in images]
+        return [frames[i % len(frames)] for i in range(count)]
+    capture, frames = cv2.VideoCapture(str(video)), []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), size, interpolation=cv2.INTER_AREA))
+    capture.release()
+    if not frames:
+        raise SystemExit(f"no frames could be read from {video}")
+    return frames
 
 
 def pipeline_fps(pipeline: MaskPipeline, frames: list[np.ndarray], detect_every: int) -> tuple[float, float]:
@@ -85,6 +97,8 @@ def main(argv=None) -> Report:
     parser.add_argument("--images", type=Path, default=REPO_ROOT / "sample-images")
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each /classify measurement")
     parser.add_argument("--frames", type=int, default=60, help="frames per video-size measurement")
+    parser.add_argument("--video", type=Path, default=None,
+                        help="video for the pipeline measurement (default: frames made from --images)")
     parser.add_argument("--out-dir", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -109,7 +123,7 @@ def main(argv=None) -> Report:
         pipeline = MaskPipeline(RetinaFaceDetector(), ClassifierClient(classifier.url))
         rows = []
         for size in ((640, 480), (1280, 720)):
-            frames = make_video_frames(images, size, args.frames)
+            frames = make_video_frames(images, size, args.frames, args.video)
             for long_side, label in ((None, "native"), (1024, "1024 (image default)")):
                 pipeline.detector.prepare(long_side=long_side)
                 for detect_every in (1, 3):

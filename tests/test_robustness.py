@@ -140,3 +140,23 @@ def test_cli_never_writes_outside_the_output_folder(classifier_service, sample_p
     assert all(not p.startswith("..") for p in written)
     assert list(outside.iterdir()) == [outside / "x.jpg"], "nothing may be written into the linked folder"
     assert "ok.jpg" in " ".join(written) and json.loads(result.stdout.splitlines()[-1])["processed"] >= 1
+
+
+def test_cli_batch_of_odd_files_processes_the_good_and_reports_the_bad(classifier_service, photo, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    cases = odd_inputs(photo)
+    for index, (name, (body, _)) in enumerate(cases.items()):
+        (folder / f"{index:02d}_{name.replace(' ', '_')}.png").write_bytes(body)
+    env = {**os.environ, "CLASSIFIER_URL": classifier_service.url}
+    result = subprocess.run([sys.executable, "infer.py", "--is_image", "--in_path", str(folder), "--out_path",
+                             str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1  # some inputs were bad
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    good = [name for name, (_, status) in cases.items() if status == 200]
+    assert summary["processed"] == len(good) and len(summary["failed"]) == len(cases) - len(good)
+    for index, (name, (_, status)) in enumerate(cases.items()):
+        stem = f"{index:02d}_{name.replace(' ', '_')}"
+        assert (out / f"{stem}.json").is_file() == (status == 200), name
+        if status != 200:
+            assert f"{stem}.png" in result.stderr, name

@@ -14,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+import fastai
 import torch
+import torchvision
 from fastai.callback.tracker import SaveModelCallback
 from fastai.layers import ConvLayer, Flatten
 from torch import nn
@@ -138,7 +140,9 @@ def main(argv=None) -> Path:
               "command": "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:]),
               "train_seconds": round(train_seconds, 1), "classes": list(dls.vocab),
               "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
-              "best_valid_loss": float(best.best), "torch_threads": torch.get_num_threads()}
+              "best_valid_loss": float(best.best), "torch_threads": torch.get_num_threads(),
+              "versions": {"torch": torch.__version__, "fastai": fastai.__version__,
+                           "torchvision": torchvision.__version__, "python": sys.version.split()[0]}}
     (args.out / "train_config.json").write_text(json.dumps(config, indent=2))
     print(f"trained in {train_seconds / 60:.1f} min; exported {args.out / 'model.onnx'}")
     return args.out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import shutil
 import time
@@ -137,8 +138,9 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
             (prepared / "manifest.csv").read_bytes()).hexdigest(), "prepare_report": {
             k: report.get(k) for k in ("status", "split", "near_duplicate_groups", "blurred")}},
         "test_metrics": metrics,
-        "environment": {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
-                        "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
+        "environment": {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+                        "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+                        "training_versions": config.get("versions")},
         "evaluated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     (target_dir / "model_card.json").write_text(json.dumps(card, indent=2))
@@ -157,6 +159,8 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
 - **File size**: {size_mb:.1f} MB (budget: {SIZE_BUDGET_MB:.0f} MB, so it can be committed). sha256 `{card['sha256'][:16]}…`
 - **Training command**: `python -m training.prepare && {training.get('command')}` ({training.get('epochs')} epochs,
   {(training.get('train_seconds') or 0) / 60:.1f} min on {card['environment']['machine']})
+- **Software**: trained with {card['environment']['training_versions']}; evaluated with ONNX Runtime
+  {card['environment']['onnxruntime']}.
 - **Data**: `{Path(str(report.get('data'))).name}`: {training.get('train_images')} train / {training.get('valid_images')} valid
   / {metrics['images']} test crops after removing exact duplicates, images with no face and images with several
   comparable faces; split by near-duplicate group (difference hash), stratified, seed {training.get('seed')}.
