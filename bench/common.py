@@ -257,12 +257,15 @@ def plot_sweep(path: Path, title: str, long_sides: list, ms_per_image: list[floa
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     for label, values, style in by_scale:
         left.plot(range(len(names)), values, style, label=label)
-    left.set(xticks=range(len(names)), xticklabels=names, xlabel="long_side (px)", ylabel=y_label, ylim=(0, 1.02))
+    # Zoom in when every value is high (the crop set), without ever hiding a low one.
+    lowest = min(min(v for v in values if v == v) for _, values, _ in [*by_scale, *by_time])
+    y_range = (0.0 if lowest < 0.6 else np.floor(lowest * 20) / 20 - 0.05, 1.01)
+    left.set(xticks=range(len(names)), xticklabels=names, xlabel="long_side (px)", ylabel=y_label, ylim=y_range)
     for index, (label, values, style) in enumerate(by_time):
         right.plot(ms_per_image, values, style, label=label)
         for x, y, name in zip(ms_per_image, values, names if index == 0 else []):
             right.annotate(name, (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
-    right.set(xlabel="detection ms per image", ylabel=y_label, ylim=(0, 1.02))
+    right.set(xlabel="detection ms per image (median)", ylabel=y_label, ylim=y_range)
     for axes in (left, right):
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)

@@ -90,6 +90,10 @@ def evaluate(predictions: list[list[dict]], annotations: list, classes: list[str
             "unmatched_detections": dict(unmatched)}
 
 
+def _main_classes_first(item: tuple[str, dict]) -> tuple[int, str]:
+    return (MAIN_CLASSES.index(item[0]) if item[0] in MAIN_CLASSES else len(MAIN_CLASSES), item[0])
+
+
 def run_pipeline(pipeline: MaskPipeline, annotations: list) -> tuple[list[list[dict]], dict]:
     predictions, timings = [], []
     for annotation in tqdm(annotations, desc="pipeline", unit="img"):
@@ -137,7 +141,7 @@ def score_and_report(args, argv, predictions, annotations, timing: dict, classif
     labels = list(dict.fromkeys([*classifier_info["classes"], "unclassified", MISSED]))
     report.table("Ground truth vs prediction (face counts)", [
         {"IoU": iou, "ground truth": gt, "faces": sum(row.values()), **{label: row.get(label, 0) for label in labels}}
-        for iou, r in results.items() for gt, row in r["confusion"].items()])
+        for iou, r in results.items() for gt, row in sorted(r["confusion"].items(), key=_main_classes_first)])
     report.table("Detections matched to no ground-truth face, by predicted label", [
         {"IoU": iou, **{label: r["unmatched_detections"].get(label, 0) for label in labels[:-1]},
          "per image": sum(r["unmatched_detections"].values()) / len(annotations)} for iou, r in results.items()])

@@ -66,3 +66,23 @@ def test_train_export_and_serve_a_tiny_model(prepared, tmp_path):
         assert (run / name).is_file(), name
     card = json.loads((run / "model_card.json").read_text())
     assert card["test_metrics"]["accuracy"] == metrics["accuracy"] and card["file_bytes"] > 0
+
+
+def test_prepare_adds_scene_faces_split_by_photo(tmp_path):
+    from training import prepare
+
+    scenes = REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-scenes-andrewmvd"
+    if not scenes.is_dir():
+        pytest.skip(f"scenes not found at {scenes}")
+    out = tmp_path / "prepared"
+    report = prepare.main(["--data", str(DATASET), "--out", str(out), "--limit", "6", "--scenes", str(scenes)])
+    rows = [r for r in csv.DictReader(open(out / "manifest.csv")) if r["dataset"] == scenes.name]
+    assert rows and report["used_per_dataset"].get(scenes.name, 0) > 0
+    by_photo = {}
+    for row in rows:
+        by_photo.setdefault(row["group"], set()).add(row["split"])
+        if row["status"] == "ok":
+            assert decode_image(out / row["crop"]).shape == (96, 96, 3) and len(json.loads(row["landmarks"])) == 5
+        else:
+            assert row["status"] in ("no_face", "label_not_in_classes") and not row["crop"]
+    assert all(len(splits) == 1 for splits in by_photo.values()), "faces of one photo straddle splits"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from training import train
@@ -33,6 +32,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--table", type=Path, default=Path("bench/results/training_compare.md"),
                         help="the comparison table (Markdown; a .json beside it)")
     parser.add_argument("--only", nargs="*", help="row names (prefix match) to run; default: all")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train again even where runs/compare holds a model trained for --epochs")
     args = parser.parse_args(argv)
 
     rows = []
@@ -41,19 +42,21 @@ def main(argv=None) -> list[dict]:
             continue
         run = args.out / name.split(":")[0].replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
         row = {"model": name, "article_accuracy": article}
-        started = time.time()
-        try:
-            train.main(["--prepared", str(args.prepared), "--epochs", str(args.epochs), "--out", str(run), *extra])
-        except SystemExit as stop:  # train.py exits with a message when ImageNet weights cannot be fetched
-            row.update(status="skipped", reason=str(stop.code))
-            rows.append(row)
-            print(f"{name}: skipped ({stop.code})")
-            continue
+        config = run / "train_config.json"
+        if args.retrain or not config.is_file() or json.loads(config.read_text()).get("epochs") != args.epochs:
+            try:
+                train.main(["--prepared", str(args.prepared), "--epochs", str(args.epochs), "--out", str(run), *extra])
+            except SystemExit as stop:  # train.py exits with a message when ImageNet weights cannot be fetched
+                row.update(status="skipped", reason=str(stop.code))
+                rows.append(row)
+                print(f"{name}: skipped ({stop.code})")
+                continue
         metrics, _, _ = evaluate(run / "model.onnx", args.prepared)
         row.update(status="ok", test_accuracy=metrics["accuracy"],
                    with_mask_recall=metrics["per_class"]["with_mask"]["recall"],
                    model_mb=round((run / "model.onnx").stat().st_size / 1e6, 1),
-                   crops_per_s=metrics["speed_crops_per_s"]["batch_64"], train_minutes=round((time.time() - started) / 60, 1))
+                   crops_per_s=metrics["speed_crops_per_s"]["batch_64"],
+                   train_minutes=round(json.loads(config.read_text())["train_seconds"] / 60, 1))
         rows.append(row)
         print(json.dumps(row))
 

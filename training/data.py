@@ -5,6 +5,7 @@ and STD, the same constants facemask.crops.to_model_input applies when serving.
 """
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def crop_label(row) -> str:
 def read_manifest(prepared: Path) -> pd.DataFrame:
     frame = pd.read_csv(prepared / "manifest.csv")
     frame = frame[frame["status"] == "ok"].copy()
+    if "dataset" not in frame:  # manifests written before prepare --scenes existed hold one data set
+        frame["dataset"] = json.loads((prepared / "report.json").read_text())["data"].rstrip("/").split("/")[-1]
     frame["path"] = [str(prepared / c) for c in frame["crop"]]
     return frame
 

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import json
 import random
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -94,6 +95,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ImageFolder: one sub-folder per class")
     parser.add_argument("--out", type=Path, default=Path("data/prepared"))
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--scenes", type=Path, default=None,
+                        help="also crop the faces of annotated scenes (images/ + annotations/, Pascal VOC), "
+                             "split by photo")
     parser.add_argument("--limit", type=int, default=0, help="use at most N images per class (quick runs, tests)")
     args = parser.parse_args(argv)
 
@@ -111,7 +115,8 @@ def main(argv=None) -> dict:
     rows, seen_md5, dhashes = [], {}, {}
     for path, label in tqdm(files, desc="detect + crop", unit="img"):
         row = {"source": str(path.relative_to(args.data)), "label": label, "status": "", "crop": "",
-               "box": "", "landmarks": "", "det_score": "", "det_side": "", "blur": "", "group": "", "split": ""}
+               "box": "", "landmarks": "", "det_score": "", "det_side": "", "blur": "", "group": "", "split": "",
+               "dataset": args.data.name}
         rows.append(row)
         data = path.read_bytes()
         digest = hashlib.md5(data).hexdigest()
@@ -143,6 +148,13 @@ def main(argv=None) -> dict:
     for row in used:
         row["group"] = groups[row["source"]]
     split_groups(used, args.seed)
+    if args.scenes:
+        from training.scenes import scene_rows
+
+        if not (args.scenes / "annotations").is_dir():
+            parser.error(f"{args.scenes} needs images/ and annotations/ sub-folders")
+        rows += scene_rows(args.scenes, args.out, classes, SPLIT_FRACTIONS, args.seed, args.limit)
+        used = [r for r in rows if r["status"] == "ok"]
 
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "manifest.csv", "w", newline="") as handle:
@@ -151,18 +163,20 @@ def main(argv=None) -> dict:
         writer.writerows(rows)
     group_sizes = Counter(r["group"] for r in used)
     report = {
+        "command": "python -m training.prepare " + " ".join(sys.argv[1:] if argv is None else argv),
         "data": str(args.data.resolve()), "classes": classes, "images": len(rows), "seed": args.seed,
         "status": dict(Counter(r["status"].split(":")[0] for r in rows)),
         "used_per_class": dict(Counter(r["label"] for r in used)),
         "split": {s: dict(Counter(r["label"] for r in used if r["split"] == s)) for s in SPLIT_FRACTIONS},
-        "near_duplicate_groups": sum(1 for n in group_sizes.values() if n > 1),
-        "images_in_near_duplicate_groups": sum(n for n in group_sizes.values() if n > 1),
-        "blurred": sum(1 for r in used if float(r["blur"]) < BLUR_THRESHOLD),
+        "used_per_dataset": dict(Counter(r["dataset"] for r in used)),
+        "near_duplicate_groups": sum(1 for g, n in group_sizes.items() if n > 1 and not str(g).startswith("scene:")),
+        "blurred": dict(Counter(r["dataset"] for r in used if float(r["blur"]) < BLUR_THRESHOLD)),
         "skipped_examples": {k: [r["source"] for r in rows if r["status"].startswith(k)][:20]
-                             for k in ("no_face", "ambiguous_faces", "unreadable", "exact_duplicate_of")},
+                             for k in ("no_face", "ambiguous_faces", "unreadable", "exact_duplicate_of", "label_not_in_classes")},
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: report[k] for k in ("status", "split", "near_duplicate_groups", "blurred")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("status", "split", "used_per_dataset", "near_duplicate_groups",
+                                             "blurred")}, indent=2))
     return report
 
 

@@ -102,15 +102,16 @@ def save_worst_errors_png(items: list[tuple[np.ndarray, str, str, float]], path:
     plt.close(figure)
 
 
-def evaluate(model: Path, prepared: Path, split: str = "test") -> tuple[dict, list, list]:
+def evaluate(model: Path, prepared: Path, split: str = "test", dataset: str | None = None) -> tuple[dict, list, list]:
+    """Metrics on one split (and, optionally, one source dataset) of a prepared folder."""
     classifier = MaskClassifier(model)
     frame = read_manifest(prepared)
-    frame = frame[frame["split"] == split]
+    frame = frame[(frame["split"] == split) & ((frame["dataset"] == dataset) if dataset else True)]
     crops = [decode_image(Path(p)) for p in frame["path"]]
     probabilities = classifier.predict(crops)
     predicted = [classifier.classes[i] for i in probabilities.argmax(1)]
     metrics = classification_metrics(list(frame["label"]), predicted, classifier.classes)
-    metrics["split"] = split
+    metrics["split"], metrics["dataset"] = split, dataset or "all"
     errors = [(crop, truth, guess, float(p.max())) for crop, truth, guess, p
               in zip(crops, frame["label"], predicted, probabilities) if truth != guess]
     metrics["speed_crops_per_s"] = {"batch_64": measure_speed(classifier, crops, 64),
@@ -136,7 +137,7 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
                                                 "valid_images", "best_valid_loss")},
         "data": {"source": report.get("data"), "manifest_sha256": hashlib.sha256(
             (prepared / "manifest.csv").read_bytes()).hexdigest(), "prepare_report": {
-            k: report.get(k) for k in ("status", "split", "near_duplicate_groups", "blurred")}},
+            k: report.get(k) for k in ("status", "split", "used_per_dataset", "near_duplicate_groups", "blurred")}},
         "test_metrics": metrics,
         "environment": {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
                         "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
@@ -147,6 +148,12 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
     per_class = "\n".join(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
                           for name, m in metrics["per_class"].items())
     training = card["training"]
+    other_lines = "".join(
+        f"Held-out faces of `{name}` (same split seed, never trained on): accuracy **{m['accuracy']:.4f}**, "
+        + ", ".join(f"{c} recall {v['recall']:.4f} ({v['support']})" for c, v in m["per_class"].items()) + ".\n\n"
+        for name, m in metrics.get("other_datasets", {}).items())
+    used = report.get("used_per_dataset") or {Path(str(report.get("data"))).name: metrics["images"]}
+    datasets_text = " + ".join(f"`{name}` ({count} faces)" for name, count in used.items())
     markdown = f"""# Model card: mask classifier `{model.name}`
 
 - **Version**: `{card['model_version']}`; **architecture**: {card['arch']} body ({training.get('stages')} of 4 stages kept)
@@ -157,16 +164,16 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
   `facemask.crops.crop_face`, scaled to [0, 1] and normalised with mean {card['input']['mean']}, std {card['input']['std']}
   (`facemask.crops.to_model_input`; the same module is used by training, evaluation and serving).
 - **File size**: {size_mb:.1f} MB (budget: {SIZE_BUDGET_MB:.0f} MB, so it can be committed). sha256 `{card['sha256'][:16]}…`
-- **Training command**: `python -m training.prepare && {training.get('command')}` ({training.get('epochs')} epochs,
+- **Training command**: `{report.get('command', 'python -m training.prepare')} && {training.get('command')}` ({training.get('epochs')} epochs,
   {(training.get('train_seconds') or 0) / 60:.1f} min on {card['environment']['machine']})
 - **Software**: trained with {card['environment']['training_versions']}; evaluated with ONNX Runtime
   {card['environment']['onnxruntime']}.
-- **Data**: `{Path(str(report.get('data'))).name}`: {training.get('train_images')} train / {training.get('valid_images')} valid
-  / {metrics['images']} test crops after removing exact duplicates, images with no face and images with several
-  comparable faces; split by near-duplicate group (difference hash), stratified, seed {training.get('seed')}.
-  Manifest sha256 `{card['data']['manifest_sha256'][:16]}…`.
+- **Data**: {datasets_text}: {training.get('train_images')} train / {training.get('valid_images')} valid
+  crops after removing exact duplicates, images with no face and images with several comparable faces; the crop set
+  is split by near-duplicate group (difference hash), stratified, annotated scenes by photo; seed
+  {training.get('seed')}. Manifest sha256 `{card['data']['manifest_sha256'][:16]}…`.
 
-## Held-out test split ({metrics['images']} crops, never used for training or model selection)
+## Held-out test split of `{metrics['dataset']}` ({metrics['images']} crops, never used for training or model selection)
 
 Accuracy **{metrics['accuracy']:.4f}**
 
@@ -176,7 +183,7 @@ Accuracy **{metrics['accuracy']:.4f}**
 
 Confusion matrix (rows true, columns predicted, order {metrics['classes']}): {metrics['confusion_matrix']}
 
-Speed through ONNX Runtime on {card['environment']['machine']}: {metrics['speed_crops_per_s']['batch_64']} crops/s in
+{other_lines}Speed through ONNX Runtime on {card['environment']['machine']}: {metrics['speed_crops_per_s']['batch_64']} crops/s in
 batches of 64, {metrics['speed_crops_per_s']['batch_1']} crops/s one at a time.
 
 ![training curve](training_curve.png) ![confusion matrix](confusion_matrix.png)
@@ -204,7 +211,13 @@ def main(argv=None) -> dict:
     model = args.run / "model.onnx"
     if not model.is_file():
         parser.error(f"{model} not found: train first (python -m training.train)")
-    metrics, errors, _ = evaluate(model, args.prepared, args.split)
+    datasets = sorted(set(read_manifest(args.prepared)["dataset"]))
+    primary = json.loads((args.prepared / "report.json").read_text())["data"].rstrip("/").split("/")[-1]
+    metrics, errors, _ = evaluate(model, args.prepared, args.split, primary)
+    if len(datasets) > 1:  # e.g. scene faces added with prepare --scenes: reported beside the primary data set
+        metrics["other_datasets"] = {name: {k: v for k, v in evaluate(model, args.prepared, args.split, name)[0].items()
+                                            if k != "speed_crops_per_s"}
+                                     for name in datasets if name != primary}
     (args.run / f"metrics_{args.split}.json").write_text(json.dumps(metrics, indent=2))
     save_confusion_png(metrics, args.run / "confusion_matrix.png")
     save_worst_errors_png(errors, args.run / "worst_errors.png")

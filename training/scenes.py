@@ -1,0 +1,69 @@
+"""Face crops from annotated scene photos (Pascal VOC), for training on the faces the product really sees.
+
+The crop set is mostly large, frontal faces; shop and street scenes are full of 20-60 px faces, side views and
+blur. Each annotated face is cropped with the serving crop (facemask.crops.crop_face) on the landmarks of the detection
+that overlaps it; faces the detector misses are reported and left out, since the classifier never sees them when
+serving either. Scenes are split by image
+(seeded), so every face of a photo lands in the same split and the held-out scenes stay unseen end to end.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from bench.common import greedy_match, load_scenes
+from facemask.crops import crop_face
+from facemask.detector import RetinaFaceDetector
+from facemask.images import decode_image
+
+DETECTION_SIDE, SCORE_THRESHOLD, MATCH_IOU = 1024, 0.3, 0.3
+
+
+def split_images(names: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
+    names = sorted(names)
+    random.Random(seed).shuffle(names)
+    splits, start = {}, 0
+    for index, (split, fraction) in enumerate(fractions.items()):
+        end = len(names) if index == len(fractions) - 1 else start + round(fraction * len(names))
+        splits.update({name: split for name in names[start:end]})
+        start = end
+    return splits
+
+
+def scene_rows(scenes: Path, out: Path, classes: list[str], fractions: dict[str, float], seed: int,
+               limit: int = 0) -> list[dict]:
+    """Manifest rows (one per annotated face) and crops under out/crops/<label>/scene_<image>_<n>.png."""
+    annotations = load_scenes(scenes / "images", scenes / "annotations", limit=limit or None, seed=seed)
+    splits = split_images([a.image.stem for a in annotations], fractions, seed)
+    detector = RetinaFaceDetector().prepare(long_side=DETECTION_SIDE, score_threshold=SCORE_THRESHOLD)
+    rows = []
+    for annotation in tqdm(annotations, desc="scene faces", unit="img"):
+        image = decode_image(annotation.image)
+        faces = detector.detect(image)
+        # Match the other way round: each annotated face takes the detection that overlaps it most.
+        matches = greedy_match(annotation.boxes, [1.0] * len(annotation.boxes), [f.box for f in faces], MATCH_IOU)
+        for index, (box, label) in enumerate(zip(annotation.boxes, annotation.labels)):
+            row = {"source": f"{annotation.image.name}#{index}", "label": label, "status": "ok", "crop": "",
+                   "box": json.dumps([round(float(v), 1) for v in box]), "landmarks": "", "det_score": "",
+                   "det_side": DETECTION_SIDE, "blur": "", "group": f"scene:{annotation.image.stem}",
+                   "split": splits[annotation.image.stem], "dataset": scenes.name}
+            rows.append(row)
+            if label not in classes:
+                row["status"] = "label_not_in_classes"
+                continue
+            if matches[index] < 0:
+                row["status"] = "no_face"
+                continue
+            face = faces[matches[index]]
+            crop = crop_face(image, face.landmarks, face.box)
+            row.update(landmarks=json.dumps(face.landmarks.round(1).tolist()), det_score=round(face.score, 4))
+            crop_path = Path("crops") / label / f"scene_{annotation.image.stem}_{index}.png"
+            (out / crop_path).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out / crop_path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+            row.update(crop=str(crop_path), blur=round(float(cv2.Laplacian(gray, cv2.CV_64F).var()), 1))
+    return rows
