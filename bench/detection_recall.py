@@ -220,7 +220,7 @@ def benchmark_scenes(args, detector: RetinaFaceDetector, report: Report) -> None
                      f"{long_side_name(side)}: {n} (all@0.5 {boxed[(side, n)]['recall@0.5']['all']:.3f})"
                      for side, n in best.items()) + ".")
 
-    benchmark_frame(args, detector, report, annotations[0].image)
+    benchmark_frame(args, detector, report)
     report.data["scenes"] = {
         "images": len(annotations), "ground_truth": counts, "box_geometry": geometry, "ms_per_image": ms,
         "grid": [{"long_side": long_side_name(side), "threshold": t, **r} for (side, t), r in plain.items()],
@@ -242,7 +242,7 @@ def benchmark_scenes(args, detector: RetinaFaceDetector, report: Report) -> None
 
 
 def benchmark_frame(args, detector: RetinaFaceDetector, report: Report, image_path: Path | None = None) -> None:
-    image_path = image_path or load_scenes(args.images, args.annotations, 1, args.seed)[0].image
+    image_path = image_path or load_scenes(args.images, args.annotations)[0].image
     sides = list(dict.fromkeys([*args.crop_long_sides, *args.scene_long_sides]))
     frame_ms = frame_timing(detector, decode_image(image_path), sides)
     report.table(f"Detection time of one {VIDEO_FRAME[0]}x{VIDEO_FRAME[1]} frame (ms: median and best of 20)",

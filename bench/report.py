@@ -89,8 +89,17 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
         first = table(e2e, "AP, mAP and face-level accuracy")
         for row in first:
             rows.append((f"End to end on scenes, IoU {row.get('IoU', row.get('iou', '?'))}: mAP50 (with/without); "
-                         "face accuracy", f"{fmt(row.get('mAP'))}; {fmt(row.get('face accuracy'))}",
+                         "face accuracy", f"{fmt(row.get('mAP'))}; {fmt(row.get('acc (both)'))}",
                          "≥ 0.85; ≥ 0.90", "end_to_end.md"))
+    peers = load("peers")
+    if peers:
+        sources.append(f"peers ({peers['meta']['date']})")
+        for row in table(peers, "AP, mAP"):
+            if str(row.get("IoU")) == "0.5" and "package default" in str(row.get("filter", "")) \
+                    or str(row.get("IoU")) == "0.5" and str(row.get("filter", "")).startswith("all MTCNN"):
+                rows.append((f"Peer {row['system']} ({row['scenes']} scenes, {row['filter']}), IoU 0.5: mAP50; "
+                             "face accuracy", f"{fmt(row.get('mAP'))}; {fmt(row.get('acc (both)'))}", "",
+                             "peers.md"))
     load_test = load("load_test")
     if load_test:
         sources.append(f"load_test ({load_test['meta']['date']})")

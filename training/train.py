@@ -127,7 +127,6 @@ def main(argv=None) -> Path:
         learner.fit_one_cycle(args.epochs, args.lr, cbs=[best])
     train_seconds = time.time() - started
 
-    learner.recorder.values  # noqa: B018  (history of the epochs, saved below)
     with open(args.out / "history.csv", "w") as handle:
         handle.write("epoch,train_loss,valid_loss,accuracy\n")
         for epoch, values in enumerate(learner.recorder.values, 1):
