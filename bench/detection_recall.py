@@ -23,8 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.common import (CROPS_DIR, SCENE_CLASSES, Report, add_scene_arguments, command_line, expand_boxes,
-                          greedy_match, load_image_folder, load_scenes, long_side_name,
-                          parse_long_side, plot_sweep)
+                          load_image_folder, long_side_name, parse_long_side, plot_sweep)
+from facemask.annotations import greedy_match, load_scenes
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector
 from facemask.images import decode_image
 

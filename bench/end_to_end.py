@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import (Report, add_scene_arguments, average_precision, command_line, expand_boxes, greedy_match,
-                          iou_matrix, load_scenes, parse_long_side)
+from bench.common import (Report, add_scene_arguments, average_precision, command_line, expand_boxes,
+                          parse_long_side)
+from facemask.annotations import greedy_match, iou_matrix, load_scenes
 from facemask.classifier import DEFAULT_MODEL
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector
 from facemask.images import decode_image

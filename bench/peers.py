@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO_ROOT, Report, add_scene_arguments, command_line, load_scenes, subsample
+from bench.common import REPO_ROOT, Report, add_scene_arguments, command_line
+from facemask.annotations import load_scenes, subsample
 from bench.end_to_end import IOU_THRESHOLDS, MAIN_CLASSES, MISSED, evaluate
 
 RUNNER = REPO_ROOT / "bench" / "peer_runner.py"

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from bench import detection_recall, end_to_end
-from bench.common import (average_precision, expand_boxes, greedy_match, iou_matrix, load_scenes, markdown_table,
-                          parse_voc, subsample)
+from bench.common import average_precision, expand_boxes, markdown_table
+from facemask.annotations import greedy_match, iou_matrix, load_scenes, parse_voc, subsample
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
 

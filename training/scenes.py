@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from bench.common import greedy_match, load_scenes
+from facemask.annotations import greedy_match, load_scenes
 from facemask.crops import crop_face
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
