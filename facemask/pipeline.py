@@ -18,6 +18,7 @@ from facemask.images import encode_png
 
 DEFAULT_CLASSIFIER_URL = "http://localhost:3000"
 UNCLASSIFIED = "unclassified"
+CROPS_PER_REQUEST = 128  # the classification service accepts up to 256 (MAX_CROPS_PER_REQUEST)
 
 
 class ClassifierUnavailable(RuntimeError):
@@ -48,13 +49,17 @@ class ClassifierClient:
         raise ClassifierUnavailable(f"classifier at {self.url} failed after {self.retries + 1} attempts ({last_error})")
 
     def classify(self, crops: list[np.ndarray]) -> list[dict]:
-        if not crops:
-            return []
-        files = [("crops", (f"face_{i}.png", encode_png(crop), "image/png")) for i, crop in enumerate(crops)]
-        response = self._request("POST", "/classify", files=files)
-        if response.status_code != 200:
-            raise ClassifierUnavailable(f"classifier rejected the crops: HTTP {response.status_code} {response.text[:200]}")
-        return response.json()["results"]
+        """One result per crop, in order. A crowd is sent in chunks that stay under the service's per-request limit."""
+        results = []
+        for start in range(0, len(crops), CROPS_PER_REQUEST):
+            files = [("crops", (f"face_{start + i}.png", encode_png(crop), "image/png"))
+                     for i, crop in enumerate(crops[start:start + CROPS_PER_REQUEST])]
+            response = self._request("POST", "/classify", files=files)
+            if response.status_code != 200:
+                raise ClassifierUnavailable(
+                    f"classifier rejected the crops: HTTP {response.status_code} {response.text[:200]}")
+            results += response.json()["results"]
+        return results
 
     def info(self) -> dict:
         response = self._request("GET", "/info")

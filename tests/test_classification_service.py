@@ -81,3 +81,15 @@ def test_health_ready_info_and_metrics(classifier_service):
     requests.post(base + "/classify", data=b"", timeout=5)
     metrics = requests.get(base + "/metrics", timeout=5).text
     assert 'classifier_http_requests_total{endpoint="/classify",status="400"}' in metrics
+
+
+def test_client_splits_a_crowd_into_requests_the_service_accepts(classifier_service, sample_paths, sample_labels):
+    from facemask.pipeline import CROPS_PER_REQUEST, ClassifierClient
+
+    crops, labels = sample_crops(sample_paths, sample_labels)
+    crowd = (crops * (2 * CROPS_PER_REQUEST // len(crops) + 2))[: 2 * CROPS_PER_REQUEST + 5]
+    results = ClassifierClient(classifier_service.url).classify(crowd)
+    assert len(results) == len(crowd)
+    assert [r["label"] for r in results[:len(labels)]] == labels
+    assert [r["label"] for r in results[-len(labels):]] == [labels[(len(crowd) - len(labels) + i) % len(labels)]
+                                                           for i in range(len(labels))]
