@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
@@ -37,7 +37,6 @@ class Face:
     box: np.ndarray  # (4,) float32 x1, y1, x2, y2
     score: float
     landmarks: np.ndarray  # (5, 2) float32: right eye, left eye, nose, right mouth corner, left mouth corner
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {

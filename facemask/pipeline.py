@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import requests
@@ -80,7 +80,6 @@ class FrameResult:
     faces: list[dict]
     timing_ms: dict
     error: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def counts(self) -> dict:
@@ -88,7 +87,7 @@ class FrameResult:
 
     def to_dict(self) -> dict:
         result = {"width": self.width, "height": self.height, "faces": self.faces, "counts": self.counts,
-                  "timing_ms": self.timing_ms, **self.extra}
+                  "timing_ms": self.timing_ms}
         if self.error:
             result["error"] = self.error
         return result

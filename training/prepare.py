@@ -38,6 +38,21 @@ SCORE_THRESHOLD = 0.5
 AMBIGUOUS_AREA_RATIO = 0.5
 BLUR_THRESHOLD = 40.0  # variance of the Laplacian on the 96 px crop; below it the crop is reported as blurred
 SPLIT_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
+MANIFEST_COLUMNS = ("source", "label", "status", "crop", "box", "landmarks", "det_score", "det_side", "blur", "group",
+                    "split", "dataset")
+
+
+def manifest_row(**values) -> dict:
+    return {column: values.get(column, "") for column in MANIFEST_COLUMNS}
+
+
+def save_crop(out: Path, crop_path: Path, crop, face, row: dict) -> None:
+    """Write a crop under out and record it, its face and its sharpness in the manifest row."""
+    (out / crop_path).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out / crop_path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    row.update(crop=str(crop_path), landmarks=json.dumps(face.landmarks.round(1).tolist()),
+               det_score=round(face.score, 4), blur=round(float(cv2.Laplacian(gray, cv2.CV_64F).var()), 1))
 
 
 def find_face(detector: RetinaFaceDetector, image: np.ndarray):
@@ -114,9 +129,7 @@ def main(argv=None) -> dict:
     detector = RetinaFaceDetector()
     rows, seen_md5, dhashes = [], {}, {}
     for path, label in tqdm(files, desc="detect + crop", unit="img"):
-        row = {"source": str(path.relative_to(args.data)), "label": label, "status": "", "crop": "",
-               "box": "", "landmarks": "", "det_score": "", "det_side": "", "blur": "", "group": "", "split": "",
-               "dataset": args.data.name}
+        row = manifest_row(source=str(path.relative_to(args.data)), label=label, dataset=args.data.name)
         rows.append(row)
         data = path.read_bytes()
         digest = hashlib.md5(data).hexdigest()
@@ -133,14 +146,9 @@ def main(argv=None) -> dict:
         row["status"], row["det_side"] = status, side or ""
         if face is None:
             continue
-        crop = crop_face(image, face.landmarks, face.box)
-        crop_path = Path("crops") / label / (path.stem + ".png")
-        (args.out / crop_path).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(args.out / crop_path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-        gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
-        row.update(crop=str(crop_path), box=json.dumps([round(float(v), 1) for v in face.box]),
-                   landmarks=json.dumps(face.landmarks.round(1).tolist()), det_score=round(face.score, 4),
-                   blur=round(float(cv2.Laplacian(gray, cv2.CV_64F).var()), 1))
+        row["box"] = json.dumps([round(float(v), 1) for v in face.box])
+        save_crop(args.out, Path("crops") / label / (path.stem + ".png"), crop_face(image, face.landmarks, face.box),
+                  face, row)
         dhashes[row["source"]] = imagehash.dhash(Image.fromarray(image), hash_size=8)
 
     used = [r for r in rows if r["status"] == "ok"]
@@ -158,7 +166,7 @@ def main(argv=None) -> dict:
 
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "manifest.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     group_sizes = Counter(r["group"] for r in used)

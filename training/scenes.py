@@ -12,13 +12,13 @@ import json
 import random
 from pathlib import Path
 
-import cv2
 from tqdm import tqdm
 
 from facemask.annotations import greedy_match, load_scenes
 from facemask.crops import crop_face
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
+from training.prepare import manifest_row, save_crop
 
 DETECTION_SIDE, SCORE_THRESHOLD, MATCH_IOU = 1024, 0.3, 0.3
 
@@ -47,10 +47,10 @@ def scene_rows(scenes: Path, out: Path, classes: list[str], fractions: dict[str,
         # Match the other way round: each annotated face takes the detection that overlaps it most.
         matches = greedy_match(annotation.boxes, [1.0] * len(annotation.boxes), [f.box for f in faces], MATCH_IOU)
         for index, (box, label) in enumerate(zip(annotation.boxes, annotation.labels)):
-            row = {"source": f"{annotation.image.name}#{index}", "label": label, "status": "ok", "crop": "",
-                   "box": json.dumps([round(float(v), 1) for v in box]), "landmarks": "", "det_score": "",
-                   "det_side": DETECTION_SIDE, "blur": "", "group": f"scene:{annotation.image.stem}",
-                   "split": splits[annotation.image.stem], "dataset": scenes.name}
+            row = manifest_row(source=f"{annotation.image.name}#{index}", label=label, status="ok",
+                               box=json.dumps([round(float(v), 1) for v in box]), det_side=DETECTION_SIDE,
+                               group=f"scene:{annotation.image.stem}", split=splits[annotation.image.stem],
+                               dataset=scenes.name)
             rows.append(row)
             if label not in classes:
                 row["status"] = "label_not_in_classes"
@@ -59,11 +59,6 @@ def scene_rows(scenes: Path, out: Path, classes: list[str], fractions: dict[str,
                 row["status"] = "no_face"
                 continue
             face = faces[matches[index]]
-            crop = crop_face(image, face.landmarks, face.box)
-            row.update(landmarks=json.dumps(face.landmarks.round(1).tolist()), det_score=round(face.score, 4))
-            crop_path = Path("crops") / label / f"scene_{annotation.image.stem}_{index}.png"
-            (out / crop_path).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out / crop_path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-            gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
-            row.update(crop=str(crop_path), blur=round(float(cv2.Laplacian(gray, cv2.CV_64F).var()), 1))
+            save_crop(out, Path("crops") / label / f"scene_{annotation.image.stem}_{index}.png",
+                      crop_face(image, face.landmarks, face.box), face, row)
     return rows

@@ -102,8 +102,9 @@ def save_worst_errors_png(items: list[tuple[np.ndarray, str, str, float]], path:
     plt.close(figure)
 
 
-def evaluate(model: Path, prepared: Path, split: str = "test", dataset: str | None = None) -> tuple[dict, list, list]:
-    """Metrics on one split (and, optionally, one source dataset) of a prepared folder."""
+def evaluate(model: Path, prepared: Path, split: str = "test", dataset: str | None = None,
+             with_speed: bool = True) -> tuple[dict, list, list]:
+    """Metrics on one split (and, optionally, one source dataset) of a prepared folder; with_speed adds crops/s."""
     classifier = MaskClassifier(model)
     frame = read_manifest(prepared)
     frame = frame[(frame["split"] == split) & ((frame["dataset"] == dataset) if dataset else True)]
@@ -114,8 +115,9 @@ def evaluate(model: Path, prepared: Path, split: str = "test", dataset: str | No
     metrics["split"], metrics["dataset"] = split, dataset or "all"
     errors = [(crop, truth, guess, float(p.max())) for crop, truth, guess, p
               in zip(crops, frame["label"], predicted, probabilities) if truth != guess]
-    metrics["speed_crops_per_s"] = {"batch_64": measure_speed(classifier, crops, 64),
-                                    "batch_1": measure_speed(classifier, crops, 1)}
+    if with_speed:
+        metrics["speed_crops_per_s"] = {"batch_64": measure_speed(classifier, crops, 64),
+                                        "batch_1": measure_speed(classifier, crops, 1)}
     return metrics, errors, crops
 
 
@@ -215,8 +217,7 @@ def main(argv=None) -> dict:
     primary = json.loads((args.prepared / "report.json").read_text())["data"].rstrip("/").split("/")[-1]
     metrics, errors, _ = evaluate(model, args.prepared, args.split, primary)
     if len(datasets) > 1:  # e.g. scene faces added with prepare --scenes: reported beside the primary data set
-        metrics["other_datasets"] = {name: {k: v for k, v in evaluate(model, args.prepared, args.split, name)[0].items()
-                                            if k != "speed_crops_per_s"}
+        metrics["other_datasets"] = {name: evaluate(model, args.prepared, args.split, name, with_speed=False)[0]
                                      for name in datasets if name != primary}
     (args.run / f"metrics_{args.split}.json").write_text(json.dumps(metrics, indent=2))
     save_confusion_png(metrics, args.run / "confusion_matrix.png")
