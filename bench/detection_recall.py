@@ -15,6 +15,7 @@ That equals a run at the higher threshold: greedy NMS lets only higher-scoring b
 from __future__ import annotations
 
 import argparse
+import csv
 import time
 from pathlib import Path
 
@@ -22,9 +23,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import (CROPS_DIR, SCENE_CLASSES, Report, add_scene_arguments, command_line, expand_boxes,
-                          load_image_folder, long_side_name, parse_long_side, plot_sweep)
-from facemask.annotations import greedy_match, load_scenes
+from bench.common import (CROPS_DIR, REPO_ROOT, Report, add_scene_arguments, command_line, load_image_folder, long_side_name,
+                          parse_long_side, plot_sweep, run_name, scenes_from_args)
+from facemask.annotations import (FALSE_POSITIVE_IOU, IOU_THRESHOLDS, SCENE_CLASSES, greedy_match, load_scenes,
+                                  scene_recall, subsample)
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector
 from facemask.images import decode_image
 
@@ -32,8 +34,6 @@ CROP_LONG_SIDES = (None, 320, 640, 1024)
 SCENE_LONG_SIDES = (None, 640, 1024, 1280, 1600)
 THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 EXPANSIONS = (1.0, 1.1, 1.2, 1.3)
-IOU_THRESHOLDS = (0.5, 0.3)
-FALSE_POSITIVE_IOU = 0.3
 QUICK_SCENES, QUICK_CROPS_PER_CLASS = 150, 100
 VIDEO_FRAME = (640, 480)
 
@@ -92,8 +92,24 @@ def crop_rows(found_by_class: dict, ms: dict, long_sides: list, thresholds: list
     return rows
 
 
+def detector_training_crops(manifest: Path) -> set[str]:
+    """Crop-set images (relative paths) that detector training may use: the classifier's train split."""
+    if not manifest.is_file():
+        raise SystemExit(f"error: {manifest} not found: it tells which crop-set images detector training used "
+                         "(python -m training.prepare writes it)")
+    with open(manifest, newline="") as handle:
+        return {row["source"] for row in csv.DictReader(handle) if row["split"] == "train"}
+
+
 def benchmark_crops(args, detector: RetinaFaceDetector, report: Report) -> None:
-    images = load_image_folder(args.crops, args.crop_limit, args.seed)
+    images = load_image_folder(args.crops)
+    if args.split != "all":
+        seen = detector_training_crops(args.crop_manifest)
+        images = {label: [p for p in paths if str(p.relative_to(args.crops)) not in seen]
+                  for label, paths in images.items()}
+        report.note(f"Crop set: only images outside the classifier's train split in {args.crop_manifest} "
+                    "(the detector never trained on them).")
+    images = {label: subsample(paths, args.crop_limit, args.seed) for label, paths in images.items()}
     long_sides = list(dict.fromkeys([*args.crop_long_sides, DEFAULT_LONG_SIDE]))
     thresholds = sorted({*args.thresholds, DEFAULT_SCORE_THRESHOLD})
     paths = [path for label_paths in images.values() for path in label_paths]
@@ -128,33 +144,6 @@ def benchmark_crops(args, detector: RetinaFaceDetector, report: Report) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- scenes
-def scene_recall(detections: list, annotations: list, threshold: float, box_transform=(1.0, 1.0, 0.0),
-                 iou_thresholds=IOU_THRESHOLDS) -> dict:
-    """Recall per class at each IoU threshold and false positives per image at FALSE_POSITIVE_IOU.
-
-    box_transform: (width factor, height factor, downward shift in box heights) applied to detector boxes.
-    """
-    classes = list(dict.fromkeys([*SCENE_CLASSES, *(label for a in annotations for label in a.labels)]))
-    totals = {label: sum(a.labels.count(label) for a in annotations) for label in classes}
-    hits = {iou: dict.fromkeys(classes, 0) for iou in iou_thresholds}
-    false_positives = 0
-    for (boxes, scores), annotation in zip(detections, annotations):
-        keep = scores >= threshold
-        boxes, scores = expand_boxes(boxes[keep], *box_transform), scores[keep]
-        for iou in iou_thresholds:
-            matches = greedy_match(boxes, scores, annotation.boxes, iou)
-            for gt_index in matches[matches >= 0]:
-                hits[iou][annotation.labels[gt_index]] += 1
-            if iou == FALSE_POSITIVE_IOU:
-                false_positives += int((matches < 0).sum())
-    result = {"ground_truth": totals, "fp_per_image": false_positives / max(len(annotations), 1)}
-    for iou in iou_thresholds:
-        recall = {label: hits[iou][label] / totals[label] if totals[label] else float("nan") for label in classes}
-        recall["all"] = sum(hits[iou].values()) / max(sum(totals.values()), 1)
-        result[f"recall@{iou}"] = recall
-    return result
-
-
 def box_geometry(detections: list, annotations: list, threshold: float) -> dict:
     """How annotated boxes differ from the detector boxes they match at IoU 0.3: median size ratios and shift."""
     ratios, shifts = [], []
@@ -179,7 +168,7 @@ def recall_row(result: dict, classes: list[str], ious=IOU_THRESHOLDS) -> dict:
 
 
 def benchmark_scenes(args, detector: RetinaFaceDetector, report: Report) -> None:
-    annotations = load_scenes(args.images, args.annotations, args.limit, args.seed)
+    annotations = scenes_from_args(args)
     long_sides = args.scene_long_sides
     thresholds = sorted({*args.thresholds, DEFAULT_SCORE_THRESHOLD, args.expansion_threshold})
     found, ms = run_detector(detector, [a.image for a in annotations], long_sides, min(thresholds), "scenes")
@@ -258,6 +247,8 @@ def parse_args(argv=None):
     parser.add_argument("--part", choices=("crops", "scenes", "frame", "all"), default="all",
                         help="frame: only the video-frame timing (cheap to repeat on a quiet machine)")
     parser.add_argument("--crops", type=Path, default=CROPS_DIR, help="ImageFolder of face images")
+    parser.add_argument("--crop-manifest", type=Path, default=REPO_ROOT / "data" / "prepared" / "manifest.csv",
+                        help="with --split: crop-set images in this manifest's train split are left out")
     add_scene_arguments(parser)
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_SCENES} scenes and {QUICK_CROPS_PER_CLASS} crops per class unless --limit")
@@ -274,16 +265,15 @@ def parse_args(argv=None):
     else:
         args.crop_limit = args.limit
     if args.name is None:
-        args.name = "detection_recall" + ("" if args.part == "all" else f"_{args.part}") + (
-            "_quick" if args.limit else "")
+        args.name = run_name("detection_recall", args, "" if args.part == "all" else args.part)
     return args
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    detector = RetinaFaceDetector()
+    detector = RetinaFaceDetector(model=args.detector)
     report = Report(args.name, "Face detector recall", command_line("bench.detection_recall", argv),
-                    out_dir=args.out_dir, detector=detector.config(), limit=args.limit)
+                    out_dir=args.out_dir, detector=detector.config(), limit=args.limit, split=args.split)
     if args.part in ("crops", "all"):
         benchmark_crops(args, detector, report)
     if args.part in ("scenes", "all"):

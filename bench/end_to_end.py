@@ -22,8 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.common import (Report, add_scene_arguments, average_precision, command_line, expand_boxes,
-                          parse_long_side)
-from facemask.annotations import greedy_match, iou_matrix, load_scenes
+                          parse_long_side, run_name, scenes_from_args)
+from facemask.annotations import IOU_THRESHOLDS, greedy_match, iou_matrix
 from facemask.classifier import DEFAULT_MODEL
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector
 from facemask.images import decode_image
@@ -31,7 +31,6 @@ from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
 
 MAIN_CLASSES = ("with_mask", "without_mask")
-IOU_THRESHOLDS = (0.5, 0.3)
 MISSED = "missed"
 
 
@@ -119,7 +118,7 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of the local classifier")
     args = parser.parse_args(argv)
     args.model = Path(args.model or os.environ.get("FACEMASK_MODEL") or DEFAULT_MODEL)
-    args.name = args.name or ("end_to_end_quick" if args.limit else "end_to_end")
+    args.name = args.name or run_name("end_to_end", args)
     return args
 
 
@@ -127,7 +126,7 @@ def score_and_report(args, argv, predictions, annotations, timing: dict, classif
                      detector: RetinaFaceDetector) -> dict:
     report = Report(args.name, "End-to-end: detector + classifier on annotated scenes",
                     command_line("bench.end_to_end", argv), out_dir=args.out_dir, detector=detector.config(),
-                    box_expansion=args.box_expansion, classifier={key: classifier_info.get(key) for key in (
+                    box_expansion=args.box_expansion, split=args.split, scenes=len(annotations), classifier={key: classifier_info.get(key) for key in (
                         "model_version", "arch", "classes", "model_file")})
     counts = Counter(label for a in annotations for label in a.labels)
     report.note(f"{len(annotations)} scenes from {args.images}; ground truth: "
@@ -157,8 +156,8 @@ def main(argv=None) -> dict:
     if args.classifier_url is None and not args.model.is_file():
         sys.exit(f"error: classifier model not found: {args.model} (export one with training/onnx_export.py, "
                  "or pass --model / --classifier-url)")
-    annotations = load_scenes(args.images, args.annotations, args.limit, args.seed)
-    detector = RetinaFaceDetector().prepare(long_side=args.long_side, score_threshold=args.threshold)
+    annotations = scenes_from_args(args)
+    detector = RetinaFaceDetector(model=args.detector).prepare(long_side=args.long_side, score_threshold=args.threshold)
     logs = args.out_dir / "tmp"
     logs.mkdir(parents=True, exist_ok=True)
     try:

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO_ROOT, Report, add_scene_arguments, command_line
-from facemask.annotations import load_scenes, subsample
+from bench.common import REPO_ROOT, Report, add_scene_arguments, command_line, scenes_from_args
+from facemask.annotations import subsample
 from bench.end_to_end import IOU_THRESHOLDS, MAIN_CLASSES, MISSED, evaluate
 
 RUNNER = REPO_ROOT / "bench" / "peer_runner.py"
@@ -209,7 +209,7 @@ def product_rows(path: Path | None) -> list[dict]:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     peers = parse_peers(args)
-    annotations = load_scenes(args.images, args.annotations, args.limit, args.seed)
+    annotations = scenes_from_args(args)
     total_scenes = len(list(Path(args.annotations).glob("*.xml")))
     isolation = [] if args.allow_network else network_isolation()
     tmp = args.out_dir / "tmp"

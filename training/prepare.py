@@ -114,6 +114,9 @@ def main(argv=None) -> dict:
                         help="also crop the faces of annotated scenes (images/ + annotations/, Pascal VOC), "
                              "split by photo")
     parser.add_argument("--limit", type=int, default=0, help="use at most N images per class (quick runs, tests)")
+    parser.add_argument("--detector", default="stock",
+                        help="detector ONNX that finds and aligns the faces: 'stock' (default, the shipped "
+                             "classifier's data and the detector training's crop-set labels) or a file")
     args = parser.parse_args(argv)
 
     if not args.data.is_dir():
@@ -126,7 +129,7 @@ def main(argv=None) -> dict:
         found = list_images(args.data / label)
         files += [(path, label) for path in (found[: args.limit] if args.limit else found)]
 
-    detector = RetinaFaceDetector()
+    detector = RetinaFaceDetector(model=args.detector)
     rows, seen_md5, dhashes = [], {}, {}
     for path, label in tqdm(files, desc="detect + crop", unit="img"):
         row = manifest_row(source=str(path.relative_to(args.data)), label=label, dataset=args.data.name)
@@ -161,7 +164,7 @@ def main(argv=None) -> dict:
 
         if not (args.scenes / "annotations").is_dir():
             parser.error(f"{args.scenes} needs images/ and annotations/ sub-folders")
-        rows += scene_rows(args.scenes, args.out, classes, SPLIT_FRACTIONS, args.seed, args.limit)
+        rows += scene_rows(args.scenes, args.out, classes, SPLIT_FRACTIONS, args.seed, args.limit, detector)
         used = [r for r in rows if r["status"] == "ok"]
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,8 @@
 The crop set is mostly large, frontal faces; shop and street scenes are full of 20-60 px faces, side views and
 blur. Each annotated face is cropped with the serving crop (facemask.crops.crop_face) on the landmarks of the detection
 that overlaps it; faces the detector misses are reported and left out, since the classifier never sees them when
-serving either. Scenes are split by image
-(seeded), so every face of a photo lands in the same split and the held-out scenes stay unseen end to end.
+serving either. Scenes are split by photo, with the detector's split, so every face of a photo lands in the same
+split and the held-out photos stay unseen end to end, by both models.
 """
 from __future__ import annotations
 
@@ -34,12 +34,26 @@ def split_images(names: list[str], fractions: dict[str, float], seed: int) -> di
     return splits
 
 
+def photo_splits(names: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
+    """The detector's scene split (detection/model/scene_split.json) when it covers these photos, so that one photo
+    split holds for the whole system and end-to-end tests on held-out photos stay unseen by both models; a fresh
+    seeded split otherwise."""
+    from training.detector_data import DEFAULT_SPLIT_FILE
+
+    if DEFAULT_SPLIT_FILE.is_file():
+        shared = json.loads(DEFAULT_SPLIT_FILE.read_text())
+        assignment = {name: split for split in fractions for name in shared.get(split, [])}
+        if all(name in assignment for name in names):
+            return {name: assignment[name] for name in names}
+    return split_images(names, fractions, seed)
+
+
 def scene_rows(scenes: Path, out: Path, classes: list[str], fractions: dict[str, float], seed: int,
-               limit: int = 0) -> list[dict]:
+               limit: int = 0, detector: RetinaFaceDetector | None = None) -> list[dict]:
     """Manifest rows (one per annotated face) and crops under out/crops/<label>/scene_<image>_<n>.png."""
     annotations = load_scenes(scenes / "images", scenes / "annotations", limit=limit or None, seed=seed)
-    splits = split_images([a.image.stem for a in annotations], fractions, seed)
-    detector = RetinaFaceDetector().prepare(long_side=DETECTION_SIDE, score_threshold=SCORE_THRESHOLD)
+    splits = photo_splits([a.image.stem for a in annotations], fractions, seed)
+    detector = (detector or RetinaFaceDetector()).prepare(long_side=DETECTION_SIDE, score_threshold=SCORE_THRESHOLD)
     rows = []
     for annotation in tqdm(annotations, desc="scene faces", unit="img"):
         image = decode_image(annotation.image)

@@ -1,0 +1,122 @@
+"""Detector fine-tuning: ONNX <-> torch round trip, prior matching, augmentation geometry, a tiny real training run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from facemask.detector import FINE_TUNED_MODEL, STOCK_SOURCE, RetinaFaceDetector
+from facemask.images import decode_image
+from tests.conftest import REPO_ROOT, SAMPLES
+from training.detector_data import FaceImage, augment, load_split
+from training.detector_model import MultiBoxLoss, encode_boxes, load_onnx, priors, to_torch, write_weights
+
+SCENES = REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-scenes-andrewmvd"
+needs_scenes = pytest.mark.skipif(not SCENES.is_dir(), reason=f"dataset not found at {SCENES}")
+
+
+@pytest.fixture(scope="module")
+def group_photo() -> np.ndarray:
+    return decode_image(SAMPLES / "group_mixed.jpg")
+
+
+@pytest.fixture(scope="module")
+def stock_faces(group_photo):
+    return RetinaFaceDetector(model="stock").prepare(long_side=1024).detect(group_photo)
+
+
+def network_input(image: np.ndarray) -> np.ndarray:
+    detector = RetinaFaceDetector(model="stock").prepare(long_side=640)
+    return detector._network_input(image)[0]
+
+
+def test_torch_module_and_written_back_onnx_match_the_stock_model(group_photo):
+    stock = load_onnx()
+    blob = network_input(group_photo)
+    reference = ort.InferenceSession(stock.SerializeToString()).run(None, {"input": blob})
+    module = to_torch(stock).eval()
+    with torch.no_grad():
+        loc, logits, landmarks = module(torch.from_numpy(blob))
+    np.testing.assert_allclose(loc.numpy(), reference[0], atol=1e-3)
+    np.testing.assert_allclose(logits.softmax(-1).numpy(), reference[1], atol=1e-4)
+    np.testing.assert_allclose(landmarks.numpy(), reference[2], atol=1e-3)
+
+    with torch.no_grad():  # a changed weight must reach the exported graph, and only through it
+        next(module.parameters()).mul_(0.5)
+    exported = write_weights(module, stock, {"note": "test"})
+    changed = ort.InferenceSession(exported.SerializeToString()).run(None, {"input": blob})
+    assert not np.allclose(changed[1], reference[1], atol=1e-3)
+    assert {p.key: p.value for p in exported.metadata_props}["note"] == "test"
+    assert [o.name for o in exported.graph.output] == ["loc", "conf", "landmarks"]
+
+
+def test_every_face_gets_a_prior_and_tiny_faces_are_ignored_not_negative():
+    prior = priors(128, 128)
+    boxes = torch.tensor([[20.0, 20.0, 60.0, 64.0], [100.0, 100.0, 104.0, 103.0]])
+    assignment = MultiBoxLoss().match(prior, boxes, ignored=torch.tensor([False, True]))
+    assert (assignment == 0).sum() >= 1 and not (assignment == 1).any()
+    assert (assignment == -2).any(), "priors on the ignored face must not be mined as negatives"
+    # Encoding then decoding (as the serving detector does) gives the box back.
+    positives = prior[assignment == 0]
+    encoded = encode_boxes(boxes[[0]].expand(len(positives), 4), positives)
+    centres = positives[:, :2] + encoded[:, :2] * 0.1 * positives[:, 2:]
+    sizes = positives[:, 2:] * torch.exp(encoded[:, 2:] * 0.2)
+    torch.testing.assert_close(torch.cat([centres - sizes / 2, centres + sizes / 2], 1),
+                               boxes[[0]].expand(len(positives), 4), atol=1e-3, rtol=0)
+
+
+def test_augmentation_keeps_boxes_and_landmarks_on_the_faces(group_photo, stock_faces, tmp_path):
+    path = tmp_path / "group.png"
+    path.write_bytes((SAMPLES / "group_mixed.jpg").read_bytes())
+    sample = FaceImage(path, np.array([f.box for f in stock_faces]), np.array([f.landmarks for f in stock_faces]),
+                       "scene", (500, 900))
+    for seed, flip in [(seed, flip) for seed in range(6) for flip in (False, True)]:
+        blob, target = augment(sample, group_photo, 384, np.random.default_rng(seed), flip=flip)
+        assert blob.shape == (3, 384, 384)
+        boxes, points = target["boxes"].numpy(), target["landmarks"].numpy()
+        assert len(boxes) >= 1 and target["has_landmarks"].all()
+        whole = (boxes[:, :2] > 0).all(axis=1) & (boxes[:, 2:] < 384).all(axis=1)  # not cut by the crop
+        nose = points[whole, 2]
+        assert ((nose >= boxes[whole, :2]) & (nose <= boxes[whole, 2:])).all()
+        # Frontal faces: the subject's right eye (index 0) is on the image's left, flipped or not.
+        assert (points[whole, 0, 0] < points[whole, 1, 0]).all()
+
+
+def test_default_detector_is_the_fine_tuned_model_and_stock_stays_selectable(monkeypatch):
+    assert FINE_TUNED_MODEL.is_file(), "detection/model/ must ship the fine-tuned detector"
+    assert RetinaFaceDetector().model_source == str(FINE_TUNED_MODEL)
+    assert RetinaFaceDetector(model="stock").model_source == STOCK_SOURCE
+    monkeypatch.setenv("FACEMASK_DETECTOR_MODEL", "stock")
+    assert RetinaFaceDetector().model_source == STOCK_SOURCE
+    with pytest.raises(FileNotFoundError):
+        RetinaFaceDetector(model="/no/such/detector.onnx")
+
+
+def test_shipped_split_keeps_photos_apart():
+    split = load_split(REPO_ROOT / "detection" / "model" / "scene_split.json")
+    names = [set(split[name]) for name in ("train", "valid", "test")]
+    assert sum(map(len, names)) == len(set.union(*names)) == 853
+    assert len(names[2]) >= 150
+
+
+@needs_scenes
+def test_tiny_detector_training_run_exports_a_working_onnx(tmp_path, group_photo):
+    from training import train_detector
+
+    run = tmp_path / "run"
+    config = train_detector.main([
+        "--limit", "6", "--epochs", "1", "--crops-per-epoch", "0", "--size", "256", "--batch-size", "3",
+        "--threads", "1", "--workers", "0", "--split-file", str(tmp_path / "split.json"),
+        "--cache", str(tmp_path / "teacher.json"), "--out", str(run)])
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert not set(split["train"]) & set(split["test"]) and split["seed"] == 42
+    for name in ("detector.onnx", "history.csv", "training_curve.png", "train_config.json"):
+        assert (run / name).is_file(), name
+    assert config["train_scenes"] == 6 and config["cpu_seconds"] > 0
+    assert 0.0 <= config["best"]["valid_all"] <= 1.0
+    faces = RetinaFaceDetector(model=run / "detector.onnx").detect(group_photo)
+    assert len(faces) >= 3  # one epoch at a low learning rate keeps the stock detector's ability

