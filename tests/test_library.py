@@ -41,12 +41,12 @@ def test_detector_finds_every_labelled_face(detector, sample_paths, sample_label
 def test_detector_scale_policy_maps_boxes_back_to_the_original_image(detector, sample_paths):
     image = decode_image(sample_paths[0])
     native = detector.prepare(long_side=None).detect(image)
-    upscaled = detector.prepare(long_side=1600).detect(image)
+    rescaled = detector.prepare(long_side=640).detect(image)  # half size: boxes must be scaled back up
     detector.prepare()
-    assert len(native) == len(upscaled) > 0
+    assert len(native) == len(rescaled) > 0
     for face in native:
-        other = upscaled[nearest(upscaled, ((face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2))]
-        assert np.abs(face.box - other.box).max() < 0.15 * (face.box[2] - face.box[0])
+        other = rescaled[nearest(rescaled, ((face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2))]
+        assert np.abs(face.box - other.box).max() < 0.25 * (face.box[2] - face.box[0])  # a scale slip would be 100 %
 
 
 def test_detector_rejects_bad_settings_and_shapes(detector):

@@ -48,7 +48,7 @@ def test_train_export_and_serve_a_tiny_model(prepared, tmp_path):
     from training import train, validate
 
     run = tmp_path / "run"
-    train.main(["--prepared", str(prepared), "--epochs", "10", "--lr", "1e-2", "--batch-size", "16",
+    train.main(["--prepared", str(prepared), "--epochs", "10", "--lr", "2e-3", "--batch-size", "16",
                 "--no-augment", "--out", str(run)])
     for name in ("model.onnx", "model.pkl", "history.csv", "training_curve.png", "train_config.json"):
         assert (run / name).is_file(), name

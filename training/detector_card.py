@@ -52,6 +52,19 @@ def detector_rows(name: str, label: str) -> list[str]:
             f"{results['meta']['date']} |"]
 
 
+def size_rows() -> list[str]:
+    tuned, stock = (table(load(name), "Scenes: recall by face size") for name in
+                    ("detection_recall_test", "detection_recall_test_stock"))
+    if not tuned or not stock:
+        return ["(recall by face size: bench/results/detection_recall_test*.json missing)"]
+    lines = ["| face size (original image) | faces | stock IoU 0.5 / 0.3 | fine-tuned IoU 0.5 / 0.3 |",
+             "|---|---|---|---|"]
+    for ours, theirs in zip(tuned, stock):
+        lines.append(f"| {ours['face size']} | {ours['faces']} | {fmt(theirs['recall@0.5'], 2)} / "
+                     f"{fmt(theirs['recall@0.3'], 2)} | {fmt(ours['recall@0.5'], 2)} / {fmt(ours['recall@0.3'], 2)} |")
+    return lines
+
+
 def end_to_end_rows(name: str, label: str) -> list[str]:
     results = load(name)
     if not results:
@@ -108,8 +121,11 @@ def main() -> str:
         "End to end with the shipped classifier (bench.end_to_end, IoU 0.5):", "",
         "| detector | mAP50 | face accuracy | faces found |", "|---|---|---|---|",
         *end_to_end_rows("end_to_end_test_stock", "stock"), *end_to_end_rows("end_to_end_test", "fine-tuned"), "",
-        "Inference options (flip test-time augmentation, scales) against fine-tuning, with the recall vs "
-        "false-positive curves: [detector_options_test.md](../../bench/results/detector_options_test.md).", "",
+        "Where the misses are (held-out test photos, service defaults):", "", *size_rows(), "",
+        "Inference options (flip test-time augmentation, scales) against fine-tuning, and the recall vs "
+        "false-positive curves over score thresholds (star: the service threshold): "
+        "[detector_options_test.md](../../bench/results/detector_options_test.md).", "",
+        "![recall vs false positives](../../bench/results/detector_options_test.png)", "",
         "![training curve](training_curve.png)", "",
         "## Limits", "",
         "Fine-tuned on one public set of 853 street and shop photos, mostly surgical masks, mostly 400 px images; "

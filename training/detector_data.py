@@ -46,6 +46,7 @@ class FaceImage:
     landmarks: np.ndarray
     kind: str  # "scene" or "crop"
     long_sides: tuple[int, int] = field(default=(640, 1400))
+    labels: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------------- split
@@ -98,7 +99,8 @@ def scene_samples(annotations: list[Annotation], landmarks: dict[str, list]) -> 
         for index, face_points in enumerate(landmarks[annotation.image.name]):
             if face_points is not None:
                 points[index] = face_points
-        samples.append(FaceImage(annotation.image, annotation.boxes.copy(), points, "scene"))
+        samples.append(FaceImage(annotation.image, annotation.boxes.copy(), points, "scene",
+                                 labels=tuple(annotation.labels)))
     return samples
 
 
