@@ -74,9 +74,9 @@ def scenes_from_args(args) -> list:
 def run_name(base: str, args, *extra: str) -> str:
     """Results file name from the options that change what is measured."""
     parts = [base, *(p for p in extra if p)]
-    if getattr(args, "split", "all") != "all":
+    if args.split != "all":
         parts.append(args.split)
-    if getattr(args, "detector", None):
+    if args.detector:
         parts.append(Path(args.detector).stem if args.detector != "stock" else "stock")
     if args.limit:
         parts.append("quick")

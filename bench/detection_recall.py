@@ -27,7 +27,7 @@ from bench.common import (CROPS_DIR, REPO_ROOT, Report, add_scene_arguments, com
                           parse_long_side, plot_sweep, run_name, scenes_from_args)
 from facemask.annotations import (FALSE_POSITIVE_IOU, IOU_THRESHOLDS, SCENE_CLASSES, greedy_match, load_scenes,
                                   scene_recall, subsample)
-from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector
+from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector, boxes_and_scores
 from facemask.images import decode_image
 
 CROP_LONG_SIDES = (None, 320, 640, 1024)
@@ -51,8 +51,7 @@ def run_detector(detector: RetinaFaceDetector, paths: list, long_sides: list, th
             start = time.perf_counter()
             faces = detector.detect(image)
             elapsed[side].append((time.perf_counter() - start) * 1e3)
-            found[side].append((np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4),
-                                np.array([f.score for f in faces], dtype=np.float32)))
+            found[side].append(boxes_and_scores(faces))
     # Median, not mean: other work on a shared machine shows up as outliers, not as a shift of the median.
     return found, {side: float(np.median(ms)) for side, ms in elapsed.items()}
 

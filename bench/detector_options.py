@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from bench.common import Report, add_scene_arguments, command_line, run_name, scenes_from_args
 from facemask.annotations import SCENE_CLASSES, scene_recall
-from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector
+from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector, non_max_suppression
 from facemask.images import decode_image
 
 # name -> passes of (long_side, mirrored)
@@ -49,10 +48,8 @@ def detect_variant(detector: RetinaFaceDetector, image: np.ndarray, passes, thre
             scores.append(face.score)
     boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
     scores = np.array(scores, dtype=np.float32)
-    if len(passes) > 1 and len(scores):
-        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-        kept = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), threshold, detector.nms_threshold),
-                          dtype=int).reshape(-1)
+    if len(passes) > 1:
+        kept = non_max_suppression(boxes, scores, threshold, detector.nms_threshold)
         boxes, scores = boxes[kept], scores[kept]
     return (boxes, scores), (time.perf_counter() - start) * 1e3
 

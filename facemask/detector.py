@@ -61,6 +61,23 @@ def default_model_bytes() -> bytes:
     return WEIGHTS
 
 
+def boxes_and_scores(faces: list[Face]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4) boxes and (N,) scores of detected faces, the form the scoring functions take."""
+    return (np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4),
+            np.array([f.score for f in faces], dtype=np.float32))
+
+
+def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, score_threshold: float,
+                        nms_threshold: float) -> np.ndarray:
+    """Indices of the x1, y1, x2, y2 boxes that greedy NMS keeps, highest score first."""
+    if len(scores) == 0:
+        return np.zeros(0, dtype=int)
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    kept = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), score_threshold, nms_threshold),
+                      dtype=int).reshape(-1)
+    return kept[np.argsort(-scores[kept])]
+
+
 @lru_cache(maxsize=16)
 def _priors(height: int, width: int) -> np.ndarray:
     """Prior boxes (cx, cy, w, h) in pixels for a network input of height x width, in the network's output order."""
@@ -178,9 +195,6 @@ class RetinaFaceDetector:
         boxes, points, scores = boxes[big_enough], points[big_enough], scores[big_enough]
         if len(scores) == 0:
             return []
-        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-        kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold)
-        kept = np.asarray(kept, dtype=int).reshape(-1)
-        kept = kept[np.argsort(-scores[kept])]
+        kept = non_max_suppression(boxes, scores, self.score_threshold, self.nms_threshold)
         return [Face(box=boxes[i].astype(np.float32), score=float(scores[i]),
                      landmarks=points[i].astype(np.float32)) for i in kept]

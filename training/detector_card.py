@@ -10,42 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
+from bench.report import find, fmt, load, table
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, FINE_TUNED_MODEL
 
 MODEL_DIR = FINE_TUNED_MODEL.parent
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 SIZE_BUDGET_MB = 5
-
-
-def load(name: str) -> dict | None:
-    path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def table(results: dict | None, prefix: str) -> list[dict]:
-    if not results:
-        return []
-    return next((rows for heading, rows in results["tables"].items() if heading.startswith(prefix)), [])
-
-
-def pick(rows: list[dict], **match) -> dict:
-    return next((r for r in rows if all(str(r.get(k)) == str(v) for k, v in match.items())), {})
-
-
-def fmt(value, digits: int = 3) -> str:
-    return "n/a" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
 
 
 def detector_rows(name: str, label: str) -> list[str]:
     results = load(name)
     if not results:
         return [f"| {label} | results file bench/results/{name}.json missing | | | | | |"]
-    scenes = pick(table(results, "Scenes: recall"), long_side=DEFAULT_LONG_SIDE, threshold=DEFAULT_SCORE_THRESHOLD)
+    scenes = find(table(results, "Scenes: recall"), long_side=DEFAULT_LONG_SIDE, threshold=DEFAULT_SCORE_THRESHOLD)
     crops = (table(results, "Crop set: images with at least one face, service defaults") or [{}])[0]
-    frame = pick(table(results, "Detection time of one"), long_side=DEFAULT_LONG_SIDE)
-    native = pick(table(results, "Detection time of one"), long_side="native")
+    frame = find(table(results, "Detection time of one"), long_side=DEFAULT_LONG_SIDE)
+    native = find(table(results, "Detection time of one"), long_side="native")
     return [f"| {label} | {fmt(scenes.get('with_mask@0.5'))} | {fmt(scenes.get('without_mask@0.5'))} | "
             f"{fmt(scenes.get('FP/img'), 2)} | {fmt(crops.get('with_mask'))} / {fmt(crops.get('without_mask'))} | "
             f"{fmt(frame.get('best ms'), 1)} / {fmt(native.get('best ms'), 1)} | "
@@ -69,7 +49,7 @@ def end_to_end_rows(name: str, label: str) -> list[str]:
     results = load(name)
     if not results:
         return [f"| {label} | results file bench/results/{name}.json missing | | |"]
-    row = pick(table(results, "AP, mAP"), IoU=0.5)
+    row = find(table(results, "AP, mAP"), IoU=0.5)
     return [f"| {label} | {fmt(row.get('mAP'))} | {fmt(row.get('acc (both)'))} | {fmt(row.get('faces found'))} |"]
 
 

@@ -175,7 +175,3 @@ class MultiBoxLoss:
         total = self.box_weight * box + classes + self.landmark_weight * points
         return {"loss": total, "box": box.detach(), "class": classes.detach(), "landmarks": points.detach()}
 
-
-def priors_for(batch: torch.Tensor) -> torch.Tensor:
-    return priors(batch.shape[2], batch.shape[3])
-

@@ -38,10 +38,10 @@ def photo_splits(names: list[str], fractions: dict[str, float], seed: int) -> di
     """The detector's scene split (detection/model/scene_split.json) when it covers these photos, so that one photo
     split holds for the whole system and end-to-end tests on held-out photos stay unseen by both models; a fresh
     seeded split otherwise."""
-    from training.detector_data import DEFAULT_SPLIT_FILE
+    from training.detector_data import DEFAULT_SPLIT_FILE, load_split
 
     if DEFAULT_SPLIT_FILE.is_file():
-        shared = json.loads(DEFAULT_SPLIT_FILE.read_text())
+        shared = load_split(DEFAULT_SPLIT_FILE)
         assignment = {name: split for split in fractions for name in shared.get(split, [])}
         if all(name in assignment for name in names):
             return {name: assignment[name] for name in names}

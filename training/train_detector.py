@@ -29,7 +29,8 @@ import torch
 from tqdm import tqdm
 
 from facemask.annotations import face_average_precision, scene_recall
-from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, FINE_TUNED_MODEL, RetinaFaceDetector
+from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, FINE_TUNED_MODEL, RetinaFaceDetector,
+                               boxes_and_scores)
 from facemask.images import decode_image
 from training.detector_data import (DEFAULT_SPLIT_FILE, DetectionDataset, collate, crop_set_samples, load_split,
                                     make_split, scene_samples, scenes_in_split, teacher_landmarks)
@@ -52,9 +53,7 @@ def evaluate(model: onnx.ModelProto, annotations, threads: int) -> dict:
         long_side=DEFAULT_LONG_SIDE, score_threshold=AP_MIN_SCORE)
     detections = []
     for annotation in annotations:
-        faces = detector.detect(decode_image(annotation.image))
-        detections.append((np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4),
-                           np.array([f.score for f in faces], dtype=np.float32)))
+        detections.append(boxes_and_scores(detector.detect(decode_image(annotation.image))))
     # Greedy NMS lets only higher-scoring boxes suppress a box, so thresholding afterwards equals detecting at 0.5.
     result = scene_recall(detections, annotations, DEFAULT_SCORE_THRESHOLD)
     recall = result["recall@0.5"]
