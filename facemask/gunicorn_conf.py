@@ -8,6 +8,15 @@ bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '3000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 os.environ.setdefault("FACEMASK_ORT_THREADS", "1")
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+# A sync worker waits on whichever client it accepted: a few clients sending their headers or body slowly held every
+# worker (issue 15). Event-loop workers hold such a client on a cheap greenlet; model inference still runs one request
+# at a time per worker. Chosen by measurement against sync and gthread: bench/slow_clients.py, README.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))  # gthread only
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))  # open connections per worker
+# gunicorn's control socket defaults to one path per user ($HOME/.gunicorn): a second instance took it over and
+# stopping either removed it. Nothing here uses gunicornc.
+control_socket_disable = True
 graceful_timeout = 30  # on SIGTERM, in-flight requests get this long to finish
 keepalive = 5
 max_requests = 20000  # recycle workers now and then: bounds any slow growth in memory
