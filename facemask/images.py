@@ -18,11 +18,28 @@ class ImageError(ValueError):
     """The input is not a usable image; the message is meant for the user."""
 
 
-def decode_image(data: bytes | Path | str) -> np.ndarray:
+def declared_pixels(data: bytes) -> int:
+    """Width x height as the image's header declares them, read without decoding a pixel (PIL opens lazily)."""
+    if len(data) == 0:
+        raise ImageError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                return image.width * image.height
+    except Image.DecompressionBombError:
+        raise ImageError(f"image has too many pixels (limit {MAX_IMAGE_PIXELS:,})") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"corrupt or truncated image: {error}") from None
+
+
+def decode_image(data: bytes | Path | str, max_pixels: int | None = None) -> np.ndarray:
     """Decode bytes or a file into an RGB uint8 array, applying EXIF orientation.
 
     Grayscale, palette, RGBA (flattened on white), CMYK and 16-bit images are converted; anything else raises
-    ImageError with a one-line reason.
+    ImageError with a one-line reason. max_pixels refuses larger images from their header, before decoding.
     """
     if isinstance(data, (bytes, bytearray)):
         if len(data) == 0:
@@ -36,6 +53,9 @@ def decode_image(data: bytes | Path | str) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as image:
+                if max_pixels is not None and image.width * image.height > max_pixels:
+                    raise ImageError(f"image too large: {image.width}x{image.height} pixels, the limit here is "
+                                     f"{max_pixels:,} pixels")
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb(image)

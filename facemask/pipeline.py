@@ -19,6 +19,7 @@ from facemask.images import encode_png
 DEFAULT_CLASSIFIER_URL = "http://localhost:3000"
 UNCLASSIFIED = "unclassified"
 CROPS_PER_REQUEST = 128  # the classification service accepts up to 256 (MAX_CROPS_PER_REQUEST)
+DEFAULT_CLASSIFY_DEADLINE_S = 15.0
 
 
 class ClassifierUnavailable(RuntimeError):
@@ -28,33 +29,49 @@ class ClassifierUnavailable(RuntimeError):
 class ClassifierClient:
     """POST /classify with every crop of a frame in one request; retries with exponential backoff."""
 
-    def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5):
+    def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
+                 deadline: float | None = None):
         self.url = (url or os.environ.get("CLASSIFIER_URL") or DEFAULT_CLASSIFIER_URL).rstrip("/")
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        # One budget for all tries and chunks of a classify() call, well inside gunicorn's 60 s worker timeout:
+        # 4 tries x 30 s against a hung classifier otherwise outlived the worker (an HTML 500 after 61 s).
+        self.deadline = deadline or float(os.environ.get("CLASSIFY_DEADLINE_S", DEFAULT_CLASSIFY_DEADLINE_S))
         self.session = requests.Session()
 
-    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
-        last_error = "no attempt made"
+    def _request(self, method: str, path: str, deadline_at: float | None = None, **kwargs) -> requests.Response:
+        last_error, tries = "no attempt made", 0
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                pause = self.backoff * 2 ** (attempt - 1)
+                if deadline_at is not None and time.monotonic() + pause >= deadline_at:
+                    break
+                time.sleep(pause)
+            read_timeout = self.timeout
+            if deadline_at is not None:
+                read_timeout = min(read_timeout, deadline_at - time.monotonic())
+                if read_timeout <= 0:
+                    break
+            tries += 1
             try:
-                response = self.session.request(method, self.url + path, timeout=(3.0, self.timeout), **kwargs)
+                response = self.session.request(method, self.url + path, timeout=(min(3.0, read_timeout), read_timeout),
+                                                **kwargs)
             except requests.RequestException as error:
                 last_error = f"{type(error).__name__}: {error}"
                 continue
             if response.status_code < 500:
                 return response
             last_error = f"HTTP {response.status_code}: {response.text[:200]}"
-        raise ClassifierUnavailable(f"classifier at {self.url} failed after {self.retries + 1} attempts ({last_error})")
+        within = f" within the {self.deadline:.0f} s deadline" if deadline_at is not None else ""
+        raise ClassifierUnavailable(f"classifier at {self.url} failed after {tries} attempt(s){within} ({last_error})")
 
     def classify(self, crops: list[np.ndarray]) -> list[dict]:
         """One result per crop, in order. A crowd is sent in chunks that stay under the service's per-request limit."""
         results = []
+        deadline_at = time.monotonic() + self.deadline
         for start in range(0, len(crops), CROPS_PER_REQUEST):
             files = [("crops", (f"face_{start + i}.png", encode_png(crop), "image/png"))
                      for i, crop in enumerate(crops[start:start + CROPS_PER_REQUEST])]
-            response = self._request("POST", "/classify", files=files)
+            response = self._request("POST", "/classify", deadline_at=deadline_at, files=files)
             if response.status_code != 200:
                 raise ClassifierUnavailable(
                     f"classifier rejected the crops: HTTP {response.status_code} {response.text[:200]}")

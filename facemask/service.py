@@ -7,7 +7,7 @@ import time
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest,
                                multiprocess)
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 DEFAULT_MAX_UPLOAD_MB = 20
 
@@ -52,11 +52,17 @@ def configure_upload_limit(app: Flask) -> None:
 def uploaded_files() -> list[tuple[str, bytes]]:
     """(name, bytes) of every uploaded file: multipart parts in order, or the raw body as one file."""
     if request.files:
-        return [(f.filename or key, f.read()) for key in request.files for f in request.files.getlist(key)]
-    if request.mimetype and request.mimetype.startswith("multipart/"):
-        return []
-    body = request.get_data(cache=False)
-    return [("body", body)] if body else []
+        files = [(f.filename or key, f.read()) for key in request.files for f in request.files.getlist(key)]
+    elif request.mimetype and request.mimetype.startswith("multipart/"):
+        files = []
+    else:
+        body = request.get_data(cache=False)
+        files = [("body", body)] if body else []
+    # werkzeug stops reading a chunked body (no Content-Length) at MAX_CONTENT_LENGTH without an error: a cut image
+    # would be answered as if whole. A body that reached the limit is refused instead.
+    if request.content_length is None and getattr(request.stream, "is_exhausted", False):
+        raise RequestEntityTooLarge()
+    return files
 
 
 class Metrics:
@@ -95,5 +101,6 @@ class Metrics:
             if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
                 registry = CollectorRegistry()
                 multiprocess.MultiProcessCollector(registry)
-                return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-            return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+                return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+            # content_type, not mimetype: CONTENT_TYPE_LATEST names its charset already
+            return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -8,11 +8,16 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify
 
 from facemask.classifier import MaskClassifier
-from facemask.images import ImageError, decode_image
+from facemask.crops import resize_crop
+from facemask.images import ImageError, decode_image, declared_pixels
 from facemask.service import ApiError, uploaded_files
 
 blueprint = Blueprint("classification", __name__)
 MAX_CROPS_PER_REQUEST = int(os.environ.get("MAX_CROPS_PER_REQUEST", "256"))
+# Pixel budgets, checked from the image headers before any decoding: a 10 KB PNG can declare 80 Mpx, and 8 such
+# crops took 2.6 GB (issue 15). Crops are small (the detector sends 96x96); anything bigger is resized down anyway.
+MAX_CROP_PIXELS = int(os.environ.get("MAX_CROP_PIXELS", "4000000"))
+MAX_REQUEST_PIXELS = int(os.environ.get("MAX_REQUEST_PIXELS", "64000000"))
 OPENAPI = json.loads((Path(__file__).parent / "openapi.json").read_text())
 
 
@@ -33,18 +38,31 @@ def classify():
     if len(files) > MAX_CROPS_PER_REQUEST:
         raise ApiError(413, f"too many crops in one request: {len(files)} > {MAX_CROPS_PER_REQUEST}")
 
-    results, crops, crop_slots = [], [], []
-    for index, (name, data) in enumerate(files):
-        results.append({"index": index, "filename": name})
+    classifier = _classifier()
+    results = [{"index": index, "filename": name} for index, (name, _) in enumerate(files)]
+    declared = 0
+    for _, data in files:
         try:
-            crops.append(decode_image(data))
+            pixels = declared_pixels(data)
+        except ImageError:
+            continue  # reported with its crop below
+        if pixels <= MAX_CROP_PIXELS:  # an oversized crop is refused on its own, undecoded
+            declared += pixels
+    if declared > MAX_REQUEST_PIXELS:
+        raise ApiError(413, f"crops declare {declared:,} pixels in all, the limit per request is "
+                            f"{MAX_REQUEST_PIXELS:,}: send fewer or smaller crops")
+
+    # One crop decoded at a time and shrunk to the model input at once: memory stays flat whatever the request.
+    crops, crop_slots = [], []
+    for index, (_, data) in enumerate(files):
+        try:
+            crops.append(resize_crop(decode_image(data, max_pixels=MAX_CROP_PIXELS), classifier.crop_size))
             crop_slots.append(index)
         except ImageError as error:
             results[index]["error"] = str(error)
     if not crops:
         raise ApiError(400, "no readable image in the request", results=results)
 
-    classifier = _classifier()
     metrics = current_app.extensions["metrics"]
     for slot, described in zip(crop_slots, classifier.describe(classifier.predict(crops))):
         results[slot].update(described)
@@ -69,6 +87,7 @@ def ready():
 @blueprint.get("/info")
 def info():
     return jsonify({**_classifier().info(), "max_crops_per_request": MAX_CROPS_PER_REQUEST,
+                    "max_crop_pixels": MAX_CROP_PIXELS, "max_request_pixels": MAX_REQUEST_PIXELS,
                     "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"]})
 
 

@@ -1,6 +1,8 @@
 """Detection service: Flask app factory (gunicorn: "detection.app:create_app()")."""
 from __future__ import annotations
 
+import threading
+
 from flask import Flask
 
 from facemask.detector import RetinaFaceDetector
@@ -14,6 +16,7 @@ def create_app(classifier_url: str | None = None) -> Flask:
     install_error_handlers(app)
     app.extensions["pipeline"] = MaskPipeline(RetinaFaceDetector(), ClassifierClient(classifier_url))
     app.extensions["metrics"] = Metrics(app, "detection")
+    app.extensions["image_slot"] = threading.Lock()  # gevent-aware: gunicorn patches threading before the app loads
 
     from detection.app.routes import blueprint
 

@@ -9,17 +9,29 @@ from facemask.pipeline import MaskPipeline
 from facemask.service import ApiError, uploaded_files
 
 blueprint = Blueprint("detection", __name__)
+ANNOTATED_FORMATS = {"jpeg": (encode_jpeg, "image/jpeg"), "jpg": (encode_jpeg, "image/jpeg"),
+                     "png": (encode_png, "image/png")}
 
 
 def _pipeline() -> MaskPipeline:
     return current_app.extensions["pipeline"]
 
 
-def _process_upload():
+def _read_upload() -> tuple[str, bytes]:
     files = uploaded_files()
     if len(files) != 1:
         raise ApiError(400, f"send exactly one image (multipart field 'image' or a raw body), got {len(files)}")
-    name, data = files[0]
+    return files[0]
+
+
+def _one_image_at_a_time():
+    """Held from decoding to the answer. Under the gevent worker a request waiting on the classifier lets others
+    run; without this each would decode its own image meanwhile (up to 80 Mpx) and a worker's memory would grow with
+    its connections. The body is read before taking it, so a slow upload does not hold it."""
+    return current_app.extensions["image_slot"]
+
+
+def _process_upload(name: str, data: bytes):
     try:
         image = decode_image(data)
     except ImageError as error:
@@ -27,13 +39,15 @@ def _process_upload():
     result = _pipeline().process(image)
     for face in result.faces:
         current_app.extensions["metrics"].faces.labels(face["label"]).inc()
-    return name, image, result
+    return image, result
 
 
 @blueprint.post("/detect")
 def detect():
     """Faces with box, landmarks, detector score, label and probabilities, as JSON."""
-    name, _, result = _process_upload()
+    name, data = _read_upload()
+    with _one_image_at_a_time():
+        _, result = _process_upload(name, data)
     body = {"filename": name, **result.to_dict()}
     # Faces are all listed even when the classifier failed (status "unclassified"); 503 says the answer is partial.
     return jsonify(body), (503 if result.error else 200)
@@ -42,13 +56,16 @@ def detect():
 @blueprint.post("/annotate")
 def annotate():
     """The image with green (mask) / red (no mask) boxes; ?format=png for lossless output."""
-    name, image, result = _process_upload()
-    if result.error:
-        raise ApiError(503, result.error, faces=result.faces)
-    annotated = draw_faces(image, result.faces)
-    as_png = request.args.get("format", "jpeg").lower() == "png"
-    response = Response(encode_png(annotated) if as_png else encode_jpeg(annotated),
-                        mimetype="image/png" if as_png else "image/jpeg")
+    image_format = request.args.get("format", "jpeg").lower()
+    if image_format not in ANNOTATED_FORMATS:
+        raise ApiError(400, f"unsupported format {image_format!r}: use one of {', '.join(sorted(ANNOTATED_FORMATS))}")
+    name, data = _read_upload()
+    with _one_image_at_a_time():
+        image, result = _process_upload(name, data)
+        if result.error:
+            raise ApiError(503, result.error, faces=result.faces)
+        encode, mimetype = ANNOTATED_FORMATS[image_format]
+        response = Response(encode(draw_faces(image, result.faces)), mimetype=mimetype)
     response.headers["X-Face-Counts"] = ",".join(f"{k}={v}" for k, v in sorted(result.counts.items()))
     return response
 
