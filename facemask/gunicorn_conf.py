@@ -33,3 +33,11 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_abort(worker):
+    """gunicorn kills a worker stuck past `timeout`; its request never reached the app's after_request, so count
+    it here (the multiprocess counter outlives the worker) for /metrics to show."""
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    if "metrics" in extensions:
+        extensions["metrics"].requests.labels("worker_timeout", "500").inc()

@@ -133,3 +133,19 @@ def test_hung_classifier_gives_503_json_with_every_face_unclassified_within_20_s
     assert all(face["status"] == "unclassified" and face["label"] == "unclassified" for face in faces)
     assert "deadline" in response.json()["error"]
     assert health.status_code == 200
+
+
+def test_a_worker_killed_by_the_timeout_shows_in_metrics(pixel_bomb, tmp_path):
+    """A request that outlives gunicorn's worker timeout never reaches after_request; worker_abort counts it."""
+    env = {"GUNICORN_TIMEOUT": "2", "MAX_CROP_PIXELS": "80000000", "MAX_REQUEST_PIXELS": "1000000000"}
+    with LocalService("classification", workers=1, env=env, log_path=tmp_path / "cls.log") as classifier:
+        files = [("crops", (f"bomb{i}.png", pixel_bomb, "image/png")) for i in range(12)]  # many seconds of decoding
+        with pytest.raises(requests.RequestException):
+            requests.post(classifier.url + "/classify", files=files, timeout=60)
+        deadline, metrics = time.monotonic() + 30, ""
+        while time.monotonic() < deadline and 'endpoint="worker_timeout"' not in metrics:
+            try:
+                metrics = requests.get(classifier.url + "/metrics", timeout=5).text
+            except requests.RequestException:
+                time.sleep(0.5)
+    assert 'classifier_http_requests_total{endpoint="worker_timeout",status="500"} 1.0' in metrics
