@@ -41,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--in_path", type=Path, required=True)
     parser.add_argument("--out_path", type=Path, required=True,
                         help="output file, or folder (created if its parent exists)")
+    parser.add_argument("--allow-nested-output", action="store_true",
+                        help="images: allow --out_path inside the input folder (its files are then not read as inputs)")
     parser.add_argument("--classifier-url", default=os.environ.get("CLASSIFIER_URL", DEFAULT_CLASSIFIER_URL))
     parser.add_argument("--no-local-classifier", action="store_true",
                         help="fail instead of starting a classifier when none answers at a local URL")
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         if args.is_image:
-            pairs = plan_image_outputs(args.in_path, args.out_path)
+            pairs = plan_image_outputs(args.in_path, args.out_path, allow_nested=args.allow_nested_output)
         else:
             video_out = plan_video_output(args.in_path, args.out_path)
         detector = RetinaFaceDetector(model=args.detector).prepare(long_side=args.long_side or None,
@@ -101,6 +103,10 @@ def main(argv=None) -> int:
     if summary.classifier_errors:
         first = next(iter(summary.classifier_errors.values()))
         print(f"error: {len(summary.classifier_errors)} input(s) have unclassified faces: {first}", file=sys.stderr)
+    if summary.write_error:
+        print(f"error: {summary.write_error}; stopped with {len(summary.not_processed)} input(s) not processed",
+              file=sys.stderr)
+        return 2
     return 1 if (summary.failed or summary.classifier_errors) else 0
 
 

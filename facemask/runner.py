@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,14 +28,19 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     classifier_errors: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    write_error: str | None = None  # an output could not be written; the run stopped there
+    not_processed: list[str] = field(default_factory=list)
 
     def add_counts(self, counts: dict) -> None:
         for label, number in counts.items():
             self.counts[label] = self.counts.get(label, 0) + number
 
     def to_dict(self) -> dict:
-        return {"processed": len(self.processed), "failed": self.failed,
-                "classifier_errors": self.classifier_errors, "faces": self.counts}
+        summary = {"processed": len(self.processed), "failed": self.failed,
+                   "classifier_errors": self.classifier_errors, "faces": self.counts}
+        if self.write_error:
+            summary.update(write_error=self.write_error, not_processed=len(self.not_processed))
+        return summary
 
 
 def _inside(folder: Path, path: Path) -> Path:
@@ -43,22 +51,85 @@ def _inside(folder: Path, path: Path) -> Path:
     return resolved
 
 
-def plan_image_outputs(in_path: Path, out_path: Path) -> list[tuple[Path, Path]]:
-    """(input image, output image) pairs; a folder keeps its sub-folder structure under out_path."""
+def plan_image_outputs(in_path: Path, out_path: Path, allow_nested: bool = False) -> list[tuple[Path, Path]]:
+    """(input image, output image) pairs; a folder keeps its sub-folder structure under out_path.
+
+    Never writes over an input: --out_path equal to the input folder is refused, and a folder inside it only with
+    allow_nested (earlier outputs there are then not taken as inputs). Inputs whose names differ only in their
+    extension (x.jpg, x.png) get distinct outputs (x_jpg.jpg, x_png.jpg). Broken image links are kept in the plan
+    so that the run lists them as failed.
+    """
     if not in_path.exists():
         raise InputError(f"input not found: {in_path}")
     if in_path.is_file():
         if out_path.suffix.lower() in IMAGE_SUFFIXES:
             if not out_path.parent.is_dir():
                 raise InputError(f"output folder does not exist: {out_path.parent}")
-            return [(in_path, out_path.with_suffix(".jpg"))]
-        folder = _prepare_folder(out_path)
-        return [(in_path, _inside(folder, folder / (in_path.stem + ".jpg")))]
-    images = list_images(in_path)
+            _check_writable(out_path.parent)
+            pairs = [(in_path, out_path.with_suffix(".jpg"))]
+        else:
+            folder = _prepare_folder(out_path)
+            pairs = [(in_path, _inside(folder, folder / (in_path.stem + ".jpg")))]
+        _refuse_overwriting_inputs(pairs)
+        return pairs
+    in_root, out_root = in_path.resolve(), out_path.resolve()
+    if out_root == in_root:
+        raise InputError(f"--out_path is the input folder {in_path}: the outputs would replace the originals; "
+                         "choose another folder")
+    nested = out_root.is_relative_to(in_root)
+    if nested and not allow_nested:
+        raise InputError(f"--out_path {out_path} is inside the input folder: its outputs would be read as inputs on "
+                         "the next run; choose another folder or add --allow-nested-output")
+    images = list_images(in_path) + _broken_image_links(in_path)
+    if nested:  # earlier outputs are not inputs
+        images = [image for image in images if not image.parent.resolve().is_relative_to(out_root)]
     if not images:
         raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {in_path}")
+    images.sort()
     folder = _prepare_folder(out_path)
-    return [(image, _inside(folder, folder / image.relative_to(in_path).with_suffix(".jpg"))) for image in images]
+    targets = _distinct_targets([image.relative_to(in_path) for image in images])
+    pairs = [(image, _inside(folder, folder / target)) for image, target in zip(images, targets)]
+    _refuse_overwriting_inputs(pairs)
+    return pairs
+
+
+def _broken_image_links(folder: Path) -> list[Path]:
+    """Links with an image name that lead nowhere (dangling or looping): list_images skips them silently."""
+    return [path for path in Path(folder).rglob("*")
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_symlink() and not path.exists()]
+
+
+def _distinct_targets(relative_inputs: list[Path]) -> list[Path]:
+    """Output name per input (same folders, .jpg); inputs that would share one get their extension in the name."""
+    def key(path: Path) -> str:
+        return path.as_posix().casefold()  # case-insensitive file systems would merge X.jpg and x.jpg
+
+    natural = [relative.with_suffix(".jpg") for relative in relative_inputs]
+    shared = Counter(key(target) for target in natural)
+    taken = {key(target) for target in natural if shared[key(target)] == 1}
+    targets = []
+    for relative, target in zip(relative_inputs, natural):
+        if shared[key(target)] > 1:
+            base = relative.with_name(f"{relative.stem}_{relative.suffix[1:].lower()}")
+            target, number = base.with_suffix(".jpg"), 2
+            while key(target) in taken:
+                target, number = base.with_name(f"{base.name}_{number}.jpg"), number + 1
+            taken.add(key(target))
+        targets.append(target)
+    return targets
+
+
+def _refuse_overwriting_inputs(pairs: list[tuple[Path, Path]]) -> None:
+    inputs = {source.resolve() for source, _ in pairs if source.exists()}
+    for source, target in pairs:
+        for written in (target, target.with_suffix(".json")):
+            if written.resolve() in inputs:
+                raise InputError(f"output {written} would overwrite the input {source}; choose another --out_path")
+
+
+def _check_writable(folder: Path) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to the output folder {folder}: permission denied")
 
 
 def _prepare_folder(out_path: Path) -> Path:
@@ -66,25 +137,53 @@ def _prepare_folder(out_path: Path) -> Path:
         raise InputError(f"output path exists and is not a folder: {out_path}")
     if not out_path.parent.is_dir():
         raise InputError(f"output folder does not exist: {out_path.parent}")
-    out_path.mkdir(exist_ok=True)
+    try:
+        out_path.mkdir(exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create the output folder {out_path}: {error.strerror}") from None
+    _check_writable(out_path)
     return out_path
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    """A full disk or a kill mid-write leaves the previous file or none, never half a JPEG."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as temporary:
+        try:
+            temporary.write(data)
+        except BaseException:
+            temporary.close()
+            os.unlink(temporary.name)
+            raise
+    os.replace(temporary.name, path)
+
+
 def annotate_images(pipeline: MaskPipeline, pairs: list[tuple[Path, Path]]) -> RunSummary:
-    """Annotated JPEG + JSON sidecar per image; unreadable files are reported and skipped, the rest go on."""
+    """Annotated JPEG + JSON sidecar per image; unreadable files are reported and skipped, the rest go on.
+
+    An output that cannot be written (permissions, full disk) stops the run: the summary says where, and which
+    inputs were left undone.
+    """
     summary = RunSummary()
-    for source, target in tqdm(pairs, desc="images", unit="img", disable=len(pairs) < 2):
+    for position, (source, target) in enumerate(tqdm(pairs, desc="images", unit="img", disable=len(pairs) < 2)):
+        if source.is_symlink() and not source.exists():
+            summary.failed[str(source)] = "broken link (its target is missing or the link loops)"
+            continue
         try:
             image = decode_image(source)
         except ImageError as error:
             summary.failed[str(source)] = str(error)
             continue
         result = pipeline.process(image)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(encode_jpeg(draw_faces(image, result.faces)))
         record = {"source": str(source), "output": str(target), "detector": pipeline.detector.config(),
                   "classifier_url": pipeline.client.url, **result.to_dict()}
-        target.with_suffix(".json").write_text(json.dumps(record, indent=2))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(target, encode_jpeg(draw_faces(image, result.faces)))
+            _write_atomically(target.with_suffix(".json"), json.dumps(record, indent=2).encode())
+        except OSError as error:
+            summary.write_error = f"cannot write {target}: {error.strerror or error}"
+            summary.not_processed = [str(s) for s, _ in pairs[position:]]
+            break
         summary.processed.append(str(source))
         summary.add_counts(result.counts)
         if result.error:
