@@ -23,6 +23,16 @@ max_requests = 20000  # recycle workers now and then: bounds any slow growth in 
 max_requests_jitter = 2000
 accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None
 
+# glibc raises its mmap threshold after the first large free, and later image buffers (Pillow allocates in 16 MB
+# blocks) then come from the heap, which fragments and keeps a worker's memory at its peak. A fixed threshold returns
+# every large buffer to the system when freed. Set in the master, inherited by the workers it forks.
+try:
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB
+except (OSError, AttributeError):  # not glibc: its own allocator, nothing to tune
+    pass
+
 # Prometheus needs a folder shared by the workers to add up their counters. It must be set before
 # prometheus_client is first imported (the client picks its value store at import), hence no import above.
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:

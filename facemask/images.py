@@ -57,7 +57,7 @@ def decode_image(data: bytes | Path | str, max_pixels: int | None = None) -> np.
                     raise ImageError(f"image too large: {image.width}x{image.height} pixels, the limit here is "
                                      f"{max_pixels:,} pixels")
                 image.load()
-                image = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)  # in place: no second full-size copy
                 return _to_rgb(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"image has too many pixels (limit {MAX_IMAGE_PIXELS:,})") from None
@@ -68,24 +68,52 @@ def decode_image(data: bytes | Path | str, max_pixels: int | None = None) -> np.
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
+    """RGB uint8 array with as few full-size copies as possible: an 80 Mpx image is 240 MB in RGB, and each extra
+    copy of it counts against the worker's memory (issue 15: under 1 GB for any request within the limits). The
+    image is closed (its pixels freed) as soon as a converted copy exists."""
+    if image.width < 1 or image.height < 1:
+        raise ImageError("image has no pixels")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # Integer arithmetic in place: a float copy of an 80 Mpx 16-bit image alone took 320 MB per step.
+        # Integer arithmetic: a float copy of an 80 Mpx 16-bit image alone took 320 MB per step.
         array = np.asarray(image)
+        image.close()
         if array.max() > 255:
             array = np.clip(array, 0, 65535) // 257
-        gray = np.clip(array, 0, 255).astype(np.uint8)
-        del array
-        rgb = np.empty(gray.shape + (3,), dtype=np.uint8)
-        rgb[...] = gray[..., None]
-        return rgb
+        return _gray_to_rgb(np.clip(array, 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image)
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    if array.shape[0] < 1 or array.shape[1] < 1:
-        raise ImageError("image has no pixels")
-    return np.ascontiguousarray(array)
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        converted = Image.new("RGB", rgba.size, (255, 255, 255))
+        converted.paste(rgba, (0, 0), rgba)  # alpha as the mask: transparent parts stay white
+        rgba.close()
+    elif image.mode in ("1", "L"):
+        converted = image if image.mode == "L" else image.convert("L")
+    else:
+        converted = image if image.mode == "RGB" else image.convert("RGB")
+    if converted is not image:
+        image.close()
+    pixels = _pixels(converted)
+    converted.close()
+    return pixels if pixels.ndim == 3 else _gray_to_rgb(pixels)
+
+
+def _pixels(image: Image.Image, band_pixels: int = 4_000_000) -> np.ndarray:
+    """np.asarray(image) of an 8-bit L or RGB image, in bands: Pillow's tobytes() behind np.asarray builds the
+    whole image twice (chunks, then their join), 480 MB more for an 80 Mpx photo."""
+    rows = max(1, band_pixels // image.width)
+    if rows >= image.height:
+        return np.asarray(image)
+    shape = (image.height, image.width) if image.mode == "L" else (image.height, image.width, 3)
+    pixels = np.empty(shape, dtype=np.uint8)
+    for top in range(0, image.height, rows):
+        bottom = min(image.height, top + rows)
+        pixels[top:bottom] = np.asarray(image.crop((0, top, image.width, bottom)))
+    return pixels
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    rgb = np.empty(gray.shape + (3,), dtype=np.uint8)
+    rgb[...] = gray[..., None]
+    return rgb
 
 
 def encode_png(image_rgb: np.ndarray) -> bytes:
