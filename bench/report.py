@@ -115,7 +115,35 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
             rows.append((f"Load test {row['endpoint']}: errors; p50 / p95 / p99 ms; requests/s",
                          f"{row['errors']}; {fmt(row['p50 ms'], 0)} / {fmt(row['p95 ms'], 0)} / "
                          f"{fmt(row['p99 ms'], 0)}; {fmt(row['requests/s'], 1)}", "0 errors", "load_test.md"))
+    rows += robustness_rows(sources)
     return rows, sources
+
+
+def robustness_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
+    """Issue 15: slow clients, worst worker memory, hung classifier (bench.robustness)."""
+    results = load("robustness")
+    if not results:
+        return []
+    sources.append(f"robustness ({results['meta']['date']})")
+    rows = []
+    shipped = [r for r in table(results, "Slow clients") if str(r.get("workers", "")).startswith("gevent")]
+    if shipped:
+        worst = max(shipped, key=lambda r: r["loaded max s"] - r["unloaded median s"])
+        rows.append((f"{worst['slow clients']} slow clients per service: worst answer, loaded max vs unloaded median "
+                     "(s); failures", f"{worst['loaded max s']:.2f} vs {worst['unloaded median s']:.2f} "
+                     f"({worst['request']}, {worst['service']}); {sum(r['failures'] for r in shipped)}",
+                     "≤ +1 s; 0", "robustness.md"))
+    memory = table(results, "Worker memory")
+    if memory:
+        worst = max(memory, key=lambda r: r["worker peak RSS MB"])
+        rows.append(("Worker peak memory, worst request tried within the limits (MB)",
+                     f"{worst['worker peak RSS MB']:.0f} ({worst['request']})", "< 1000", "robustness.md"))
+    hung = (table(results, "Hung classifier") or [{}])[0]
+    if hung:
+        rows.append(("Classifier hung (SIGSTOP): /detect answer", f"{hung['status']} JSON in {hung['seconds']:.1f} s, "
+                     f"{hung['unclassified']} of {hung['faces']} faces unclassified", "503 within 20 s",
+                     "robustness.md"))
+    return rows
 
 
 def render() -> str:
@@ -144,6 +172,7 @@ def render() -> str:
               "python -m bench.end_to_end --split test --detector stock",
               "python -m bench.speed              # /classify batching, pipeline frames/s, memory",
               "python -m bench.load_test          # 8 clients x 60 s against both services",
+              "python -m bench.robustness         # slow clients, worst-case worker memory, hung classifier",
               "python -m bench.report             # this table", "```"]
     return "\n".join(lines)
 
