@@ -107,6 +107,9 @@ def main(argv=None) -> int:
         print(f"error: {summary.write_error}; stopped with {len(summary.not_processed)} input(s) not processed",
               file=sys.stderr)
         return 2
+    if summary.interrupted:
+        print(f"interrupted: {len(summary.not_processed)} input(s) not processed", file=sys.stderr)
+        return 130
     return 1 if (summary.failed or summary.classifier_errors) else 0
 
 

@@ -26,12 +26,13 @@ accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None
 # glibc raises its mmap threshold after the first large free, and later image buffers (Pillow allocates in 16 MB
 # blocks) then come from the heap, which fragments and keeps a worker's memory at its peak. A fixed threshold returns
 # every large buffer to the system when freed. Set in the master, inherited by the workers it forks.
-try:
-    import ctypes
+if "MALLOC_MMAP_THRESHOLD_" not in os.environ:  # glibc's own variable, if set, wins
+    try:
+        import ctypes
 
-    ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB
-except (OSError, AttributeError):  # not glibc: its own allocator, nothing to tune
-    pass
+        ctypes.CDLL("libc.so.6").mallopt(-3, 8 << 20)  # M_MMAP_THRESHOLD = 8 MiB: above model activations
+    except (OSError, AttributeError):  # not glibc: its own allocator, nothing to tune
+        pass
 
 # Prometheus needs a folder shared by the workers to add up their counters. It must be set before
 # prometheus_client is first imported (the client picks its value store at import), hence no import above.

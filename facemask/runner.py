@@ -29,6 +29,7 @@ class RunSummary:
     classifier_errors: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     write_error: str | None = None  # an output could not be written; the run stopped there
+    interrupted: bool = False  # Ctrl-C (SIGINT) during an image batch
     not_processed: list[str] = field(default_factory=list)
 
     def add_counts(self, counts: dict) -> None:
@@ -39,7 +40,9 @@ class RunSummary:
         summary = {"processed": len(self.processed), "failed": self.failed,
                    "classifier_errors": self.classifier_errors, "faces": self.counts}
         if self.write_error:
-            summary.update(write_error=self.write_error, not_processed=len(self.not_processed))
+            summary["write_error"] = self.write_error
+        if self.write_error or self.interrupted:
+            summary.update(interrupted=self.interrupted, not_processed=len(self.not_processed))
         return summary
 
 
@@ -164,6 +167,16 @@ def annotate_images(pipeline: MaskPipeline, pairs: list[tuple[Path, Path]]) -> R
     inputs were left undone.
     """
     summary = RunSummary()
+    try:
+        _annotate_each(pipeline, pairs, summary)
+    except KeyboardInterrupt:  # Ctrl-C: what is written stays written and the summary says what was left
+        summary.interrupted = True
+        done = set(summary.processed) | set(summary.failed)
+        summary.not_processed = [str(source) for source, _ in pairs if str(source) not in done]
+    return summary
+
+
+def _annotate_each(pipeline: MaskPipeline, pairs: list[tuple[Path, Path]], summary: RunSummary) -> None:
     for position, (source, target) in enumerate(tqdm(pairs, desc="images", unit="img", disable=len(pairs) < 2)):
         if source.is_symlink() and not source.exists():
             summary.failed[str(source)] = "broken link (its target is missing or the link loops)"
@@ -188,7 +201,6 @@ def annotate_images(pipeline: MaskPipeline, pairs: list[tuple[Path, Path]]) -> R
         summary.add_counts(result.counts)
         if result.error:
             summary.classifier_errors[str(source)] = result.error
-    return summary
 
 
 def plan_video_output(in_path: Path, out_path: Path) -> Path:

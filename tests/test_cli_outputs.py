@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,28 @@ def test_an_output_folder_that_cannot_be_written_gives_one_line_and_exit_2(class
     assert "Traceback" not in result.stderr
     assert "cannot write" in result.stderr and "denied" in result.stderr.lower()
     assert not (unwritable / "facemask_cli_probe.jpg").exists()
+
+
+def test_ctrl_c_keeps_what_was_written_and_says_what_was_left(classifier_service, sample_paths, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for index in range(30):
+        (folder / f"p{index:02d}.jpg").write_bytes(sample_paths[index % len(sample_paths)].read_bytes())
+    env = {**os.environ, "CLASSIFIER_URL": classifier_service.url}
+    process = subprocess.Popen([sys.executable, "infer.py", "--is_image", "--no-local-classifier", "--in_path",
+                                str(folder), "--out_path", str(out)], cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob("*.json")) and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["interrupted"] and summary["processed"] >= 1
+    assert summary["processed"] + summary["not_processed"] == 30
+    names = sorted(p.name for p in out.iterdir())
+    assert not [n for n in names if n.startswith(".")], "a temporary file was left behind"
+    for json_file in out.glob("*.json"):
+        assert json_file.with_suffix(".jpg").is_file() and json.loads(json_file.read_text())["faces"]
