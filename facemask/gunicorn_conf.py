@@ -30,7 +30,8 @@ if "MALLOC_MMAP_THRESHOLD_" not in os.environ:  # glibc's own variable, if set, 
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6").mallopt(-3, 8 << 20)  # M_MMAP_THRESHOLD = 8 MiB: above model activations
+        # M_MMAP_THRESHOLD 8 MiB: images and Pillow's 16 MB blocks are mapped, the model's few-MB buffers are not
+        ctypes.CDLL("libc.so.6").mallopt(-3, 8 << 20)
     except (OSError, AttributeError):  # not glibc: its own allocator, nothing to tune
         pass
 
