@@ -113,7 +113,7 @@ class MultiBoxLoss:
         """Per prior: index of its face (-1 background, -2 ignored)."""
         from torchvision.ops import box_iou
 
-        assignment = torch.full((len(prior),), -1, dtype=torch.long)
+        assignment = torch.full((len(prior),), -1, dtype=torch.long, device=prior.device)
         if len(boxes) == 0:
             return assignment
         prior_corners = _corners(prior)
@@ -138,7 +138,7 @@ class MultiBoxLoss:
         assignment[positive] = best_face[positive]
         # Every usable face keeps its best prior, however small its overlap: small faces would otherwise get none.
         best_prior = overlaps.argmax(dim=1)
-        faces = torch.arange(len(boxes))[usable]
+        faces = torch.arange(len(boxes), device=boxes.device)[usable]
         assignment[best_prior[usable]] = faces
         return assignment
 
