@@ -20,13 +20,17 @@ def _process_upload():
     if len(files) != 1:
         raise ApiError(400, f"send exactly one image (multipart field 'image' or a raw body), got {len(files)}")
     name, data = files[0]
+    metrics = current_app.extensions["metrics"]
     try:
-        image = decode_image(data)
+        with metrics.stage("decode"):
+            image = decode_image(data)
     except ImageError as error:
         raise ApiError(400, f"{name}: {error}") from None
     result = _pipeline().process(image)
+    for stage in ("detect", "classify"):
+        metrics.stages.labels(stage).observe(result.timing_ms[stage] / 1e3)
     for face in result.faces:
-        current_app.extensions["metrics"].faces.labels(face["label"]).inc()
+        metrics.faces.labels(face["label"]).inc()
     return name, image, result
 
 
@@ -45,7 +49,8 @@ def annotate():
     name, image, result = _process_upload()
     if result.error:
         raise ApiError(503, result.error, faces=result.faces)
-    annotated = draw_faces(image, result.faces)
+    with current_app.extensions["metrics"].stage("draw"):
+        annotated = draw_faces(image, result.faces)
     as_png = request.args.get("format", "jpeg").lower() == "png"
     response = Response(encode_png(annotated) if as_png else encode_jpeg(annotated),
                         mimetype="image/png" if as_png else "image/jpeg")
