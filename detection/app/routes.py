@@ -1,6 +1,8 @@
 """HTTP routes of the detection service."""
 from __future__ import annotations
 
+import base64
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from facemask.drawing import draw_faces
@@ -36,9 +38,16 @@ def _process_upload():
 
 @blueprint.post("/detect")
 def detect():
-    """Faces with box, landmarks, detector score, label and probabilities, as JSON."""
-    name, _, result = _process_upload()
+    """Faces with box, landmarks, detector score, label and probabilities, as JSON.
+
+    ?annotated=1 adds the annotated JPEG as a data URL (the web page: picture and table from one pipeline run).
+    """
+    name, image, result = _process_upload()
     body = {"filename": name, **result.to_dict()}
+    if request.args.get("annotated") == "1":
+        with current_app.extensions["metrics"].stage("draw"):
+            annotated = draw_faces(image, result.faces)
+        body["annotated_image"] = "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(annotated)).decode()
     # Faces are all listed even when the classifier failed (status "unclassified"); 503 says the answer is partial.
     return jsonify(body), (503 if result.error else 200)
 
