@@ -6,6 +6,7 @@ Each worker annotates one video at a time (a one-thread executor); more uploads 
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
+from PIL import Image, UnidentifiedImageError
 
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.runner import InputError, annotate_video
@@ -41,6 +43,8 @@ class VideoJobs:
 
     def submit(self, filename: str, data: bytes) -> dict:
         """Check the upload is a readable, short enough video, then queue it; raises VideoRejected otherwise."""
+        if _is_image(data):  # OpenCV would open a photo as a one-frame video
+            raise VideoRejected("a photo, not a video (photos go to POST /detect)")
         self._remove_old_jobs()
         job_id = uuid.uuid4().hex
         folder = self.folder / job_id
@@ -126,3 +130,11 @@ class VideoJobs:
         for folder in self.folder.iterdir():
             if folder.is_dir() and folder.stat().st_mtime < cutoff:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _is_image(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False

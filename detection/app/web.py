@@ -32,6 +32,8 @@ def submit_video():
     if len(files) != 1:
         raise ApiError(400, f"send exactly one video (multipart field 'video' or a raw body), got {len(files)}")
     name, data = files[0]
+    if not data:
+        raise ApiError(400, f"{name}: empty file")
     try:
         status = _jobs().submit(name, data)
     except VideoRejected as error:
