@@ -35,16 +35,19 @@ class ClassifierClient:
     - one URL is taken to be a balancer (a Kubernetes Service, a compose service name): each request then opens its
       own connection, because a kept-alive connection would pin this worker to the one replica it first reached
       (kube-proxy and Docker's DNS choose a replica per connection, not per request).
+    `keep_alive` overrides that choice (bench/scale_out.py measures what a fresh connection costs).
     """
 
-    def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5):
+    def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
+                 keep_alive: bool | None = None):
         configured = url or os.environ.get("CLASSIFIER_URL") or DEFAULT_CLASSIFIER_URL
         self.urls = [part.strip().rstrip("/") for part in configured.split(",") if part.strip()]
         self.url = ",".join(self.urls)
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.session = requests.Session()
         self._turn = itertools.count()
-        self._headers = {} if len(self.urls) > 1 else {"Connection": "close"}
+        keep_alive = len(self.urls) > 1 if keep_alive is None else keep_alive
+        self._headers = {} if keep_alive else {"Connection": "close"}
 
     def _request(self, method: str, path: str, **kwargs) -> requests.Response:
         last_error = "no attempt made"

@@ -89,7 +89,8 @@ class VideoJobs:
         try:
             summary = annotate_video(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame)
         except (InputError, cv2.error, OSError) as error:
-            self._write_status(job_id, {**status, "state": "failed", "error": str(error).replace(str(source), filename)})
+            message = str(error).replace(str(source), filename)  # the user's file name, not the server's path
+            self._write_status(job_id, {**status, "state": "failed", "error": message})
             return
         finally:
             source.unlink(missing_ok=True)
