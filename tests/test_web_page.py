@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+import requests
 
 from facemask.images import decode_image
 from facemask.local_server import REPO_ROOT, LocalService
@@ -123,6 +124,16 @@ def test_a_file_that_is_not_an_image_gets_a_clear_error(browser, detection_servi
     assert "notes.txt" in error and "not an image" in error
     assert not section.find_elements(By.CSS_SELECTOR, "img")
 
+    # The same through drag and drop onto the drop zone.
+    browser.execute_script("""
+        const files = new DataTransfer();
+        files.items.add(new File(["still not pixels"], "dropped.txt", {type: "text/plain"}));
+        document.getElementById("drop-zone").dispatchEvent(
+            new DragEvent("drop", {dataTransfer: files, bubbles: true, cancelable: true}));""")
+    finished_sections(browser, 2)
+    error = browser.find_element(By.ID, "errors").text
+    assert "dropped.txt" in error and "not an image" in error
+
 
 def test_video_upload_shows_progress_and_the_annotated_video(browser, detection_service, sample_paths, tmp_path):
     frame = cv2.resize(cv2.imread(str(sample_paths[0])), (640, 480))
@@ -170,3 +181,10 @@ def test_classifier_down_is_said_plainly(browser, sample_paths, tmp_path):
         labels = {row.get_attribute("data-label")
                   for row in section.find_elements(By.CSS_SELECTOR, "table.faces tbody tr")}
         assert labels == {"unclassified"}, "faces found are still listed, marked unclassified"
+        # A video is refused up front rather than annotated with every face unclassified.
+        clip = tmp_path / "clip.mp4"
+        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+        writer.write(cv2.resize(cv2.imread(str(sample_paths[0])), (64, 48)))
+        writer.release()
+        response = requests.post(service.url + "/videos", files={"video": clip.open("rb")}, timeout=30)
+        assert response.status_code == 503 and "classifier" in response.json()["error"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 from PIL import Image, UnidentifiedImageError
 
-from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
 from facemask.runner import InputError, annotate_video
 
 DEFAULT_MAX_VIDEO_FRAMES = 1800  # one minute at 30 frames/s: "a short video"
@@ -33,8 +33,9 @@ class VideoRejected(ValueError):
 
 class VideoJobs:
     def __init__(self, pipeline: MaskPipeline, folder: Path | None = None, max_frames: int | None = None):
-        # Its own client: the request threads' client is not shared with this background thread.
-        self.pipeline = MaskPipeline(pipeline.detector, ClassifierClient(pipeline.client.url))
+        # Its own client: the request threads' client is not shared with this background thread. One retry, not
+        # three: a classifier that dies mid-video should not add seconds of back-off to every remaining frame.
+        self.pipeline = MaskPipeline(pipeline.detector, ClassifierClient(pipeline.client.url, retries=1))
         self.folder = Path(folder or os.environ.get("FACEMASK_VIDEO_JOBS_DIR")
                            or Path(tempfile.gettempdir()) / "facemask-video-jobs")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -42,9 +43,13 @@ class VideoJobs:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-job")
 
     def submit(self, filename: str, data: bytes) -> dict:
-        """Check the upload is a readable, short enough video, then queue it; raises VideoRejected otherwise."""
+        """Check the upload is a readable, short enough video, then queue it; raises VideoRejected otherwise, and
+        ClassifierUnavailable rather than queue a whole video of unclassified faces."""
         if _is_image(data):  # OpenCV would open a photo as a one-frame video
             raise VideoRejected("a photo, not a video (photos go to POST /detect)")
+        if not self.pipeline.client.is_ready():
+            raise ClassifierUnavailable(f"the classifier at {self.pipeline.client.url} is not answering: "
+                                        "try again when it is back")
         self._remove_old_jobs()
         job_id = uuid.uuid4().hex
         folder = self.folder / job_id

@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, send_file, send_from_directory, url_for
 
 from detection.app.video_jobs import VideoJobs, VideoRejected
+from facemask.pipeline import ClassifierUnavailable
 from facemask.service import ApiError, uploaded_files
 
 STATIC = Path(__file__).parent / "static"
@@ -38,6 +39,8 @@ def submit_video():
         status = _jobs().submit(name, data)
     except VideoRejected as error:
         raise ApiError(400, f"{name}: {error}") from None
+    except ClassifierUnavailable as error:
+        raise ApiError(503, f"{name}: {error}") from None
     return jsonify({**status, "status_url": url_for("web.video_status", job_id=status["id"])}), 202
 
 
