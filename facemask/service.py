@@ -115,3 +115,9 @@ class Metrics:
             yield
         finally:
             self.stages.labels(name).observe(time.perf_counter() - started)
+
+    def observe_frame(self, timing_ms: dict) -> None:
+        """A FrameResult's detect and classify times, measured inside MaskPipeline.process."""
+        for stage in ("detect", "classify"):
+            if stage in timing_ms:
+                self.stages.labels(stage).observe(timing_ms[stage] / 1e3)

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from facemask.local_server import REPO_ROOT
 
@@ -22,6 +23,12 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10) -> Path:
         writer.write(frame)
     writer.release()
     return path
+
+
+def stage_count(base: str, stage: str) -> float:
+    text = requests.get(base + "/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "detection_stage_seconds_count" and sample.labels.get("stage") == stage)
 
 
 def wait_for_job(base: str, status_url: str, timeout: float = 120) -> dict:
@@ -48,6 +55,7 @@ def test_page_and_its_assets_are_served_locally(detection_service):
 def test_video_job_annotates_every_frame(detection_service, sample_paths, sample_labels, tmp_path):
     photo = cv2.resize(cv2.imread(str(sample_paths[0])), (640, 480))
     clip = write_clip(tmp_path / "door cam.mp4", [photo] * 6)
+    detect_timings_before = stage_count(detection_service.url, "detect")
     response = requests.post(detection_service.url + "/videos", files={"video": clip.open("rb")}, timeout=60)
     assert response.status_code == 202, response.text
     submitted = response.json()
@@ -56,6 +64,7 @@ def test_video_job_annotates_every_frame(detection_service, sample_paths, sample
     assert status["state"] == "done", status
     assert status["frames_done"] == status["frames_total"] == 6 and status["classifier_errors"] == 0
     assert sum(status["counts"].values()) == 6 * len(sample_labels[sample_paths[0].name])
+    assert stage_count(detection_service.url, "detect") - detect_timings_before == 6, "frames in the stage histogram"
 
     video = requests.get(detection_service.url + status["video_url"], timeout=30)
     assert video.status_code == 200 and video.headers["Content-Type"] == "video/webm"

@@ -20,6 +20,6 @@ def create_app(classifier_url: str | None = None) -> Flask:
     from detection.app.web import blueprint as web_blueprint
 
     app.register_blueprint(blueprint)
-    app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"])
+    app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"], app.extensions["metrics"])
     app.register_blueprint(web_blueprint)
     return app

@@ -29,8 +29,7 @@ def _process_upload():
     except ImageError as error:
         raise ApiError(400, f"{name}: {error}") from None
     result = _pipeline().process(image)
-    for stage in ("detect", "classify"):
-        metrics.stages.labels(stage).observe(result.timing_ms[stage] / 1e3)
+    metrics.observe_frame(result.timing_ms)
     for face in result.faces:
         metrics.faces.labels(face["label"]).inc()
     return name, image, result

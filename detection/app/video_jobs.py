@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
 from facemask.runner import InputError, annotate_video
+from facemask.service import Metrics
 
 DEFAULT_MAX_VIDEO_FRAMES = 1800  # one minute at 30 frames/s: "a short video"
 JOB_LIFETIME_S = 3600
@@ -31,11 +32,26 @@ class VideoRejected(ValueError):
     """The upload is not a video this service will annotate; the message is meant for the user."""
 
 
+class _TimedPipeline(MaskPipeline):
+    """Adds every analysed frame's detect and classify times to the service's stage histograms."""
+
+    def __init__(self, detector, client: ClassifierClient, metrics: Metrics | None):
+        super().__init__(detector, client)
+        self.metrics = metrics
+
+    def process(self, image_rgb):
+        result = super().process(image_rgb)
+        if self.metrics is not None:
+            self.metrics.observe_frame(result.timing_ms)
+        return result
+
+
 class VideoJobs:
-    def __init__(self, pipeline: MaskPipeline, folder: Path | None = None, max_frames: int | None = None):
+    def __init__(self, pipeline: MaskPipeline, metrics: Metrics | None = None, folder: Path | None = None,
+                 max_frames: int | None = None):
         # Its own client: the request threads' client is not shared with this background thread. One retry, not
         # three: a classifier that dies mid-video should not add seconds of back-off to every remaining frame.
-        self.pipeline = MaskPipeline(pipeline.detector, ClassifierClient(pipeline.client.url, retries=1))
+        self.pipeline = _TimedPipeline(pipeline.detector, ClassifierClient(pipeline.client.url, retries=1), metrics)
         self.folder = Path(folder or os.environ.get("FACEMASK_VIDEO_JOBS_DIR")
                            or Path(tempfile.gettempdir()) / "facemask-video-jobs")
         self.folder.mkdir(parents=True, exist_ok=True)
