@@ -70,7 +70,9 @@ class VideoJobs:
         job_id = uuid.uuid4().hex
         folder = self.folder / job_id
         folder.mkdir()
-        source = folder / ("input" + (Path(filename).suffix.lower()[:8] or ".video"))
+        # The suffix helps OpenCV pick a demuxer; only letters and digits of it reach the file system.
+        suffix = "".join(c for c in Path(filename).suffix.lower() if c.isascii() and c.isalnum())[:7]
+        source = folder / f"input.{suffix or 'video'}"
         source.write_bytes(data)
         try:
             frames_total = self._count_frames(source)
