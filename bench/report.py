@@ -115,6 +115,16 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
             rows.append((f"Load test {row['endpoint']}: errors; p50 / p95 / p99 ms; requests/s",
                          f"{row['errors']}; {fmt(row['p50 ms'], 0)} / {fmt(row['p95 ms'], 0)} / "
                          f"{fmt(row['p99 ms'], 0)}; {fmt(row['requests/s'], 1)}", "0 errors", "load_test.md"))
+    scale_out = load("scale_out")
+    if scale_out:
+        sources.append(f"scale_out ({scale_out['meta']['date']})")
+        shares = [row["share"] for row in table(scale_out, "Replica shares")]
+        fresh = find(table(scale_out, "Connection per request"),
+                     client="fresh connection per request (one balanced URL)")
+        rows.append((f"Scale-out: share of /classify per replica, {len(shares)} replicas under concurrent /detect; "
+                     "cost of a connection per request (ms)",
+                     f"{' / '.join(fmt(share) for share in shares)}; {fmt(fresh.get('cost ms'), 1)}",
+                     f"each ≈ {fmt(1 / max(1, len(shares)))}", "scale_out.md"))
     return rows, sources
 
 
@@ -144,6 +154,7 @@ def render() -> str:
               "python -m bench.end_to_end --split test --detector stock",
               "python -m bench.speed              # /classify batching, pipeline frames/s, memory",
               "python -m bench.load_test          # 8 clients x 60 s against both services",
+              "python -m bench.scale_out          # 3 classifier replicas: shares from /metrics, stage latencies",
               "python -m bench.report             # this table", "```"]
     return "\n".join(lines)
 

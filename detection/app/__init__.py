@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from detection.app.video_jobs import VideoJobs
 from facemask.detector import RetinaFaceDetector
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
@@ -16,6 +17,9 @@ def create_app(classifier_url: str | None = None) -> Flask:
     app.extensions["metrics"] = Metrics(app, "detection")
 
     from detection.app.routes import blueprint
+    from detection.app.web import blueprint as web_blueprint
 
     app.register_blueprint(blueprint)
+    app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"], app.extensions["metrics"])
+    app.register_blueprint(web_blueprint)
     return app
