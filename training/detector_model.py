@@ -68,9 +68,13 @@ def write_weights(module: torch.nn.Module, model: onnx.ModelProto, metadata: dic
         conv = modules[_module_name(node)]
         for name, value in zip(node.input[1:], (conv.weight, conv.bias)):
             initializers[name].CopyFrom(numpy_helper.from_array(value.detach().cpu().numpy().astype(np.float32), name))
-    for key, value in (metadata or {}).items():
+    # Fine-tuning an already fine-tuned model replaces its metadata instead of repeating the keys.
+    merged = {entry.key: entry.value for entry in exported.metadata_props}
+    merged.update({key: str(value) for key, value in (metadata or {}).items()})
+    del exported.metadata_props[:]
+    for key, value in merged.items():
         entry = exported.metadata_props.add()
-        entry.key, entry.value = key, str(value)
+        entry.key, entry.value = key, value
     onnx.checker.check_model(exported)
     return exported
 
