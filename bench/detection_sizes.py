@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from bench.common import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR, Report, command_line
 from facemask.annotations import (FALSE_POSITIVE_IOU, greedy_match, iou_matrix, load_scenes, scene_recall)
-from facemask.detector import DetectOptions, RetinaFaceDetector
+from facemask.detector import DetectOptions, PyramidFaceDetector, RetinaFaceDetector, create_detector
 from facemask.images import decode_image, list_images
 
 TWO_FACE_LIST = REPO_ROOT / "bench" / "two_face_photos.json"
@@ -53,6 +53,8 @@ POLICIES = {
     "640": (None, DetectOptions(long_side=640, upscale=False)),
     "stock-auto": ("stock", DetectOptions()),
     "stock-1024": ("stock", DetectOptions(long_side=1024, containment=1.0)),
+    "centerface-auto": ("centerface", DetectOptions()),
+    "centerface-1024": ("centerface", DetectOptions(long_side=1024, containment=1.0)),
 }
 DEFAULT_POLICIES = ("today", "auto", "auto-no-containment", "stock-auto")
 BASELINE = "today"
@@ -76,7 +78,7 @@ class Found:
     landmarks: np.ndarray  # (N, 5, 2)
 
 
-def run(detector: RetinaFaceDetector, image: np.ndarray, options: DetectOptions) -> Found:
+def run(detector: PyramidFaceDetector, image: np.ndarray, options: DetectOptions) -> Found:
     faces = detector.detect(image, options)
     return Found(np.array([f.box for f in faces], np.float32).reshape(-1, 4),
                  np.array([f.score for f in faces], np.float32),
@@ -155,7 +157,7 @@ def two_face_photos() -> dict[str, str]:
 @dataclass
 class Policy:
     name: str
-    detector: RetinaFaceDetector
+    detector: PyramidFaceDetector
     options: DetectOptions
 
 
@@ -167,7 +169,7 @@ def load_policies(names: list[str], score_threshold: float | None) -> list[Polic
         if score_threshold is not None:
             options = replace(options, score_threshold=score_threshold)
         if model not in detectors:
-            detectors[model] = RetinaFaceDetector(model=model)
+            detectors[model] = create_detector(model)
         policies.append(Policy(name, detectors[model], options))
     return policies
 

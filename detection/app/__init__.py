@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 
 from detection.app.video_jobs import VideoJobs
-from facemask.detector import RetinaFaceDetector
+from facemask.detector import create_detector
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
 
@@ -13,7 +13,7 @@ def create_app(classifier_url: str | None = None) -> Flask:
     app = Flask(__name__)
     configure_upload_limit(app)
     install_error_handlers(app)
-    app.extensions["pipeline"] = MaskPipeline(RetinaFaceDetector(), ClassifierClient(classifier_url))
+    app.extensions["pipeline"] = MaskPipeline(create_detector(), ClassifierClient(classifier_url))
     app.extensions["metrics"] = Metrics(app, "detection")
 
     from detection.app.routes import blueprint
