@@ -4,6 +4,7 @@ Used by the detection service and by infer.py, so both give the same answer for 
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import Counter
@@ -13,7 +14,7 @@ import numpy as np
 import requests
 
 from facemask.crops import crop_face
-from facemask.detector import Face, RetinaFaceDetector
+from facemask.detector import Face, PyramidFaceDetector, create_detector
 from facemask.images import encode_png
 
 DEFAULT_CLASSIFIER_URL = "http://localhost:3000"
@@ -27,19 +28,34 @@ class ClassifierUnavailable(RuntimeError):
 
 
 class ClassifierClient:
-    """POST /classify with every crop of a frame in one request; retries with exponential backoff."""
+    """POST /classify with every crop of a frame in one request; retries with exponential backoff.
+
+    Several replicas share the work either way (README, "Many cameras"):
+    - `url` (or CLASSIFIER_URL) may list base URLs separated by commas: requests take turns over them, and a retry
+      goes to the next one, so a replica that is down costs one attempt, not the frame;
+    - one URL is taken to be a balancer (a Kubernetes Service, a compose service name): each request then opens its
+      own connection, because a kept-alive connection would pin this worker to the one replica it first reached
+      (kube-proxy and Docker's DNS choose a replica per connection, not per request).
+    `keep_alive` overrides that choice (bench/scale_out.py measures what a fresh connection costs).
+    """
 
     def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
-                 deadline: float | None = None):
-        self.url = (url or os.environ.get("CLASSIFIER_URL") or DEFAULT_CLASSIFIER_URL).rstrip("/")
+                 keep_alive: bool | None = None, deadline: float | None = None):
+        configured = url or os.environ.get("CLASSIFIER_URL") or DEFAULT_CLASSIFIER_URL
+        self.urls = [part.strip().rstrip("/") for part in configured.split(",") if part.strip()]
+        self.url = ",".join(self.urls)
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         # One budget for all tries and chunks of a classify() call, well inside gunicorn's 60 s worker timeout:
         # 4 tries x 30 s against a hung classifier otherwise outlived the worker (an HTML 500 after 61 s).
         self.deadline = deadline or float(os.environ.get("CLASSIFY_DEADLINE_S", DEFAULT_CLASSIFY_DEADLINE_S))
         self.session = requests.Session()
+        self._turn = itertools.count()
+        keep_alive = len(self.urls) > 1 if keep_alive is None else keep_alive
+        self._headers = {} if keep_alive else {"Connection": "close"}
 
     def _request(self, method: str, path: str, deadline_at: float | None = None, **kwargs) -> requests.Response:
         last_error, tries = "no attempt made", 0
+        headers = {**self._headers, **kwargs.pop("headers", {})}
         for attempt in range(self.retries + 1):
             if attempt:
                 pause = self.backoff * 2 ** (attempt - 1)
@@ -51,10 +67,11 @@ class ClassifierClient:
                 read_timeout = min(read_timeout, deadline_at - time.monotonic())
                 if read_timeout <= 0:
                     break
+            base = self.urls[next(self._turn) % len(self.urls)]
             tries += 1
             try:
-                response = self.session.request(method, self.url + path, timeout=(min(3.0, read_timeout), read_timeout),
-                                                **kwargs)
+                response = self.session.request(method, base + path, timeout=(min(3.0, read_timeout), read_timeout),
+                                                headers=headers, **kwargs)
             except requests.RequestException as error:
                 last_error = f"{type(error).__name__}: {error}"
                 continue
@@ -84,10 +101,14 @@ class ClassifierClient:
         return response.json()
 
     def is_ready(self) -> bool:
-        try:
-            return self.session.get(self.url + "/ready", timeout=2.0).status_code == 200
-        except requests.RequestException:
-            return False
+        """True when at least one replica is ready: requests to the others are retried on the next."""
+        for base in self.urls:
+            try:
+                if self.session.get(base + "/ready", timeout=2.0, headers=self._headers).status_code == 200:
+                    return True
+            except requests.RequestException:
+                continue
+        return False
 
 
 @dataclass
@@ -111,8 +132,8 @@ class FrameResult:
 
 
 class MaskPipeline:
-    def __init__(self, detector: RetinaFaceDetector | None = None, client: ClassifierClient | None = None):
-        self.detector = detector or RetinaFaceDetector()
+    def __init__(self, detector: PyramidFaceDetector | None = None, client: ClassifierClient | None = None):
+        self.detector = detector or create_detector()
         self.client = client or ClassifierClient()
 
     def process(self, image_rgb: np.ndarray) -> FrameResult:

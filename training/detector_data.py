@@ -33,8 +33,13 @@ DEFAULT_SPLIT_FILE = REPO_ROOT / "detection" / "model" / "scene_split.json"
 SCENE_SPLIT_FRACTIONS = {"train": 0.7, "valid": 0.1, "test": 0.2}
 # Stock-detector box -> annotators' box (bench/results/detection_recall.md, "box convention").
 HEAD_BOX_WIDTH, HEAD_BOX_HEIGHT, HEAD_BOX_SHIFT = 1.05, 0.92, 0.13
+# Crop-set photos are drawn at a long side in this range on the 512 px training crop: up to close-ups that fill it.
+CROP_LONG_SIDES = (128, 640)
 TEACHER_LONG_SIDE, TEACHER_THRESHOLD, TEACHER_IOU = 1024, 0.3, 0.3
 MIN_TRAIN_FACE = 6.0  # px at network scale: below this a face can match no prior; its priors are ignored instead
+# A face the training crop cuts to less than this share of its box is neither a face nor background: taught as a
+# face, the cut part came back as a second, smaller box on close-ups.
+MIN_VISIBLE_SHARE = 0.6
 
 
 @dataclass
@@ -117,7 +122,7 @@ def crop_set_samples(manifest: Path, data_root: Path, split: str = "train") -> l
         rows = [r for r in csv.DictReader(handle) if r["status"] == "ok" and r["split"] == split
                 and not r["group"].startswith("scene:")]
     return [FaceImage(data_root / row["source"], to_head_box(json.loads(row["box"]))[None],
-                      np.asarray(json.loads(row["landmarks"]), dtype=np.float32)[None], "crop", (160, 900))
+                      np.asarray(json.loads(row["landmarks"]), dtype=np.float32)[None], "crop", CROP_LONG_SIDES)
             for row in rows]
 
 
@@ -165,7 +170,9 @@ def augment(sample: FaceImage, image: np.ndarray, size: int, rng: np.random.Gene
     boxes, points = boxes - np.tile(offset, 2), points - offset
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     inside = ((centres >= 0) & (centres < size)).all(axis=1)  # RetinaFace's rule: a cut face counts by its centre
+    full_area = np.prod(boxes[inside, 2:] - boxes[inside, :2], axis=1).clip(min=1e-6)
     boxes, points = boxes[inside].clip(0, size), points[inside]
+    cut = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) / full_area < MIN_VISIBLE_SHARE
     if train:
         canvas = photometric(canvas, rng)
         if rng.random() < 0.5 if flip is None else flip:
@@ -179,7 +186,7 @@ def augment(sample: FaceImage, image: np.ndarray, size: int, rng: np.random.Gene
     target = {"boxes": torch.from_numpy(boxes.astype(np.float32)).reshape(-1, 4),
               "landmarks": torch.from_numpy(np.nan_to_num(points).astype(np.float32)).reshape(-1, 5, 2),
               "has_landmarks": torch.from_numpy(has_points).reshape(-1),
-              "ignored": torch.from_numpy(sizes < MIN_TRAIN_FACE).reshape(-1)}
+              "ignored": torch.from_numpy((sizes < MIN_TRAIN_FACE) | cut).reshape(-1)}
     return torch.from_numpy(np.ascontiguousarray(blob)), target
 
 

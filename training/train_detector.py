@@ -112,6 +112,10 @@ def parse_args(argv=None):
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
     parser.add_argument("--workers", type=int, default=1, help="data-loading processes")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device for training (validation runs the ONNX export on the CPU)")
+    parser.add_argument("--max-minutes", type=float, default=0,
+                        help="stop after the epoch that passes this wall-clock budget (0: run every epoch)")
     parser.add_argument("--limit", type=int, default=0, help="at most N train and N valid scenes (quick runs, tests)")
     parser.add_argument("--cache", type=Path, default=Path("data/detector/teacher_landmarks.json"),
                         help="landmarks of the stock detector on the train scenes (computed once)")
@@ -145,13 +149,14 @@ def main(argv=None) -> dict:
           f"{len(crop_pool)} crop-set faces per epoch; valid: {len(valid_scenes)} scenes", flush=True)
 
     base = load_onnx(None if args.init == "stock" else args.init)
-    network = to_torch(base)
+    device = torch.device(args.device)
+    network = to_torch(base).to(device)
     loss_function = MultiBoxLoss()
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = -(-(len(samples) + min(args.crops_per_epoch, len(crop_pool))) // args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
                                                     steps_per_epoch=steps_per_epoch, pct_start=0.15)
-    prior = priors(args.size, args.size)
+    prior = priors(args.size, args.size).to(device)
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     metadata = {"source": "training/train_detector.py", "init": args.init, "split_seed": split["seed"]}
@@ -172,7 +177,8 @@ def main(argv=None) -> dict:
         network.train()
         sums = {"loss": 0.0, "box": 0.0, "class": 0.0, "landmarks": 0.0}
         for images, targets in tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", leave=False):
-            loc, logits, landmarks = network(images)
+            targets = [{key: value.to(device) for key, value in target.items()} for target in targets]
+            loc, logits, landmarks = network(images.to(device))
             losses = loss_function(loc, logits, landmarks, targets, prior)
             optimizer.zero_grad()
             losses["loss"].backward()
@@ -189,6 +195,9 @@ def main(argv=None) -> dict:
         if row["valid_ap"] >= best["valid_ap"]:
             best = row
             onnx.save(model, args.out / "detector.onnx")
+        if args.max_minutes and time.time() - wall_start > args.max_minutes * 60:
+            print(f"stopping after epoch {epoch}: the {args.max_minutes} min budget is spent", flush=True)
+            break
 
     with open(args.out / "history.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(history[0]))
@@ -205,7 +214,8 @@ def main(argv=None) -> dict:
         "crop_pool": len(crop_pool), "valid_scenes": len(valid_scenes),
         "best_epoch": best["epoch"], "best": best, "stock": history[0],
         "wall_seconds": round(time.time() - wall_start, 1), "cpu_seconds": round(cpu_seconds() - cpu_start, 1),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, device {args.device}"
+                   + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "python": platform.python_version()},
     }
     (args.out / "train_config.json").write_text(json.dumps(config, indent=2))

@@ -39,6 +39,7 @@ def classify():
         raise ApiError(413, f"too many crops in one request: {len(files)} > {MAX_CROPS_PER_REQUEST}")
 
     classifier = _classifier()
+    metrics = current_app.extensions["metrics"]
     results = [{"index": index, "filename": name} for index, (name, _) in enumerate(files)]
     declared = 0
     for _, data in files:
@@ -54,17 +55,19 @@ def classify():
 
     # One crop decoded at a time and shrunk to the model input at once: memory stays flat whatever the request.
     crops, crop_slots = [], []
-    for index, (_, data) in enumerate(files):
-        try:
-            crops.append(resize_crop(decode_image(data, max_pixels=MAX_CROP_PIXELS), classifier.crop_size))
-            crop_slots.append(index)
-        except ImageError as error:
-            results[index]["error"] = str(error)
+    with metrics.stage("decode"):
+        for index, (_, data) in enumerate(files):
+            try:
+                crops.append(resize_crop(decode_image(data, max_pixels=MAX_CROP_PIXELS), classifier.crop_size))
+                crop_slots.append(index)
+            except ImageError as error:
+                results[index]["error"] = str(error)
     if not crops:
         raise ApiError(400, "no readable image in the request", results=results)
 
-    metrics = current_app.extensions["metrics"]
-    for slot, described in zip(crop_slots, classifier.describe(classifier.predict(crops))):
+    with metrics.stage("classify"):
+        predictions = classifier.predict(crops)
+    for slot, described in zip(crop_slots, classifier.describe(predictions)):
         results[slot].update(described)
         metrics.faces.labels(described["label"]).inc()
     return jsonify({"model_version": classifier.model_version, "count": len(results),

@@ -1,6 +1,8 @@
 """HTTP routes of the detection service."""
 from __future__ import annotations
 
+import base64
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from facemask.drawing import draw_faces
@@ -32,23 +34,34 @@ def _one_image_at_a_time():
 
 
 def _process_upload(name: str, data: bytes):
+    metrics = current_app.extensions["metrics"]
     try:
-        image = decode_image(data)
+        with metrics.stage("decode"):
+            image = decode_image(data)
     except ImageError as error:
         raise ApiError(400, f"{name}: {error}") from None
     result = _pipeline().process(image)
+    metrics.observe_frame(result.timing_ms)
     for face in result.faces:
-        current_app.extensions["metrics"].faces.labels(face["label"]).inc()
+        metrics.faces.labels(face["label"]).inc()
     return image, result
 
 
 @blueprint.post("/detect")
 def detect():
-    """Faces with box, landmarks, detector score, label and probabilities, as JSON."""
+    """Faces with box, landmarks, detector score, label and probabilities, as JSON.
+
+    ?annotated=1 adds the annotated JPEG as a data URL (the web page: picture and table from one pipeline run).
+    """
     name, data = _read_upload()
     with _one_image_at_a_time():
-        _, result = _process_upload(name, data)
-    body = {"filename": name, **result.to_dict()}
+        image, result = _process_upload(name, data)
+        body = {"filename": name, **result.to_dict()}
+        if request.args.get("annotated") == "1":
+            with current_app.extensions["metrics"].stage("draw"):
+                annotated = draw_faces(image, result.faces)
+            del image  # the encoder makes its own full-size copy: one fewer alive at once
+            body["annotated_image"] = "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(annotated)).decode()
     # Faces are all listed even when the classifier failed (status "unclassified"); 503 says the answer is partial.
     return jsonify(body), (503 if result.error else 200)
 
@@ -64,9 +77,10 @@ def annotate():
         image, result = _process_upload(name, data)
         if result.error:
             raise ApiError(503, result.error, faces=result.faces)
-        encode, mimetype = ANNOTATED_FORMATS[image_format]
-        annotated = draw_faces(image, result.faces)
+        with current_app.extensions["metrics"].stage("draw"):
+            annotated = draw_faces(image, result.faces)
         del image  # the encoder makes its own full-size copy: one fewer alive at once
+        encode, mimetype = ANNOTATED_FORMATS[image_format]
         response = Response(encode(annotated), mimetype=mimetype)
     response.headers["X-Face-Counts"] = ",".join(f"{k}={v}" for k, v in sorted(result.counts.items()))
     return response
