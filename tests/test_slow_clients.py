@@ -60,4 +60,6 @@ def test_health_answers_while_a_faceless_video_job_runs(detection_service, tmp_p
         time.sleep(0.1)
     assert "running" in states, states  # the health checks overlapped the job
     assert wait_for_job(detection_service.url, status_url)["state"] == "done"
-    assert max(latencies) < 1.0, f"worst status + health round trip {max(latencies):.2f} s"
+    # Without the yield each round trip waited for dozens of frames (10 s and more here); 3 s leaves room for a
+    # busy shared machine.
+    assert max(latencies) < 3.0, f"worst status + health round trip {max(latencies):.2f} s"

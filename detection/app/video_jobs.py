@@ -43,10 +43,20 @@ class _TimedPipeline(MaskPipeline):
         result = super().process(image_rgb)
         if self.metrics is not None:
             self.metrics.observe_frame(result.timing_ms)
-        # Under gunicorn's gevent worker this "thread" is a greenlet: a video without faces never waits on the
-        # classifier, so without a yield it would hold the worker's requests and heartbeat for the whole video.
-        time.sleep(0)
+        _let_requests_run()
         return result
+
+
+def _let_requests_run() -> None:
+    """Under gunicorn's gevent worker this job "thread" is a greenlet: a video without faces never waits on the
+    classifier, so without this it would hold the worker's requests and heartbeat for the whole video. idle() waits
+    until every ready request has had its turn (sleep(0) does not poll the sockets)."""
+    try:
+        from gevent import idle, monkey
+    except ImportError:
+        return
+    if monkey.is_module_patched("threading"):
+        idle()
 
 
 class VideoJobs:
