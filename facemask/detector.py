@@ -42,9 +42,9 @@ FINE_MAX_FACE = 256  # px at the fine pass's scale; larger faces are the coarse 
 MIN_PYRAMID_STEP = 1.25  # passes closer in scale than this add time, not faces: one pass then
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_NMS_THRESHOLD = 0.4
-# A lower-scored box with this fraction of its own (or the other box's) area inside a better box is a part of that
+# A lower-scored box sharing this fraction of the smaller box's area with a better box is a part of that
 # face (mouth, eye region) or a box around it, not a second face.
-DEFAULT_CONTAINMENT = 0.7
+DEFAULT_CONTAINMENT = 0.55
 DEFAULT_MIN_FACE = 8  # px in the original image; smaller boxes are noise
 
 
