@@ -178,7 +178,8 @@ def render() -> str:
         lines += ["", "The seed article's comparison on our data (`python -m training.compare`):", "",
                   compare.read_text().strip()]
     lines += ["", "```bash",
-              "python -m bench.detection_recall --split test   # detector recall: crop set + scenes, sweeps, plots",
+              "python -m bench.detection_sizes                 # the detector at every face size",
+              "python -m bench.detection_recall --split test   # detector recall: long-side sweeps, plots",
               "python -m bench.detection_recall --split test --detector stock",
               "python -m bench.detector_options --split test   # flip TTA, scales, recall-vs-FP curves, both detectors",
               "python -m bench.end_to_end --split test         # full pipeline on held-out photos: AP, mAP, accuracy",
