@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from flask import Flask
 
+from facemask.classes import CLASSES
 from facemask.detector import RetinaFaceDetector
-from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.pipeline import UNCLASSIFIED, ClassifierClient, MaskPipeline
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
 
 
@@ -13,7 +14,7 @@ def create_app(classifier_url: str | None = None) -> Flask:
     configure_upload_limit(app)
     install_error_handlers(app)
     app.extensions["pipeline"] = MaskPipeline(RetinaFaceDetector(), ClassifierClient(classifier_url))
-    app.extensions["metrics"] = Metrics(app, "detection")
+    app.extensions["metrics"] = Metrics(app, "detection", (*CLASSES, UNCLASSIFIED))
 
     from detection.app.routes import blueprint
 
