@@ -68,3 +68,30 @@ def trainable_module(path: str | Path, classes: list[str], seed: int = 0) -> tor
         if name.startswith(FROZEN_PREFIXES):
             parameter.requires_grad_(False)
     return module
+
+
+def allow_export_of_converted_modules() -> None:
+    """onnx2torch 1.5's Shape module asks torch.onnx.symbolic_helper for the export opset, which torch 2.9+ keeps
+    elsewhere; point it there so a module converted from ONNX can be exported back."""
+    from torch.onnx import symbolic_helper
+
+    if hasattr(symbolic_helper, "GLOBALS"):
+        return
+    try:
+        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+    except ImportError:  # older torch: onnx2torch finds the opset itself
+        return
+    symbolic_helper.GLOBALS = GLOBALS
+
+
+def export_trained(run: Path, init_onnx: Path, classes: list[str], arch: str) -> dict:
+    """Export run/best.pth (saved by training.train) of a module made by trainable_module, to run/model.onnx."""
+    from types import SimpleNamespace
+
+    from training.onnx_export import export_onnx
+
+    module = trainable_module(init_onnx, classes)
+    module.load_state_dict(torch.load(Path(run) / "best.pth", map_location="cpu"))
+    allow_export_of_converted_modules()
+    learner = SimpleNamespace(model=module, dls=SimpleNamespace(vocab=classes))
+    return export_onnx(learner, Path(run) / "model.onnx", arch=arch)

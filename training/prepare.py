@@ -188,7 +188,7 @@ def main(argv=None) -> dict:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    group_sizes = Counter(r["group"] for r in used)
+    group_sizes = Counter(r["group"] for r in used if r["dataset"] == args.data.name)  # drawn faces share groups
     report = {
         "command": "python -m training.prepare " + " ".join(sys.argv[1:] if argv is None else argv),
         "data": str(args.data.resolve()), "classes": classes, "images": len(rows), "seed": args.seed,

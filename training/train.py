@@ -36,10 +36,11 @@ def class_counts(dls) -> torch.Tensor:
     return counts
 
 
-def class_weights(dls) -> torch.Tensor:
-    """Inverse-frequency weights, so an imbalanced folder does not teach the majority class."""
+def class_weights(dls, power: float = 1.0) -> torch.Tensor:
+    """Inverse-frequency weights (to the given power: 0.5 softens them), so an imbalanced folder does not teach the
+    majority class."""
     counts = class_counts(dls)
-    return counts.sum() / (len(counts) * counts.clamp(min=1))
+    return (counts.sum() / (len(counts) * counts.clamp(min=1))) ** power
 
 
 def build_learner(arch: str, dls, pretrained: bool, loss_func, stages: int = 3) -> Learner:
@@ -94,6 +95,9 @@ def main(argv=None) -> Path:
     parser.add_argument("--init-onnx", type=Path, default=None, metavar="MODEL",
                         help="start from this exported classifier (e.g. classification/model/mask_classifier.onnx) "
                              "instead of random weights; classes it lacks get a new output (training.onnx_init)")
+    parser.add_argument("--weight-power", type=float, default=1.0,
+                        help="class weights are inverse class frequency to this power (1: fully balanced, 0.5: "
+                             "softer, 0: none)")
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -108,7 +112,7 @@ def main(argv=None) -> Path:
     args.out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
     dls = make_dataloaders(args.prepared, batch_size=args.batch_size, seed=args.seed, augment=not args.no_augment)
-    loss_func = CrossEntropyLossFlat(weight=class_weights(dls))
+    loss_func = CrossEntropyLossFlat(weight=class_weights(dls, args.weight_power))
     try:
         if args.init_onnx:
             from training.onnx_init import trainable_module
@@ -149,6 +153,10 @@ def main(argv=None) -> Path:
 
     if not args.init_onnx:  # a module converted from ONNX does not pickle; model.onnx is what is served anyway
         learner.export("model.pkl")  # relative to learner.path (= --out)
+    if args.init_onnx:
+        from training.onnx_init import allow_export_of_converted_modules
+
+        allow_export_of_converted_modules()
     export_onnx(learner, args.out / "model.onnx", arch=args.arch)
     config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "class_counts": {name: int(n) for name, n in zip(dls.vocab, class_counts(dls))},
