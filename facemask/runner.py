@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 from tqdm import tqdm
@@ -112,11 +113,14 @@ def plan_video_output(in_path: Path, out_path: Path) -> Path:
     return _inside(folder, folder / (in_path.stem + "_annotated.mp4"))
 
 
-def annotate_video(pipeline: MaskPipeline, in_path: Path, out_path: Path, detect_every: int = 1) -> RunSummary:
+def annotate_video(pipeline: MaskPipeline, in_path: Path, out_path: Path, detect_every: int = 1,
+                   on_frame: Callable[[int, int | None], None] | None = None) -> RunSummary:
     """Annotated video + JSON sidecar with the faces of every frame.
 
     detect_every > 1 runs detection and classification on every n-th frame and draws the last result on the
     frames between (a speed/latency trade-off for real-time use; the JSON says which frames were analysed).
+    An out_path ending in .webm is written as VP8, which browsers play; anything else as MPEG-4 part 2.
+    on_frame(frames done, frames total or None) replaces the terminal progress bar (the web page's progress).
     """
     capture = cv2.VideoCapture(str(in_path))
     if not capture.isOpened():
@@ -125,7 +129,7 @@ def annotate_video(pipeline: MaskPipeline, in_path: Path, out_path: Path, detect
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     writer, frames, summary, last = None, [], RunSummary(), None
     try:
-        with tqdm(total=total, desc="frames", unit="frame") as progress:
+        with tqdm(total=total, desc="frames", unit="frame", disable=on_frame is not None) as progress:
             index = 0
             while True:
                 ok, frame_bgr = capture.read()
@@ -133,7 +137,8 @@ def annotate_video(pipeline: MaskPipeline, in_path: Path, out_path: Path, detect
                     break
                 frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
                 if writer is None:
-                    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                    codec = "VP80" if out_path.suffix.lower() == ".webm" else "mp4v"
+                    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*codec), fps,
                                              (frame.shape[1], frame.shape[0]))
                 if last is None or index % detect_every == 0:
                     last = pipeline.process(frame)
@@ -144,6 +149,8 @@ def annotate_video(pipeline: MaskPipeline, in_path: Path, out_path: Path, detect
                 writer.write(cv2.cvtColor(draw_faces(frame, last.faces), cv2.COLOR_RGB2BGR))
                 index += 1
                 progress.update(1)
+                if on_frame is not None:
+                    on_frame(index, total)
     finally:
         capture.release()
         if writer is not None:
