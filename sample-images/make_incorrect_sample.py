@@ -1,4 +1,4 @@
-"""Make group_incorrect.jpg: the unmasked group photo with masks drawn on, two worn right and two worn wrong.
+"""Make group_worn_wrong.jpg: the unmasked group photo with masks drawn on: two worn right, three worn wrong.
 
     python sample-images/make_incorrect_sample.py
 
@@ -20,7 +20,7 @@ from facemask.images import decode_image, encode_jpeg  # noqa: E402
 from training.synthetic_masks import KIND_LABEL, draw_mask  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SOURCE, TARGET = "group_unmasked.jpg", "group_incorrect.jpg"
+SOURCE, TARGET = "group_unmasked.jpg", "group_worn_wrong.jpg"
 # Faces left to right: what each one wears.
 KINDS = ("below_nose", "worn", None, "on_chin", "worn", "below_nose")
 SEED = 7
