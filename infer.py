@@ -99,6 +99,7 @@ def main(argv=None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
 
+    print(summary.faces_line(), file=sys.stderr)
     print(json.dumps(summary.to_dict()))
     for path, reason in summary.failed.items():
         print(f"error: {path}: {reason}", file=sys.stderr)

@@ -6,8 +6,9 @@ import threading
 from flask import Flask
 
 from detection.app.video_jobs import VideoJobs
+from facemask.classes import CLASSES
 from facemask.detector import create_detector
-from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.pipeline import UNCLASSIFIED, ClassifierClient, MaskPipeline
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
 
 
@@ -16,7 +17,7 @@ def create_app(classifier_url: str | None = None) -> Flask:
     configure_upload_limit(app)
     install_error_handlers(app)
     app.extensions["pipeline"] = MaskPipeline(create_detector(), ClassifierClient(classifier_url))
-    app.extensions["metrics"] = Metrics(app, "detection")
+    app.extensions["metrics"] = Metrics(app, "detection", (*CLASSES, UNCLASSIFIED))
     app.extensions["image_slot"] = threading.Lock()  # gevent-aware: gunicorn patches threading before the app loads
 
     from detection.app.routes import blueprint
