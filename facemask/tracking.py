@@ -1,0 +1,157 @@
+"""Faces across video frames: identities (norfair), motion between detections (optical flow), steady labels.
+
+- ``FaceTracker`` gives every face a ``track_id`` that persists while the person is visible. Association and the
+  Kalman motion model are norfair's (IoU distance); faces are fed to it every frame, detected or followed.
+- ``follow_faces`` moves boxes and landmarks from one frame to the next with pyramidal Lucas-Kanade optical flow
+  and a robust similarity fit per face, so frames between two detector runs carry current boxes even while the
+  camera pans, zooms or shakes.
+- ``LabelSmoother`` turns a track's recent classifications into one label that does not flicker: probabilities
+  are averaged over a window and the shown label only changes when another class leads by a margin. It is
+  generic over the class names the classifier reports (2 or more).
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from norfair import Detection, Tracker
+
+# norfair warns on every frame where a coasting track's predicted box has collapsed to zero width; its IoU is 0
+# then (no match), which is the right answer, and the warning would flood the terminal.
+logging.getLogger("norfair.distances").setLevel(logging.ERROR)
+
+
+@dataclass
+class TrackedFace:
+    """A face in one frame: where it is, how it was found (detected or followed by flow) and its track."""
+
+    box: np.ndarray  # (4,) x1, y1, x2, y2
+    landmarks: np.ndarray  # (5, 2)
+    det_score: float
+    detected: bool
+    track_id: int | None = None
+
+    @property
+    def size(self) -> float:
+        return float(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+
+class FaceTracker:
+    """Track ids for faces, one update per frame.
+
+    max_missing_frames: how long a track survives without a matching face (an occlusion, a missed detection)
+    before a reappearing face gets a new id. min_iou: the overlap a face needs with a track's predicted box.
+    """
+
+    def __init__(self, max_missing_frames: int = 30, min_iou: float = 0.2):
+        self.tracker = Tracker(distance_function="iou", distance_threshold=1.0 - min_iou,
+                               hit_counter_max=max(2, max_missing_frames), initialization_delay=0)
+        self.frame = 0
+
+    def update(self, faces: list[TrackedFace]) -> None:
+        """Set track_id on every face (None only if the tracker did not take it, which norfair does not do with
+        initialization_delay=0)."""
+        self.frame += 1
+        detections = [Detection(points=face.box.reshape(2, 2).astype(np.float64), scores=np.full(2, face.det_score),
+                                data=(self.frame, index)) for index, face in enumerate(faces)]
+        for face in faces:
+            face.track_id = None
+        for tracked in self.tracker.update(detections=detections):
+            frame, index = tracked.last_detection.data
+            if frame == self.frame:  # matched in this frame, not coasting on an older detection
+                faces[index].track_id = int(tracked.id)
+
+
+def to_gray(image_rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+
+
+def _face_points(face: TrackedFace) -> np.ndarray:
+    """Landmarks plus a 3x3 grid over the inner box: enough texture for a robust fit even with a mask on."""
+    x1, y1, x2, y2 = face.box
+    xs = np.linspace(x1 + 0.2 * (x2 - x1), x2 - 0.2 * (x2 - x1), 3)
+    ys = np.linspace(y1 + 0.2 * (y2 - y1), y2 - 0.2 * (y2 - y1), 3)
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    return np.concatenate([face.landmarks.reshape(5, 2), grid]).astype(np.float32)
+
+
+def follow_faces(previous_gray: np.ndarray, gray: np.ndarray, faces: list[TrackedFace]) -> list[TrackedFace]:
+    """The faces moved into the new frame; a face whose points cannot be followed (left the frame, occluded,
+    motion blur) is dropped until the detector finds it again."""
+    if not faces:
+        return []
+    points = [_face_points(face) for face in faces]
+    smallest = min(face.size for face in faces)
+    window = int(np.clip(smallest * 0.6, 11, 31)) | 1
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(previous_gray, gray, np.concatenate(points).reshape(-1, 1, 2), None,
+                                                winSize=(window, window), maxLevel=3,
+                                                criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+    moved, status = moved.reshape(-1, 2), status.reshape(-1).astype(bool)
+    height, width = gray.shape[:2]
+    followed, start = [], 0
+    for face, face_points in zip(faces, points):
+        end = start + len(face_points)
+        good = status[start:end]
+        old, new = face_points[good], moved[start:end][good]
+        start = end
+        if len(old) < 4:
+            continue
+        matrix, inliers = cv2.estimateAffinePartial2D(old, new, method=cv2.LMEDS)
+        if matrix is None or inliers is None or int(inliers.sum()) < 4:
+            continue
+        scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
+        if not 0.7 <= scale <= 1.4:  # a face does not change size this much between two frames
+            continue
+        centre = (face.box[:2] + face.box[2:]) / 2
+        half = (face.box[2:] - face.box[:2]) / 2 * scale
+        new_centre = matrix[:, :2] @ centre + matrix[:, 2]
+        box = np.concatenate([new_centre - half, new_centre + half])
+        if box[2] <= 0 or box[3] <= 0 or box[0] >= width or box[1] >= height:
+            continue
+        box = np.clip(box, 0, [width, height, width, height]).astype(np.float32)
+        landmarks = (face.landmarks @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+        followed.append(TrackedFace(box=box, landmarks=landmarks, det_score=face.det_score, detected=False,
+                                    track_id=face.track_id))
+    return followed
+
+
+@dataclass
+class LabelSmoother:
+    """Steady label of one track from its last `window` classifications.
+
+    The shown label is the class with the highest mean probability, but it only changes when the new leader's
+    mean beats the shown class's mean by `margin` (hysteresis), so one doubtful crop does not flip it.
+    """
+
+    window: int = 5
+    margin: float = 0.2
+    history: deque = field(default_factory=deque)
+    label: str | None = None
+    totals: dict = field(default_factory=dict)  # summed probabilities over the whole track, for its summary
+    count: int = 0
+
+    def add(self, probabilities: dict[str, float]) -> None:
+        self.history.append(probabilities)
+        while len(self.history) > self.window:
+            self.history.popleft()
+        for name, value in probabilities.items():
+            self.totals[name] = self.totals.get(name, 0.0) + float(value)
+        self.count += 1
+        mean = self.mean()
+        leader = max(mean, key=mean.get)
+        if self.label is None or self.label not in mean or mean[leader] - mean[self.label] >= self.margin:
+            self.label = leader
+
+    def mean(self) -> dict[str, float]:
+        names = {name for entry in self.history for name in entry}
+        return {name: float(np.mean([entry.get(name, 0.0) for entry in self.history])) for name in sorted(names)}
+
+    def overall(self) -> tuple[str | None, dict[str, float]]:
+        """The label and mean probabilities over every classification the track had."""
+        if not self.count:
+            return None, {}
+        mean = {name: total / self.count for name, total in self.totals.items()}
+        return max(mean, key=mean.get), mean
