@@ -30,7 +30,7 @@ from facemask.local_server import LocalService, is_local  # noqa: E402
 from facemask.pipeline import DEFAULT_CLASSIFIER_URL, ClassifierClient, MaskPipeline  # noqa: E402
 from facemask.runner import (InputError, StopSignals, annotate_images, annotate_video, plan_image_outputs,  # noqa: E402
                              plan_video_output)
-from facemask.video import VideoSettings  # noqa: E402
+from facemask.video import VIDEO_LONG_SIDE, VideoSettings  # noqa: E402
 
 
 def truthy(value: str) -> bool:
@@ -52,8 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--classifier-url", default=os.environ.get("CLASSIFIER_URL", DEFAULT_CLASSIFIER_URL))
     parser.add_argument("--no-local-classifier", action="store_true",
                         help="fail instead of starting a classifier when none answers at a local URL")
-    parser.add_argument("--long-side", type=int, default=DEFAULT_LONG_SIDE,
-                        help="detector input size: the image's long side is scaled to this (0 = native size)")
+    parser.add_argument("--long-side", type=int, default=None,
+                        help=f"detector input size: the image's long side is scaled to this (0 = native size; "
+                             f"default: {DEFAULT_LONG_SIDE} for images; video frames keep their size up to "
+                             f"{VIDEO_LONG_SIDE})")
     parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
     parser.add_argument("--detector", default=None,
                         help="detector ONNX file, or 'stock' for the original RetinaFace weights (default: the "
@@ -77,8 +79,12 @@ def main(argv=None) -> int:
             video_out = plan_video_output(args.in_path, args.out_path)
             settings = VideoSettings(detect_every=args.detect_every, reclassify_every=args.reclassify_every,
                                      min_track_detections=args.min_track_detections)
-        detector = RetinaFaceDetector(model=args.detector).prepare(long_side=args.long_side or None,
-                                                                   score_threshold=args.threshold)
+        if args.long_side is None:
+            scale = {"long_side": DEFAULT_LONG_SIDE} if args.is_image else {"long_side": VIDEO_LONG_SIDE,
+                                                                            "upscale": False}
+        else:
+            scale = {"long_side": args.long_side or None}
+        detector = RetinaFaceDetector(model=args.detector).prepare(score_threshold=args.threshold, **scale)
     except (InputError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

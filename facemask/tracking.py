@@ -1,7 +1,8 @@
 """Faces across video frames: identities (norfair), motion between detections (optical flow), steady labels.
 
-- ``FaceTracker`` gives every face a ``track_id`` that persists while the person is visible. Association and the
-  Kalman motion model are norfair's (IoU distance); faces are fed to it every frame, detected or followed.
+- ``FaceTracker`` gives every face a ``track_id`` that persists while the person is visible. Association and track
+  life cycle are norfair's; faces are fed to it every frame, detected or followed, and matched by IoU with where
+  optical flow says each track's face is now.
 - ``follow_faces`` moves boxes and landmarks from one frame to the next with pyramidal Lucas-Kanade optical flow
   and a robust similarity fit per face, so frames between two detector runs carry current boxes even while the
   camera pans, zooms or shakes.
@@ -18,10 +19,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from norfair import Detection, Tracker
+from norfair.filter import NoFilterFactory
 
-# norfair warns on every frame where a coasting track's predicted box has collapsed to zero width; its IoU is 0
-# then (no match), which is the right answer, and the warning would flood the terminal.
-logging.getLogger("norfair.distances").setLevel(logging.ERROR)
 
 
 @dataclass
@@ -42,19 +41,37 @@ class TrackedFace:
 class FaceTracker:
     """Track ids for faces, one update per frame.
 
-    max_missing_frames: how long a track survives without a matching face (an occlusion, a missed detection)
-    before a reappearing face gets a new id. min_iou: the overlap a face needs with a track's predicted box.
+    norfair keeps the tracks (association, birth, death after `max_missing_frames` unseen), and optical flow is
+    the motion model: before each update the caller passes where every track's face moved to in this frame
+    (`predicted`), and a face matches a track by IoU with that position. A Kalman filter would predict smooth
+    motion and lose faces under a shaking camera; flow measures the motion instead. A track without a prediction
+    (flow lost it) is matched at its last seen position.
     """
 
     def __init__(self, max_missing_frames: int = 30, min_iou: float = 0.2):
-        self.tracker = Tracker(distance_function="iou", distance_threshold=1.0 - min_iou,
-                               hit_counter_max=max(2, max_missing_frames), initialization_delay=0)
+        # norfair warns that a per-pair (scalar) distance is slow; with a handful of faces it costs microseconds.
+        norfair_log = logging.getLogger("norfair.tracker")
+        level, _ = norfair_log.level, norfair_log.setLevel(logging.ERROR)
+        try:
+            self.tracker = Tracker(distance_function=self._distance, distance_threshold=1.0 - min_iou,
+                                   hit_counter_max=max(2, max_missing_frames), initialization_delay=0,
+                                   filter_factory=NoFilterFactory())
+        finally:
+            norfair_log.setLevel(level)
         self.frame = 0
+        self.predicted: dict[int, np.ndarray] = {}
 
-    def update(self, faces: list[TrackedFace]) -> None:
+    def _distance(self, detection: Detection, tracked) -> float:
+        box = self.predicted.get(tracked.id)
+        if box is None:
+            box = tracked.last_detection.points.reshape(4)
+        return 1.0 - _iou(detection.points.reshape(4), box)
+
+    def update(self, faces: list[TrackedFace], predicted: dict[int, np.ndarray] | None = None) -> None:
         """Set track_id on every face (None only if the tracker did not take it, which norfair does not do with
         initialization_delay=0)."""
         self.frame += 1
+        self.predicted = predicted or {}
         detections = [Detection(points=face.box.reshape(2, 2).astype(np.float64), scores=np.full(2, face.det_score),
                                 data=(self.frame, index)) for index, face in enumerate(faces)]
         for face in faces:
@@ -63,6 +80,16 @@ class FaceTracker:
             frame, index = tracked.last_detection.data
             if frame == self.frame:  # matched in this frame, not coasting on an older detection
                 faces[index].track_id = int(tracked.id)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    intersection = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
+    return float(intersection / union) if union > 0 else 0.0
 
 
 def to_gray(image_rgb: np.ndarray) -> np.ndarray:
@@ -78,43 +105,72 @@ def _face_points(face: TrackedFace) -> np.ndarray:
     return np.concatenate([face.landmarks.reshape(5, 2), grid]).astype(np.float32)
 
 
+def _apply(face: TrackedFace, matrix: np.ndarray, width: int, height: int) -> TrackedFace | None:
+    """The face moved by a 2x3 similarity; None when it left the frame."""
+    scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
+    centre = (face.box[:2] + face.box[2:]) / 2
+    half = (face.box[2:] - face.box[:2]) / 2 * scale
+    new_centre = matrix[:, :2] @ centre + matrix[:, 2]
+    box = np.concatenate([new_centre - half, new_centre + half])
+    if box[2] <= 1 or box[3] <= 1 or box[0] >= width - 1 or box[1] >= height - 1:
+        return None
+    box = np.clip(box, 0, [width, height, width, height]).astype(np.float32)
+    landmarks = (face.landmarks @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+    return TrackedFace(box=box, landmarks=landmarks, det_score=face.det_score, detected=False,
+                       track_id=face.track_id)
+
+
+def _similarity(old: np.ndarray, new: np.ndarray, min_inliers: int = 4) -> np.ndarray | None:
+    """Robust similarity transform between matched points; None when too few agree or the scale is implausible."""
+    if len(old) < min_inliers:
+        return None
+    matrix, inliers = cv2.estimateAffinePartial2D(old, new, method=cv2.LMEDS)
+    if matrix is None or inliers is None or int(inliers.sum()) < min_inliers:
+        return None
+    scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
+    return matrix if 0.7 <= scale <= 1.4 else None  # a face does not change size this much between frames
+
+
+_LK = dict(maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+
+
+def camera_motion(previous_gray: np.ndarray, gray: np.ndarray) -> np.ndarray | None:
+    """Similarity of the whole picture between two frames (pan, zoom, shake), from corners all over it."""
+    corners = cv2.goodFeaturesToTrack(previous_gray, maxCorners=150, qualityLevel=0.01, minDistance=16)
+    if corners is None or len(corners) < 8:
+        return None
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(previous_gray, gray, corners, None, winSize=(21, 21), **_LK)
+    good = status.reshape(-1).astype(bool)
+    return _similarity(corners.reshape(-1, 2)[good], moved.reshape(-1, 2)[good], min_inliers=8)
+
+
 def follow_faces(previous_gray: np.ndarray, gray: np.ndarray, faces: list[TrackedFace]) -> list[TrackedFace]:
-    """The faces moved into the new frame; a face whose points cannot be followed (left the frame, occluded,
-    motion blur) is dropped until the detector finds it again."""
+    """The faces moved into the new frame. Each face follows its own points (landmarks and a grid over it); a
+    face whose points cannot be followed (small, blurred, occluded) moves with the camera instead, and a face
+    that leaves the frame is dropped until the detector finds it again."""
     if not faces:
         return []
     points = [_face_points(face) for face in faces]
     smallest = min(face.size for face in faces)
     window = int(np.clip(smallest * 0.6, 11, 31)) | 1
     moved, status, _ = cv2.calcOpticalFlowPyrLK(previous_gray, gray, np.concatenate(points).reshape(-1, 1, 2), None,
-                                                winSize=(window, window), maxLevel=3,
-                                                criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+                                                winSize=(window, window), **_LK)
     moved, status = moved.reshape(-1, 2), status.reshape(-1).astype(bool)
     height, width = gray.shape[:2]
-    followed, start = [], 0
+    followed, start, camera = [], 0, None
     for face, face_points in zip(faces, points):
         end = start + len(face_points)
         good = status[start:end]
-        old, new = face_points[good], moved[start:end][good]
+        matrix = _similarity(face_points[good], moved[start:end][good])
         start = end
-        if len(old) < 4:
-            continue
-        matrix, inliers = cv2.estimateAffinePartial2D(old, new, method=cv2.LMEDS)
-        if matrix is None or inliers is None or int(inliers.sum()) < 4:
-            continue
-        scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
-        if not 0.7 <= scale <= 1.4:  # a face does not change size this much between two frames
-            continue
-        centre = (face.box[:2] + face.box[2:]) / 2
-        half = (face.box[2:] - face.box[:2]) / 2 * scale
-        new_centre = matrix[:, :2] @ centre + matrix[:, 2]
-        box = np.concatenate([new_centre - half, new_centre + half])
-        if box[2] <= 0 or box[3] <= 0 or box[0] >= width or box[1] >= height:
-            continue
-        box = np.clip(box, 0, [width, height, width, height]).astype(np.float32)
-        landmarks = (face.landmarks @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
-        followed.append(TrackedFace(box=box, landmarks=landmarks, det_score=face.det_score, detected=False,
-                                    track_id=face.track_id))
+        if matrix is None:
+            camera = camera if camera is not None else camera_motion(previous_gray, gray)
+            if camera is None:
+                continue
+            matrix = camera
+        moved_face = _apply(face, matrix, width, height)
+        if moved_face is not None:
+            followed.append(moved_face)
     return followed
 
 
