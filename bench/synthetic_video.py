@@ -23,12 +23,13 @@ class GroundTruthFrame:
 
 
 def camera_windows(photo_w: int, photo_h: int, frames: int, motion: str, seed: int,
-                   aspect: float = 4 / 3) -> np.ndarray:
-    """(frames, 3) windows x0, y0, width (height = width / aspect), inside the photo."""
+                   aspect: float = 4 / 3, view: float = 0.8) -> np.ndarray:
+    """(frames, 3) windows x0, y0, width (height = width / aspect), inside the photo; `view` is the share of the
+    photo's width (or height) the camera sees when it is not zooming."""
     rng = np.random.default_rng(seed)
     full = min(photo_w, photo_h * aspect)
     t = np.linspace(0.0, 1.0, frames)
-    width = np.full(frames, 0.8 * full)
+    width = np.full(frames, view * full)
     if "zoom" in motion:  # zoom in and back out
         width = full * (0.9 - 0.3 * np.sin(np.pi * t))
     cx = np.full(frames, photo_w / 2)

@@ -71,6 +71,19 @@ class VideoScore:
         tracks = [t for t in record["summary"]["tracks"]
                   if t["counted"] and kept_frames.get(t["track_id"], 0) >= ignored_frames.get(t["track_id"], 0)]
         self.people_predicted = len(tracks)
+        # Why a counted track is not one new person: it followed no true face (false track), or a face that an
+        # earlier track already followed (the person left the view and came back, or the track broke).
+        events = self.accumulator.mot_events
+        matched = events[events.Type.isin(["MATCH", "SWITCH"])]
+        claimed, self.false_tracks, self.duplicate_tracks = set(), 0, 0
+        for track in sorted(tracks, key=lambda t: t["first_frame"]):
+            objects = matched[matched.HId == track["track_id"]].OId
+            if objects.empty:
+                self.false_tracks += 1
+                continue
+            person = objects.mode().iloc[0]
+            self.duplicate_tracks += person in claimed
+            claimed.add(person)
         self.people_true = sum(1 for frames in visible.values() if frames >= min_person_frames)
         self.tracks = len(tracks)
         self.label_flips = sum(t["label_changes"] for t in tracks)
@@ -138,6 +151,8 @@ def main(argv=None) -> Report:
             "label flips per track": sum(s.label_flips for s in scores[k]) / max(tracks, 1),
             "people (truth)": people_true, "people (counted)": people_predicted,
             "count error %": 100.0 * (people_predicted - people_true) / max(people_true, 1),
+            "counted tracks on no true face": sum(s.false_tracks for s in scores[k]),
+            "counted tracks on a face already counted": sum(s.duplicate_tracks for s in scores[k]),
             "mean abs count error per video %": 100.0 * float(np.mean(
                 [abs(s.people_predicted - s.people_true) / max(s.people_true, 1) for s in scores[k]])),
             "label accuracy (matched faces)": sum(s.label_hits for s in scores[k]) / max(label_total, 1),

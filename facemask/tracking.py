@@ -63,9 +63,16 @@ class FaceTracker:
 
     def _distance(self, detection: Detection, tracked) -> float:
         box = self.predicted.get(tracked.id)
-        if box is None:
-            box = tracked.last_detection.points.reshape(4)
-        return 1.0 - _iou(detection.points.reshape(4), box)
+        if box is not None:
+            return 1.0 - _iou(detection.points.reshape(4), box)
+        # A track that flow lost (the face left the view, or was hidden) is matched by where it was last seen,
+        # which may be far off by now: allow a centre within ~1.5 face sizes and a similar size instead of overlap.
+        last, new = tracked.last_detection.points.reshape(4), detection.points.reshape(4)
+        size_last, size_new = max(last[2] - last[0], last[3] - last[1]), max(new[2] - new[0], new[3] - new[1])
+        if not 0.6 <= size_new / max(size_last, 1e-6) <= 1.6:
+            return 1.0
+        offset = np.hypot(*((new[:2] + new[2:]) - (last[:2] + last[2:])) / 2) / max(size_new, 1e-6)
+        return float(min(1.0, offset / 2.0))
 
     def update(self, faces: list[TrackedFace], predicted: dict[int, np.ndarray] | None = None) -> None:
         """Set track_id on every face (None only if the tracker did not take it, which norfair does not do with
