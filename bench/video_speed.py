@@ -1,6 +1,6 @@
 """Video frames/s end to end, tracked path vs the old per-frame path, and the /classify crop transports.
 
-    python -m bench.video_speed                  # 640x480 and 1280x720, 150 frames each; transports 8 s each
+    python -m bench.video_speed                  # 640x480 and 1280x720, 100 frames each; transports 8 s each
     python -m bench.video_speed --frames 60 --seconds 3
 
 1. Frames/s end to end (decode mp4 -> detect -> track -> classify over HTTP -> draw -> encode mp4 + JSON) on a
@@ -109,7 +109,7 @@ def served_rate(url: str, transport: str, crops: list[np.ndarray], per_request: 
 
 def main(argv=None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=150, help="frames per video")
+    parser.add_argument("--frames", type=int, default=100, help="frames per video")
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each /classify measurement")
     parser.add_argument("--per-request", type=int, default=32)
     parser.add_argument("--out-dir", type=Path, default=None)

@@ -1,7 +1,7 @@
 """Tracking on videos with known faces, synthesised from held-out photos: MOTA, IDF1, ID switches, label flips,
 people count.
 
-    python -m bench.video_tracking                      # 40 held-out test photos x 75 frames, every 3rd vs every frame
+    python -m bench.video_tracking                      # 60 held-out test photos x 60 frames, every 3rd vs every frame
     python -m bench.video_tracking --limit 8 --frames 50  # quick run
 
 Each held-out test photo (detection/model/scene_split.json, never seen by detector training) becomes one 640x480
@@ -92,8 +92,8 @@ class VideoScore:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_scene_arguments(parser)
-    parser.set_defaults(split="test", limit=40)
-    parser.add_argument("--frames", type=int, default=75, help="frames per video (25 frames/s)")
+    parser.set_defaults(split="test", limit=60)
+    parser.add_argument("--frames", type=int, default=60, help="frames per video (25 frames/s)")
     parser.add_argument("--detect-every", type=int, nargs="+", default=[3, 1],
                         help="settings to compare (1 = the detector on every frame)")
     parser.add_argument("--long-side", type=parse_long_side, default=VIDEO_LONG_SIDE, help="detector input size")
@@ -144,7 +144,7 @@ def main(argv=None) -> Report:
         tracks = sum(s.tracks for s in scores[k])
         label_total = sum(s.label_total for s in scores[k])
         rows.append({
-            "detector runs": "every frame" if k == 1 else f"every {k}th frame + optical flow",
+            "detector runs": "every frame" if k == 1 else f"every {k} frames + optical flow",
             "MOTA": float(summary["mota"]), "IDF1": float(summary["idf1"]), "ID switches": int(summary["num_switches"]),
             "false positives": int(summary["num_false_positives"]), "misses": int(summary["num_misses"]),
             "recall": float(summary["recall"]), "precision": float(summary["precision"]),

@@ -170,7 +170,7 @@ class VideoAnnotator:
         self.pending: deque[_Pending] = deque()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
         self.index, self.previous_gray, self.previous_small, self.faces = 0, None, None, []
-        self.detector_runs, self.crops_classified, self.errors = 0, 0, {}
+        self.detector_runs, self.crops_classified, self.errors, self.untracked = 0, 0, {}, 0
         self.timing = {"detect": 0.0, "follow": 0.0, "track": 0.0, "classify_wait": 0.0, "draw": 0.0}
 
     def push(self, image_rgb: np.ndarray) -> list[tuple[np.ndarray, dict]]:
@@ -221,8 +221,9 @@ class VideoAnnotator:
 
         targets, crops = [], []
         for face in faces:
-            if face.track_id is None:  # not expected with initialization_delay=0; never drop the face
-                face.track_id = -(1 + len(self.tracks) + index * 1000)
+            if face.track_id is None:  # norfair takes every face (no initialization delay); never drop one
+                self.untracked -= 1
+                face.track_id = self.untracked
             track = self.tracks.get(face.track_id)
             if track is None:
                 track = self.tracks[face.track_id] = Track(

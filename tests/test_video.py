@@ -284,3 +284,34 @@ def test_signal_finishes_the_files_and_stops_the_local_classifier(stop_signal, t
     capture.release()
     assert json.loads(stdout.strip().splitlines()[-1])["interrupted"] == signal.Signals(stop_signal).name
     assert servers and not any(_alive(pid) for pid in servers), "the classifier the CLI started is still running"
+
+
+# ----------------------------------------------------------------------------------------- benchmarks
+def test_synthetic_video_ground_truth_follows_the_camera():
+    from bench.synthetic_video import ground_truth
+
+    photo = np.zeros((300, 400, 3), dtype=np.uint8)
+    photo[100:140, 200:230] = 255  # one "face": x 200-230, y 100-140
+    boxes = np.array([[200, 100, 230, 140]], dtype=np.float32)
+    for window in camera_windows(400, 300, 12, "pan+zoom+shake", seed=3):
+        frame = render(photo, window, (320, 240))
+        truth = ground_truth(boxes, ["with_mask"], window, (320, 240), min_face=0)
+        ys, xs = np.nonzero(frame[..., 0] > 127)
+        if not truth.ids:
+            assert len(xs) == 0
+            continue
+        x1, y1, x2, y2 = truth.boxes[0]
+        assert abs(xs.min() - x1) <= 1.5 and abs(xs.max() + 1 - x2) <= 1.5
+        assert abs(ys.min() - y1) <= 1.5 and abs(ys.max() + 1 - y2) <= 1.5
+
+
+@pytest.mark.skipif(not (REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-scenes-andrewmvd").is_dir(),
+                    reason="scene dataset not found")
+def test_tracking_benchmark_small_run(tmp_path):
+    from bench import video_tracking
+
+    report = video_tracking.main(["--limit", "2", "--frames", "15", "--detect-every", "3", "--out-dir",
+                                  str(tmp_path), "--name", "tracking_small"])
+    row = report.tables["Tracking quality, all videos together"][0]
+    assert 0.0 <= row["IDF1"] <= 1.0 and row["people (truth)"] >= 1
+    assert (tmp_path / "tracking_small.md").is_file() and (tmp_path / "tracking_small.json").is_file()
