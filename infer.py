@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -132,5 +133,16 @@ def main(argv=None) -> int:
     return 1 if (summary.failed or summary.classifier_errors) else 0
 
 
+def _exit_on_sigterm(number, _frame):
+    # Outside a video run (which finishes its files first), SIGTERM unwinds like Ctrl-C: the classifier this run
+    # started is stopped on the way out instead of being left running.
+    raise SystemExit(128 + number)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)

@@ -198,6 +198,8 @@ class VideoAnnotator:
         cut = self.previous_small is None or small.shape != self.previous_small.shape or \
             float(np.abs(small - self.previous_small).mean()) > settings.scene_change
         detect = cut or index % settings.detect_every == 0
+        if self.previous_gray is not None and self.previous_gray.shape != gray.shape:
+            self.faces = []  # the picture changed size: nothing to follow, the detector starts afresh
         followed = follow_faces(self.previous_gray, gray, self.faces) if self.faces else []
         self.timing["follow"] += time.perf_counter() - started
         started = time.perf_counter()
