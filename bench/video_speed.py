@@ -11,11 +11,14 @@
      optical flow in between, tracks classified when new / every 15 frames / when their crop changes, classification
      overlapping detection, crops sent as one .npy array); and the same with the detector on every frame.
 2. /classify crops/s with 32 crops per request: one .npy array vs PNG multipart, against ONNX Runtime running the
-   same model in-process on the same crops (1 thread, as each gunicorn worker runs it; and all cores).
+   same model directly on the same crops, in a process of its own (1 thread, as each gunicorn worker runs it; and
+   all cores). The ways take turns (8 rounds), so a shared machine's changing load falls on all of them alike.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -75,43 +78,80 @@ def sample_crops() -> list[np.ndarray]:
     return crops
 
 
-def raw_rate(crops: list[np.ndarray], per_batch: int, seconds: float, threads: int | None) -> float:
-    classifier = MaskClassifier(num_threads=threads)
+class RawRunner:
+    """The model run directly by ONNX Runtime, one batch per call, in its own process and session like a gunicorn
+    worker (the kernel shares CPU time out per session, so an in-process loop would be measured on other terms)."""
+
+    def __init__(self, per_batch: int, threads: int | None):
+        self.per_batch, self.threads = per_batch, threads
+
+    def run(self, seconds: float) -> tuple[int, float]:
+        command = [sys.executable, "-m", "bench.video_speed", "--raw-child", str(self.per_batch),
+                   str(self.threads or 0), str(seconds)]
+        output = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+                                start_new_session=True).stdout.split()
+        return int(output[-2]), float(output[-1])
+
+
+def raw_child(per_batch: int, threads: int, seconds: float) -> None:
+    crops = sample_crops()
+    classifier = MaskClassifier(num_threads=threads or None)
     classifier.predict(crops[:per_batch])
-    done, started = 0, time.perf_counter()
+    count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        classifier.predict([crops[(done + i) % len(crops)] for i in range(per_batch)])
-        done += per_batch
-    return done / (time.perf_counter() - started)
+        classifier.predict([crops[(count + i) % len(crops)] for i in range(per_batch)])
+        count += per_batch
+    print(count, time.perf_counter() - started)
 
 
-def served_rate(url: str, transport: str, crops: list[np.ndarray], per_request: int, seconds: float,
-                clients: int) -> float:
-    done = [0] * clients
+class ServedRunner:
+    """`clients` threads, each sending `per_request` crops per /classify request."""
 
-    def client(slot: int):
-        session = ClassifierClient(url, transport=transport)
-        session.classify(crops[:per_request])
-        started = time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            batch = [crops[(done[slot] + i) % len(crops)] for i in range(per_request)]
-            assert len(session.classify(batch)) == per_request
-            done[slot] += per_request
+    def __init__(self, url: str, transport: str, crops: list[np.ndarray], per_request: int, clients: int):
+        self.sessions = [ClassifierClient(url, transport=transport) for _ in range(clients)]
+        self.crops, self.per_request = crops, per_request
+        for session in self.sessions:
+            session.classify(crops[:per_request])
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(done) / (time.perf_counter() - started)
+    def run(self, seconds: float) -> tuple[int, float]:
+        done, started = [0] * len(self.sessions), time.perf_counter()
+
+        def client(slot: int):
+            started = time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                batch = [self.crops[(done[slot] + i) % len(self.crops)] for i in range(self.per_request)]
+                assert len(self.sessions[slot].classify(batch)) == self.per_request
+                done[slot] += self.per_request
+
+        threads = [threading.Thread(target=client, args=(slot,)) for slot in range(len(self.sessions))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(done), time.perf_counter() - started
 
 
-def main(argv=None) -> Report:
+def interleaved_rates(runners: dict, seconds: float, rounds: int = 8) -> dict[str, float]:
+    """Crops/s of each way, measured in turns of seconds/rounds each: a shared machine's load changes by the
+    minute, and taking turns exposes every way to the same load."""
+    counts, spent = {name: 0 for name in runners}, {name: 0.0 for name in runners}
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            count, elapsed = runner.run(seconds / rounds)
+            counts[name] += count
+            spent[name] += elapsed
+    return {name: counts[name] / spent[name] for name in runners}
+
+
+def main(argv=None) -> Report | None:
+    if argv is None and len(sys.argv) == 5 and sys.argv[1] == "--raw-child":
+        raw_child(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+        return None
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=100, help="frames per video")
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each /classify measurement")
     parser.add_argument("--per-request", type=int, default=32)
+    parser.add_argument("--parts", nargs="+", choices=("video", "transport"), default=["video", "transport"])
     parser.add_argument("--out-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     report = Report("video_speed", "Video frames/s (tracked vs per frame) and /classify crop transports",
@@ -119,7 +159,7 @@ def main(argv=None) -> Report:
                     frames=args.frames, source="pan over sample-images/group_mixed.jpg (6 faces)")
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:
         rows = []
-        for size in ((640, 480), (1280, 720)):
+        for size in ((640, 480), (1280, 720)) if "video" in args.parts else ():
             video = pan_video(Path(tmp) / f"pan_{size[0]}.mp4", size, args.frames)
             old = MaskPipeline(RetinaFaceDetector().prepare(long_side=DEFAULT_LONG_SIDE),
                                ClassifierClient(classifier.url, transport="multipart"))
@@ -140,19 +180,25 @@ def main(argv=None) -> Report:
                              "frames/s": fps, "x per frame": fps / old_fps,
                              "people counted": footer["summary"]["people"]["total"],
                              "crops classified": footer["summary"]["crops_classified"]})
-        report.table("End-to-end frames/s (decode, detect, track, classify, draw, encode)", rows,
-                     "Target: >= 25 frames/s at 640x480 with up to 6 faces on 2 CPU cores. One run, same machine "
-                     "(2 cores, shared with other jobs: compare ratios).")
-
+        if rows:
+            report.table("End-to-end frames/s (decode, detect, track, classify, draw, encode)", rows,
+                         "Target: >= 25 frames/s at 640x480 with up to 6 faces on 2 CPU cores. One run, same "
+                         "machine (2 cores, shared with other jobs: compare ratios).")
+        if "transport" not in args.parts:
+            report.save()
+            return report
         crops = sample_crops()
-        rows = []
-        raw_one = raw_rate(crops, args.per_request, args.seconds, threads=1)
-        raw_all = raw_rate(crops, args.per_request, args.seconds, threads=None)
-        rows.append({"way": "ONNX Runtime in-process, 1 thread (as one gunicorn worker)", "crops/s": raw_one})
-        rows.append({"way": "ONNX Runtime in-process, all cores", "crops/s": raw_all})
-        for clients, raw in ((1, raw_one), (2, raw_all)):
+        n = args.per_request
+        runners = {"raw 1": RawRunner(n, threads=1), "raw all": RawRunner(n, threads=None)}
+        for clients in (1, 2):
             for transport in ("npy", "multipart"):
-                rate = served_rate(classifier.url, transport, crops, args.per_request, args.seconds, clients)
+                runners[f"{transport} {clients}"] = ServedRunner(classifier.url, transport, crops, n, clients)
+        rates = interleaved_rates(runners, args.seconds)
+        rows = [{"way": "ONNX Runtime directly, 1 thread (as one gunicorn worker)", "crops/s": rates["raw 1"]},
+                {"way": "ONNX Runtime directly, all cores", "crops/s": rates["raw all"]}]
+        for clients, raw in ((1, rates["raw 1"]), (2, rates["raw all"])):
+            for transport in ("npy", "multipart"):
+                rate = rates[f"{transport} {clients}"]
                 rows.append({"way": f"/classify {'.npy array' if transport == 'npy' else 'PNG multipart'}, "
                              f"{clients} client(s)", "crops/s": rate, "x raw": rate / raw})
         report.table(f"/classify crops/s at {args.per_request} crops per request vs raw ONNX Runtime", rows,
