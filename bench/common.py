@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemask.detector import parse_long_side  # noqa: F401 (re-exported)
 from facemask.annotations import SCENE_CLASSES, average_precision, expand_boxes, subsample  # noqa: F401 (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +33,7 @@ def load_image_folder(root: Path, limit_per_class: int | None = None, seed: int 
     return {folder.name: subsample(list_images(folder), limit_per_class, seed) for folder in classes}
 
 
-def parse_long_side(text: str) -> int | None:
-    """argparse type: a pixel count, or none/native for the image's own size."""
-    return None if text.lower() in ("none", "native", "0") else int(text)
-
-
-def long_side_name(long_side: int | None) -> str:
+def long_side_name(long_side: int | str | None) -> str:
     return "native" if long_side is None else str(long_side)
 
 

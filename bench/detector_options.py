@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from bench.common import Report, add_scene_arguments, command_line, run_name, scenes_from_args
 from facemask.annotations import SCENE_CLASSES, scene_recall
-from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector, non_max_suppression
+from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, DetectOptions, RetinaFaceDetector,
+                               non_max_suppression)
 from facemask.images import decode_image
 
 # name -> passes of (long_side, mirrored)
@@ -37,9 +38,11 @@ def detect_variant(detector: RetinaFaceDetector, image: np.ndarray, passes, thre
     start = time.perf_counter()
     boxes, scores = [], []
     width = image.shape[1]
+    options = None
     for long_side, mirrored in passes:
-        detector.prepare(long_side=long_side, score_threshold=threshold)
-        faces = detector.detect(np.ascontiguousarray(image[:, ::-1]) if mirrored else image)
+        # One plain pass per entry, as measured before the pyramid: the merging below is what is compared.
+        options = DetectOptions(long_side=long_side, score_threshold=threshold, containment=1.0)
+        faces = detector.detect(np.ascontiguousarray(image[:, ::-1]) if mirrored else image, options)
         for face in faces:
             box = face.box.copy()
             if mirrored:
@@ -49,7 +52,7 @@ def detect_variant(detector: RetinaFaceDetector, image: np.ndarray, passes, thre
     boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
     scores = np.array(scores, dtype=np.float32)
     if len(passes) > 1:
-        kept = non_max_suppression(boxes, scores, threshold, detector.nms_threshold)
+        kept = non_max_suppression(boxes, scores, threshold, options.nms_threshold)
         boxes, scores = boxes[kept], scores[kept]
     return (boxes, scores), (time.perf_counter() - start) * 1e3
 

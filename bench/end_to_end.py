@@ -25,7 +25,7 @@ from bench.common import (Report, add_scene_arguments, average_precision, comman
                           parse_long_side, run_name, scenes_from_args)
 from facemask.annotations import IOU_THRESHOLDS, greedy_match, iou_matrix
 from facemask.classifier import DEFAULT_MODEL
-from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector
+from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, PyramidFaceDetector, create_detector
 from facemask.images import decode_image
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
@@ -123,7 +123,7 @@ def parse_args(argv=None):
 
 
 def score_and_report(args, argv, predictions, annotations, timing: dict, classifier_info: dict,
-                     detector: RetinaFaceDetector) -> dict:
+                     detector: PyramidFaceDetector) -> dict:
     report = Report(args.name, "End-to-end: detector + classifier on annotated scenes",
                     command_line("bench.end_to_end", argv), out_dir=args.out_dir, detector=detector.config(),
                     box_expansion=args.box_expansion, split=args.split, scenes=len(annotations), classifier={key: classifier_info.get(key) for key in (
@@ -157,7 +157,7 @@ def main(argv=None) -> dict:
         sys.exit(f"error: classifier model not found: {args.model} (export one with training/onnx_export.py, "
                  "or pass --model / --classifier-url)")
     annotations = scenes_from_args(args)
-    detector = RetinaFaceDetector(model=args.detector).prepare(long_side=args.long_side, score_threshold=args.threshold)
+    detector = create_detector(args.detector).prepare(long_side=args.long_side, score_threshold=args.threshold)
     logs = args.out_dir / "tmp"
     logs.mkdir(parents=True, exist_ok=True)
     try:

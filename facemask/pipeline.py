@@ -5,6 +5,7 @@ Used by the detection service and by infer.py, so both give the same answer for 
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import time
 from collections import Counter
@@ -14,7 +15,7 @@ import numpy as np
 import requests
 
 from facemask.crops import crop_face
-from facemask.detector import Face, RetinaFaceDetector
+from facemask.detector import Face, PyramidFaceDetector, create_detector
 from facemask.images import encode_png
 
 DEFAULT_CLASSIFIER_URL = "http://localhost:3000"
@@ -30,25 +31,41 @@ class ClassifierUnavailable(RuntimeError):
 class ClassifierClient:
     """POST /classify with every crop of a frame in one request; retries with exponential backoff.
 
+    Several replicas share the work either way (README, "Many cameras"):
+    - `url` (or CLASSIFIER_URL) may list base URLs separated by commas: requests take turns over them, and a retry
+      goes to the next one, so a replica that is down costs one attempt, not the frame;
+    - one URL is taken to be a balancer (a Kubernetes Service, a compose service name): each request then opens its
+      own connection, because a kept-alive connection would pin this worker to the one replica it first reached
+      (kube-proxy and Docker's DNS choose a replica per connection, not per request).
+    `keep_alive` overrides that choice (bench/scale_out.py measures what a fresh connection costs).
+
     transport: "npy" sends a batch as one uint8 array (no PNG encoding), "multipart" as PNG files, "auto" uses
     the array form when the service lists it in /info (older services only take multipart).
     """
 
     def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
-                 transport: str = "auto"):
+                 keep_alive: bool | None = None, transport: str = "auto"):
         if transport not in ("auto", "npy", "multipart"):
             raise ValueError(f"transport must be auto, npy or multipart, got {transport!r}")
-        self.url = (url or os.environ.get("CLASSIFIER_URL") or DEFAULT_CLASSIFIER_URL).rstrip("/")
+        configured = url or os.environ.get("CLASSIFIER_URL") or DEFAULT_CLASSIFIER_URL
+        self.urls = [part.strip().rstrip("/") for part in configured.split(",") if part.strip()]
+        self.url = ",".join(self.urls)
         self.timeout, self.retries, self.backoff, self.transport = timeout, retries, backoff, transport
         self.session = requests.Session()
+        self._turn = itertools.count()
+        keep_alive = len(self.urls) > 1 if keep_alive is None else keep_alive
+        self._headers = {} if keep_alive else {"Connection": "close"}
 
     def _request(self, method: str, path: str, **kwargs) -> requests.Response:
         last_error = "no attempt made"
+        headers = {**self._headers, **kwargs.pop("headers", {})}
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
+            base = self.urls[next(self._turn) % len(self.urls)]
             try:
-                response = self.session.request(method, self.url + path, timeout=(3.0, self.timeout), **kwargs)
+                response = self.session.request(method, base + path, timeout=(3.0, self.timeout), headers=headers,
+                                                **kwargs)
             except requests.RequestException as error:
                 last_error = f"{type(error).__name__}: {error}"
                 continue
@@ -93,10 +110,14 @@ class ClassifierClient:
         return response.json()
 
     def is_ready(self) -> bool:
-        try:
-            return self.session.get(self.url + "/ready", timeout=2.0).status_code == 200
-        except requests.RequestException:
-            return False
+        """True when at least one replica is ready: requests to the others are retried on the next."""
+        for base in self.urls:
+            try:
+                if self.session.get(base + "/ready", timeout=2.0, headers=self._headers).status_code == 200:
+                    return True
+            except requests.RequestException:
+                continue
+        return False
 
 
 @dataclass
@@ -120,8 +141,8 @@ class FrameResult:
 
 
 class MaskPipeline:
-    def __init__(self, detector: RetinaFaceDetector | None = None, client: ClassifierClient | None = None):
-        self.detector = detector or RetinaFaceDetector()
+    def __init__(self, detector: PyramidFaceDetector | None = None, client: ClassifierClient | None = None):
+        self.detector = detector or create_detector()
         self.client = client or ClassifierClient()
 
     def process(self, image_rgb: np.ndarray) -> FrameResult:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest,
@@ -10,6 +11,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
 from werkzeug.exceptions import HTTPException
 
 DEFAULT_MAX_UPLOAD_MB = 20
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class ApiError(Exception):
@@ -67,6 +69,7 @@ class Metrics:
     """
 
     _collectors: dict[str, tuple] = {}  # one set per process: an app factory may run more than once (tests)
+    STAGES = {"detection": ("decode", "detect", "classify", "draw"), "classifier": ("decode", "classify")}
 
     def __init__(self, app: Flask, service: str):
         if service not in self._collectors:
@@ -75,8 +78,10 @@ class Metrics:
                 Histogram(f"{service}_http_request_seconds", "Request latency", ["endpoint"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)),
                 Counter(f"{service}_faces_total", "Faces classified, by label", ["label"]),
+                Histogram(f"{service}_stage_seconds", "Time per processing stage (decode, detect, classify, draw)",
+                          ["stage"], buckets=STAGE_BUCKETS),
             )
-        self.requests, self.latency, self.faces = self._collectors[service]
+        self.requests, self.latency, self.faces, self.stages = self._collectors[service]
 
         @app.before_request
         def _start_timer():
@@ -90,6 +95,10 @@ class Metrics:
                 self.latency.labels(endpoint).observe(time.perf_counter() - g.get("started", time.perf_counter()))
             return response
 
+        # Stage histograms exist from the start, so dashboards see every stage before its first request.
+        for stage in self.STAGES.get(service, ()):
+            self.stages.labels(stage)
+
         @app.get("/metrics")
         def metrics():
             if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
@@ -97,3 +106,18 @@ class Metrics:
                 multiprocess.MultiProcessCollector(registry)
                 return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
             return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+    @contextmanager
+    def stage(self, name: str):
+        """Time a block as one observation of the per-stage histogram: `with metrics.stage("decode"): ...`."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages.labels(name).observe(time.perf_counter() - started)
+
+    def observe_frame(self, timing_ms: dict) -> None:
+        """A FrameResult's detect and classify times, measured inside MaskPipeline.process."""
+        for stage in ("detect", "classify"):
+            if stage in timing_ms:
+                self.stages.labels(stage).observe(timing_ms[stage] / 1e3)

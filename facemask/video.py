@@ -366,7 +366,8 @@ def annotate_stream(pipeline: MaskPipeline, source: VideoSource, out_path: Path,
         nonlocal writer, written
         for image, frame_record in finished:
             if writer is None:
-                writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), source.fps,
+                codec = "VP80" if out_path.suffix.lower() == ".webm" else "mp4v"  # browsers play VP8 WebM
+                writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*codec), source.fps,
                                          (image.shape[1], image.shape[0]))
             writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             record.add(frame_record)

@@ -157,7 +157,7 @@ def test_detection_recall_smoke(tmp_path):
     crop_rows = result["tables"]["Crop set: images with at least one face, sweep"]
     assert [(r["long_side"], r["with_mask"], r["without_mask"]) for r in crop_rows] == [("320", 1.0, 0.0)]
     defaults = result["tables"]["Crop set: images with at least one face, service defaults"][0]
-    assert (defaults["long_side"], defaults["with_mask"], defaults["without_mask"]) == ("1024", 1.0, 0.0)
+    assert (defaults["long_side"], defaults["with_mask"], defaults["without_mask"]) == ("auto", 1.0, 0.0)
 
     (scene_row,) = next(rows for heading, rows in result["tables"].items() if heading.startswith("Scenes: recall"))
     assert scene_row["long_side"] == "native"

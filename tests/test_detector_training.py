@@ -30,8 +30,7 @@ def stock_faces(group_photo):
 
 
 def network_input(image: np.ndarray) -> np.ndarray:
-    detector = RetinaFaceDetector(model="stock").prepare(long_side=640)
-    return detector._network_input(image)[0]
+    return RetinaFaceDetector.network_input(image, 640 / max(image.shape[:2]))
 
 
 def test_torch_module_and_written_back_onnx_match_the_stock_model(group_photo):

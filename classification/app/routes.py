@@ -41,14 +41,16 @@ def classify():
     if len(files) > MAX_CROPS_PER_REQUEST:
         raise ApiError(413, f"too many crops in one request: {len(files)} > {MAX_CROPS_PER_REQUEST}")
 
+    metrics = current_app.extensions["metrics"]
     results, crops, crop_slots = [], [], []
-    for index, (name, data) in enumerate(files):
-        results.append({"index": index, "filename": name})
-        try:
-            crops.append(decode_image(data))
-            crop_slots.append(index)
-        except ImageError as error:
-            results[index]["error"] = str(error)
+    with metrics.stage("decode"):
+        for index, (name, data) in enumerate(files):
+            results.append({"index": index, "filename": name})
+            try:
+                crops.append(decode_image(data))
+                crop_slots.append(index)
+            except ImageError as error:
+                results[index]["error"] = str(error)
     if not crops:
         raise ApiError(400, "no readable image in the request", results=results)
 
@@ -57,8 +59,9 @@ def classify():
 
 def _classified(results: list[dict], crops, crop_slots: list[int]):
     classifier = _classifier()
-    metrics = current_app.extensions["metrics"]
-    for slot, described in zip(crop_slots, classifier.describe(classifier.predict(crops))):
+    with metrics.stage("classify"):
+        predictions = classifier.predict(crops)
+    for slot, described in zip(crop_slots, classifier.describe(predictions)):
         results[slot].update(described)
         metrics.faces.labels(described["label"]).inc()
     return jsonify({"model_version": classifier.model_version, "count": len(results),

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from facemask.detector import RetinaFaceDetector
+from detection.app.video_jobs import VideoJobs
+from facemask.detector import create_detector
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
 
@@ -12,10 +13,13 @@ def create_app(classifier_url: str | None = None) -> Flask:
     app = Flask(__name__)
     configure_upload_limit(app)
     install_error_handlers(app)
-    app.extensions["pipeline"] = MaskPipeline(RetinaFaceDetector(), ClassifierClient(classifier_url))
+    app.extensions["pipeline"] = MaskPipeline(create_detector(), ClassifierClient(classifier_url))
     app.extensions["metrics"] = Metrics(app, "detection")
 
     from detection.app.routes import blueprint
+    from detection.app.web import blueprint as web_blueprint
 
     app.register_blueprint(blueprint)
+    app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"], app.extensions["metrics"])
+    app.register_blueprint(web_blueprint)
     return app

@@ -1,6 +1,8 @@
 """HTTP routes of the detection service."""
 from __future__ import annotations
 
+import base64
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from facemask.drawing import draw_faces
@@ -20,21 +22,31 @@ def _process_upload():
     if len(files) != 1:
         raise ApiError(400, f"send exactly one image (multipart field 'image' or a raw body), got {len(files)}")
     name, data = files[0]
+    metrics = current_app.extensions["metrics"]
     try:
-        image = decode_image(data)
+        with metrics.stage("decode"):
+            image = decode_image(data)
     except ImageError as error:
         raise ApiError(400, f"{name}: {error}") from None
     result = _pipeline().process(image)
+    metrics.observe_frame(result.timing_ms)
     for face in result.faces:
-        current_app.extensions["metrics"].faces.labels(face["label"]).inc()
+        metrics.faces.labels(face["label"]).inc()
     return name, image, result
 
 
 @blueprint.post("/detect")
 def detect():
-    """Faces with box, landmarks, detector score, label and probabilities, as JSON."""
-    name, _, result = _process_upload()
+    """Faces with box, landmarks, detector score, label and probabilities, as JSON.
+
+    ?annotated=1 adds the annotated JPEG as a data URL (the web page: picture and table from one pipeline run).
+    """
+    name, image, result = _process_upload()
     body = {"filename": name, **result.to_dict()}
+    if request.args.get("annotated") == "1":
+        with current_app.extensions["metrics"].stage("draw"):
+            annotated = draw_faces(image, result.faces)
+        body["annotated_image"] = "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(annotated)).decode()
     # Faces are all listed even when the classifier failed (status "unclassified"); 503 says the answer is partial.
     return jsonify(body), (503 if result.error else 200)
 
@@ -45,7 +57,8 @@ def annotate():
     name, image, result = _process_upload()
     if result.error:
         raise ApiError(503, result.error, faces=result.faces)
-    annotated = draw_faces(image, result.faces)
+    with current_app.extensions["metrics"].stage("draw"):
+        annotated = draw_faces(image, result.faces)
     as_png = request.args.get("format", "jpeg").lower() == "png"
     response = Response(encode_png(annotated) if as_png else encode_jpeg(annotated),
                         mimetype="image/png" if as_png else "image/jpeg")

@@ -1,0 +1,164 @@
+"""Video uploads from the web page: annotated in the background, progress readable by any worker of the service.
+
+A job lives in its own folder (input, status.json, annotated .webm, JSON record). Status goes through files, not
+memory, because gunicorn's workers are separate processes and the page's progress polls may reach any of them.
+Each worker annotates one video at a time (a one-thread executor); more uploads wait their turn as "queued".
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+from PIL import Image, UnidentifiedImageError
+
+from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
+from facemask.runner import InputError, annotate_video_frames
+from facemask.service import Metrics
+
+DEFAULT_MAX_VIDEO_FRAMES = 1800  # one minute at 30 frames/s: "a short video"
+JOB_LIFETIME_S = 3600
+JOB_ID_LENGTH = 32
+
+
+class VideoRejected(ValueError):
+    """The upload is not a video this service will annotate; the message is meant for the user."""
+
+
+class _TimedPipeline(MaskPipeline):
+    """Adds every analysed frame's detect and classify times to the service's stage histograms."""
+
+    def __init__(self, detector, client: ClassifierClient, metrics: Metrics | None):
+        super().__init__(detector, client)
+        self.metrics = metrics
+
+    def process(self, image_rgb):
+        result = super().process(image_rgb)
+        if self.metrics is not None:
+            self.metrics.observe_frame(result.timing_ms)
+        return result
+
+
+class VideoJobs:
+    def __init__(self, pipeline: MaskPipeline, metrics: Metrics | None = None, folder: Path | None = None,
+                 max_frames: int | None = None):
+        # Its own client: the request threads' client is not shared with this background thread. One retry, not
+        # three: a classifier that dies mid-video should not add seconds of back-off to every remaining frame.
+        self.pipeline = _TimedPipeline(pipeline.detector, ClassifierClient(pipeline.client.url, retries=1), metrics)
+        self.folder = Path(folder or os.environ.get("FACEMASK_VIDEO_JOBS_DIR")
+                           or Path(tempfile.gettempdir()) / "facemask-video-jobs")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_frames = max_frames or int(os.environ.get("MAX_VIDEO_FRAMES", DEFAULT_MAX_VIDEO_FRAMES))
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-job")
+
+    def submit(self, filename: str, data: bytes) -> dict:
+        """Check the upload is a readable, short enough video, then queue it; raises VideoRejected otherwise, and
+        ClassifierUnavailable rather than queue a whole video of unclassified faces."""
+        if _is_image(data):  # OpenCV would open a photo as a one-frame video
+            raise VideoRejected("a photo, not a video (photos go to POST /detect)")
+        if not self.pipeline.client.is_ready():
+            raise ClassifierUnavailable(f"the classifier at {self.pipeline.client.url} is not answering: "
+                                        "try again when it is back")
+        self._remove_old_jobs()
+        job_id = uuid.uuid4().hex
+        folder = self.folder / job_id
+        folder.mkdir()
+        # The suffix helps OpenCV pick a demuxer; only letters and digits of it reach the file system.
+        suffix = "".join(c for c in Path(filename).suffix.lower() if c.isascii() and c.isalnum())[:7]
+        source = folder / f"input.{suffix or 'video'}"
+        source.write_bytes(data)
+        try:
+            frames_total = self._count_frames(source)
+        except VideoRejected:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        status = {"id": job_id, "filename": filename, "state": "queued", "frames_done": 0,
+                  "frames_total": frames_total}
+        self._write_status(job_id, status)
+        self.executor.submit(self._run, job_id, source, filename, frames_total)
+        return status
+
+    def _count_frames(self, source: Path) -> int:
+        capture = cv2.VideoCapture(str(source))
+        try:
+            if not capture.isOpened() or not capture.read()[0]:
+                raise VideoRejected("not a video (format not recognised, empty or corrupt)")
+            frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        finally:
+            capture.release()
+        if frames > self.max_frames:
+            raise VideoRejected(f"video too long: {frames} frames, the limit is {self.max_frames} (MAX_VIDEO_FRAMES)")
+        return max(frames, 1)
+
+    def _run(self, job_id: str, source: Path, filename: str, frames_total: int) -> None:
+        folder = source.parent
+        status = {"id": job_id, "filename": filename, "state": "running", "frames_done": 0,
+                  "frames_total": frames_total}
+        self._write_status(job_id, status)
+        last_written = [0.0]
+
+        def on_frame(done: int, total: int | None) -> None:
+            if time.monotonic() - last_written[0] > 0.25:  # status.json a few times a second, not every frame
+                last_written[0] = time.monotonic()
+                self._write_status(job_id, {**status, "frames_done": done, "frames_total": total or frames_total})
+
+        try:
+            summary = annotate_video_frames(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame)
+        except (InputError, cv2.error, OSError) as error:
+            message = str(error).replace(str(source), filename)  # the user's file name, not the server's path
+            self._write_status(job_id, {**status, "state": "failed", "error": message})
+            return
+        finally:
+            source.unlink(missing_ok=True)
+        record_path = folder / "annotated.json"
+        record = json.loads(record_path.read_text())
+        record.update(source=filename, output=Path(filename).stem + "_annotated.webm")  # no server paths
+        record_path.write_text(json.dumps(record))
+        classifier_errors = list(summary.classifier_errors.values())
+        self._write_status(job_id, {
+            **status, "state": "done", "frames_done": record["frames_total"], "frames_total": record["frames_total"],
+            "counts": summary.counts, "frames_with_faces": sum(1 for frame in record["frames"] if frame["faces"]),
+            "classifier_errors": len(classifier_errors),
+            **({"error": classifier_errors[0]} if classifier_errors else {})})
+
+    def status(self, job_id: str) -> dict | None:
+        path = self._job_folder(job_id) / "status.json" if self._job_folder(job_id) else None
+        return json.loads(path.read_text()) if path and path.is_file() else None
+
+    def result_file(self, job_id: str, kind: str) -> Path | None:
+        folder = self._job_folder(job_id)
+        path = folder / {"video": "annotated.webm", "json": "annotated.json"}[kind] if folder else None
+        return path if path and path.is_file() and (self.status(job_id) or {}).get("state") == "done" else None
+
+    def _job_folder(self, job_id: str) -> Path | None:
+        # Job ids are uuid4 hex strings; anything else never reaches the file system.
+        if len(job_id) != JOB_ID_LENGTH or any(c not in "0123456789abcdef" for c in job_id):
+            return None
+        return self.folder / job_id
+
+    def _write_status(self, job_id: str, status: dict) -> None:
+        path = self.folder / job_id / "status.json"
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(status))
+        temporary.replace(path)  # readers never see half a file
+
+    def _remove_old_jobs(self) -> None:
+        cutoff = time.time() - JOB_LIFETIME_S
+        for folder in self.folder.iterdir():
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _is_image(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False

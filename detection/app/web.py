@@ -1,0 +1,65 @@
+"""The upload page (GET /) and the video jobs behind its progress bar.
+
+The page itself is static (detection/app/static: HTML, CSS and JavaScript, no framework, no CDN); photos go to
+POST /detect?annotated=1, videos to POST /videos, whose progress is polled at GET /videos/<id>.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, send_file, send_from_directory, url_for
+
+from detection.app.video_jobs import VideoJobs, VideoRejected
+from facemask.pipeline import ClassifierUnavailable
+from facemask.service import ApiError, uploaded_files
+
+STATIC = Path(__file__).parent / "static"
+blueprint = Blueprint("web", __name__)
+
+
+def _jobs() -> VideoJobs:
+    return current_app.extensions["video_jobs"]
+
+
+@blueprint.get("/")
+def page():
+    return send_from_directory(STATIC, "index.html", max_age=0)
+
+
+@blueprint.post("/videos")
+def submit_video():
+    """Queue one video for annotation: 202 with the job's status and where to poll it."""
+    files = uploaded_files()
+    if len(files) != 1:
+        raise ApiError(400, f"send exactly one video (multipart field 'video' or a raw body), got {len(files)}")
+    name, data = files[0]
+    if not data:
+        raise ApiError(400, f"{name}: empty file")
+    try:
+        status = _jobs().submit(name, data)
+    except VideoRejected as error:
+        raise ApiError(400, f"{name}: {error}") from None
+    except ClassifierUnavailable as error:
+        raise ApiError(503, f"{name}: {error}") from None
+    return jsonify({**status, "status_url": url_for("web.video_status", job_id=status["id"])}), 202
+
+
+@blueprint.get("/videos/<job_id>")
+def video_status(job_id: str):
+    status = _jobs().status(job_id)
+    if status is None:
+        raise ApiError(404, f"no video job {job_id} (jobs are kept for an hour)")
+    if status["state"] == "done":
+        status.update(video_url=url_for("web.video_result", job_id=job_id, kind="video"),
+                      json_url=url_for("web.video_result", job_id=job_id, kind="json"))
+    return jsonify(status)
+
+
+@blueprint.get("/videos/<job_id>/<any(video, json):kind>")
+def video_result(job_id: str, kind: str):
+    path = _jobs().result_file(job_id, kind)
+    if path is None:
+        raise ApiError(404, f"video job {job_id} has no finished {kind}")
+    stem = Path(_jobs().status(job_id)["filename"]).stem or "video"
+    return send_file(path, mimetype="video/webm" if kind == "video" else "application/json",
+                     download_name=f"{stem}_annotated.{'webm' if kind == 'video' else 'json'}", conditional=True)

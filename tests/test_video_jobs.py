@@ -1,0 +1,112 @@
+"""The detection service's page and video-job endpoints over plain HTTP (the browser test drives the same)."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from facemask.local_server import REPO_ROOT
+
+STATIC = REPO_ROOT / "detection" / "app" / "static"
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10) -> Path:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def stage_count(base: str, stage: str) -> float:
+    text = requests.get(base + "/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "detection_stage_seconds_count" and sample.labels.get("stage") == stage)
+
+
+def wait_for_job(base: str, status_url: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = requests.get(base + status_url, timeout=10).json()
+        if status["state"] in ("done", "failed"):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"video job not finished after {timeout} s: {status}")
+
+
+def test_page_and_its_assets_are_served_locally(detection_service):
+    page = requests.get(detection_service.url + "/", timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/static/") for a in assets), assets
+    for asset in assets:
+        assert requests.get(detection_service.url + asset, timeout=10).status_code == 200, asset
+    for path in STATIC.iterdir():  # nothing fetched from elsewhere, even from script
+        assert not re.search(r"https?://", path.read_text()), f"{path.name} refers to another site"
+
+
+def test_video_job_annotates_every_frame(detection_service, sample_paths, sample_labels, tmp_path):
+    photo = cv2.resize(cv2.imread(str(sample_paths[0])), (640, 480))
+    clip = write_clip(tmp_path / "door cam.mp4", [photo] * 6)
+    detect_timings_before = stage_count(detection_service.url, "detect")
+    response = requests.post(detection_service.url + "/videos", files={"video": clip.open("rb")}, timeout=60)
+    assert response.status_code == 202, response.text
+    submitted = response.json()
+    assert submitted["state"] == "queued" and submitted["frames_total"] == 6
+    status = wait_for_job(detection_service.url, submitted["status_url"])
+    assert status["state"] == "done", status
+    assert status["frames_done"] == status["frames_total"] == 6 and status["classifier_errors"] == 0
+    assert sum(status["counts"].values()) == 6 * len(sample_labels[sample_paths[0].name])
+    assert stage_count(detection_service.url, "detect") - detect_timings_before == 6, "frames in the stage histogram"
+
+    video = requests.get(detection_service.url + status["video_url"], timeout=30)
+    assert video.status_code == 200 and video.headers["Content-Type"] == "video/webm"
+    assert 'filename="door cam_annotated.webm"' in video.headers["Content-Disposition"]
+    annotated = tmp_path / "annotated.webm"
+    annotated.write_bytes(video.content)
+    capture = cv2.VideoCapture(str(annotated))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames == 6
+
+    record = requests.get(detection_service.url + status["json_url"], timeout=30).json()
+    assert record["source"] == "door cam.mp4" and "/" not in record["output"]  # no server paths
+    assert [frame["frame"] for frame in record["frames"]] == list(range(6))
+    assert all(face["status"] == "classified" for frame in record["frames"] for face in frame["faces"])
+
+
+@pytest.mark.parametrize("name, body, message", [
+    ("notes.txt", b"just text", "not a video"),
+    ("empty.mp4", b"", "empty.mp4: empty file"),
+    ("photo.jpg", None, "a photo, not a video"),
+])
+def test_bad_video_uploads_get_a_clear_400(detection_service, sample_paths, name, body, message):
+    data = sample_paths[0].read_bytes() if body is None else body
+    response = requests.post(detection_service.url + "/videos", files={"video": (name, data)}, timeout=30)
+    assert response.status_code == 400 and response.headers["Content-Type"] == "application/json"
+    assert message in response.json()["error"]
+
+
+def test_too_long_a_video_is_refused(detection_service, tmp_path):
+    from detection.app.video_jobs import DEFAULT_MAX_VIDEO_FRAMES
+
+    frames = [np.full((16, 16, 3), i % 255, np.uint8) for i in range(DEFAULT_MAX_VIDEO_FRAMES + 1)]
+    clip = write_clip(tmp_path / "long.mp4", frames, fps=30)
+    response = requests.post(detection_service.url + "/videos", data=clip.read_bytes(), timeout=30)
+    assert response.status_code == 400
+    assert "video too long" in response.json()["error"] and "MAX_VIDEO_FRAMES" in response.json()["error"]
+
+
+def test_unknown_jobs_are_404(detection_service):
+    for path in ("/videos/" + "0" * 32, "/videos/../../etc/passwd", "/videos/" + "0" * 32 + "/video",
+                 "/videos/nothex/json"):
+        response = requests.get(detection_service.url + path, timeout=10)
+        assert response.status_code == 404, path
