@@ -59,6 +59,7 @@ def classify():
 
 def _classified(results: list[dict], crops, crop_slots: list[int]):
     classifier = _classifier()
+    metrics = current_app.extensions["metrics"]
     with metrics.stage("classify"):
         predictions = classifier.predict(crops)
     for slot, described in zip(crop_slots, classifier.describe(predictions)):
@@ -72,8 +73,9 @@ def _classify_array(body: bytes):
     if not body:
         raise ApiError(400, "empty body: send one .npy array of shape (N, H, W, 3), dtype uint8")
     try:
-        # allow_pickle=False: a request can never make the service unpickle objects.
-        batch = np.load(io.BytesIO(body), allow_pickle=False)
+        with current_app.extensions["metrics"].stage("decode"):
+            # allow_pickle=False: a request can never make the service unpickle objects.
+            batch = np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
         raise ApiError(400, f"not a .npy array: {error}") from None
     if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
