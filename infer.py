@@ -119,11 +119,13 @@ def main(argv=None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
 
-    if summary.people is not None:
+    if summary.people is not None:  # a video: people (tracks), not faces per frame
         by_label = ", ".join(f"{label} {count}" for label, count in summary.people["by_label"].items())
         print(f"people seen: {summary.people['total']}" + (f" ({by_label})" if by_label else "")
               + (f"; {summary.unreadable_frames} unreadable frame(s) skipped" if summary.unreadable_frames else ""),
               file=sys.stderr)
+    else:
+        print(summary.faces_line(), file=sys.stderr)
     print(json.dumps(summary.to_dict()))
     for path, reason in summary.failed.items():
         print(f"error: {path}: {reason}", file=sys.stderr)

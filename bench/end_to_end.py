@@ -3,15 +3,18 @@
     python -m bench.end_to_end                          # all scenes, detector at the service defaults
     python -m bench.end_to_end --limit 150 --threshold 0.3 --long-side 640
 
-Per class AP (VOC all-point) for with_mask and without_mask, where a detection's class is the predicted label and
-its score det_score x class probability, and their mean (mAP); face-level accuracy = correctly labelled
-ground-truth faces / all ground-truth faces of the class, missed faces counting as errors. Both at IoU 0.5 and 0.3.
-mask_weared_incorrect faces appear in the confusion table only: for the AP of the two main classes a detection on
-one of them is neither a hit nor a false alarm (VOC "difficult" handling).
+Per class AP (VOC all-point), where a detection's class is the predicted label and its score det_score x class
+probability, and their mean (mAP); face-level accuracy = correctly labelled ground-truth faces / all ground-truth
+faces of the class, missed faces counting as errors. Both at IoU 0.5 and 0.3.
+A three-class classifier (with `incorrect`) is scored on all three classes (the scenes' mask_weared_incorrect is
+`incorrect`), with the two-class mAP beside it for comparison. For a two-class classifier mask_weared_incorrect faces
+appear in the confusion table only: for the AP of the two main classes a detection on one of them is neither a hit
+nor a false alarm (VOC "difficult" handling).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -24,13 +27,14 @@ from tqdm import tqdm
 from bench.common import (Report, add_scene_arguments, average_precision, command_line, expand_boxes,
                           parse_long_side, run_name, scenes_from_args)
 from facemask.annotations import IOU_THRESHOLDS, greedy_match, iou_matrix
+from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
 from facemask.classifier import DEFAULT_MODEL
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, PyramidFaceDetector, create_detector
 from facemask.images import decode_image
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
 
-MAIN_CLASSES = ("with_mask", "without_mask")
+MAIN_CLASSES = (WITH_MASK, WITHOUT_MASK)
 MISSED = "missed"
 
 
@@ -40,14 +44,24 @@ def _boxes_and_scores(faces: list[dict], expansion: float, label: str | None = N
     return boxes, scores
 
 
+def scored_classes(classes: list[str]) -> tuple[str, ...]:
+    """The classes the AP and accuracy are over: the two main ones, and `incorrect` where the classifier knows it."""
+    return (*MAIN_CLASSES, INCORRECT) if INCORRECT in classes else MAIN_CLASSES
+
+
+def with_product_labels(annotations: list) -> list:
+    """Scene annotations with the product's class names (mask_weared_incorrect -> incorrect)."""
+    return [dataclasses.replace(a, labels=[canonical_label(label) for label in a.labels]) for a in annotations]
+
+
 def class_average_precision(predictions: list[list[dict]], annotations: list, label: str, iou: float,
-                            expansion: float = 1.0) -> float:
-    """AP of one class; detections that only overlap ground truth outside MAIN_CLASSES are left out."""
+                            expansion: float = 1.0, scored: tuple[str, ...] = MAIN_CLASSES) -> float:
+    """AP of one class; detections that only overlap ground truth outside the scored classes are left out."""
     scores, hits, num_ground_truth = [], [], 0
     for faces, annotation in zip(predictions, annotations):
         labels = np.array(annotation.labels, dtype=object)
         ground_truth = annotation.boxes[labels == label]
-        ignored = annotation.boxes[~np.isin(labels, [*MAIN_CLASSES, label])]
+        ignored = annotation.boxes[~np.isin(labels, [*scored, label])]
         num_ground_truth += len(ground_truth)
         boxes, det_scores = _boxes_and_scores([f for f in faces if f["label"] == label], expansion, label)
         matched = greedy_match(boxes, det_scores, ground_truth, iou) >= 0
@@ -73,17 +87,29 @@ def face_confusion(predictions: list[list[dict]], annotations: list, iou: float,
 
 def evaluate(predictions: list[list[dict]], annotations: list, classes: list[str], iou: float,
              expansion: float = 1.0) -> dict:
-    """AP per class the classifier knows and the scenes contain, mAP over MAIN_CLASSES, face accuracy."""
+    """AP per class the classifier knows and the scenes contain, mAP and face accuracy over the scored classes.
+
+    "map" and "accuracy_main" are over all scored classes (three for a classifier with `incorrect`);
+    "map_two_class" is over with_mask and without_mask only, comparable across two- and three-class models.
+    "unmasked_called_mask": detected without_mask faces labelled with_mask, as a fraction of them.
+    """
+    scored = scored_classes(classes)
+    if INCORRECT in scored:
+        annotations = with_product_labels(annotations)
     present = {label for a in annotations for label in a.labels}
-    ap = {label: class_average_precision(predictions, annotations, label, iou, expansion)
+    ap = {label: class_average_precision(predictions, annotations, label, iou, expansion, scored)
           for label in classes if label in present}
     confusion, unmatched = face_confusion(predictions, annotations, iou, expansion)
     accuracy = {label: confusion[label][label] / sum(confusion[label].values()) for label in confusion}
-    main = [label for label in MAIN_CLASSES if label in confusion]
+    main = [label for label in scored if label in confusion]
     correct = sum(confusion[label][label] for label in main)
     total = sum(sum(confusion[label].values()) for label in main)
     detected = sum(sum(c.values()) - c[MISSED] for c in confusion.values())
-    return {"ap": ap, "map": float(np.mean([ap[label] for label in MAIN_CLASSES if label in ap])),
+    unmasked = confusion.get(WITHOUT_MASK, Counter())
+    return {"ap": ap, "map": float(np.mean([ap[label] for label in scored if label in ap])),
+            "map_two_class": float(np.mean([ap[label] for label in MAIN_CLASSES if label in ap])),
+            "scored_classes": list(scored),
+            "unmasked_called_mask": unmasked[WITH_MASK] / max(1, sum(unmasked.values()) - unmasked[MISSED]),
             "accuracy": accuracy, "accuracy_main": correct / max(total, 1),
             "detected": detected / max(sum(sum(c.values()) for c in confusion.values()), 1),
             "confusion": {label: dict(counts) for label, counts in confusion.items()},
@@ -133,11 +159,16 @@ def score_and_report(args, argv, predictions, annotations, timing: dict, classif
                 + ", ".join(f"{label} {n}" for label, n in counts.most_common()) + ".")
     results = {iou: evaluate(predictions, annotations, classifier_info["classes"], iou, args.box_expansion)
                for iou in IOU_THRESHOLDS}
+    scored = scored_classes(classifier_info["classes"])
     report.table("AP, mAP and face-level accuracy", [
-        {"IoU": iou, **{f"AP {label}": r["ap"].get(label) for label in MAIN_CLASSES}, "mAP": r["map"],
-         **{f"acc {label}": r["accuracy"].get(label) for label in MAIN_CLASSES}, "acc (both)": r["accuracy_main"],
-         "faces found": r["detected"]} for iou, r in results.items()],
-        "acc = correctly labelled ground-truth faces / all of them (missed = wrong); faces found = any label.")
+        {"IoU": iou, **{f"AP {label}": r["ap"].get(label) for label in scored}, "mAP": r["map"],
+         "mAP (with/without)": r["map_two_class"],
+         **{f"acc {label}": r["accuracy"].get(label) for label in scored}, "acc (all)": r["accuracy_main"],
+         "unmasked called mask": r["unmasked_called_mask"], "faces found": r["detected"]}
+        for iou, r in results.items()],
+        f"mAP and acc (all) over {', '.join(scored)}. acc = correctly labelled ground-truth faces / all of them "
+        "(missed = wrong); unmasked called mask = detected without_mask faces labelled with_mask / detected "
+        "without_mask faces; faces found = any label.")
     labels = list(dict.fromkeys([*classifier_info["classes"], "unclassified", MISSED]))
     report.table("Ground truth vs prediction (face counts)", [
         {"IoU": iou, "ground truth": gt, "faces": sum(row.values()), **{label: row.get(label, 0) for label in labels}}

@@ -1,20 +1,34 @@
-"""Annotate images: green box = mask, red box = no mask, label and score in a filled tag that stays legible."""
+"""Annotate images: green box = mask, red box = no mask, amber box = mask worn wrong (below the nose or on the chin).
+
+Label and score sit in a filled tag that stays legible. Colour is never the only cue: each class has its own tag
+text, and amber differs from red and green in brightness too (dark text on it), for colour-blind viewers.
+"""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-GREEN, RED, ORANGE, GREY = (0, 200, 0), (220, 0, 0), (255, 140, 0), (150, 150, 150)  # RGB
+from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
+
+GREEN, RED, AMBER, GREY = (0, 200, 0), (220, 0, 0), (255, 176, 0), (150, 150, 150)  # RGB
+ORANGE = AMBER  # earlier name, kept for callers
+WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 LABEL_STYLE = {
-    "with_mask": ("Mask", GREEN), "mask": ("Mask", GREEN),
-    "without_mask": ("No mask", RED), "no_mask": ("No mask", RED),
-    "mask_weared_incorrect": ("Mask worn wrong", ORANGE),
+    WITH_MASK: ("Mask", GREEN), "mask": ("Mask", GREEN),
+    WITHOUT_MASK: ("No mask", RED), "no_mask": ("No mask", RED),
+    INCORRECT: ("Mask worn wrong", AMBER), "mask_weared_incorrect": ("Mask worn wrong", AMBER),
     "unclassified": ("Unclassified", GREY),
 }
 
 
 def style_for(label: str) -> tuple[str, tuple[int, int, int]]:
-    return LABEL_STYLE.get(label, (label.replace("_", " ").capitalize(), ORANGE))
+    return LABEL_STYLE.get(label, (label.replace("_", " ").capitalize(), AMBER))
+
+
+def text_colour_on(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black on light tags (amber), white on dark ones: legible whatever the tag colour."""
+    luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+    return BLACK if luminance > 150 else WHITE
 
 
 def draw_faces(image_rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
@@ -40,6 +54,6 @@ def draw_faces(image_rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
         top = y1 - tag_h if y1 - tag_h >= 0 else min(y2, height - tag_h)  # above the box, else below it
         left = min(max(0, x1), max(0, width - text_w - 2 * pad))
         cv2.rectangle(canvas, (left, top), (left + text_w + 2 * pad, top + tag_h), colour, -1)
-        cv2.putText(canvas, text, (left + pad, top + pad + text_h), font, font_scale, (255, 255, 255),
+        cv2.putText(canvas, text, (left + pad, top + pad + text_h), font, font_scale, text_colour_on(colour),
                     max(1, thickness - 1), cv2.LINE_AA)
     return canvas

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import cv2
 from tqdm import tqdm
 
-from facemask.drawing import draw_faces
+from facemask.drawing import draw_faces, style_for
 from facemask.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg, list_images
 from facemask.pipeline import MaskPipeline
 from facemask.video import VideoSettings, VideoSource, VideoSourceError, annotate_stream, describe_source
@@ -37,6 +37,13 @@ class RunSummary:
     def add_counts(self, counts: dict) -> None:
         for label, number in counts.items():
             self.counts[label] = self.counts.get(label, 0) + number
+
+    def faces_line(self) -> str:
+        """One line for the terminal, every class by its drawn name, e.g. "faces: 3 Mask, 1 Mask worn wrong"."""
+        if not self.counts:
+            return "faces: none found"
+        return "faces: " + ", ".join(f"{number} {style_for(label)[0]}" for label, number
+                                     in sorted(self.counts.items(), key=lambda item: -item[1]))
 
     def to_dict(self) -> dict:
         result = {"processed": len(self.processed), "failed": self.failed,

@@ -71,7 +71,7 @@ class Metrics:
     _collectors: dict[str, tuple] = {}  # one set per process: an app factory may run more than once (tests)
     STAGES = {"detection": ("decode", "detect", "classify", "draw"), "classifier": ("decode", "classify")}
 
-    def __init__(self, app: Flask, service: str):
+    def __init__(self, app: Flask, service: str, face_labels: tuple[str, ...] | list[str] = ()):
         if service not in self._collectors:
             self._collectors[service] = (
                 Counter(f"{service}_http_requests_total", "HTTP requests", ["endpoint", "status"]),
@@ -82,6 +82,8 @@ class Metrics:
                           ["stage"], buckets=STAGE_BUCKETS),
             )
         self.requests, self.latency, self.faces, self.stages = self._collectors[service]
+        for label in face_labels:  # every class is listed from the start, at 0, so dashboards see all of them
+            self.faces.labels(label)
 
         @app.before_request
         def _start_timer():

@@ -112,6 +112,32 @@ def test_end_to_end_scoring_hand_made_scene(tmp_path):
     assert result["detected"] == 1.0
 
 
+def test_end_to_end_scores_three_classes_when_the_classifier_knows_incorrect(tmp_path):
+    write_voc(tmp_path / "s.xml", "s.jpg", (300, 100), [
+        ("with_mask", [0, 0, 20, 20]), ("without_mask", [50, 0, 70, 20]), ("mask_weared_incorrect", [100, 0, 120, 20]),
+        ("without_mask", [200, 0, 220, 20])])
+    annotations = [parse_voc(tmp_path / "s.xml")]
+    classes = ["incorrect", "with_mask", "without_mask"]
+
+    def face(box, label, p=0.8):
+        return {"box": box, "det_score": 0.9, "label": label,
+                "probabilities": {c: p if c == label else (1 - p) / 2 for c in classes}}
+
+    predictions = [[face([0, 0, 20, 20], "with_mask"), face([50, 0, 70, 20], "without_mask"),
+                    face([100, 0, 120, 20], "incorrect"), face([200, 0, 220, 20], "with_mask", 0.6)]]
+    result = end_to_end.evaluate(predictions, annotations, classes, 0.5)
+    assert result["scored_classes"] == ["with_mask", "without_mask", "incorrect"]
+    assert result["ap"]["incorrect"] == pytest.approx(1.0) and result["ap"]["without_mask"] == pytest.approx(0.5)
+    assert result["ap"]["with_mask"] == pytest.approx(1.0)  # its false alarm ranks below the hit
+    assert result["map"] == pytest.approx((1.0 + 0.5 + 1.0) / 3)
+    assert result["accuracy_main"] == pytest.approx(3 / 4)
+    assert result["unmasked_called_mask"] == pytest.approx(1 / 2)
+    assert result["confusion"]["incorrect"] == {"incorrect": 1}
+    # A two-class model is scored as before: the incorrect face is left out.
+    two_class = end_to_end.evaluate(predictions, annotations, ["with_mask", "without_mask"], 0.5)
+    assert two_class["scored_classes"] == ["with_mask", "without_mask"] and "incorrect" not in two_class["ap"]
+
+
 def test_end_to_end_without_model_exits_with_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         end_to_end.main(["--model", str(tmp_path / "absent.onnx"), "--out-dir", str(tmp_path)])

@@ -9,7 +9,7 @@ from PIL import Image
 
 from facemask import crops
 from facemask.detector import RetinaFaceDetector
-from facemask.drawing import GREEN, RED, draw_faces
+from facemask.drawing import AMBER, GREEN, RED, draw_faces, style_for, text_colour_on
 from facemask.images import ImageError, decode_image
 
 
@@ -143,3 +143,16 @@ def test_draw_faces_colours_boxes_by_label():
     assert tuple(drawn[110, 20]) == GREEN and tuple(drawn[110, 180]) == RED
     assert not drawn[100:120, 40:80].any()  # the face itself is not painted over
     assert image.sum() == 0  # the input is left untouched
+
+
+def test_incorrect_wearing_gets_its_own_colour_and_words():
+    """Colour is not the only cue (colour-blind viewers): every class has its own tag text, amber has dark text."""
+    image = np.zeros((200, 420, 3), dtype=np.uint8)
+    faces = [{"box": [20, 60, 100, 160], "label": "with_mask", "score": 0.97},
+             {"box": [160, 60, 240, 160], "label": "incorrect", "score": 0.88},
+             {"box": [300, 60, 380, 160], "label": "without_mask", "score": 0.91}]
+    drawn = draw_faces(image, faces)
+    assert tuple(drawn[110, 20]) == GREEN and tuple(drawn[110, 160]) == AMBER and tuple(drawn[110, 300]) == RED
+    texts = [style_for(label)[0] for label in ("with_mask", "incorrect", "without_mask", "unclassified")]
+    assert len(set(texts)) == 4 and style_for("incorrect") == style_for("mask_weared_incorrect")
+    assert text_colour_on(AMBER) == (0, 0, 0) and text_colour_on(RED) == (255, 255, 255)

@@ -5,9 +5,12 @@ and STD, the same constants facemask.crops.to_model_input applies when serving.
 """
 from __future__ import annotations
 
+import io
 import json
 import random
 from pathlib import Path
+
+import numpy as np
 
 import pandas as pd
 from fastai.vision.all import (CategoryBlock, ColSplitter, DataBlock, ImageBlock, Normalize, PILImage,
@@ -22,7 +25,7 @@ class RandomLowResolution(RandTransform):
 
     split_idx, order = 0, 5  # training only; before ToTensor
 
-    def __init__(self, p: float = 0.5, min_side: int = 20):
+    def __init__(self, p: float = 0.5, min_side: int = 12):
         super().__init__(p=p)
         self.min_side = min_side
 
@@ -36,6 +39,36 @@ class RandomLowResolution(RandTransform):
         if self.radius:
             small = small.filter(ImageFilter.GaussianBlur(self.radius))
         return PILImage(small.resize(image.size, Image.BILINEAR))
+
+
+class RandomCameraConditions(RandTransform):
+    """What shop and street cameras do to a face: JPEG blocks, low light with sensor noise, colour casts."""
+
+    split_idx, order = 0, 6  # training only; after RandomLowResolution, before ToTensor
+
+    def __init__(self, p: float = 0.6):
+        super().__init__(p=p)
+
+    def before_call(self, b, split_idx):
+        super().before_call(b, split_idx)
+        self.jpeg_quality = random.randint(15, 70) if random.random() < 0.4 else None
+        self.gamma = random.uniform(1.4, 2.6) if random.random() < 0.25 else None
+        self.noise = random.uniform(3.0, 12.0)
+        self.cast = [random.uniform(0.75, 1.25) for _ in range(3)] if random.random() < 0.35 else None
+
+    def encodes(self, image: PILImage):
+        pixels = np.asarray(image, dtype=np.float32)
+        if self.gamma:
+            pixels = 255.0 * (pixels / 255.0) ** self.gamma
+            pixels += np.random.normal(0.0, self.noise, pixels.shape)
+        if self.cast:
+            pixels *= np.asarray(self.cast, dtype=np.float32)
+        result = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        if self.jpeg_quality:
+            buffer = io.BytesIO()
+            result.save(buffer, format="JPEG", quality=self.jpeg_quality)
+            result = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        return PILImage(result)
 
 
 def crop_path(row) -> str:
@@ -69,7 +102,7 @@ def make_dataloaders(prepared: Path, batch_size: int = 64, seed: int = 42, augme
         blocks=(ImageBlock, CategoryBlock),
         get_x=crop_path, get_y=crop_label,
         splitter=ColSplitter("is_valid"),
-        item_tfms=[RandomLowResolution(p=0.4)] if augment else [],
+        item_tfms=[RandomLowResolution(p=0.4), RandomCameraConditions()] if augment else [],
         batch_tfms=batch_transforms(augment),
     )
     return block.dataloaders(frame, bs=batch_size, num_workers=0, seed=seed)

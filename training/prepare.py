@@ -113,6 +113,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--scenes", type=Path, default=None,
                         help="also crop the faces of annotated scenes (images/ + annotations/, Pascal VOC), "
                              "split by photo")
+    parser.add_argument("--synthetic", type=int, default=0, metavar="N",
+                        help="draw N synthetic faces per unmasked face (a mask worn right or below the nose / on "
+                             "the chin, or a hand over the mouth) and add the class `incorrect`; each keeps its "
+                             "source face's split")
     parser.add_argument("--limit", type=int, default=0, help="use at most N images per class (quick runs, tests)")
     parser.add_argument("--detector", default="stock",
                         help="detector ONNX that finds and aligns the faces: 'stock' (default, the shipped "
@@ -124,8 +128,14 @@ def main(argv=None) -> dict:
     classes = sorted(p.name for p in args.data.iterdir() if p.is_dir())
     if len(classes) < 2:
         parser.error(f"{args.data} needs at least two class sub-folders, found {classes}")
+    if args.synthetic:
+        from facemask.classes import INCORRECT
+
+        classes = sorted({*classes, INCORRECT})
     files = []
     for label in classes:
+        if not (args.data / label).is_dir():
+            continue
         found = list_images(args.data / label)
         files += [(path, label) for path in (found[: args.limit] if args.limit else found)]
 
@@ -166,13 +176,19 @@ def main(argv=None) -> dict:
             parser.error(f"{args.scenes} needs images/ and annotations/ sub-folders")
         rows += scene_rows(args.scenes, args.out, classes, SPLIT_FRACTIONS, args.seed, args.limit, detector)
         used = [r for r in rows if r["status"] == "ok"]
+    if args.synthetic:
+        from training.synthetic_masks import synthetic_rows
+
+        roots = {args.data.name: args.data, **({args.scenes.name: args.scenes / "images"} if args.scenes else {})}
+        rows += synthetic_rows(rows, roots, args.out, args.seed, args.synthetic)
+        used = [r for r in rows if r["status"] == "ok"]
 
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "manifest.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    group_sizes = Counter(r["group"] for r in used)
+    group_sizes = Counter(r["group"] for r in used if r["dataset"] == args.data.name)  # drawn faces share groups
     report = {
         "command": "python -m training.prepare " + " ".join(sys.argv[1:] if argv is None else argv),
         "data": str(args.data.resolve()), "classes": classes, "images": len(rows), "seed": args.seed,

@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from facemask.annotations import greedy_match, load_scenes
+from facemask.classes import canonical_label
 from facemask.crops import crop_face
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
@@ -60,7 +61,8 @@ def scene_rows(scenes: Path, out: Path, classes: list[str], fractions: dict[str,
         faces = detector.detect(image)
         # Match the other way round: each annotated face takes the detection that overlaps it most.
         matches = greedy_match(annotation.boxes, [1.0] * len(annotation.boxes), [f.box for f in faces], MATCH_IOU)
-        for index, (box, label) in enumerate(zip(annotation.boxes, annotation.labels)):
+        for index, (box, scene_label) in enumerate(zip(annotation.boxes, annotation.labels)):
+            label = canonical_label(scene_label)
             row = manifest_row(source=f"{annotation.image.name}#{index}", label=label, status="ok",
                                box=json.dumps([round(float(v), 1) for v in box]), det_side=DETECTION_SIDE,
                                group=f"scene:{annotation.image.stem}", split=splits[annotation.image.stem],

@@ -29,12 +29,18 @@ from training.onnx_export import export_onnx
 ARCHITECTURES = {"resnet18": resnet18, "resnet34": resnet34, "simple_cnn": None}
 
 
-def class_weights(dls) -> torch.Tensor:
-    """Inverse-frequency weights, so an imbalanced folder does not teach the majority class."""
+def class_counts(dls) -> torch.Tensor:
     counts = torch.zeros(len(dls.vocab))
     for label in dls.train_ds.items["label"]:
         counts[dls.vocab.o2i[label]] += 1
-    return counts.sum() / (len(counts) * counts.clamp(min=1))
+    return counts
+
+
+def class_weights(dls, power: float = 1.0) -> torch.Tensor:
+    """Inverse-frequency weights (to the given power: 0.5 softens them), so an imbalanced folder does not teach the
+    majority class."""
+    counts = class_counts(dls)
+    return (counts.sum() / (len(counts) * counts.clamp(min=1))) ** power
 
 
 def build_learner(arch: str, dls, pretrained: bool, loss_func, stages: int = 3) -> Learner:
@@ -86,6 +92,12 @@ def main(argv=None) -> Path:
     parser.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (needs internet)")
     parser.add_argument("--stages", type=int, choices=(3, 4), default=3,
                         help="ResNet stages to keep (3 keeps the default model under 25 MB)")
+    parser.add_argument("--init-onnx", type=Path, default=None, metavar="MODEL",
+                        help="start from this exported classifier (e.g. classification/model/mask_classifier.onnx) "
+                             "instead of random weights; classes it lacks get a new output (training.onnx_init)")
+    parser.add_argument("--weight-power", type=float, default=1.0,
+                        help="class weights are inverse class frequency to this power (1: fully balanced, 0.5: "
+                             "softer, 0: none)")
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -100,9 +112,15 @@ def main(argv=None) -> Path:
     args.out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
     dls = make_dataloaders(args.prepared, batch_size=args.batch_size, seed=args.seed, augment=not args.no_augment)
-    loss_func = CrossEntropyLossFlat(weight=class_weights(dls))
+    loss_func = CrossEntropyLossFlat(weight=class_weights(dls, args.weight_power))
     try:
-        learner = build_learner(args.arch, dls, args.pretrained, loss_func, args.stages)
+        if args.init_onnx:
+            from training.onnx_init import trainable_module
+
+            learner = Learner(dls, trainable_module(args.init_onnx, list(dls.vocab), args.seed), loss_func=loss_func,
+                              metrics=accuracy)
+        else:
+            learner = build_learner(args.arch, dls, args.pretrained, loss_func, args.stages)
     except Exception as error:  # ImageNet weights come from the internet
         if args.pretrained:
             sys.exit(f"error: could not load ImageNet weights for {args.arch} ({type(error).__name__}: {error}); "
@@ -133,9 +151,15 @@ def main(argv=None) -> Path:
             handle.write(f"{epoch}," + ",".join(f"{float(v):.5f}" for v in values) + "\n")
     save_training_curve(learner, args.out / "training_curve.png")
 
-    learner.export("model.pkl")  # relative to learner.path (= --out)
+    if not args.init_onnx:  # a module converted from ONNX does not pickle; model.onnx is what is served anyway
+        learner.export("model.pkl")  # relative to learner.path (= --out)
+    if args.init_onnx:
+        from training.onnx_init import allow_export_of_converted_modules
+
+        allow_export_of_converted_modules()
     export_onnx(learner, args.out / "model.onnx", arch=args.arch)
     config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "class_counts": {name: int(n) for name, n in zip(dls.vocab, class_counts(dls))},
               "command": "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:]),
               "train_seconds": round(train_seconds, 1), "classes": list(dls.vocab),
               "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),

@@ -13,7 +13,7 @@ def create_app(model_path: str | None = None) -> Flask:
     install_error_handlers(app)
     # Loaded once per worker at start-up; a broken model stops the worker from booting instead of failing requests.
     app.extensions["classifier"] = MaskClassifier(model_path)
-    app.extensions["metrics"] = Metrics(app, "classifier")
+    app.extensions["metrics"] = Metrics(app, "classifier", app.extensions["classifier"].classes)
 
     from classification.app.routes import blueprint
 

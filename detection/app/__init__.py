@@ -4,8 +4,9 @@ from __future__ import annotations
 from flask import Flask
 
 from detection.app.video_jobs import VideoJobs
+from facemask.classes import CLASSES
 from facemask.detector import create_detector
-from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.pipeline import UNCLASSIFIED, ClassifierClient, MaskPipeline
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
 
 
@@ -14,7 +15,7 @@ def create_app(classifier_url: str | None = None) -> Flask:
     configure_upload_limit(app)
     install_error_handlers(app)
     app.extensions["pipeline"] = MaskPipeline(create_detector(), ClassifierClient(classifier_url))
-    app.extensions["metrics"] = Metrics(app, "detection")
+    app.extensions["metrics"] = Metrics(app, "detection", (*CLASSES, UNCLASSIFIED))
 
     from detection.app.routes import blueprint
     from detection.app.web import blueprint as web_blueprint

@@ -9,7 +9,7 @@ const MAX_TABLE_ROWS = 200;
 const LABEL_STYLE = {
   with_mask: ["Mask", "#0b7d1f"], mask: ["Mask", "#0b7d1f"],
   without_mask: ["No mask", "#c62828"], no_mask: ["No mask", "#c62828"],
-  mask_weared_incorrect: ["Mask worn wrong", "#b45309"],
+  incorrect: ["Mask worn wrong", "#b45309"], mask_weared_incorrect: ["Mask worn wrong", "#b45309"],
   unclassified: ["Unclassified", "#5f6673"],
 };
 let maxUploadBytes = null;
