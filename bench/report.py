@@ -136,8 +136,39 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
                      "cost of a connection per request (ms)",
                      f"{' / '.join(fmt(share) for share in shares)}; {fmt(fresh.get('cost ms'), 1)}",
                      f"each ≈ {fmt(1 / max(1, len(shares)))}", "scale_out.md"))
+    rows += video_rows(sources)
     rows += robustness_rows(sources)
     return rows, sources
+
+
+def video_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
+    """Issue 13: tracked video speed, the .npy crop transport, and tracking quality on synthetic videos."""
+    rows = []
+    speed = load("video_speed")
+    if speed:
+        sources.append(f"video_speed ({speed['meta']['date']})")
+        frames = table(speed, "End-to-end frames/s")
+        for size in ("640x480", "1280x720"):
+            old = next((r for r in frames if r.get("frame") == size and "per frame" in str(r.get("path"))), {})
+            new = next((r for r in frames if r.get("frame") == size and "every 3 " in str(r.get("path"))), {})
+            rows.append((f"Video end to end frames/s at {size}, 6 faces: tracked (detector every 3rd frame) vs "
+                         "per frame (before)", f"{fmt(new.get('frames/s'), 1)} vs {fmt(old.get('frames/s'), 1)} "
+                         f"({fmt(new.get('x per frame'), 1)}x)", "≥ 25" if size == "640x480" else "", "video_speed.md"))
+        transport = table(speed, "/classify crops/s")
+        raw = next((r for r in transport if "1 thread" in str(r.get("way"))), {})
+        npy = next((r for r in transport if ".npy array, 1 client" in str(r.get("way"))), {})
+        png = next((r for r in transport if "multipart, 1 client" in str(r.get("way"))), {})
+        rows.append(("/classify crops/s, 32 per request, 1 client: .npy array; PNG multipart; raw ONNX Runtime "
+                     "(1 thread)", f"{fmt(npy.get('crops/s'), 0)} ({fmt(npy.get('x raw'), 2)} of raw); "
+                     f"{fmt(png.get('crops/s'), 0)}; {fmt(raw.get('crops/s'), 0)}", "≥ 2/3 of raw", "video_speed.md"))
+    tracking = load("video_tracking_test")
+    if tracking:
+        sources.append(f"video_tracking_test ({tracking['meta']['date']})")
+        row = next((r for r in table(tracking, "Tracking quality") if "every 3" in str(r.get("detector runs"))), {})
+        rows.append((f"Video tracks, {tracking['meta'].get('photos')} synthetic videos from held-out photos: IDF1; "
+                     "MOTA; label flips per track; people count error",
+                     f"{fmt(row.get('IDF1'))}; {fmt(row.get('MOTA'))}; {fmt(row.get('label flips per track'))}; "
+                     f"{fmt(row.get('count error %'), 1)} %", "≥ 0.85; ; ≤ 0.1; ±5 %", "video_tracking_test.md"))
 
 
 def robustness_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
@@ -195,6 +226,8 @@ def render() -> str:
               "python -m bench.speed              # /classify batching, pipeline frames/s, memory",
               "python -m bench.load_test          # 8 clients x 60 s against both services",
               "python -m bench.scale_out          # 3 classifier replicas: shares from /metrics, stage latencies",
+              "python -m bench.video_speed        # video frames/s tracked vs per frame; /classify .npy vs raw",
+              "python -m bench.video_tracking     # tracks on synthetic videos from held-out photos: IDF1, MOTA",
               "python -m bench.robustness         # slow clients, worst-case worker memory, hung classifier",
               "python -m bench.report             # this table", "```"]
     return "\n".join(lines)

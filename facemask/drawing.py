@@ -45,6 +45,8 @@ def draw_faces(image_rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
         text, colour = style_for(face["label"])
         if face.get("score") is not None:
             text = f"{text} {face['score'] * 100:.0f}%"
+        if face.get("track_id") is not None:  # video: the person's track, steady while they are in view
+            text = f"#{face['track_id']} {text}"
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
         (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, max(1, thickness - 1))
         pad = max(2, thickness)

@@ -44,8 +44,9 @@ class LocalService:
                **self.extra_env}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each server gets its own metrics folder
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        # Own session: a Ctrl-C meant for the CLI must not reach gunicorn before the CLI has finished its work.
         self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", config, app], cwd=REPO_ROOT,
-                                        env=env, stdout=log, stderr=subprocess.STDOUT)
+                                        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -4,6 +4,7 @@ Used by the detection service and by infer.py, so both give the same answer for 
 """
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import time
@@ -20,6 +21,7 @@ from facemask.images import encode_png
 DEFAULT_CLASSIFIER_URL = "http://localhost:3000"
 UNCLASSIFIED = "unclassified"
 CROPS_PER_REQUEST = 128  # the classification service accepts up to 256 (MAX_CROPS_PER_REQUEST)
+NPY_MEDIA_TYPE = "application/x-npy"
 DEFAULT_CLASSIFY_DEADLINE_S = 15.0
 
 
@@ -37,14 +39,19 @@ class ClassifierClient:
       own connection, because a kept-alive connection would pin this worker to the one replica it first reached
       (kube-proxy and Docker's DNS choose a replica per connection, not per request).
     `keep_alive` overrides that choice (bench/scale_out.py measures what a fresh connection costs).
+
+    transport: "npy" sends a batch as one uint8 array (no PNG encoding), "multipart" as PNG files, "auto" uses
+    the array form when the service lists it in /info (older services only take multipart).
     """
 
     def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
-                 keep_alive: bool | None = None, deadline: float | None = None):
+                 keep_alive: bool | None = None, transport: str = "auto", deadline: float | None = None):
+        if transport not in ("auto", "npy", "multipart"):
+            raise ValueError(f"transport must be auto, npy or multipart, got {transport!r}")
         configured = url or os.environ.get("CLASSIFIER_URL") or DEFAULT_CLASSIFIER_URL
         self.urls = [part.strip().rstrip("/") for part in configured.split(",") if part.strip()]
         self.url = ",".join(self.urls)
-        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.timeout, self.retries, self.backoff, self.transport = timeout, retries, backoff, transport
         # One budget for all tries and chunks of a classify() call, well inside gunicorn's 60 s worker timeout:
         # 4 tries x 30 s against a hung classifier otherwise outlived the worker (an HTML 500 after 61 s).
         self.deadline = deadline or float(os.environ.get("CLASSIFY_DEADLINE_S", DEFAULT_CLASSIFY_DEADLINE_S))
@@ -85,15 +92,34 @@ class ClassifierClient:
         """One result per crop, in order. A crowd is sent in chunks that stay under the service's per-request limit."""
         results = []
         deadline_at = time.monotonic() + self.deadline
+        as_array = bool(crops) and self._sends_arrays(deadline_at) and len({crop.shape for crop in crops}) == 1
         for start in range(0, len(crops), CROPS_PER_REQUEST):
-            files = [("crops", (f"face_{start + i}.png", encode_png(crop), "image/png"))
-                     for i, crop in enumerate(crops[start:start + CROPS_PER_REQUEST])]
-            response = self._request("POST", "/classify", deadline_at=deadline_at, files=files)
+            chunk = crops[start:start + CROPS_PER_REQUEST]
+            if as_array:
+                buffer = io.BytesIO()
+                np.save(buffer, np.stack(chunk).astype(np.uint8, copy=False))
+                response = self._request("POST", "/classify", deadline_at=deadline_at, data=buffer.getvalue(),
+                                         headers={"Content-Type": NPY_MEDIA_TYPE})
+            else:
+                files = [("crops", (f"face_{start + i}.png", encode_png(crop), "image/png"))
+                         for i, crop in enumerate(chunk)]
+                response = self._request("POST", "/classify", deadline_at=deadline_at, files=files)
             if response.status_code != 200:
                 raise ClassifierUnavailable(
                     f"classifier rejected the crops: HTTP {response.status_code} {response.text[:200]}")
             results += response.json()["results"]
         return results
+
+    def _sends_arrays(self, deadline_at: float | None = None) -> bool:
+        if self.transport == "auto":
+            try:  # an unreachable service raises ClassifierUnavailable here, once, as classify() would
+                response = self._request("GET", "/info", deadline_at=deadline_at)
+                response.raise_for_status()
+                formats = response.json().get("crop_formats", [])
+            except requests.HTTPError:
+                formats = []
+            self.transport = "npy" if NPY_MEDIA_TYPE in formats else "multipart"
+        return self.transport == "npy"
 
     def info(self) -> dict:
         response = self._request("GET", "/info")

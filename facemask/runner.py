@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
 import cv2
 from tqdm import tqdm
@@ -15,6 +18,7 @@ from tqdm import tqdm
 from facemask.drawing import draw_faces, style_for
 from facemask.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg, list_images
 from facemask.pipeline import MaskPipeline
+from facemask.video import VideoSettings, VideoSource, VideoSourceError, annotate_stream, describe_source
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
 
@@ -29,9 +33,11 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     classifier_errors: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    write_error: str | None = None  # an output could not be written; the run stopped there
-    interrupted: bool = False  # Ctrl-C (SIGINT) during an image batch
-    not_processed: list[str] = field(default_factory=list)
+    write_error: str | None = None  # images: an output could not be written; the run stopped there
+    not_processed: list[str] = field(default_factory=list)  # images left undone by a write error or Ctrl-C
+    people: dict | None = None  # videos: distinct people (tracks) by label
+    unreadable_frames: int = 0
+    interrupted: str | None = None  # the signal that stopped the run
 
     def add_counts(self, counts: dict) -> None:
         for label, number in counts.items():
@@ -45,13 +51,15 @@ class RunSummary:
                                      in sorted(self.counts.items(), key=lambda item: -item[1]))
 
     def to_dict(self) -> dict:
-        summary = {"processed": len(self.processed), "failed": self.failed,
-                   "classifier_errors": self.classifier_errors, "faces": self.counts}
-        if self.write_error:
-            summary["write_error"] = self.write_error
-        if self.write_error or self.interrupted:
-            summary.update(interrupted=self.interrupted, not_processed=len(self.not_processed))
-        return summary
+        result = {"processed": len(self.processed), "failed": self.failed,
+                  "classifier_errors": self.classifier_errors, "faces": self.counts}
+        if self.people is not None:
+            result.update(people=self.people, unreadable_frames=self.unreadable_frames,
+                          interrupted=self.interrupted)
+        elif self.write_error or self.interrupted:
+            result.update(write_error=self.write_error, interrupted=self.interrupted,
+                          not_processed=len(self.not_processed))
+        return result
 
 
 def _inside(folder: Path, path: Path) -> Path:
@@ -178,7 +186,7 @@ def annotate_images(pipeline: MaskPipeline, pairs: list[tuple[Path, Path]]) -> R
     try:
         _annotate_each(pipeline, pairs, summary)
     except KeyboardInterrupt:  # Ctrl-C: what is written stays written and the summary says what was left
-        summary.interrupted = True
+        summary.interrupted = "SIGINT"
         done = set(summary.processed) | set(summary.failed)
         summary.not_processed = [str(source) for source, _ in pairs if str(source) not in done]
     return summary
@@ -211,22 +219,99 @@ def _annotate_each(pipeline: MaskPipeline, pairs: list[tuple[Path, Path]], summa
             summary.classifier_errors[str(source)] = result.error
 
 
-def plan_video_output(in_path: Path, out_path: Path) -> Path:
-    if not in_path.is_file():
-        raise InputError(f"input video not found: {in_path}")
-    if in_path.suffix.lower() in IMAGE_SUFFIXES:
-        raise InputError(f"{in_path} is an image: add --is_image")
+def plan_video_output(in_spec: str, out_path: Path) -> Path:
+    """Output video path for a file, camera index or stream URL (see facemask.video.describe_source)."""
+    kind, target = describe_source(in_spec)
+    if kind == "file":
+        in_path = Path(target)
+        if not in_path.is_file():
+            raise InputError(f"input video not found: {in_path}")
+        if in_path.suffix.lower() in IMAGE_SUFFIXES:
+            raise InputError(f"{in_path} is an image: add --is_image")
+        stem = in_path.stem
+    else:
+        stem = f"camera{target}" if kind == "camera" else (Path(urlparse(target).path).stem or "stream")
     if out_path.suffix.lower() in VIDEO_SUFFIXES:
         if not out_path.parent.is_dir():
             raise InputError(f"output folder does not exist: {out_path.parent}")
         return out_path
     folder = _prepare_folder(out_path)
-    return _inside(folder, folder / (in_path.stem + "_annotated.mp4"))
+    return _inside(folder, folder / (stem + "_annotated.mp4"))
 
 
-def annotate_video(pipeline: MaskPipeline, in_path: Path, out_path: Path, detect_every: int = 1,
+class StopSignals:
+    """While active, SIGINT and SIGTERM only set `received` (the run then finishes its files and stops)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: str | None = None
+        self.number: int | None = None
+        self._previous = {}
+
+    def _handle(self, number, _frame):
+        self.received, self.number = signal.Signals(number).name, number
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+
+def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
+                   settings: VideoSettings | None = None, stop: StopSignals | None = None,
                    on_frame: Callable[[int, int | None], None] | None = None) -> RunSummary:
-    """Annotated video + JSON sidecar with the faces of every frame.
+    """Annotated video + JSON record (every frame's faces with track ids, and a per-video summary of people).
+
+    in_spec: a file, a camera index ("0") or a stream URL (rtsp://, http://, ...). SIGINT / SIGTERM finish the
+    video file and the JSON for the frames done (summary.interrupted names the signal). An out_path ending in
+    .webm is written as VP8. on_frame(frames done, frames total or None) replaces the terminal progress bar.
+    """
+    try:
+        source = VideoSource(str(in_spec))
+    except VideoSourceError as error:
+        raise InputError(str(error)) from None
+    settings = settings or VideoSettings()
+    header = {"source": str(in_spec), "source_kind": source.kind, "output": str(out_path),
+              "detect_every": settings.detect_every, "detector": pipeline.detector.config(),
+              "classifier_url": pipeline.client.url}
+    stop = stop or StopSignals()
+    with stop, tqdm(total=source.total, desc="frames", unit="frame", disable=on_frame is not None) as progress:
+        done = [0]
+
+        def advance(count: int) -> None:
+            progress.update(count)
+            done[0] += count
+            if on_frame is not None:
+                on_frame(done[0], source.total)
+
+        footer = annotate_stream(pipeline, source, out_path, settings, header, should_stop=lambda: stop.received,
+                                 progress=advance)
+    summary = RunSummary()
+    if footer["frames_total"] == 0 and not stop.received:
+        out_path.unlink(missing_ok=True)
+        out_path.with_suffix(".json").unlink(missing_ok=True)
+        raise InputError(f"video has no readable frames: {in_spec}")
+    summary.processed.append(str(in_spec))
+    summary.classifier_errors.update(footer["classifier_errors"])
+    summary.people = footer["summary"]["people"]
+    summary.unreadable_frames = footer["unreadable_frames"]
+    summary.interrupted = footer["interrupted"]
+    for track in footer["summary"]["tracks"]:
+        if track["counted"]:
+            summary.add_counts({track["label"]: 1})
+    return summary
+
+
+def annotate_video_frames(pipeline: MaskPipeline, in_path: Path, out_path: Path, detect_every: int = 1,
+                   on_frame: Callable[[int, int | None], None] | None = None) -> RunSummary:
+    """Annotated video + JSON sidecar, frame by frame with no tracks: the web page's video jobs (detection/app/
+    video_jobs.py), whose progress, stage timings and face counts are per analysed frame. infer.py uses the
+    tracked annotate_video.
 
     detect_every > 1 runs detection and classification on every n-th frame and draws the last result on the
     frames between (a speed/latency trade-off for real-time use; the JSON says which frames were analysed).

@@ -20,7 +20,7 @@ import cv2
 from PIL import Image, UnidentifiedImageError
 
 from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
-from facemask.runner import InputError, annotate_video
+from facemask.runner import InputError, annotate_video_frames
 from facemask.service import Metrics
 
 DEFAULT_MAX_VIDEO_FRAMES = 1800  # one minute at 30 frames/s: "a short video"
@@ -123,7 +123,7 @@ class VideoJobs:
                 self._write_status(job_id, {**status, "frames_done": done, "frames_total": total or frames_total})
 
         try:
-            summary = annotate_video(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame)
+            summary = annotate_video_frames(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame)
         except (InputError, cv2.error, OSError) as error:
             message = str(error).replace(str(source), filename)  # the user's file name, not the server's path
             self._write_status(job_id, {**status, "state": "failed", "error": message})

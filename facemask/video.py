@@ -1,0 +1,397 @@
+"""Video files, cameras and streams: faces with identities, steady labels and a per-video people count.
+
+Per frame: the detector runs on every k-th frame (and whenever the picture changes abruptly, e.g. a cut); in
+between, optical flow moves the faces along (facemask.tracking). Every face is handed to the tracker every frame,
+so each one carries a track_id. Tracks are classified when they appear, while they have fewer than a few votes,
+periodically, and when their crop changes a lot; classification runs on a background thread and overlaps with the
+next frames' detection, and a frame is written once the classifications it asked for are back, so output labels are
+deterministic for a given input.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import urlparse
+
+import cv2
+import numpy as np
+
+from facemask.crops import crop_face
+from facemask.drawing import draw_faces
+from facemask.pipeline import UNCLASSIFIED, ClassifierUnavailable, MaskPipeline
+from facemask.tracking import FaceTracker, LabelSmoother, TrackedFace, follow_faces, to_gray
+
+STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"}
+DEFAULT_FPS = 25.0
+# Video frames are analysed at their own size up to this long side, never upscaled: measured on the synthetic
+# videos (bench/video_tracking.py), upscaling 640x480 frames to 1024 px found 3 % more faces but tripled the false
+# positives (large boxes on clothing and backgrounds) and cost 3x the time.
+VIDEO_LONG_SIDE = 1024
+
+
+class VideoSourceError(ValueError):
+    """The video, camera or stream cannot be opened; the message is one line for the terminal."""
+
+
+def describe_source(spec: str) -> tuple[str, int | str]:
+    """("camera", index), ("stream", url) or ("file", path) for what the user passed as --in_path."""
+    text = str(spec).strip()
+    if text.isdigit():
+        return "camera", int(text)
+    if urlparse(text).scheme.lower() in STREAM_SCHEMES:
+        return "stream", text
+    return "file", text
+
+
+class VideoSource:
+    """Frames of a file, camera or stream as RGB arrays.
+
+    Unreadable frames (corrupt data, a dropped packet) are skipped and counted; reading stops after
+    `max_failures` failures in a row (the end of a file, a camera unplugged, a stream that went away).
+    """
+
+    def __init__(self, spec: str, max_failures: int = 25):
+        self.kind, self.target = describe_source(spec)
+        self.live = self.kind != "file"
+        if self.kind == "file" and not Path(self.target).is_file():
+            raise VideoSourceError(f"input video not found: {self.target}")
+        self.capture = cv2.VideoCapture(self.target)
+        if not self.capture.isOpened():
+            what = {"camera": f"camera {self.target}", "stream": f"stream {self.target}"}.get(
+                self.kind, f"video (corrupt, empty or unsupported format): {self.target}")
+            raise VideoSourceError(f"cannot open {what}")
+        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if 1.0 <= fps <= 240.0 else DEFAULT_FPS
+        count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "file" else 0
+        self.total = count if count > 0 else None
+        self.max_failures, self.read_count, self.unreadable = max_failures, 0, 0
+
+    @property
+    def name(self) -> str:
+        if self.kind == "camera":
+            return f"camera{self.target}"
+        if self.kind == "stream":
+            return (Path(urlparse(self.target).path).stem or urlparse(self.target).hostname or "stream")
+        return Path(self.target).stem
+
+    def frames(self) -> Iterator[np.ndarray]:
+        failures = 0
+        while failures < self.max_failures:
+            if self.total is not None and self.read_count + self.unreadable >= self.total:
+                return
+            ok, frame = self.capture.read()
+            if ok and frame is not None and frame.size:
+                # Failures followed by a good frame were unreadable frames; a final run of failures is the end.
+                self.unreadable += failures
+                failures = 0
+                self.read_count += 1
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            else:
+                failures += 1
+                if self.live:
+                    time.sleep(0.02)
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+@dataclass
+class VideoSettings:
+    """Trade-offs of the video path; defaults measured with bench/video_tracking.py and bench/video_speed.py."""
+
+    detect_every: int = 3  # run the detector on every k-th frame, optical flow in between
+    scene_change: float = 0.2  # mean grey-level change (0-1) between frames that forces a detector run
+    reclassify_every: int = 15  # frames between two classifications of the same track
+    min_votes: int = 3  # classify on every detector frame until a track has this many classifications
+    crop_change: float = 0.15  # mean change of a track's 24x24 grey crop (0-1) that asks for a new classification
+    label_window: int = 5  # classifications averaged for the shown label
+    label_margin: float = 0.2  # hysteresis: another class must lead by this much to change the label
+    max_missing_s: float = 1.0  # a track survives this long unseen (occlusion, missed detections)
+    min_track_detections: int = 3  # tracks detected fewer times are not counted as people (false positives)
+    confirm_score: float = 0.8  # a track is shown and counted once one of its detections scores this much
+    coast_detections: int = 2  # detector runs a followed face may miss before it disappears (no flicker)
+    classify_lag: int = 6  # frames the writer may run behind, so classification overlaps with detection
+
+    def __post_init__(self):
+        if self.detect_every < 1:
+            raise ValueError("detect_every must be at least 1")
+        if self.reclassify_every < 1 or self.label_window < 1 or self.classify_lag < 0:
+            raise ValueError("reclassify_every and label_window must be at least 1, classify_lag at least 0")
+
+
+@dataclass
+class Track:
+    track_id: int
+    first_frame: int
+    last_frame: int
+    smoother: LabelSmoother
+    frames: int = 0
+    detections: int = 0
+    last_requested: int = -10**9
+    requested: int = 0
+    thumbnail: np.ndarray | None = None
+    best_score: float = 0.0
+    missed: int = 0  # detector runs in a row that did not find the face
+    error: str | None = None
+    shown: str | None = None
+    label_changes: int = 0
+
+
+@dataclass
+class _Pending:
+    """A frame analysed but not yet written: it waits for the classifications it asked for."""
+
+    index: int
+    image: np.ndarray
+    faces: list[TrackedFace]
+    detected: bool
+    job: Future | None = None
+    targets: list[int] = field(default_factory=list)  # track ids, in the order of the crops sent
+
+
+def _thumbnail(crop: np.ndarray) -> np.ndarray:
+    return cv2.resize(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), (24, 24), interpolation=cv2.INTER_AREA
+                      ).astype(np.float32) / 255.0
+
+
+class VideoAnnotator:
+    """Feed frames in order with `push`; finished frames come back (annotated image + JSON record) in order."""
+
+    def __init__(self, pipeline: MaskPipeline, fps: float, settings: VideoSettings | None = None):
+        self.pipeline, self.fps = pipeline, fps
+        self.settings = settings or VideoSettings()
+        self.tracker = FaceTracker(max_missing_frames=max(2, round(self.settings.max_missing_s * fps)))
+        self.tracks: dict[int, Track] = {}
+        self.pending: deque[_Pending] = deque()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
+        self.index, self.previous_gray, self.previous_small, self.faces = 0, None, None, []
+        self.detector_runs, self.crops_classified, self.errors, self.untracked = 0, 0, {}, 0
+        self.timing = {"detect": 0.0, "follow": 0.0, "track": 0.0, "classify_wait": 0.0, "draw": 0.0}
+
+    def push(self, image_rgb: np.ndarray) -> list[tuple[np.ndarray, dict]]:
+        self.pending.append(self._analyse(image_rgb))
+        finished = []
+        while len(self.pending) > self.settings.classify_lag or (self.pending and self._ready(self.pending[0])):
+            finished.append(self._finish(self.pending.popleft()))
+        return finished
+
+    def flush(self) -> list[tuple[np.ndarray, dict]]:
+        finished = [self._finish(self.pending.popleft()) for _ in range(len(self.pending))]
+        self.executor.shutdown(wait=True)
+        return finished
+
+    @staticmethod
+    def _ready(pending: _Pending) -> bool:
+        return pending.job is None or pending.job.done()
+
+    def _analyse(self, image: np.ndarray) -> _Pending:
+        settings, index = self.settings, self.index
+        self.index += 1
+        started = time.perf_counter()
+        gray = to_gray(image)
+        small = cv2.resize(gray, (64, 48), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        cut = self.previous_small is None or small.shape != self.previous_small.shape or \
+            float(np.abs(small - self.previous_small).mean()) > settings.scene_change
+        detect = cut or index % settings.detect_every == 0
+        if self.previous_gray is not None and self.previous_gray.shape != gray.shape:
+            self.faces = []  # the picture changed size: nothing to follow, the detector starts afresh
+        followed = follow_faces(self.previous_gray, gray, self.faces) if self.faces else []
+        self.timing["follow"] += time.perf_counter() - started
+        started = time.perf_counter()
+        if detect:
+            faces = [TrackedFace(box=f.box, landmarks=f.landmarks, det_score=f.score, detected=True)
+                     for f in self.pipeline.detector.detect(image)]
+            self.detector_runs += 1
+            self.timing["detect"] += time.perf_counter() - started
+        else:
+            faces = followed
+        started = time.perf_counter()
+        self.tracker.update(faces, predicted={face.track_id: face.box for face in followed})
+        if detect:  # a face the detector missed this time stays where flow put it, for a few detector runs
+            matched = {face.track_id for face in faces}
+            for face in followed:
+                track = self.tracks.get(face.track_id)
+                if face.track_id not in matched and track is not None and track.missed < settings.coast_detections:
+                    track.missed += 1
+                    faces.append(face)
+        self.previous_gray, self.previous_small, self.faces = gray, small, faces
+
+        targets, crops = [], []
+        for face in faces:
+            if face.track_id is None:  # norfair takes every face (no initialization delay); never drop one
+                self.untracked -= 1
+                face.track_id = self.untracked
+            track = self.tracks.get(face.track_id)
+            if track is None:
+                track = self.tracks[face.track_id] = Track(
+                    face.track_id, index, index, LabelSmoother(settings.label_window, settings.label_margin))
+            track.last_frame, track.frames = index, track.frames + 1
+            track.detections += face.detected
+            track.missed = 0 if face.detected else track.missed
+            track.best_score = max(track.best_score, face.det_score if face.detected else 0.0)
+            if self._wants_classification(track, face, index, image, crops):
+                targets.append(face.track_id)
+        job = None
+        if crops:
+            job = self.executor.submit(self.pipeline.client.classify, crops)
+            self.crops_classified += len(crops)
+        self.timing["track"] += time.perf_counter() - started
+        return _Pending(index, image, [TrackedFace(f.box, f.landmarks, f.det_score, f.detected, f.track_id)
+                                       for f in faces], detect, job, targets)
+
+    def _wants_classification(self, track: Track, face: TrackedFace, index: int, image, crops: list) -> bool:
+        settings = self.settings
+        never = track.requested == 0
+        if not (never or face.detected):
+            return False  # followed landmarks are good enough to start a track, not to re-check one
+        crop = crop_face(image, face.landmarks, face.box)
+        thumbnail = _thumbnail(crop)
+        changed = track.thumbnail is not None and float(np.abs(thumbnail - track.thumbnail).mean()) > settings.crop_change
+        due = index - track.last_requested >= settings.reclassify_every
+        if not (never or track.requested < settings.min_votes or due or changed):
+            return False
+        crops.append(crop)
+        track.thumbnail, track.last_requested, track.requested = thumbnail, index, track.requested + 1
+        return True
+
+    def _finish(self, pending: _Pending) -> tuple[np.ndarray, dict]:
+        started = time.perf_counter()
+        if pending.job is not None:
+            try:
+                results = pending.job.result()
+            except ClassifierUnavailable as failure:
+                results = [{"error": str(failure)}] * len(pending.targets)
+                self.errors[f"frame {pending.index}"] = str(failure)
+            for track_id, result in zip(pending.targets, results):
+                track = self.tracks[track_id]
+                if "probabilities" in result and result.get("probabilities"):
+                    track.smoother.add(result["probabilities"])
+                    track.error = None
+                else:
+                    track.error = result.get("error", "no prediction")
+        self.timing["classify_wait"] += time.perf_counter() - started
+        started = time.perf_counter()
+        faces = [self._face_record(face) for face in pending.faces]
+        shown = [face for face in faces if face["confirmed"]]
+        image = draw_faces(pending.image, shown)
+        self.timing["draw"] += time.perf_counter() - started
+        labels = [face["label"] for face in shown]
+        record = {"frame": pending.index, "time_s": round(pending.index / self.fps, 3), "detected": pending.detected,
+                  "faces": faces, "counts": {label: labels.count(label) for label in sorted(set(labels))}}
+        return image, record
+
+    def _face_record(self, face: TrackedFace) -> dict:
+        track = self.tracks[face.track_id]
+        entry = {"box": [round(float(v), 1) for v in face.box],
+                 "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks],
+                 "det_score": round(float(face.det_score), 4), "track_id": face.track_id,
+                 "source": "detected" if face.detected else "followed",
+                 "confirmed": track.best_score >= self.settings.confirm_score}
+        label = track.smoother.label
+        if label is None:
+            entry.update(label=UNCLASSIFIED, score=None, probabilities=None, status=UNCLASSIFIED,
+                         error=track.error or "not classified")
+        else:
+            mean = track.smoother.mean()
+            entry.update(label=label, score=round(mean[label], 5),
+                         probabilities={name: round(value, 5) for name, value in mean.items()}, status="classified")
+        if track.shown not in (None, UNCLASSIFIED) and entry["label"] not in (track.shown, UNCLASSIFIED):
+            track.label_changes += 1
+        if entry["label"] != UNCLASSIFIED:
+            track.shown = entry["label"]
+        return entry
+
+    def summary(self) -> dict:
+        """People seen in the video: tracks with their overall label, time on screen, first and last frame."""
+        tracks, by_label = [], {}
+        for track in sorted(self.tracks.values(), key=lambda t: t.first_frame):
+            label, probabilities = track.smoother.overall()
+            counted = (track.detections >= self.settings.min_track_detections
+                       and track.best_score >= self.settings.confirm_score)
+            label = label or UNCLASSIFIED
+            if counted:
+                by_label[label] = by_label.get(label, 0) + 1
+            tracks.append({"track_id": track.track_id, "label": label,
+                           "probabilities": {k: round(v, 5) for k, v in probabilities.items()},
+                           "first_frame": track.first_frame, "last_frame": track.last_frame,
+                           "first_time_s": round(track.first_frame / self.fps, 3),
+                           "last_time_s": round(track.last_frame / self.fps, 3),
+                           "frames_on_screen": track.frames, "seconds_on_screen": round(track.frames / self.fps, 2),
+                           "detections": track.detections, "classifications": track.smoother.count,
+                           "label_changes": track.label_changes, "counted": counted})
+        return {"people": {"total": sum(by_label.values()), "by_label": dict(sorted(by_label.items())),
+                           "rule": f"tracks detected in at least {self.settings.min_track_detections} frames, "
+                                   f"once with a score of at least {self.settings.confirm_score}"},
+                "tracks": tracks, "detector_runs": self.detector_runs, "crops_classified": self.crops_classified,
+                "seconds": {k: round(v, 2) for k, v in self.timing.items()}}
+
+
+class JsonFramesWriter:
+    """The video's JSON record written as it goes ({...header, "frames": [...], ...footer}): memory stays flat on
+    long live runs and the file is complete after a signal."""
+
+    def __init__(self, path: Path, header: dict):
+        self.handle = open(path, "w")
+        self.handle.write(json.dumps(header)[:-1] + (", " if header else "") + '"frames": [\n')
+        self.first = True
+
+    def add(self, record: dict) -> None:
+        self.handle.write(("" if self.first else ",\n") + json.dumps(record))
+        self.first = False
+
+    def close(self, footer: dict) -> None:
+        self.handle.write("\n]" + "".join(f", {json.dumps(k)}: {json.dumps(v)}" for k, v in footer.items()) + "}\n")
+        self.handle.close()
+
+
+def annotate_stream(pipeline: MaskPipeline, source: VideoSource, out_path: Path, settings: VideoSettings,
+                    header: dict, should_stop: Callable[[], str | None] = lambda: None,
+                    progress: Callable[[int], None] = lambda n: None) -> dict:
+    """Annotate every frame of `source` into out_path (+ .json next to it); returns the footer written there.
+
+    should_stop() returning a reason (e.g. "SIGTERM") ends the run cleanly: frames in flight are finished, the
+    video file is closed and the JSON is complete for the frames done.
+    """
+    annotator = VideoAnnotator(pipeline, source.fps, settings)
+    record = JsonFramesWriter(out_path.with_suffix(".json"), {**header, "fps": source.fps,
+                                                              "settings": asdict(settings)})
+    writer, written, stopped, started, size = None, 0, None, time.perf_counter(), None
+
+    def emit(finished):
+        nonlocal writer, written
+        for image, frame_record in finished:
+            if writer is None:
+                codec = "VP80" if out_path.suffix.lower() == ".webm" else "mp4v"  # browsers play VP8 WebM
+                writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*codec), source.fps,
+                                         (image.shape[1], image.shape[0]))
+            writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            record.add(frame_record)
+            written += 1
+            progress(1)
+
+    try:
+        for image in source.frames():
+            size = size or (image.shape[1], image.shape[0])
+            if (image.shape[1], image.shape[0]) != size:  # a stream may change resolution; the file cannot
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            emit(annotator.push(image))
+            stopped = should_stop()
+            if stopped:
+                break
+    finally:
+        try:
+            emit(annotator.flush())
+        finally:
+            source.close()
+            if writer is not None:
+                writer.release()
+            footer = {"frames_total": written, "unreadable_frames": source.unreadable,
+                      "interrupted": stopped, "wall_s": round(time.perf_counter() - started, 2),
+                      "classifier_errors": annotator.errors, "summary": annotator.summary()}
+            record.close(footer)
+    return footer
