@@ -32,10 +32,10 @@ from bench.synthetic_video import camera_windows, render
 from facemask.classifier import MaskClassifier
 from facemask.crops import crop_face
 from facemask.detector import DEFAULT_LONG_SIDE, RetinaFaceDetector
-from facemask.drawing import draw_faces
 from facemask.images import decode_image, list_images
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.runner import annotate_video_frames
 from facemask.video import VIDEO_LONG_SIDE, VideoSettings, VideoSource, annotate_stream
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
@@ -51,22 +51,11 @@ def pan_video(path: Path, size: tuple[int, int], frames: int) -> Path:
 
 
 def per_frame_path(pipeline: MaskPipeline, video: Path, out: Path) -> int:
-    """The video loop infer.py ran before tracks: analyse, draw and write every frame."""
-    capture = cv2.VideoCapture(str(video))
-    writer, count = None, 0
-    while True:
-        ok, frame_bgr = capture.read()
-        if not ok:
-            break
-        frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-        if writer is None:
-            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (frame.shape[1], frame.shape[0]))
-        result = pipeline.process(frame)
-        writer.write(cv2.cvtColor(draw_faces(frame, result.faces), cv2.COLOR_RGB2BGR))
-        count += 1
-    capture.release()
-    writer.release()
-    return count
+    """The video loop infer.py ran before tracks (runner.annotate_video_frames, the web page's path today): analyse,
+    draw and write every frame. Returns the number of frames."""
+    done: list[int] = []
+    annotate_video_frames(pipeline, video, out, on_frame=lambda frames, _total: done.append(frames))
+    return done[-1] if done else 0
 
 
 def sample_crops() -> list[np.ndarray]:
