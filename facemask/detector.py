@@ -202,15 +202,10 @@ class PyramidFaceDetector:
 
     model_source: str
 
-    def prepare(self, long_side: int | str | None = DEFAULT_LONG_SIDE,
-                score_threshold: float = DEFAULT_SCORE_THRESHOLD, nms_threshold: float = DEFAULT_NMS_THRESHOLD,
-                min_face: float = DEFAULT_MIN_FACE, upscale: bool = True,
-                containment: float = DEFAULT_CONTAINMENT) -> "PyramidFaceDetector":
-        """Set the default DetectOptions of this detector (see DetectOptions); detect(options=...) overrides them
-        for one call without changing the detector."""
-        self.options = DetectOptions(long_side=long_side, score_threshold=score_threshold,
-                                     nms_threshold=nms_threshold, min_face=min_face, upscale=upscale,
-                                     containment=containment)
+    def prepare(self, **settings) -> "PyramidFaceDetector":
+        """Set this detector's default DetectOptions (any of its fields, e.g. long_side=640, score_threshold=0.3);
+        detect(options=...) overrides them for one call without changing the detector."""
+        self.options = DetectOptions(**settings)
         return self
 
     def config(self) -> dict:
