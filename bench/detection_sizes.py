@@ -39,7 +39,8 @@ from tqdm import tqdm
 
 from bench.common import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR, Report, command_line
 from facemask.annotations import (FALSE_POSITIVE_IOU, greedy_match, iou_matrix, load_scenes, scene_recall)
-from facemask.detector import DetectOptions, PyramidFaceDetector, RetinaFaceDetector, create_detector
+from facemask.detector import (DetectOptions, PyramidFaceDetector, RetinaFaceDetector, boxes_and_scores,
+                               create_detector, overlap_of_smaller)
 from facemask.images import decode_image, list_images
 
 TWO_FACE_LIST = REPO_ROOT / "bench" / "two_face_photos.json"
@@ -88,9 +89,7 @@ def above(found: Found, threshold: float) -> Found:
 
 def run(detector: PyramidFaceDetector, image: np.ndarray, options: DetectOptions) -> Found:
     faces = detector.detect(image, options)
-    return Found(np.array([f.box for f in faces], np.float32).reshape(-1, 4),
-                 np.array([f.score for f in faces], np.float32),
-                 np.array([f.landmarks for f in faces], np.float32).reshape(-1, 5, 2))
+    return Found(*boxes_and_scores(faces), np.array([f.landmarks for f in faces], np.float32).reshape(-1, 5, 2))
 
 
 def size_bin(size: float, bins: tuple) -> str:
@@ -98,17 +97,6 @@ def size_bin(size: float, bins: tuple) -> str:
         if low <= size < high:
             return f"{low}-{high} px" if high < bins[-1] else f">= {low} px"
     return "?"
-
-
-def overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) intersection over the smaller box's area."""
-    a, b = a.reshape(-1, 4), b.reshape(-1, 4)
-    corner_lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    corner_hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod((corner_hi - corner_lo).clip(min=0), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1).clip(min=1e-6)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1).clip(min=1e-6)
-    return inter / np.minimum(area_a[:, None], area_b[None, :])
 
 
 def classify_boxes(found: Found, faces: np.ndarray, ignore: np.ndarray | None = None, iou: float = 0.5):

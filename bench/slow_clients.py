@@ -28,7 +28,7 @@ import requests
 from bench.common import REPO_ROOT, Report, command_line
 from bench.speed import sample_crops
 from facemask.images import list_images
-from facemask.local_server import LocalService, free_port
+from facemask.local_server import LocalService, free_port, wait_for_health
 
 SLOW_BYTE_INTERVAL_S = 0.5
 TARGET_EXTRA_S = 1.0
@@ -112,13 +112,8 @@ http {{
                                              max_body=self.max_body, user="user root;" if os.geteuid() == 0 else ""))
         self.process = subprocess.Popen([binary, "-c", str(config), "-p", str(home)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/health", timeout=1.0).status_code == 200:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.1)
+        if wait_for_health(self.url, 10, self.process):
+            return self
         self.stop()
         raise RuntimeError(f"nginx did not start (see {home}/error.log)")
 

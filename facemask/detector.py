@@ -148,20 +148,26 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, score_threshold: 
     return kept[np.argsort(-scores[kept])]
 
 
+def overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) intersection of x1, y1, x2, y2 boxes over the smaller box's area."""
+    a, b = np.asarray(a, dtype=np.float32).reshape(-1, 4), np.asarray(b, dtype=np.float32).reshape(-1, 4)
+    corner_lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    corner_hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    intersection = np.prod((corner_hi - corner_lo).clip(min=0), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1).clip(min=1e-6)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1).clip(min=1e-6)
+    return intersection / np.minimum(area_a[:, None], area_b[None, :])
+
+
 def suppress_contained(boxes: np.ndarray, order: np.ndarray, containment: float) -> np.ndarray:
     """The indices of order (best first) left after dropping each box that shares at least `containment` of the
     smaller box's area with a better box kept before it: a face part, or a box around a face, is not another face."""
     if containment >= 1.0 or len(order) < 2:
         return order
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1).clip(min=1e-6)
     kept: list[int] = []
     for index in order:
-        if kept:
-            others = boxes[kept]
-            overlap = (np.minimum(others[:, 2:], boxes[index, 2:]) - np.maximum(others[:, :2], boxes[index, :2]))
-            shared = np.prod(overlap.clip(min=0), axis=1) / np.minimum(areas[kept], areas[index])
-            if shared.max() >= containment:
-                continue
+        if kept and overlap_of_smaller(boxes[index], boxes[kept]).max() >= containment:
+            continue
         kept.append(int(index))
     return np.array(kept, dtype=int)
 

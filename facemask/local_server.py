@@ -28,6 +28,19 @@ def is_local(url: str) -> bool:
     return urlparse(url).hostname in ("localhost", "127.0.0.1", "::1")
 
 
+def wait_for_health(url: str, seconds: float, process: subprocess.Popen | None = None) -> bool:
+    """True once GET url/health answers 200 within `seconds`; False on time-out, or as soon as `process` exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and (process is None or process.poll() is None):
+        try:
+            if requests.get(url + "/health", timeout=1.0).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 class LocalService:
     """gunicorn running one of the services on 127.0.0.1; a context manager that waits for /ready."""
 
@@ -47,17 +60,11 @@ class LocalService:
         # Own session: a Ctrl-C meant for the CLI must not reach gunicorn before the CLI has finished its work.
         self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", config, app], cwd=REPO_ROOT,
                                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.service} service exited with code {self.process.returncode} at start-up"
-                                   + (f" (log: {self.log_path})" if self.log_path else ""))
-            try:
-                if requests.get(self.url + "/health", timeout=1.0).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
+        if wait_for_health(self.url, self.ready_timeout, self.process):
+            return self
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.service} service exited with code {self.process.returncode} at start-up"
+                               + (f" (log: {self.log_path})" if self.log_path else ""))
         self.stop()
         raise RuntimeError(f"{self.service} service did not answer on {self.url} within {self.ready_timeout:.0f} s")
 
