@@ -26,7 +26,6 @@ highest score; "one reference face" means no other box scores >= 0.5 there. It d
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import time
@@ -38,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.common import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR, Report, command_line
+from bench.detection_recall import detector_training_crops
 from facemask.annotations import (FALSE_POSITIVE_IOU, greedy_match, iou_matrix, load_scenes, scene_recall)
 from facemask.detector import (DetectOptions, PyramidFaceDetector, RetinaFaceDetector, boxes_and_scores,
                                create_detector, overlap_of_smaller)
@@ -124,11 +124,7 @@ def classify_boxes(found: Found, faces: np.ndarray, ignore: np.ndarray | None = 
 # ------------------------------------------------------------------------------------------------ data
 def held_out_crop_photos(crops_dir: Path, manifest: Path, every: int) -> list[Path]:
     """Crop-set photos outside the classifier's train split (which detector training used), every n-th per class."""
-    if not manifest.is_file():
-        raise SystemExit(f"error: {manifest} not found: run `python -m training.prepare` first (it holds the "
-                         "split that tells which crop-set photos detector training used)")
-    with open(manifest, newline="") as handle:
-        seen = {row["source"] for row in csv.DictReader(handle) if row["split"] == "train"}
+    seen = detector_training_crops(manifest)
     photos = []
     for folder in sorted(p for p in crops_dir.iterdir() if p.is_dir()):
         held_out = [p for p in list_images(folder) if str(p.relative_to(crops_dir)) not in seen]
