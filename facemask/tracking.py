@@ -6,6 +6,8 @@
 - ``follow_faces`` moves boxes and landmarks from one frame to the next with pyramidal Lucas-Kanade optical flow
   and a robust similarity fit per face, so frames between two detector runs carry current boxes even while the
   camera pans, zooms or shakes.
+- ``appearance`` / ``reid_distance`` recognise a person who comes back after their track was lost (left the view
+  during a zoom, hidden for longer than the tracker waits), so they are not counted twice.
 - ``LabelSmoother`` turns a track's recent classifications into one label that does not flicker: probabilities
   are averaged over a window and the shown label only changes when another class leads by a margin. It is
   generic over the class names the classifier reports (2 or more).
@@ -97,6 +99,43 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     intersection = width * height
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
     return float(intersection / union) if union > 0 else 0.0
+
+
+def appearance(crop_rgb: np.ndarray) -> np.ndarray:
+    """Hue-saturation histogram of a face crop: a signature that survives changes of scale and position and costs
+    microseconds, enough to tell apart the few people who leave and come back at the same place within seconds."""
+    hsv = cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2HSV)
+    histogram = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
+    return cv2.normalize(histogram, histogram).flatten()
+
+
+def restored_box(box: np.ndarray, full_size: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A box that optical flow clipped to the frame as its face left the view, grown back to the face's full size
+    on the side beyond the frame edge: where the face is, not the sliver that was still visible."""
+    box = np.asarray(box, dtype=np.float32).copy()
+    grow_w, grow_h = full_size[0] - (box[2] - box[0]), full_size[1] - (box[3] - box[1])
+    if grow_w > 0:
+        if box[0] <= 1:
+            box[0] -= grow_w
+        elif box[2] >= width - 1:
+            box[2] += grow_w
+    if grow_h > 0:
+        if box[1] <= 1:
+            box[1] -= grow_h
+        elif box[3] >= height - 1:
+            box[3] += grow_h
+    return box
+
+
+def reid_distance(new_box: np.ndarray, lost_box: np.ndarray, max_offset: float, max_size_ratio: float) -> float | None:
+    """How far a new face is from where a lost track was last seen, in face sizes; None when it is too far or of
+    too different a size to be the same person."""
+    size_new = max(new_box[2] - new_box[0], new_box[3] - new_box[1], 1e-6)
+    size_lost = max(lost_box[2] - lost_box[0], lost_box[3] - lost_box[1], 1e-6)
+    if max(size_new / size_lost, size_lost / size_new) > max_size_ratio:
+        return None
+    offset = float(np.hypot(*((new_box[:2] + new_box[2:]) - (lost_box[:2] + lost_box[2:])) / 2)) / size_lost
+    return offset if offset <= max_offset else None
 
 
 def to_gray(image_rgb: np.ndarray) -> np.ndarray:

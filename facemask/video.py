@@ -10,6 +10,8 @@ deterministic for a given input.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,9 +24,11 @@ import cv2
 import numpy as np
 
 from facemask.crops import crop_face
+from facemask.detector import overlap_of_smaller
 from facemask.drawing import draw_faces
 from facemask.pipeline import UNCLASSIFIED, ClassifierUnavailable, MaskPipeline
-from facemask.tracking import FaceTracker, LabelSmoother, TrackedFace, follow_faces, to_gray
+from facemask.tracking import (FaceTracker, LabelSmoother, TrackedFace, appearance, follow_faces, reid_distance,
+                                restored_box, to_gray)
 
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"}
 DEFAULT_FPS = 25.0
@@ -112,9 +116,16 @@ class VideoSettings:
     label_window: int = 5  # classifications averaged for the shown label
     label_margin: float = 0.2  # hysteresis: another class must lead by this much to change the label
     max_missing_s: float = 1.0  # a track survives this long unseen (occlusion, missed detections)
+    # A new face where a track was lost within reid_s seconds (within reid_offset face sizes of where it was last
+    # seen, at a similar size, with a similar colour histogram) is that person again, not a new one.
+    reid_s: float = 3.0
+    reid_offset: float = 2.0
+    reid_size_ratio: float = 1.6
+    reid_similarity: float = 0.5
     min_track_detections: int = 3  # tracks detected fewer times are not counted as people (false positives)
     confirm_score: float = 0.8  # a track is shown and counted once one of its detections scores this much
     coast_detections: int = 2  # detector runs a followed face may miss before it disappears (no flicker)
+    coast_overlap: float = 0.5  # ...unless it covers this share of a detected face (it drifted onto another face)
     classify_lag: int = 6  # frames the writer may run behind, so classification overlaps with detection
 
     def __post_init__(self):
@@ -140,6 +151,22 @@ class Track:
     error: str | None = None
     shown: str | None = None
     label_changes: int = 0
+    last_box: np.ndarray | None = None  # where the face was last seen, grown back to full size at a frame edge
+    full_size: np.ndarray | None = None  # width, height the last time the whole face was inside the frame
+    signature: np.ndarray | None = None  # appearance of the last classified crop, to recognise a returning face
+    fragments: int = 1  # tracker tracks joined into this one by re-identification
+
+
+@dataclass
+class FinishedFrame:
+    """A frame ready to be written: the picture as read, the faces to draw on it and its JSON record."""
+
+    image: np.ndarray
+    shown: list[dict]
+    record: dict
+
+    def annotated(self) -> np.ndarray:
+        return draw_faces(self.image, self.shown)
 
 
 @dataclass
@@ -166,21 +193,25 @@ class VideoAnnotator:
         self.pipeline, self.fps = pipeline, fps
         self.settings = settings or VideoSettings()
         self.tracker = FaceTracker(max_missing_frames=max(2, round(self.settings.max_missing_s * fps)))
-        self.tracks: dict[int, Track] = {}
+        self.tracks: dict[int, Track] = {}  # by the track_id shown (the person)
+        self.track_of: dict[int, Track] = {}  # by the tracker's id: several point to one person after a re-id
+        self.recent: dict[int, Track] = {}  # tracks seen within reid_s, candidates for a returning face
         self.pending: deque[_Pending] = deque()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
         self.index, self.previous_gray, self.previous_small, self.faces = 0, None, None, []
         self.detector_runs, self.crops_classified, self.errors, self.untracked = 0, 0, {}, 0
-        self.timing = {"detect": 0.0, "follow": 0.0, "track": 0.0, "classify_wait": 0.0, "draw": 0.0}
+        # Seconds per stage; decode, draw and encode run on threads of their own (annotate_stream) and overlap.
+        self.timing = {"decode": 0.0, "detect": 0.0, "follow": 0.0, "track": 0.0, "classify_wait": 0.0, "draw": 0.0,
+                       "encode": 0.0}
 
-    def push(self, image_rgb: np.ndarray) -> list[tuple[np.ndarray, dict]]:
+    def push(self, image_rgb: np.ndarray) -> list[FinishedFrame]:
         self.pending.append(self._analyse(image_rgb))
         finished = []
         while len(self.pending) > self.settings.classify_lag or (self.pending and self._ready(self.pending[0])):
             finished.append(self._finish(self.pending.popleft()))
         return finished
 
-    def flush(self) -> list[tuple[np.ndarray, dict]]:
+    def flush(self) -> list[FinishedFrame]:
         finished = [self._finish(self.pending.popleft()) for _ in range(len(self.pending))]
         self.executor.shutdown(wait=True)
         return finished
@@ -214,35 +245,84 @@ class VideoAnnotator:
         self.tracker.update(faces, predicted={face.track_id: face.box for face in followed})
         if detect:  # a face the detector missed this time stays where flow put it, for a few detector runs
             matched = {face.track_id for face in faces}
+            detected_boxes = np.array([face.box for face in faces], dtype=np.float32).reshape(-1, 4)
             for face in followed:
-                track = self.tracks.get(face.track_id)
+                track = self.track_of.get(face.track_id)
                 if face.track_id not in matched and track is not None and track.missed < settings.coast_detections:
                     track.missed += 1
-                    faces.append(face)
+                    # Flow that lost a hidden face drifts onto the face in front: that is no second person.
+                    if not len(detected_boxes) or overlap_of_smaller(face.box[None], detected_boxes).max() < \
+                            settings.coast_overlap:
+                        faces.append(face)
         self.previous_gray, self.previous_small, self.faces = gray, small, faces
 
-        targets, crops = [], []
+        targets, crops, shown_faces = [], [], []
+        height, width = gray.shape[:2]
         for face in faces:
             if face.track_id is None:  # norfair takes every face (no initialization delay); never drop one
                 self.untracked -= 1
                 face.track_id = self.untracked
-            track = self.tracks.get(face.track_id)
+        present = {id(self.track_of[face.track_id]) for face in faces if face.track_id in self.track_of}
+        in_frame: set[int] = set()
+        for face in faces:
+            track = self.track_of.get(face.track_id)
             if track is None:
-                track = self.tracks[face.track_id] = Track(
-                    face.track_id, index, index, LabelSmoother(settings.label_window, settings.label_margin))
+                track = self._returning(face, image, index, present) or self._new_track(face.track_id, index)
+                self.track_of[face.track_id] = track
+            elif id(track) in in_frame:  # a tracker id retired by a re-id came back beside its successor
+                track = self.track_of[face.track_id] = self._new_track(face.track_id, index)
+            in_frame.add(id(track))
             track.last_frame, track.frames = index, track.frames + 1
+            track.last_box = face.box
+            if face.box[0] > 1 and face.box[1] > 1 and face.box[2] < width - 1 and face.box[3] < height - 1:
+                track.full_size = face.box[2:] - face.box[:2]
+            self.recent[track.track_id] = track
             track.detections += face.detected
             track.missed = 0 if face.detected else track.missed
             track.best_score = max(track.best_score, face.det_score if face.detected else 0.0)
             if self._wants_classification(track, face, index, image, crops):
-                targets.append(face.track_id)
+                targets.append(track.track_id)
+            shown_faces.append(TrackedFace(face.box, face.landmarks, face.det_score, face.detected, track.track_id))
+        if len(self.recent) > 4 * max(len(faces), 8):
+            self.recent = {key: track for key, track in self.recent.items()
+                           if index - track.last_frame <= settings.reid_s * self.fps}
         job = None
         if crops:
             job = self.executor.submit(self.pipeline.client.classify, crops)
             self.crops_classified += len(crops)
         self.timing["track"] += time.perf_counter() - started
-        return _Pending(index, image, [TrackedFace(f.box, f.landmarks, f.det_score, f.detected, f.track_id)
-                                       for f in faces], detect, job, targets)
+        return _Pending(index, image, shown_faces, detect, job, targets)
+
+    def _new_track(self, tracker_id: int, index: int) -> Track:
+        track = Track(tracker_id, index, index, LabelSmoother(self.settings.label_window, self.settings.label_margin))
+        self.tracks[tracker_id] = track
+        return track
+
+    def _returning(self, face: TrackedFace, image: np.ndarray, index: int, present: set[int]) -> Track | None:
+        """The recently lost track this new face continues (nearest where it was lost, looking alike), if any.
+
+        The tracker forgets a face after max_missing_s; people who leave the view (a zoom, a pan back and forth)
+        or stay hidden longer come back as new tracks, and would be counted twice."""
+        settings = self.settings
+        height, width = image.shape[:2]
+        signature, best, best_distance = None, None, None
+        for track in self.recent.values():
+            if id(track) in present or not 0 < index - track.last_frame <= settings.reid_s * self.fps \
+                    or track.signature is None or track.last_box is None:
+                continue
+            lost_box = restored_box(track.last_box, track.full_size if track.full_size is not None
+                                    else track.last_box[2:] - track.last_box[:2], width, height)
+            distance = reid_distance(face.box, lost_box, settings.reid_offset, settings.reid_size_ratio)
+            if distance is None or (best_distance is not None and distance >= best_distance):
+                continue
+            if signature is None:
+                signature = appearance(crop_face(image, face.landmarks, face.box))
+            if cv2.compareHist(signature, track.signature, cv2.HISTCMP_CORREL) >= settings.reid_similarity:
+                best, best_distance = track, distance
+        if best is not None:
+            best.fragments += 1
+            present.add(id(best))
+        return best
 
     def _wants_classification(self, track: Track, face: TrackedFace, index: int, image, crops: list) -> bool:
         settings = self.settings
@@ -256,10 +336,11 @@ class VideoAnnotator:
         if not (never or track.requested < settings.min_votes or due or changed):
             return False
         crops.append(crop)
+        track.signature = appearance(crop)
         track.thumbnail, track.last_requested, track.requested = thumbnail, index, track.requested + 1
         return True
 
-    def _finish(self, pending: _Pending) -> tuple[np.ndarray, dict]:
+    def _finish(self, pending: _Pending) -> FinishedFrame:
         started = time.perf_counter()
         if pending.job is not None:
             try:
@@ -275,15 +356,12 @@ class VideoAnnotator:
                 else:
                     track.error = result.get("error", "no prediction")
         self.timing["classify_wait"] += time.perf_counter() - started
-        started = time.perf_counter()
         faces = [self._face_record(face) for face in pending.faces]
         shown = [face for face in faces if face["confirmed"]]
-        image = draw_faces(pending.image, shown)
-        self.timing["draw"] += time.perf_counter() - started
         labels = [face["label"] for face in shown]
         record = {"frame": pending.index, "time_s": round(pending.index / self.fps, 3), "detected": pending.detected,
                   "faces": faces, "counts": {label: labels.count(label) for label in sorted(set(labels))}}
-        return image, record
+        return FinishedFrame(pending.image, shown, record)
 
     def _face_record(self, face: TrackedFace) -> dict:
         track = self.tracks[face.track_id]
@@ -323,7 +401,8 @@ class VideoAnnotator:
                            "last_time_s": round(track.last_frame / self.fps, 3),
                            "frames_on_screen": track.frames, "seconds_on_screen": round(track.frames / self.fps, 2),
                            "detections": track.detections, "classifications": track.smoother.count,
-                           "label_changes": track.label_changes, "counted": counted})
+                           "label_changes": track.label_changes, "fragments": track.fragments,
+                           "counted": counted})
         return {"people": {"total": sum(by_label.values()), "by_label": dict(sorted(by_label.items())),
                            "rule": f"tracks detected in at least {self.settings.min_track_detections} frames, "
                                    f"once with a score of at least {self.settings.confirm_score}"},
@@ -349,49 +428,143 @@ class JsonFramesWriter:
         self.handle.close()
 
 
+class _ReadAhead:
+    """Frames decoded on a thread of their own, a few ahead of the analysis (OpenCV's decoder releases the GIL)."""
+
+    def __init__(self, frames: Iterator[np.ndarray], timing: dict, depth: int = 4):
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._pump, args=(frames, timing), name="decode", daemon=True)
+        self.thread.start()
+
+    def _pump(self, frames: Iterator[np.ndarray], timing: dict) -> None:
+        item: object = _END
+        try:
+            while not self.stopping.is_set():
+                started = time.perf_counter()
+                frame = next(frames, None)
+                timing["decode"] += time.perf_counter() - started
+                if frame is None:
+                    break
+                self._put(frame)
+        except BaseException as error:  # noqa: BLE001 (handed to the reading thread, which raises it)
+            item = error
+        self._put(item)
+
+    def _put(self, item) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        """Stop reading and wait for the thread, so the source can be closed safely."""
+        self.stopping.set()
+        self.thread.join()
+
+
+class _Output:
+    """Draws, encodes and records finished frames on a thread of their own, in order, overlapping the analysis of
+    the next frames (OpenCV's drawing and encoder release the GIL). An error there is raised in the caller."""
+
+    def __init__(self, out_path: Path, fps: float, record: JsonFramesWriter, timing: dict,
+                 progress: Callable[[int], None], depth: int = 8):
+        self.out_path, self.fps, self.record, self.timing, self.progress = out_path, fps, record, timing, progress
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.writer, self.written, self.error = None, 0, None
+        self.thread = threading.Thread(target=self._run, name="encode", daemon=True)
+        self.thread.start()
+
+    def put(self, frames: list[FinishedFrame]) -> None:
+        for frame in frames:
+            if self.error is not None:
+                raise self.error
+            self.queue.put(frame)
+
+    def _run(self) -> None:
+        while (frame := self.queue.get()) is not _END:
+            if self.error is not None:
+                continue  # keep draining so the caller never blocks; it raises the error
+            try:
+                self._write(frame)
+            except BaseException as error:  # noqa: BLE001 (raised in the caller)
+                self.error = error
+
+    def _write(self, frame: FinishedFrame) -> None:
+        started = time.perf_counter()
+        image = frame.annotated()
+        drawn = time.perf_counter()
+        if self.writer is None:
+            codec = "VP80" if self.out_path.suffix.lower() == ".webm" else "mp4v"  # browsers play VP8 WebM
+            self.writer = cv2.VideoWriter(str(self.out_path), cv2.VideoWriter_fourcc(*codec), self.fps,
+                                          (image.shape[1], image.shape[0]))
+        self.writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        self.record.add(frame.record)
+        self.written += 1
+        self.timing["draw"] += drawn - started
+        self.timing["encode"] += time.perf_counter() - drawn
+        self.progress(1)
+
+    def close(self) -> None:
+        """Write what is queued, close the video file; raises the first error the thread met."""
+        self.queue.put(_END)
+        self.thread.join()
+        if self.writer is not None:
+            self.writer.release()
+        if self.error is not None:
+            raise self.error
+
+
+_END = object()
+
+
 def annotate_stream(pipeline: MaskPipeline, source: VideoSource, out_path: Path, settings: VideoSettings,
                     header: dict, should_stop: Callable[[], str | None] = lambda: None,
                     progress: Callable[[int], None] = lambda n: None) -> dict:
     """Annotate every frame of `source` into out_path (+ .json next to it); returns the footer written there.
 
+    Decoding, analysis (detect, follow, track; classification on its own thread) and output (draw, encode, JSON)
+    run on three threads, so a frame is decoded and another written while one is analysed.
     should_stop() returning a reason (e.g. "SIGTERM") ends the run cleanly: frames in flight are finished, the
     video file is closed and the JSON is complete for the frames done.
     """
     annotator = VideoAnnotator(pipeline, source.fps, settings)
     record = JsonFramesWriter(out_path.with_suffix(".json"), {**header, "fps": source.fps,
                                                               "settings": asdict(settings)})
-    writer, written, stopped, started, size = None, 0, None, time.perf_counter(), None
-
-    def emit(finished):
-        nonlocal writer, written
-        for image, frame_record in finished:
-            if writer is None:
-                codec = "VP80" if out_path.suffix.lower() == ".webm" else "mp4v"  # browsers play VP8 WebM
-                writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*codec), source.fps,
-                                         (image.shape[1], image.shape[0]))
-            writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            record.add(frame_record)
-            written += 1
-            progress(1)
-
+    stopped, started, size = None, time.perf_counter(), None
+    reader = _ReadAhead(source.frames(), annotator.timing)
+    output = _Output(out_path, source.fps, record, annotator.timing, progress)
     try:
-        for image in source.frames():
+        for image in reader:
             size = size or (image.shape[1], image.shape[0])
             if (image.shape[1], image.shape[0]) != size:  # a stream may change resolution; the file cannot
                 image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            emit(annotator.push(image))
+            output.put(annotator.push(image))
             stopped = should_stop()
             if stopped:
                 break
     finally:
         try:
-            emit(annotator.flush())
+            reader.stop()
+            output.put(annotator.flush())
         finally:
-            source.close()
-            if writer is not None:
-                writer.release()
-            footer = {"frames_total": written, "unreadable_frames": source.unreadable,
-                      "interrupted": stopped, "wall_s": round(time.perf_counter() - started, 2),
-                      "classifier_errors": annotator.errors, "summary": annotator.summary()}
-            record.close(footer)
+            try:
+                output.close()
+            finally:
+                source.close()
+                footer = {"frames_total": output.written, "unreadable_frames": source.unreadable,
+                          "interrupted": stopped, "wall_s": round(time.perf_counter() - started, 2),
+                          "classifier_errors": annotator.errors, "summary": annotator.summary()}
+                record.close(footer)
     return footer

@@ -193,6 +193,41 @@ def test_video_tracks_keep_identities_and_count_people(classifier_service, sampl
     capture.release()
 
 
+def test_a_person_who_leaves_the_view_and_comes_back_is_one_person(classifier_service, sample_labels, tmp_path):
+    """The camera pans right, holds there for 1.4 s (longer than the tracker waits for a lost face) and pans back:
+    the two faces on the left leave the view and come back, and are re-identified, not counted twice."""
+    photo = decode_image(SAMPLES / "group_mixed.jpg")
+    left, right = 0.0, photo.shape[1] - 900.0
+    xs = np.concatenate([np.full(15, left), np.linspace(left, right, 15), np.full(35, right),
+                         np.linspace(right, left, 15), np.full(15, left)])
+    windows = [(x, 50.0, 900.0) for x in xs]
+    video = tmp_path / "away_and_back.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (640, 480))
+    for window in windows:
+        writer.write(cv2.cvtColor(render(photo, window, (640, 480)), cv2.COLOR_RGB2BGR))
+    writer.release()
+    result = run_infer("--in_path", video, "--out_path", tmp_path / "out", classifier_url=classifier_service.url)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "out" / "away_and_back_annotated.json").read_text())
+    truth = sample_labels["group_mixed.jpg"]
+    tracks_of_person: dict[int, set] = {}
+    away = 0
+    for frame, window in zip(record["frames"], windows):
+        centres = true_centres(truth, window, 640)
+        away += not any(0 <= x < 640 for x, _ in centres[:2])
+        for face in frame["faces"]:
+            x1, y1, x2, y2 = face["box"]
+            inside = [i for i, (x, y) in enumerate(centres) if x1 <= x <= x2 and y1 <= y <= y2]
+            if face["confirmed"] and inside:
+                tracks_of_person.setdefault(inside[0], set()).add(face["track_id"])
+    assert away >= 30, "the two left faces were not out of view long enough to test re-identification"
+    assert set(tracks_of_person) == set(range(6))
+    assert all(len(ids) == 1 for ids in tracks_of_person.values()), tracks_of_person
+    summary = record["summary"]
+    assert summary["people"]["total"] == 6
+    assert sum(t["fragments"] > 1 for t in summary["tracks"] if t["counted"]) >= 2
+
+
 def test_unreadable_frames_are_skipped_and_counted(classifier_service, tmp_path):
     video = tmp_path / "damaged.avi"
     write_pan(video, 20, size=(320, 240), fourcc="MJPG")
