@@ -162,8 +162,11 @@ def test_video_upload_shows_progress_and_the_annotated_video(browser, detection_
     # The browser can play what the service wrote (VP8 WebM).
     WebDriverWait(browser, 20).until(lambda b: b.execute_script("return arguments[0].readyState >= 1", video))
     assert browser.execute_script("return [arguments[0].videoWidth, arguments[0].videoHeight]", video) == [640, 480]
+    people = section.find_element(By.CSS_SELECTOR, ".result-media .people").text
+    assert re.fullmatch(r"People seen: \d+( \(.+\))?", people), people
     rows = section.find_elements(By.CSS_SELECTOR, "table.faces tbody tr")
     assert rows, "faces of the video are tabled"
+    assert all(row.find_element(By.TAG_NAME, "td").text.startswith("#") for row in rows[:5]), "track ids tabled"
     links = [a.get_attribute("download") for a in section.find_elements(By.CSS_SELECTOR, ".downloads a")]
     assert links == ["entrance_annotated.webm", "entrance.json"]
 

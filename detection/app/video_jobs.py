@@ -1,5 +1,8 @@
 """Video uploads from the web page: annotated in the background, progress readable by any worker of the service.
 
+Videos take the same tracked path as infer.py (facemask.video): faces with track ids and steady labels, and a
+summary of the people seen, which the job's status carries for the page.
+
 A job lives in its own folder (input, status.json, annotated .webm, JSON record). Status goes through files, not
 memory, because gunicorn's workers are separate processes and the page's progress polls may reach any of them.
 Each worker annotates one video at a time (a one-thread executor); more uploads wait their turn as "queued".
@@ -16,12 +19,16 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from dataclasses import asdict, replace
+
 import cv2
 from PIL import Image, UnidentifiedImageError
 
+from facemask.detector import Face, PyramidFaceDetector
 from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
-from facemask.runner import InputError, annotate_video_frames
+from facemask.runner import InputError, annotate_video
 from facemask.service import Metrics
+from facemask.video import VIDEO_LONG_SIDE
 
 DEFAULT_MAX_VIDEO_FRAMES = 1800  # one minute at 30 frames/s: "a short video"
 JOB_LIFETIME_S = 3600
@@ -32,19 +39,40 @@ class VideoRejected(ValueError):
     """The upload is not a video this service will annotate; the message is meant for the user."""
 
 
-class _TimedPipeline(MaskPipeline):
-    """Adds every analysed frame's detect and classify times to the service's stage histograms."""
+class _VideoDetector:
+    """The service's detector with the video path's scale (each frame at its own size, never upscaled, as infer.py
+    does), every run's time added to the service's stage histogram."""
 
-    def __init__(self, detector, client: ClassifierClient, metrics: Metrics | None):
-        super().__init__(detector, client)
+    def __init__(self, detector: PyramidFaceDetector, metrics: Metrics | None):
+        self.detector, self.metrics = detector, metrics
+        self.options = replace(detector.options, long_side=VIDEO_LONG_SIDE, upscale=False)
+
+    def detect(self, image_rgb) -> list[Face]:
+        started = time.perf_counter()
+        faces = self.detector.detect(image_rgb, self.options)
+        if self.metrics is not None:
+            self.metrics.observe_frame({"detect": (time.perf_counter() - started) * 1e3})
+        _let_requests_run()
+        return faces
+
+    def config(self) -> dict:
+        return {**self.detector.config(), **asdict(self.options)}
+
+
+class _TimedClient(ClassifierClient):
+    """Adds every classification request's time to the service's stage histogram."""
+
+    def __init__(self, url: str, metrics: Metrics | None, **settings):
+        super().__init__(url, **settings)
         self.metrics = metrics
 
-    def process(self, image_rgb):
-        result = super().process(image_rgb)
-        if self.metrics is not None:
-            self.metrics.observe_frame(result.timing_ms)
-        _let_requests_run()
-        return result
+    def classify(self, crops):
+        started = time.perf_counter()
+        try:
+            return super().classify(crops)
+        finally:
+            if self.metrics is not None and crops:
+                self.metrics.observe_frame({"classify": (time.perf_counter() - started) * 1e3})
 
 
 def _let_requests_run() -> None:
@@ -64,7 +92,8 @@ class VideoJobs:
                  max_frames: int | None = None):
         # Its own client: the request threads' client is not shared with this background thread. One retry, not
         # three: a classifier that dies mid-video should not add seconds of back-off to every remaining frame.
-        self.pipeline = _TimedPipeline(pipeline.detector, ClassifierClient(pipeline.client.url, retries=1), metrics)
+        self.pipeline = MaskPipeline(_VideoDetector(pipeline.detector, metrics),
+                                     _TimedClient(pipeline.client.url, metrics, retries=1))
         self.folder = Path(folder or os.environ.get("FACEMASK_VIDEO_JOBS_DIR")
                            or Path(tempfile.gettempdir()) / "facemask-video-jobs")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -123,7 +152,7 @@ class VideoJobs:
                 self._write_status(job_id, {**status, "frames_done": done, "frames_total": total or frames_total})
 
         try:
-            summary = annotate_video_frames(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame)
+            summary = annotate_video(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame)
         except (InputError, cv2.error, OSError) as error:
             message = str(error).replace(str(source), filename)  # the user's file name, not the server's path
             self._write_status(job_id, {**status, "state": "failed", "error": message})
@@ -137,7 +166,8 @@ class VideoJobs:
         classifier_errors = list(summary.classifier_errors.values())
         self._write_status(job_id, {
             **status, "state": "done", "frames_done": record["frames_total"], "frames_total": record["frames_total"],
-            "counts": summary.counts, "frames_with_faces": sum(1 for frame in record["frames"] if frame["faces"]),
+            "counts": summary.counts, "people": summary.people,
+            "frames_with_faces": sum(1 for frame in record["frames"] if frame["faces"]),
             "classifier_errors": len(classifier_errors),
             **({"error": classifier_errors[0]} if classifier_errors else {})})
 

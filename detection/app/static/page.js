@@ -72,6 +72,17 @@ function fillCounts(section, counts) {
   }
 }
 
+// A video's people (tracks seen long enough to count), under the video: what an entrance camera is watched for.
+function showPeople(section, people) {
+  const parts = Object.entries(people.by_label).sort((a, b) => b[1] - a[1])
+    .map(([label, count]) => `${labelStyle(label)[0]}: ${count}`);
+  const caption = document.createElement("figcaption");
+  caption.className = "people";
+  caption.textContent = `People seen: ${people.total}` + (parts.length ? ` (${parts.join(", ")})` : "");
+  section.querySelector(".result-media").append(caption);
+  section.querySelector(".counts").setAttribute("aria-label", "People per label");
+}
+
 function fillTable(section, rows, withFrame) {
   const table = section.querySelector("table.faces");
   const head = table.querySelector("thead tr");
@@ -86,7 +97,7 @@ function fillTable(section, rows, withFrame) {
   body.replaceChildren();
   rows.slice(0, MAX_TABLE_ROWS).forEach((face, index) => {
     const [name, colour] = labelStyle(face.label);
-    const cells = [String(index + 1)];
+    const cells = [face.track_id == null ? String(index + 1) : `#${face.track_id}`];  // videos: the person's track
     if (withFrame) cells.push(face.time_s.toFixed(2));
     cells.push(null,
       face.score == null ? "—" : `${(face.score * 100).toFixed(1)} %`,
@@ -241,6 +252,7 @@ async function processVideo(file, section) {
   addDownload(section, status.video_url, `${stem(file.name)}_annotated.webm`, "Download annotated video");
   addDownload(section, status.json_url, `${stem(file.name)}.json`, "Download JSON");
   fillCounts(section, status.counts);
+  if (status.people) showPeople(section, status.people);
   const record = await (await fetch(status.json_url)).json();
   const rows = record.frames.flatMap((frame) => frame.faces.map((face) => ({ ...face, time_s: frame.time_s })));
   fillTable(section, rows, true);
