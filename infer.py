@@ -72,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="frames between two classifications of the same person")
     video.add_argument("--min-track-detections", type=int, default=VideoSettings.min_track_detections,
                        help="a track found by the detector fewer times is not counted as a person")
+    video.add_argument("--min-track-seconds", type=float, default=VideoSettings.min_track_s,
+                       help="a track in view for less time is not counted as a person")
     return parser.parse_args(argv)
 
 
@@ -83,7 +85,8 @@ def main(argv=None) -> int:
         else:
             video_out = plan_video_output(args.in_path, args.out_path)
             settings = VideoSettings(detect_every=args.detect_every, reclassify_every=args.reclassify_every,
-                                     min_track_detections=args.min_track_detections)
+                                     min_track_detections=args.min_track_detections,
+                                     min_track_s=args.min_track_seconds)
         if hasattr(args, "long_side"):
             scale = {"long_side": args.long_side}
         elif args.is_image:

@@ -9,7 +9,8 @@
      crops sent as PNG files in one multipart request, then drawn and written;
    - tracked (now): the video defaults of facemask.video (detector every 3rd frame at the frame's own size,
      optical flow in between, tracks classified when new / every 15 frames / when their crop changes, classification
-     overlapping detection, crops sent as one .npy array); and the same with the detector on every frame.
+     overlapping detection, decoding and drawing + encoding on threads of their own, crops sent as one .npy array);
+     and the same with the detector on every frame. Per-stage ms per frame are in the table.
 2. /classify crops/s with 32 crops per request: one .npy array vs PNG multipart, against ONNX Runtime running the
    same model directly on the same crops, in a process of its own (1 thread, as each gunicorn worker runs it; and
    all cores). The ways take turns (8 rounds), so a shared machine's changing load falls on all of them alike.
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 
 from bench.common import REPO_ROOT, Report, command_line
 from bench.synthetic_video import camera_windows, render
@@ -51,11 +54,25 @@ def pan_video(path: Path, size: tuple[int, int], frames: int) -> Path:
 
 
 def per_frame_path(pipeline: MaskPipeline, video: Path, out: Path) -> int:
-    """The video loop infer.py ran before tracks (runner.annotate_video_frames, the web page's path today): analyse,
+    """The video loop infer.py ran before tracks (runner.annotate_video_frames, the web page's path until it took the tracked one): analyse,
     draw and write every frame. Returns the number of frames."""
     done: list[int] = []
     annotate_video_frames(pipeline, video, out, on_frame=lambda frames, _total: done.append(frames))
     return done[-1] if done else 0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and all their children (the classifier's gunicorn workers)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            for member in [process, *process.children(recursive=True)]:
+                times = member.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
 
 
 def sample_crops() -> list[np.ndarray]:
@@ -147,6 +164,7 @@ def main(argv=None) -> Report | None:
                     command_line("bench.video_speed", argv), **({"out_dir": args.out_dir} if args.out_dir else {}),
                     frames=args.frames, source="pan over sample-images/group_mixed.jpg (6 faces)")
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:
+        processes = [os.getpid(), classifier.process.pid]
         rows = []
         for size in ((640, 480), (1280, 720)) if "video" in args.parts else ():
             video = pan_video(Path(tmp) / f"pan_{size[0]}.mp4", size, args.frames)
@@ -160,19 +178,28 @@ def main(argv=None) -> Report | None:
             for detect_every in (VideoSettings.detect_every, 1):
                 pipeline = MaskPipeline(RetinaFaceDetector().prepare(long_side=VIDEO_LONG_SIDE, upscale=False),
                                         ClassifierClient(classifier.url))
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), cpu_seconds(processes)
                 footer = annotate_stream(pipeline, VideoSource(str(video)), Path(tmp) / "new.mp4",
                                          VideoSettings(detect_every=detect_every), header={})
                 fps = footer["frames_total"] / (time.perf_counter() - started)
+                cpu_per_frame = (cpu_seconds(processes) - cpu_started) / max(footer["frames_total"], 1)
                 rows.append({"frame": f"{size[0]}x{size[1]}",
                              "path": f"tracked: detector every {detect_every} frame(s), flow, .npy transport",
                              "frames/s": fps, "x per frame": fps / old_fps,
+                             "CPU ms per frame": 1e3 * cpu_per_frame,
+                             "frames/s 2 free cores could give": psutil.cpu_count() / cpu_per_frame,
                              "people counted": footer["summary"]["people"]["total"],
-                             "crops classified": footer["summary"]["crops_classified"]})
+                             "crops classified": footer["summary"]["crops_classified"],
+                             **{f"{stage} ms": 1e3 * seconds / max(footer["frames_total"], 1)
+                                for stage, seconds in footer["summary"]["seconds"].items()}})
         if rows:
             report.table("End-to-end frames/s (decode, detect, track, classify, draw, encode)", rows,
                          "Target: >= 25 frames/s at 640x480 with up to 6 faces on 2 CPU cores. One run, same "
-                         "machine (2 cores, shared with other jobs: compare ratios).")
+                         "machine (2 cores, shared with other jobs: compare ratios). Stage columns: ms per frame "
+                         "spent in each stage; decoding and drawing + encoding run on threads of their own, "
+                         "classification on a third, so stages overlap and add up to more than the wall time. CPU ms per frame: "
+                         "user + system CPU of this process and the classifier's workers; the cores it would take "
+                         "alone give the last column, an estimate for an idle machine, not a measurement.")
         if "transport" not in args.parts:
             report.save()
             return report

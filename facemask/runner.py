@@ -309,9 +309,8 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
 
 def annotate_video_frames(pipeline: MaskPipeline, in_path: Path, out_path: Path, detect_every: int = 1,
                    on_frame: Callable[[int, int | None], None] | None = None) -> RunSummary:
-    """Annotated video + JSON sidecar, frame by frame with no tracks: the web page's video jobs (detection/app/
-    video_jobs.py), whose progress, stage timings and face counts are per analysed frame. infer.py uses the
-    tracked annotate_video.
+    """Annotated video + JSON sidecar, frame by frame with no tracks: the path before tracks, kept as the baseline
+    of bench/video_speed.py. infer.py and the web page's video jobs use the tracked annotate_video.
 
     detect_every > 1 runs detection and classification on every n-th frame and draws the last result on the
     frames between (a speed/latency trade-off for real-time use; the JSON says which frames were analysed).

@@ -126,6 +126,9 @@ class VideoSettings:
     # second in view. Chosen on videos from the train and valid photos (bench/video_tracking.py --split train):
     # 3 over-counted by 9 % and 4 %, 5 by 0 % and 0.6 %, 6 under-counted by 5 %.
     min_track_detections: int = 5
+    # ...and in view this long, so the rule means the same whatever detect_every is (5 detector runs take 0.2 s
+    # with the detector on every frame).
+    min_track_s: float = 0.5
     confirm_score: float = 0.8  # a track is shown and counted once one of its detections scores this much
     coast_detections: int = 2  # detector runs a followed face may miss before it disappears (no flicker)
     coast_overlap: float = 0.5  # ...unless it covers this share of a detected face (it drifted onto another face)
@@ -393,6 +396,7 @@ class VideoAnnotator:
         for track in sorted(self.tracks.values(), key=lambda t: t.first_frame):
             label, probabilities = track.smoother.overall()
             counted = (track.detections >= self.settings.min_track_detections
+                       and track.frames >= self.settings.min_track_s * self.fps
                        and track.best_score >= self.settings.confirm_score)
             label = label or UNCLASSIFIED
             if counted:
@@ -408,7 +412,8 @@ class VideoAnnotator:
                            "counted": counted})
         return {"people": {"total": sum(by_label.values()), "by_label": dict(sorted(by_label.items())),
                            "rule": f"tracks detected in at least {self.settings.min_track_detections} frames, "
-                                   f"once with a score of at least {self.settings.confirm_score}"},
+                                   f"in view at least {self.settings.min_track_s} s, once with a score of at least "
+                                   f"{self.settings.confirm_score}"},
                 "tracks": tracks, "detector_runs": self.detector_runs, "crops_classified": self.crops_classified,
                 "seconds": {k: round(v, 2) for k, v in self.timing.items()}}
 
