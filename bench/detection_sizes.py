@@ -38,7 +38,9 @@ from tqdm import tqdm
 
 from bench.common import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR, Report, command_line
 from bench.detection_recall import detector_training_crops
-from facemask.annotations import (FALSE_POSITIVE_IOU, greedy_match, iou_matrix, load_scenes, scene_recall)
+from facemask.annotations import (FALSE_POSITIVE_IOU, DatasetError, greedy_match, iou_matrix, load_scenes,
+                                   scene_recall)
+from facemask.splits import load_split
 from facemask.detector import (DetectOptions, PyramidFaceDetector, RetinaFaceDetector, boxes_and_scores,
                                create_detector, overlap_of_smaller)
 from facemask.images import decode_image, list_images
@@ -402,8 +404,11 @@ def main(argv=None) -> dict:
                     out_dir=args.out_dir, policies={p.name: {"model": p.detector.model_source,
                                                              **p.detector.config(), **vars(p.options)}
                                                     for p in policies})
-    split = json.loads(args.split_file.read_text())
-    scenes = load_scenes(args.scenes / "images", args.scenes / "annotations")
+    try:
+        split = load_split(args.split_file)
+        scenes = load_scenes(args.scenes / "images", args.scenes / "annotations")
+    except DatasetError as error:
+        raise SystemExit(f"error: {error}") from None
     test_scenes = [a for a in scenes if a.image.stem in set(split["test"])]
     train_scenes = [a for a in scenes if a.image.stem in set(split["train"])]
     if args.quick:

@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from facemask import crops
+from facemask.paths import CLASSIFIER_MODEL
+from facemask.sessions import load_session
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "classification" / "model" / "mask_classifier.onnx"
+DEFAULT_MODEL = CLASSIFIER_MODEL
 MAX_BATCH = 64  # larger requests are run in chunks: flat memory, same throughput on a CPU
 
 
@@ -23,11 +24,7 @@ class MaskClassifier:
         self.model_path = Path(model_path or os.environ.get("FACEMASK_MODEL", DEFAULT_MODEL))
         if not self.model_path.is_file():
             raise FileNotFoundError(f"classifier model not found: {self.model_path}")
-        options = ort.SessionOptions()
-        threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self.session = load_session(str(self.model_path), str(self.model_path), num_threads, what="classifier model")
         self.input_name = self.session.get_inputs()[0].name
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.classes: list[str] = json.loads(metadata["classes"])

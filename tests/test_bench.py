@@ -12,7 +12,7 @@ from PIL import Image
 from bench import detection_recall, end_to_end
 from bench.common import SCENE_SPLIT_FILE as SPLIT_FILE
 from bench.common import SCENES_DIR, average_precision, expand_boxes, markdown_table
-from facemask.annotations import greedy_match, iou_matrix, load_scenes, parse_voc, subsample
+from facemask.annotations import DatasetError, greedy_match, iou_matrix, load_scenes, parse_voc, subsample
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
 from facemask.results import FaceResult
@@ -76,7 +76,7 @@ def test_parse_voc_and_load_scenes(tmp_path):
     np.testing.assert_array_equal(annotation.boxes, [[1, 2, 11, 12], [30, 5, 50, 40]])
     assert [a.image.name for a in load_scenes(tmp_path / "images", tmp_path / "annotations")] == ["scene.jpg"]
     (tmp_path / "images" / "scene.jpg").unlink()
-    with pytest.raises(SystemExit, match="missing"):
+    with pytest.raises(DatasetError, match="missing"):
         load_scenes(tmp_path / "images", tmp_path / "annotations")
 
 

@@ -12,7 +12,8 @@ import torch
 from facemask.detector import FINE_TUNED_MODEL, STOCK_SOURCE, RetinaFaceDetector
 from facemask.images import decode_image
 from tests.conftest import REPO_ROOT, SAMPLES
-from training.detector_data import FaceImage, augment, load_split
+from facemask.splits import load_split
+from training.detector_data import FaceImage, augment
 from training.detector_model import MultiBoxLoss, encode_boxes, load_onnx, priors, to_torch, write_weights
 
 SCENES = REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-scenes-andrewmvd"

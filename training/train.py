@@ -85,7 +85,20 @@ def save_training_curve(learner: Learner, path: Path) -> None:
     plt.close(figure)
 
 
+class PretrainedWeightsUnavailable(RuntimeError):
+    """--pretrained was asked for and the ImageNet weights could not be loaded (they come from the internet)."""
+
+
 def main(argv=None) -> Path:
+    """Train and export; a missing ImageNet download ends the script with one line (exit code 1)."""
+    try:
+        return run(argv)
+    except PretrainedWeightsUnavailable as error:
+        sys.exit(f"error: {error}")
+
+
+def run(argv=None) -> Path:
+    """main() without the exit: raises PretrainedWeightsUnavailable (training.compare skips that model)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"), help="output of training.prepare")
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet18")
@@ -123,8 +136,9 @@ def main(argv=None) -> Path:
             learner = build_learner(args.arch, dls, args.pretrained, loss_func, args.stages)
     except Exception as error:  # ImageNet weights come from the internet
         if args.pretrained:
-            sys.exit(f"error: could not load ImageNet weights for {args.arch} ({type(error).__name__}: {error}); "
-                     "train without --pretrained where there is no internet")
+            raise PretrainedWeightsUnavailable(
+                f"could not load ImageNet weights for {args.arch} ({type(error).__name__}: {error}); "
+                "train without --pretrained where there is no internet") from None
         raise
     learner.path = args.out
     learner.model_dir = "."
