@@ -120,12 +120,12 @@ def main(argv=None) -> Report:
                      "This product sends every face of a frame in one request over a kept-alive connection. On "
                      "loopback a request costs only a few ms, so batching gains less here than across a network.")
 
-        pipeline = MaskPipeline(RetinaFaceDetector(), ClassifierClient(classifier.url))
+        detector, client = RetinaFaceDetector(), ClassifierClient(classifier.url)
         rows = []
         for size in ((640, 480), (1280, 720)):
             frames = make_video_frames(images, size, args.frames, args.video)
             for long_side, label in ((None, "native"), ("auto", "auto (default pyramid)")):
-                pipeline.detector.prepare(long_side=long_side)
+                pipeline = MaskPipeline(detector.with_options(long_side=long_side), client)
                 for detect_every in (1, 3):
                     fps, faces = pipeline_fps(pipeline, frames, detect_every)
                     rows.append({"frame": f"{size[0]}x{size[1]}", "detector long side": label,

@@ -8,9 +8,10 @@ Nothing is downloaded at run time.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -202,6 +203,13 @@ class PyramidFaceDetector:
         detect(options=...) overrides them for one call without changing the detector."""
         self.options = DetectOptions(**settings)
         return self
+
+    def with_options(self, **settings) -> "PyramidFaceDetector":
+        """A copy with these DetectOptions fields changed, sharing this detector's ONNX session; this one is left
+        as it is (a detector shared by a pipeline, a service or a benchmark is never re-configured under it)."""
+        other = copy.copy(self)
+        other.options = replace(self.options, **settings)
+        return other
 
     def config(self) -> dict:
         return {"model": self.model_source, **asdict(self.options)}

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from facemask import crops
-from facemask.detector import RetinaFaceDetector
+from facemask.detector import DetectOptions, RetinaFaceDetector
 from facemask.drawing import AMBER, GREEN, RED, draw_faces, style_for, text_colour_on
 from facemask.images import ImageError, decode_image
 from facemask.results import FaceResult
@@ -41,9 +41,11 @@ def test_detector_finds_every_labelled_face(detector, sample_paths, sample_label
 
 def test_detector_scale_policy_maps_boxes_back_to_the_original_image(detector, sample_paths):
     image = decode_image(sample_paths[0])
-    native = detector.prepare(long_side=None).detect(image)
-    rescaled = detector.prepare(long_side=640).detect(image)  # half size: boxes must be scaled back up
-    detector.prepare()
+    native = detector.detect(image, DetectOptions(long_side=None))
+    half = detector.with_options(long_side=640)  # a copy: the shared detector keeps its own options
+    rescaled = half.detect(image)  # half size: boxes must be scaled back up
+    assert detector.config()["long_side"] == "auto" and half.config()["long_side"] == 640
+    assert half.session is detector.session
     assert len(native) == len(rescaled) > 0
     for face in native:
         other = rescaled[nearest(rescaled, ((face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2))]
