@@ -311,7 +311,8 @@ def benchmark_scenes(scenes, policies, report: Report):
         for name in dict.fromkeys(size_bin(s, SCENE_FACE_BINS) for s in sorted(sizes)):
             chosen = np.array([size_bin(s, SCENE_FACE_BINS) == name for s in sizes])
             by_size.append({"policy": policy.name, "face size": name, "faces": int(chosen.sum()),
-                            "recall@0.5": float(hits[0.5][chosen].mean()), "recall@0.3": float(hits[0.3][chosen].mean()),
+                            "recall@0.5": float(hits[0.5][chosen].mean()),
+                            "recall@0.3": float(hits[0.3][chosen].mean()),
                             "duplicates/face": float(duplicates[chosen].mean())})
     counts = {label: sum(a.labels.count(label) for a in scenes) for label in dict.fromkeys(
         label for a in scenes for label in a.labels)}
@@ -368,7 +369,8 @@ def benchmark_speed(policies, report: Report, scene_image: np.ndarray, repeats: 
                          f"x {BASELINE}": median / base[0] if base else float("nan")})
     report.table("Detection time, every policy in one run", rows,
                  f"Median and best of {repeats} runs (4000x3000: of {max(3, repeats // 4)}); the ratio compares "
-                 f"medians with '{BASELINE}' measured in the same run. Target: <= 1.5x on 640x480, <= 1 s at 4000x3000.")
+                 f"medians with '{BASELINE}' measured in the same run. "
+                 "Target: <= 1.5x on 640x480, <= 1 s at 4000x3000.")
     return rows
 
 
@@ -386,7 +388,8 @@ def parse_args(argv=None):
     parser.add_argument("--frame-photos", type=int, default=20, help="photos pasted per person height and frame size")
     parser.add_argument("--threshold", type=float, default=None, help="override every policy's score threshold")
     parser.add_argument("--repeats", type=int, default=20, help="timing runs per input")
-    parser.add_argument("--quick", action="store_true", help="every 6th photo (a subset of every 3rd), 12 frame photos, a third of the scenes")
+    parser.add_argument("--quick", action="store_true",
+                        help="every 6th photo (a subset of every 3rd), 12 frame photos, a third of the scenes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--name", default=None)

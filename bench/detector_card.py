@@ -73,7 +73,8 @@ def every_size_rows() -> list[str]:
                      f"{fmt(points.get('mean error'))} | {fmt(speed.get('median ms'), 1)} |")
     timing = ("[detection_speed.md](../../bench/results/detection_speed.md) (2 quiet cores; 'not measured' where a "
               "policy was not timed there)" if quiet else "the same run")
-    return lines + ["", f"Measured {results['meta']['date']}: [detection_sizes.md](../../bench/results/detection_sizes.md);"
+    return lines + ["", f"Measured {results['meta']['date']}: "
+                    "[detection_sizes.md](../../bench/results/detection_sizes.md);"
                     f" times from {timing}."]
 
 

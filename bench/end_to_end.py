@@ -153,7 +153,8 @@ def score_and_report(args, argv, predictions, annotations, timing: dict, classif
                      detector: PyramidFaceDetector) -> dict:
     report = Report(args.name, "End-to-end: detector + classifier on annotated scenes",
                     command_line("bench.end_to_end", argv), out_dir=args.out_dir, detector=detector.config(),
-                    box_expansion=args.box_expansion, split=args.split, scenes=len(annotations), classifier={key: classifier_info.get(key) for key in (
+                    box_expansion=args.box_expansion, split=args.split, scenes=len(annotations),
+                    classifier={key: classifier_info.get(key) for key in (
                         "model_version", "arch", "classes", "model_file")})
     counts = Counter(label for a in annotations for label in a.labels)
     report.note(f"{len(annotations)} scenes from {args.images}; ground truth: "

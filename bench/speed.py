@@ -36,7 +36,8 @@ def sample_crops(images: list[Path]) -> list[bytes]:
     return crops
 
 
-def classify_throughput(url: str, crops: list[bytes], per_request: int, seconds: float, keep_alive: bool = True) -> float:
+def classify_throughput(url: str, crops: list[bytes], per_request: int, seconds: float,
+                        keep_alive: bool = True) -> float:
     """Crops per second when every request carries `per_request` crops (without keep_alive: a new TCP connection
     per request, as a plain `requests.post` per crop does)."""
     session, sent, started = (requests.Session() if keep_alive else requests), 0, time.perf_counter()
@@ -49,7 +50,8 @@ def classify_throughput(url: str, crops: list[bytes], per_request: int, seconds:
     return sent / (time.perf_counter() - started)
 
 
-def make_video_frames(images: list[Path], size: tuple[int, int], count: int, video: Path | None = None) -> list[np.ndarray]:
+def make_video_frames(images: list[Path], size: tuple[int, int], count: int,
+                      video: Path | None = None) -> list[np.ndarray]:
     """`count` RGB frames of `size`: from the video when one is given, else cycling through the images."""
     if video is None:
         frames = [cv2.resize(decode_image(p), size, interpolation=cv2.INTER_AREA) for p in images]
@@ -137,7 +139,8 @@ def main(argv=None) -> Report:
             for path in images:
                 session.post(detection.url + "/detect", data=path.read_bytes(), timeout=60).raise_for_status()
             report.table("Peak memory", [
-                {"service": "classification (master + 2 workers)", "peak RSS MB": process_tree_mb(classifier.process.pid)},
+                {"service": "classification (master + 2 workers)",
+                 "peak RSS MB": process_tree_mb(classifier.process.pid)},
                 {"service": "detection (master + 1 worker)", "peak RSS MB": process_tree_mb(detection.process.pid)}])
     report.save()
     return report

@@ -51,7 +51,8 @@ class VideoScore:
             shown = [f for f in faces if f.confirmed]  # what the annotated video shows
             pred_boxes = np.array([f.box for f in shown], dtype=np.float32).reshape(-1, 4)
             pred_ids = [f.track_id for f in shown]
-            overlap = iou_matrix(pred_boxes, gt.boxes) if len(gt.ids) and len(pred_ids) else np.zeros((len(pred_ids), 0))
+            overlap = (iou_matrix(pred_boxes, gt.boxes) if len(gt.ids) and len(pred_ids)
+                       else np.zeros((len(pred_ids), 0)))
             keep = []
             for p, track_id in enumerate(pred_ids):
                 best = int(np.argmax(overlap[p])) if overlap.shape[1] else -1
@@ -112,7 +113,8 @@ def main(argv=None) -> Report:
     annotations = [a for a in scenes_from_args(args) if len(a.labels)]
     name = args.name or ("video_tracking" + ("" if args.split == "all" else f"_{args.split}")
                          + ("_quick" if args.limit and args.limit < 40 else ""))
-    report = Report(name, "Tracking on synthetic videos from held-out photos", command_line("bench.video_tracking", argv),
+    report = Report(name, "Tracking on synthetic videos from held-out photos",
+                    command_line("bench.video_tracking", argv),
                     out_dir=args.out_dir, photos=len(annotations), frames_per_video=args.frames, iou=args.iou,
                     min_face_px=args.min_face, motions=list(MOTIONS))
     scores = {k: [] for k in args.detect_every}

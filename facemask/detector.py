@@ -17,7 +17,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from facemask.paths import DETECTOR_MODEL
 from facemask.sessions import load_session

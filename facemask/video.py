@@ -161,7 +161,8 @@ def _thumbnail(crop: np.ndarray) -> np.ndarray:
 
 
 class VideoAnnotator:
-    """Feed frames in order with `push`; finished frames come back (annotated image + frame record, its faces FaceResults) in order."""
+    """Feed frames in order with `push`; finished frames come back in order (annotated image + frame record, whose
+    faces are FaceResults)."""
 
     def __init__(self, pipeline: MaskPipeline, fps: float, settings: VideoSettings | None = None):
         self.pipeline, self.fps = pipeline, fps
@@ -252,7 +253,8 @@ class VideoAnnotator:
             return False  # followed landmarks are good enough to start a track, not to re-check one
         crop = crop_face(image, face.landmarks, face.box)
         thumbnail = _thumbnail(crop)
-        changed = track.thumbnail is not None and float(np.abs(thumbnail - track.thumbnail).mean()) > settings.crop_change
+        changed = (track.thumbnail is not None
+                   and float(np.abs(thumbnail - track.thumbnail).mean()) > settings.crop_change)
         due = index - track.last_requested >= settings.reclassify_every
         if not (never or track.requested < settings.min_votes or due or changed):
             return False

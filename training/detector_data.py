@@ -1,9 +1,9 @@
 """Training data for the face detector: annotated scenes split by photo, plus crop-set faces, with augmentation.
 
 Scenes (Pascal VOC, boxes only) are split by photo into train / valid / test, seeded (facemask.splits), and the
-split is written to detection/model/scene_split.json so that the benchmarks score the held-out photos. Landmarks, which the scenes lack,
-come from the stock detector where it finds the annotated face (its landmarks drive the classifier's crop, so they
-must not drift); faces it misses train boxes and scores only.
+split is written to detection/model/scene_split.json so that the benchmarks score the held-out photos. Landmarks,
+which the scenes lack, come from the stock detector where it finds the annotated face (its landmarks drive the
+classifier's crop, so they must not drift); faces it misses train boxes and scores only.
 
 Crop-set images (one large face each) keep the detector's ability on close-up faces. Their boxes are the stock
 detector's, as recorded by training.prepare in the manifest, moved to the scene annotators' head-box convention

@@ -1,5 +1,6 @@
 """The classifier's training manifest (manifest.csv beside the crops): its columns, rows and crop files, shared by
-the crop-set preparation (training.prepare), scene faces (training.scenes) and drawn masks (training.synthetic_masks)."""
+the crop-set preparation (training.prepare), scene faces (training.scenes) and drawn masks
+(training.synthetic_masks)."""
 from __future__ import annotations
 
 import json

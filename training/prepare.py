@@ -19,7 +19,6 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import cv2
 import imagehash
 import numpy as np
 from PIL import Image
@@ -80,7 +79,7 @@ def split_groups(rows: list[dict], seed: int) -> None:
     by_label = defaultdict(lambda: defaultdict(list))
     for row in rows:
         by_label[row["label"]][row["group"]].append(row)
-    for label, groups in sorted(by_label.items()):
+    for _label, groups in sorted(by_label.items()):
         group_ids = sorted(groups)
         rng.shuffle(group_ids)
         total = sum(len(groups[g]) for g in group_ids)
@@ -184,7 +183,8 @@ def main(argv=None) -> dict:
         "near_duplicate_groups": sum(1 for g, n in group_sizes.items() if n > 1 and not str(g).startswith("scene:")),
         "blurred": dict(Counter(r["dataset"] for r in used if float(r["blur"]) < BLUR_THRESHOLD)),
         "skipped_examples": {k: [r["source"] for r in rows if r["status"].startswith(k)][:20]
-                             for k in ("no_face", "ambiguous_faces", "unreadable", "exact_duplicate_of", "label_not_in_classes")},
+                             for k in ("no_face", "ambiguous_faces", "unreadable", "exact_duplicate_of",
+                                       "label_not_in_classes")},
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({k: report[k] for k in ("status", "split", "used_per_dataset", "near_duplicate_groups",

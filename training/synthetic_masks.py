@@ -93,7 +93,8 @@ def _texture(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
         texture = np.where((dx ** 2 + dy ** 2 < radius ** 2)[..., None], second, texture)
     elif pattern == "checks":
         period = rng.uniform(8.0, 20.0) * width / 120
-        texture = np.where((((xx // period) + (yy // period)) % 2 == 0)[..., None], texture, 0.6 * texture + 0.4 * second)
+        checks = ((xx // period) + (yy // period)) % 2 == 0
+        texture = np.where(checks[..., None], texture, 0.6 * texture + 0.4 * second)
     elif pattern == "noise":
         small = rng.normal(0.0, 40.0, (max(2, height // 12), max(2, width // 12), 3)).astype(np.float32)
         texture += cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)

@@ -55,7 +55,8 @@ def build_learner(arch: str, dls, pretrained: bool, loss_func, stages: int = 3) 
     # (vision_learner does not pass `cut` on to create_vision_model, hence the explicit build.)
     cut = -2 - (4 - stages)
     model = create_vision_model(ARCHITECTURES[arch], len(dls.vocab), pretrained=pretrained, cut=cut)
-    learner = Learner(dls, model, loss_func=loss_func, metrics=accuracy, splitter=model_meta[ARCHITECTURES[arch]]["split"])
+    learner = Learner(dls, model, loss_func=loss_func, metrics=accuracy,
+                      splitter=model_meta[ARCHITECTURES[arch]]["split"])
     if pretrained:
         learner.freeze()  # fine_tune trains the new head first, then unfreezes
     return learner
@@ -69,7 +70,8 @@ def save_training_curve(learner: Learner, path: Path) -> None:
 
     recorder = learner.recorder
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axis.plot(list(range(len(recorder.losses))), [float(x) for x in recorder.losses], alpha=0.5, label="train (batch)")
+    loss_axis.plot(list(range(len(recorder.losses))), [float(x) for x in recorder.losses], alpha=0.5,
+                   label="train (batch)")
     epochs = list(range(1, len(recorder.values) + 1))
     batches_per_epoch = max(1, len(recorder.losses) // max(1, len(epochs)))
     loss_axis.plot([e * batches_per_epoch for e in epochs], [v[1] for v in recorder.values], "o-", label="valid")
