@@ -17,6 +17,7 @@ from facemask.annotations import DatasetError, load_scenes, subsample
 from facemask.detector import parse_long_side  # noqa: F401 (re-exported)
 from facemask.images import list_images
 from facemask.paths import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR  # noqa: F401 (re-exported)
+from facemask.settings import Settings
 from facemask.splits import load_split
 
 
@@ -117,7 +118,7 @@ def run_environment() -> dict:
 
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "git_commit": commit, "cpu_count": os.cpu_count(),
             "machine": platform.processor() or platform.machine(), "onnxruntime": onnxruntime.__version__,
-            "ort_threads": os.environ.get("FACEMASK_ORT_THREADS", "default")}
+            "ort_threads": Settings.from_env().ort_threads or "default"}
 
 
 class Report:

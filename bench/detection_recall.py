@@ -29,6 +29,7 @@ from facemask.annotations import (FALSE_POSITIVE_IOU, IOU_THRESHOLDS, SCENE_CLAS
                                   scene_recall, subsample)
 from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, DetectOptions, RetinaFaceDetector,
                                boxes_and_scores)
+from facemask.settings import Settings
 from facemask.images import decode_image
 
 CROP_LONG_SIDES = (None, 320, 640, 1024)
@@ -299,7 +300,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    detector = RetinaFaceDetector(model=args.detector)
+    settings = Settings.from_env()
+    detector = RetinaFaceDetector(model=args.detector or settings.detector_model, num_threads=settings.ort_threads)
     report = Report(args.name, "Face detector recall", command_line("bench.detection_recall", argv),
                     out_dir=args.out_dir, detector=detector.config(), limit=args.limit, split=args.split)
     if args.part in ("crops", "all"):

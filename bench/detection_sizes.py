@@ -41,6 +41,7 @@ from bench.detection_recall import detector_training_crops
 from facemask.annotations import (FALSE_POSITIVE_IOU, DatasetError, greedy_match, iou_matrix, load_scenes,
                                    scene_recall)
 from facemask.splits import load_split
+from facemask.settings import Settings
 from facemask.detector import (DetectOptions, PyramidFaceDetector, RetinaFaceDetector, boxes_and_scores,
                                create_detector, overlap_of_smaller)
 from facemask.images import decode_image, list_images
@@ -157,13 +158,14 @@ class Policy:
 
 def load_policies(names: list[str], score_threshold: float | None) -> list[Policy]:
     detectors: dict = {}
+    settings = Settings.from_env()
     policies = []
     for name in names:
         model, options = POLICIES[name]
         if score_threshold is not None:
             options = replace(options, score_threshold=score_threshold)
         if model not in detectors:
-            detectors[model] = create_detector(model)
+            detectors[model] = create_detector(model or settings.detector_model, settings.ort_threads)
         policies.append(Policy(name, detectors[model], options))
     return policies
 
@@ -419,7 +421,7 @@ def main(argv=None) -> dict:
     results = {}
     if {"crops", "frames", "landmarks"} & set(args.parts):
         photos = held_out_crop_photos(args.crops, args.crop_manifest, args.every)
-        stock = RetinaFaceDetector(model="stock")
+        stock = RetinaFaceDetector(model="stock", num_threads=Settings.from_env().ort_threads)
         references = [reference_faces(stock, decode_image(p)) for p in tqdm(photos, desc="reference faces")]
         if "crops" in args.parts:
             results["crops"] = benchmark_crops(photos, references, policies, report, args.crops)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,12 +27,12 @@ from bench.common import (Report, add_scene_arguments, average_precision, comman
                           parse_long_side, run_name, scenes_from_args)
 from facemask.annotations import IOU_THRESHOLDS, greedy_match, iou_matrix
 from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
-from facemask.classifier import DEFAULT_MODEL
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, PyramidFaceDetector, create_detector
 from facemask.images import decode_image
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.results import FaceResult
+from facemask.settings import Settings
 
 MAIN_CLASSES = (WITH_MASK, WITHOUT_MASK)
 MISSED = "missed"
@@ -144,7 +143,7 @@ def parse_args(argv=None):
     parser.add_argument("--classifier-url", default=None, help="use this running classifier instead of starting one")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of the local classifier")
     args = parser.parse_args(argv)
-    args.model = Path(args.model or os.environ.get("FACEMASK_MODEL") or DEFAULT_MODEL)
+    args.model = Path(args.model or Settings.from_env().classifier_model)
     args.name = args.name or run_name("end_to_end", args)
     return args
 
@@ -190,7 +189,9 @@ def main(argv=None) -> dict:
         sys.exit(f"error: classifier model not found: {args.model} (export one with training/onnx_export.py, "
                  "or pass --model / --classifier-url)")
     annotations = scenes_from_args(args)
-    detector = create_detector(args.detector).prepare(long_side=args.long_side, score_threshold=args.threshold)
+    settings = Settings.from_env()
+    detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
+        long_side=args.long_side, score_threshold=args.threshold)
     logs = args.out_dir / "tmp"
     logs.mkdir(parents=True, exist_ok=True)
     try:

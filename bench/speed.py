@@ -25,6 +25,7 @@ from facemask.drawing import draw_faces
 from facemask.images import decode_image, encode_png, list_images
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.settings import Settings
 
 
 def sample_crops(images: list[Path]) -> list[bytes]:
@@ -122,7 +123,8 @@ def main(argv=None) -> Report:
                      "This product sends every face of a frame in one request over a kept-alive connection. On "
                      "loopback a request costs only a few ms, so batching gains less here than across a network.")
 
-        detector, client = RetinaFaceDetector(), ClassifierClient(classifier.url)
+        detector = RetinaFaceDetector(num_threads=Settings.from_env().ort_threads)
+        client = ClassifierClient(classifier.url)
         rows = []
         for size in ((640, 480), (1280, 720)):
             frames = make_video_frames(images, size, args.frames, args.video)

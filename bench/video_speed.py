@@ -36,6 +36,7 @@ from facemask.images import decode_image, list_images
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.runner import annotate_video_frames
+from facemask.settings import Settings
 from facemask.video import VIDEO_LONG_SIDE, VideoSettings, VideoSource, annotate_stream
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
@@ -146,11 +147,12 @@ def main(argv=None) -> Report | None:
     report = Report("video_speed", "Video frames/s (tracked vs per frame) and /classify crop transports",
                     command_line("bench.video_speed", argv), **({"out_dir": args.out_dir} if args.out_dir else {}),
                     frames=args.frames, source="pan over sample-images/group_mixed.jpg (6 faces)")
+    threads = Settings.from_env().ort_threads
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:
         rows = []
         for size in ((640, 480), (1280, 720)) if "video" in args.parts else ():
             video = pan_video(Path(tmp) / f"pan_{size[0]}.mp4", size, args.frames)
-            old = MaskPipeline(RetinaFaceDetector().prepare(long_side=DEFAULT_LONG_SIDE),
+            old = MaskPipeline(RetinaFaceDetector(num_threads=threads).prepare(long_side=DEFAULT_LONG_SIDE),
                                ClassifierClient(classifier.url, transport="multipart"))
             started = time.perf_counter()
             count = per_frame_path(old, video, Path(tmp) / "old.mp4")
@@ -158,7 +160,8 @@ def main(argv=None) -> Report | None:
             rows.append({"frame": f"{size[0]}x{size[1]}", "path": "per frame (before): detect 1024 upscaled, "
                          "PNG multipart", "frames/s": old_fps, "x per frame": 1.0})
             for detect_every in (VideoSettings.detect_every, 1):
-                pipeline = MaskPipeline(RetinaFaceDetector().prepare(long_side=VIDEO_LONG_SIDE, upscale=False),
+                detector = RetinaFaceDetector(num_threads=threads)
+                pipeline = MaskPipeline(detector.prepare(long_side=VIDEO_LONG_SIDE, upscale=False),
                                         ClassifierClient(classifier.url))
                 started = time.perf_counter()
                 footer = annotate_stream(pipeline, VideoSource(str(video)), Path(tmp) / "new.mp4",

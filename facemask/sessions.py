@@ -1,18 +1,16 @@
 """The one way both model wrappers (detector, classifier) open an ONNX model: ONNX Runtime on the CPU."""
 from __future__ import annotations
 
-import os
-
 import onnxruntime as ort
 
 
 def load_session(model: str | bytes, source: str, num_threads: int | None = None,
                  what: str = "detector model") -> ort.InferenceSession:
-    """An ONNX Runtime CPU session; a file that is not a loadable graph is a one-line ValueError."""
+    """An ONNX Runtime CPU session with num_threads intra-op threads (None or 0: ONNX Runtime's choice); a file that
+    is not a loadable graph is a one-line ValueError."""
     options = ort.SessionOptions()
-    threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))
-    if threads:
-        options.intra_op_num_threads = threads
+    if num_threads:
+        options.intra_op_num_threads = num_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # CenterFace lists its weights as graph inputs: one warning per weight otherwise
     try:
