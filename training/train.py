@@ -25,6 +25,7 @@ from fastai.vision.all import (CrossEntropyLossFlat, Learner, accuracy, create_v
 
 from training.data import make_dataloaders
 from training.onnx_export import export_onnx
+from training.onnx_init import allow_export_of_converted_modules, trainable_module
 
 ARCHITECTURES = {"resnet18": resnet18, "resnet34": resnet34, "simple_cnn": None}
 
@@ -130,8 +131,6 @@ def run(argv=None) -> Path:
     loss_func = CrossEntropyLossFlat(weight=class_weights(dls, args.weight_power))
     try:
         if args.init_onnx:
-            from training.onnx_init import trainable_module
-
             learner = Learner(dls, trainable_module(args.init_onnx, list(dls.vocab), args.seed), loss_func=loss_func,
                               metrics=accuracy)
         else:
@@ -170,8 +169,6 @@ def run(argv=None) -> Path:
     if not args.init_onnx:  # a module converted from ONNX does not pickle; model.onnx is what is served anyway
         learner.export("model.pkl")  # relative to learner.path (= --out)
     if args.init_onnx:
-        from training.onnx_init import allow_export_of_converted_modules
-
         allow_export_of_converted_modules()
     export_onnx(learner, args.out / "model.onnx", arch=args.arch)
     config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from classification.app.routes import blueprint
 from facemask.classifier import MaskClassifier
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
 from facemask.settings import Settings
@@ -18,8 +19,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Loaded once per worker at start-up; a broken model stops the worker from booting instead of failing requests.
     app.extensions["classifier"] = MaskClassifier.from_settings(settings)
     app.extensions["metrics"] = Metrics(app, "classifier", app.extensions["classifier"].classes)
-
-    from classification.app.routes import blueprint
 
     app.register_blueprint(blueprint)
     return app

@@ -5,7 +5,9 @@ import threading
 
 from flask import Flask
 
+from detection.app.routes import blueprint
 from detection.app.video_jobs import VideoJobs
+from detection.app.web import blueprint as web_blueprint
 from facemask.classes import CLASSES
 from facemask.detector import create_detector
 from facemask.pipeline import ClassifierClient, MaskPipeline
@@ -25,9 +27,6 @@ def create_app(settings: Settings | None = None) -> Flask:
                                               ClassifierClient.from_settings(settings))
     app.extensions["metrics"] = Metrics(app, "detection", (*CLASSES, UNCLASSIFIED))
     app.extensions["image_slot"] = threading.Lock()  # gevent-aware: gunicorn patches threading before the app loads
-
-    from detection.app.routes import blueprint
-    from detection.app.web import blueprint as web_blueprint
 
     app.register_blueprint(blueprint)
     app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"], app.extensions["metrics"],
