@@ -111,18 +111,11 @@ class DetectOptions:
 
 @dataclass
 class Face:
-    """One detected face in original-image pixel coordinates."""
+    """One detected face in original-image pixel coordinates (facemask.results.FaceResult adds its class)."""
 
     box: np.ndarray  # (4,) float32 x1, y1, x2, y2
     score: float
     landmarks: np.ndarray  # (5, 2) float32: right eye, left eye, nose, right mouth corner, left mouth corner
-
-    def to_dict(self) -> dict:
-        return {
-            "box": [round(float(v), 1) for v in self.box],
-            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
-            "det_score": round(float(self.score), 4),
-        }
 
 
 def default_model_bytes() -> bytes:
