@@ -33,14 +33,15 @@ from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, Pyrami
 from facemask.images import decode_image
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.results import FaceResult
 
 MAIN_CLASSES = (WITH_MASK, WITHOUT_MASK)
 MISSED = "missed"
 
 
-def _boxes_and_scores(faces: list[dict], expansion: float, label: str | None = None):
-    boxes = expand_boxes([face["box"] for face in faces], expansion)
-    scores = np.array([face["det_score"] * (face["probabilities"][label] if label else 1.0) for face in faces])
+def _boxes_and_scores(faces: list[FaceResult], expansion: float, label: str | None = None):
+    boxes = expand_boxes([face.box for face in faces], expansion)
+    scores = np.array([face.det_score * (face.probabilities[label] if label else 1.0) for face in faces])
     return boxes, scores
 
 
@@ -54,7 +55,7 @@ def with_product_labels(annotations: list) -> list:
     return [dataclasses.replace(a, labels=[canonical_label(label) for label in a.labels]) for a in annotations]
 
 
-def class_average_precision(predictions: list[list[dict]], annotations: list, label: str, iou: float,
+def class_average_precision(predictions: list[list[FaceResult]], annotations: list, label: str, iou: float,
                             expansion: float = 1.0, scored: tuple[str, ...] = MAIN_CLASSES) -> float:
     """AP of one class; detections that only overlap ground truth outside the scored classes are left out."""
     scores, hits, num_ground_truth = [], [], 0
@@ -63,7 +64,7 @@ def class_average_precision(predictions: list[list[dict]], annotations: list, la
         ground_truth = annotation.boxes[labels == label]
         ignored = annotation.boxes[~np.isin(labels, [*scored, label])]
         num_ground_truth += len(ground_truth)
-        boxes, det_scores = _boxes_and_scores([f for f in faces if f["label"] == label], expansion, label)
+        boxes, det_scores = _boxes_and_scores([f for f in faces if f.label == label], expansion, label)
         matched = greedy_match(boxes, det_scores, ground_truth, iou) >= 0
         on_ignored = ~matched & (iou_matrix(boxes, ignored).max(axis=1, initial=0.0) >= iou)
         scores.extend(det_scores[~on_ignored])
@@ -71,21 +72,21 @@ def class_average_precision(predictions: list[list[dict]], annotations: list, la
     return average_precision(scores, hits, num_ground_truth)
 
 
-def face_confusion(predictions: list[list[dict]], annotations: list, iou: float, expansion: float = 1.0):
+def face_confusion(predictions: list[list[FaceResult]], annotations: list, iou: float, expansion: float = 1.0):
     """{ground-truth label: Counter(predicted label or MISSED)} and Counter of labels of unmatched detections."""
     confusion: dict[str, Counter] = {}
     unmatched = Counter()
     for faces, annotation in zip(predictions, annotations):
         boxes, det_scores = _boxes_and_scores(faces, expansion)
         matches = greedy_match(boxes, det_scores, annotation.boxes, iou)
-        predicted = {int(gt): faces[i]["label"] for i, gt in enumerate(matches) if gt >= 0}
+        predicted = {int(gt): faces[i].label for i, gt in enumerate(matches) if gt >= 0}
         for index, label in enumerate(annotation.labels):
             confusion.setdefault(label, Counter())[predicted.get(index, MISSED)] += 1
-        unmatched.update(face["label"] for face, gt in zip(faces, matches) if gt < 0)
+        unmatched.update(face.label for face, gt in zip(faces, matches) if gt < 0)
     return confusion, unmatched
 
 
-def evaluate(predictions: list[list[dict]], annotations: list, classes: list[str], iou: float,
+def evaluate(predictions: list[list[FaceResult]], annotations: list, classes: list[str], iou: float,
              expansion: float = 1.0) -> dict:
     """AP per class the classifier knows and the scenes contain, mAP and face accuracy over the scored classes.
 
@@ -120,7 +121,7 @@ def _main_classes_first(item: tuple[str, dict]) -> tuple[int, str]:
     return (MAIN_CLASSES.index(item[0]) if item[0] in MAIN_CLASSES else len(MAIN_CLASSES), item[0])
 
 
-def run_pipeline(pipeline: MaskPipeline, annotations: list) -> tuple[list[list[dict]], dict]:
+def run_pipeline(pipeline: MaskPipeline, annotations: list) -> tuple[list[list[FaceResult]], dict]:
     predictions, timings = [], []
     for annotation in tqdm(annotations, desc="pipeline", unit="img"):
         frame = pipeline.process(decode_image(annotation.image))
@@ -205,7 +206,7 @@ def main(argv=None) -> dict:
         if service:
             service.stop()
     (logs / f"{args.name}_predictions.json").write_text(json.dumps(
-        {a.image.name: faces for a, faces in zip(annotations, predictions)}))
+        {a.image.name: [face.to_dict() for face in faces] for a, faces in zip(annotations, predictions)}))
     return score_and_report(args, argv, predictions, annotations, timing, classifier_info, detector)
 
 

@@ -30,6 +30,7 @@ from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.results import FaceResult
 from facemask.video import VIDEO_LONG_SIDE, VideoSettings, VideoSource, annotate_stream
 
 CLASSIFIED_LABELS = ("with_mask", "without_mask")
@@ -46,9 +47,10 @@ class VideoScore:
         ignored_frames, kept_frames = {}, {}
         visible = {}
         for gt, frame in zip(truth, record["frames"]):
-            shown = [f for f in frame["faces"] if f["confirmed"]]  # what the annotated video shows
-            pred_boxes = np.array([f["box"] for f in shown], dtype=np.float32).reshape(-1, 4)
-            pred_ids = [f["track_id"] for f in shown]
+            faces = [FaceResult.from_dict(face) for face in frame["faces"]]
+            shown = [f for f in faces if f.confirmed]  # what the annotated video shows
+            pred_boxes = np.array([f.box for f in shown], dtype=np.float32).reshape(-1, 4)
+            pred_ids = [f.track_id for f in shown]
             overlap = iou_matrix(pred_boxes, gt.boxes) if len(gt.ids) and len(pred_ids) else np.zeros((len(pred_ids), 0))
             keep = []
             for p, track_id in enumerate(pred_ids):
@@ -60,7 +62,7 @@ class VideoScore:
                     keep.append(p)
                     if best >= 0 and overlap[p, best] >= iou and gt.labels[best] in CLASSIFIED_LABELS:
                         self.label_total += 1
-                        self.label_hits += shown[p]["label"] == gt.labels[best]
+                        self.label_hits += shown[p].label == gt.labels[best]
             counted_gt = [i for i, ignored in enumerate(gt.ignored) if not ignored]
             for i in counted_gt:
                 visible[gt.ids[i]] = visible.get(gt.ids[i], 0) + 1

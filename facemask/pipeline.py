@@ -8,8 +8,6 @@ import io
 import itertools
 import os
 import time
-from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 import requests
@@ -17,9 +15,9 @@ import requests
 from facemask.crops import crop_face
 from facemask.detector import Face, PyramidFaceDetector, create_detector
 from facemask.images import encode_png
+from facemask.results import UNCLASSIFIED, FaceResult, FrameResult  # noqa: F401  (other branches import them here)
 
 DEFAULT_CLASSIFIER_URL = "http://localhost:3000"
-UNCLASSIFIED = "unclassified"
 CROPS_PER_REQUEST = 128  # the classification service accepts up to 256 (MAX_CROPS_PER_REQUEST)
 NPY_MEDIA_TYPE = "application/x-npy"
 DEFAULT_CLASSIFY_DEADLINE_S = 15.0
@@ -137,26 +135,6 @@ class ClassifierClient:
         return False
 
 
-@dataclass
-class FrameResult:
-    width: int
-    height: int
-    faces: list[dict]
-    timing_ms: dict
-    error: str | None = None
-
-    @property
-    def counts(self) -> dict:
-        return dict(Counter(face["label"] for face in self.faces))
-
-    def to_dict(self) -> dict:
-        result = {"width": self.width, "height": self.height, "faces": self.faces, "counts": self.counts,
-                  "timing_ms": self.timing_ms}
-        if self.error:
-            result["error"] = self.error
-        return result
-
-
 class MaskPipeline:
     def __init__(self, detector: PyramidFaceDetector | None = None, client: ClassifierClient | None = None):
         self.detector = detector or create_detector()
@@ -175,16 +153,8 @@ class MaskPipeline:
             error, predictions = str(failure), [{"error": str(failure)}] * len(faces)
         finished = time.perf_counter()
 
-        results = []
-        for face, prediction in zip(faces, predictions):
-            entry = face.to_dict()
-            if "label" in prediction:
-                entry.update(label=prediction["label"], score=prediction["score"],
-                             probabilities=prediction["probabilities"], status="classified")
-            else:
-                entry.update(label=UNCLASSIFIED, score=None, probabilities=None, status=UNCLASSIFIED,
-                             error=prediction.get("error", "no prediction"))
-            results.append(entry)
+        results = [FaceResult.from_prediction(face.box, face.landmarks, face.score, prediction)
+                   for face, prediction in zip(faces, predictions)]
         timing = {"detect": round((detected - started) * 1e3, 1), "classify": round((finished - detected) * 1e3, 1),
                   "total": round((finished - started) * 1e3, 1)}
         return FrameResult(width=image_rgb.shape[1], height=image_rgb.shape[0], faces=results, timing_ms=timing,

@@ -23,7 +23,8 @@ import numpy as np
 
 from facemask.crops import crop_face
 from facemask.drawing import draw_faces
-from facemask.pipeline import UNCLASSIFIED, ClassifierUnavailable, MaskPipeline
+from facemask.pipeline import ClassifierUnavailable, MaskPipeline
+from facemask.results import UNCLASSIFIED, FaceResult
 from facemask.tracking import FaceTracker, LabelSmoother, TrackedFace, follow_faces, to_gray
 
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"}
@@ -160,7 +161,7 @@ def _thumbnail(crop: np.ndarray) -> np.ndarray:
 
 
 class VideoAnnotator:
-    """Feed frames in order with `push`; finished frames come back (annotated image + JSON record) in order."""
+    """Feed frames in order with `push`; finished frames come back (annotated image + frame record, its faces FaceResults) in order."""
 
     def __init__(self, pipeline: MaskPipeline, fps: float, settings: VideoSettings | None = None):
         self.pipeline, self.fps = pipeline, fps
@@ -276,35 +277,32 @@ class VideoAnnotator:
                     track.error = result.get("error", "no prediction")
         self.timing["classify_wait"] += time.perf_counter() - started
         started = time.perf_counter()
-        faces = [self._face_record(face) for face in pending.faces]
-        shown = [face for face in faces if face["confirmed"]]
+        faces = [self._face_result(face) for face in pending.faces]
+        shown = [face for face in faces if face.confirmed]
         image = draw_faces(pending.image, shown)
         self.timing["draw"] += time.perf_counter() - started
-        labels = [face["label"] for face in shown]
+        labels = [face.label for face in shown]
         record = {"frame": pending.index, "time_s": round(pending.index / self.fps, 3), "detected": pending.detected,
                   "faces": faces, "counts": {label: labels.count(label) for label in sorted(set(labels))}}
         return image, record
 
-    def _face_record(self, face: TrackedFace) -> dict:
+    def _face_result(self, face: TrackedFace) -> FaceResult:
         track = self.tracks[face.track_id]
-        entry = {"box": [round(float(v), 1) for v in face.box],
-                 "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks],
-                 "det_score": round(float(face.det_score), 4), "track_id": face.track_id,
-                 "source": "detected" if face.detected else "followed",
-                 "confirmed": track.best_score >= self.settings.confirm_score}
         label = track.smoother.label
         if label is None:
-            entry.update(label=UNCLASSIFIED, score=None, probabilities=None, status=UNCLASSIFIED,
-                         error=track.error or "not classified")
+            prediction = {"error": track.error or "not classified"}
         else:
             mean = track.smoother.mean()
-            entry.update(label=label, score=round(mean[label], 5),
-                         probabilities={name: round(value, 5) for name, value in mean.items()}, status="classified")
-        if track.shown not in (None, UNCLASSIFIED) and entry["label"] not in (track.shown, UNCLASSIFIED):
+            prediction = {"label": label, "score": round(mean[label], 5),
+                          "probabilities": {name: round(value, 5) for name, value in mean.items()}}
+        result = FaceResult.from_prediction(face.box, face.landmarks, face.det_score, prediction,
+                                            track_id=face.track_id, source="detected" if face.detected else "followed",
+                                            confirmed=track.best_score >= self.settings.confirm_score)
+        if track.shown not in (None, UNCLASSIFIED) and result.label not in (track.shown, UNCLASSIFIED):
             track.label_changes += 1
-        if entry["label"] != UNCLASSIFIED:
-            track.shown = entry["label"]
-        return entry
+        if result.label != UNCLASSIFIED:
+            track.shown = result.label
+        return result
 
     def summary(self) -> dict:
         """People seen in the video: tracks with their overall label, time on screen, first and last frame."""
@@ -341,6 +339,8 @@ class JsonFramesWriter:
         self.first = True
 
     def add(self, record: dict) -> None:
+        """One frame's record; its faces (FaceResult) become JSON here."""
+        record = {**record, "faces": [face.to_dict() for face in record["faces"]]}
         self.handle.write(("" if self.first else ",\n") + json.dumps(record))
         self.first = False
 

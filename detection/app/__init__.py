@@ -8,7 +8,8 @@ from flask import Flask
 from detection.app.video_jobs import VideoJobs
 from facemask.classes import CLASSES
 from facemask.detector import create_detector
-from facemask.pipeline import UNCLASSIFIED, ClassifierClient, MaskPipeline
+from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.results import UNCLASSIFIED
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
 
 
