@@ -62,9 +62,12 @@ def trainable_module(path: str | Path, classes: list[str], seed: int = 0) -> tor
     del graph.output[0].type.tensor_type.shape.dim[:]
     graph.node.remove(softmax)
     module = convert(model)
-    # onnx2torch keeps MatMul weights as buffers; training needs them as parameters.
+    # onnx2torch keeps MatMul weights as buffers; training needs them as parameters. Integer buffers are shapes
+    # (a model exported from an earlier fine-tune carries its Reshape target) and stay buffers.
     holder = module.initializers
     for name, value in list(holder.named_buffers(recurse=False)):
+        if not value.is_floating_point():
+            continue
         delattr(holder, name)
         holder.register_parameter(name, torch.nn.Parameter(value.clone()))
     for name, parameter in module.named_parameters():
