@@ -28,9 +28,10 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, create_detector, parse_long_side  # noqa: E402
 from facemask.local_server import LocalService, is_local  # noqa: E402
-from facemask.pipeline import DEFAULT_CLASSIFIER_URL, ClassifierClient, MaskPipeline  # noqa: E402
+from facemask.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
 from facemask.runner import (InputError, StopSignals, annotate_images, annotate_video, plan_image_outputs,  # noqa: E402
                              plan_video_output)
+from facemask.settings import Settings, SettingsError  # noqa: E402
 from facemask.video import VIDEO_LONG_SIDE, VideoSettings  # noqa: E402
 
 
@@ -52,7 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="output file, or folder (created if its parent exists)")
     parser.add_argument("--allow-nested-output", action="store_true",
                         help="images: allow --out_path inside the input folder (its files are then not read as inputs)")
-    parser.add_argument("--classifier-url", default=os.environ.get("CLASSIFIER_URL", DEFAULT_CLASSIFIER_URL))
+    parser.add_argument("--classifier-url", default=None,
+                        help=f"classifier base URL(s) (default: $CLASSIFIER_URL, else {Settings.classifier_url})")
     parser.add_argument("--no-local-classifier", action="store_true",
                         help="fail instead of starting a classifier when none answers at a local URL")
     parser.add_argument("--long-side", type=parse_long_side, default=argparse.SUPPRESS,
@@ -80,25 +82,32 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    args.classifier_url = args.classifier_url or settings.classifier_url
+    try:
         if args.is_image:
             pairs = plan_image_outputs(Path(args.in_path), args.out_path, allow_nested=args.allow_nested_output)
         else:
             video_out = plan_video_output(args.in_path, args.out_path)
-            settings = VideoSettings(detect_every=args.detect_every, reclassify_every=args.reclassify_every,
-                                     min_track_detections=args.min_track_detections,
-                                     min_track_s=args.min_track_seconds)
+            video_settings = VideoSettings(detect_every=args.detect_every, reclassify_every=args.reclassify_every,
+                                           min_track_detections=args.min_track_detections,
+                                           min_track_s=args.min_track_seconds)
         if hasattr(args, "long_side"):
             scale = {"long_side": args.long_side}
         elif args.is_image:
             scale = {"long_side": DEFAULT_LONG_SIDE}
         else:  # measured on video frames: one pass at the frame's size (bench/video_tracking.py)
             scale = {"long_side": VIDEO_LONG_SIDE, "upscale": False}
-        detector = create_detector(args.detector).prepare(score_threshold=args.threshold, **scale)
+        detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
+            score_threshold=args.threshold, **scale)
     except (InputError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    client = ClassifierClient(args.classifier_url)
+    client = ClassifierClient(args.classifier_url, deadline=settings.classify_deadline_s)
     stop = StopSignals()
     with contextlib.ExitStack() as stack:
         if not client.is_ready():
@@ -113,13 +122,13 @@ def main(argv=None) -> int:
             except RuntimeError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 3
-            client = ClassifierClient(local.url)
+            client = ClassifierClient(local.url, deadline=settings.classify_deadline_s)
         pipeline = MaskPipeline(detector, client)
         try:
             if args.is_image:
                 summary = annotate_images(pipeline, pairs)
             else:
-                summary = annotate_video(pipeline, args.in_path, video_out, settings, stop)
+                summary = annotate_video(pipeline, args.in_path, video_out, video_settings, stop)
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

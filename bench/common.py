@@ -12,21 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
+from facemask.annotations import SCENE_CLASSES, average_precision, expand_boxes  # noqa: F401 (re-exported)
+from facemask.annotations import DatasetError, load_scenes, subsample
 from facemask.detector import parse_long_side  # noqa: F401 (re-exported)
-from facemask.annotations import SCENE_CLASSES, average_precision, expand_boxes, subsample  # noqa: F401 (re-exported)
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATASETS = REPO_ROOT / ".." / "shared" / "datasets"
-CROPS_DIR = DATASETS / "face-mask-chandrikadeb7"
-SCENES_DIR = DATASETS / "face-mask-scenes-andrewmvd"
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
-SCENE_SPLIT_FILE = REPO_ROOT / "detection" / "model" / "scene_split.json"
+from facemask.images import list_images
+from facemask.paths import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR  # noqa: F401 (re-exported)
+from facemask.settings import Settings
+from facemask.splits import load_split
 
 
 # --------------------------------------------------------------------------------------------------- datasets
 def load_image_folder(root: Path, limit_per_class: int | None = None, seed: int = 0) -> dict[str, list[Path]]:
-    from facemask.images import list_images
-
     classes = sorted(p for p in Path(root).iterdir() if p.is_dir())
     if not classes:
         raise SystemExit(f"error: {root} has no class sub-folders (expected ImageFolder layout)")
@@ -56,14 +52,13 @@ def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
 
 def scenes_from_args(args) -> list:
     """The annotated scenes the options select: the split first, then the --limit subset."""
-    from facemask.annotations import load_scenes
-
-    annotations = load_scenes(args.images, args.annotations)
-    if args.split != "all":
-        if not args.split_file.is_file():
-            raise SystemExit(f"error: split file not found: {args.split_file}")
-        names = set(json.loads(args.split_file.read_text())[args.split])
-        annotations = [a for a in annotations if a.image.stem in names]
+    try:
+        annotations = load_scenes(args.images, args.annotations)
+        if args.split != "all":
+            names = set(load_split(args.split_file)[args.split])
+            annotations = [a for a in annotations if a.image.stem in names]
+    except DatasetError as error:  # the scripts' own argument check: one line, exit code 1
+        raise SystemExit(f"error: {error}") from None
     return subsample(annotations, args.limit, args.seed)
 
 
@@ -123,7 +118,7 @@ def run_environment() -> dict:
 
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "git_commit": commit, "cpu_count": os.cpu_count(),
             "machine": platform.processor() or platform.machine(), "onnxruntime": onnxruntime.__version__,
-            "ort_threads": os.environ.get("FACEMASK_ORT_THREADS", "default")}
+            "ort_threads": Settings.from_env().ort_threads or "default"}
 
 
 class Report:

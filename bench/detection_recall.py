@@ -23,11 +23,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import (CROPS_DIR, REPO_ROOT, Report, add_scene_arguments, command_line, load_image_folder, long_side_name,
-                          parse_long_side, plot_sweep, run_name, scenes_from_args)
+from bench.common import (CROPS_DIR, REPO_ROOT, Report, add_scene_arguments, command_line, load_image_folder,
+                          long_side_name, parse_long_side, plot_sweep, run_name, scenes_from_args)
 from facemask.annotations import (FALSE_POSITIVE_IOU, IOU_THRESHOLDS, SCENE_CLASSES, greedy_match, load_scenes,
                                   scene_recall, subsample)
-from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, RetinaFaceDetector, boxes_and_scores
+from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, DetectOptions, RetinaFaceDetector,
+                               boxes_and_scores)
+from facemask.settings import Settings
 from facemask.images import decode_image
 
 CROP_LONG_SIDES = (None, 320, 640, 1024)
@@ -45,11 +47,11 @@ def run_detector(detector: RetinaFaceDetector, paths: list, long_sides: list, th
     for index, path in enumerate(tqdm(paths, desc=desc, unit="img")):
         image = decode_image(path)
         for side in long_sides:
-            detector.prepare(long_side=side, score_threshold=threshold)
+            options = DetectOptions(long_side=side, score_threshold=threshold)
             if index == 0:
-                detector.detect(image)  # session warm-up, kept out of the timings
+                detector.detect(image, options)  # session warm-up, kept out of the timings
             start = time.perf_counter()
-            faces = detector.detect(image)
+            faces = detector.detect(image, options)
             elapsed[side].append((time.perf_counter() - start) * 1e3)
             found[side].append(boxes_and_scores(faces))
     # Median, not mean: other work on a shared machine shows up as outliers, not as a shift of the median.
@@ -64,12 +66,12 @@ def frame_timing(detector: RetinaFaceDetector, image: np.ndarray, long_sides: li
     frame = cv2.resize(image, VIDEO_FRAME, interpolation=cv2.INTER_AREA)
     timings = {}
     for side in long_sides:
-        detector.prepare(long_side=side, score_threshold=DEFAULT_SCORE_THRESHOLD)
-        detector.detect(frame)
+        options = DetectOptions(long_side=side, score_threshold=DEFAULT_SCORE_THRESHOLD)
+        detector.detect(frame, options)
         runs = []
         for _ in range(repeats):
             start = time.perf_counter()
-            detector.detect(frame)
+            detector.detect(frame, options)
             runs.append((time.perf_counter() - start) * 1e3)
         timings[side] = (float(np.median(runs)), float(np.min(runs)))
     return timings
@@ -298,7 +300,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    detector = RetinaFaceDetector(model=args.detector)
+    settings = Settings.from_env()
+    detector = RetinaFaceDetector(model=args.detector or settings.detector_model, num_threads=settings.ort_threads)
     report = Report(args.name, "Face detector recall", command_line("bench.detection_recall", argv),
                     out_dir=args.out_dir, detector=detector.config(), limit=args.limit, split=args.split)
     if args.part in ("crops", "all"):

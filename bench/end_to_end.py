@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,19 +27,20 @@ from bench.common import (Report, add_scene_arguments, average_precision, comman
                           parse_long_side, run_name, scenes_from_args)
 from facemask.annotations import IOU_THRESHOLDS, greedy_match, iou_matrix
 from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
-from facemask.classifier import DEFAULT_MODEL
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, PyramidFaceDetector, create_detector
 from facemask.images import decode_image
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.results import FaceResult
+from facemask.settings import Settings
 
 MAIN_CLASSES = (WITH_MASK, WITHOUT_MASK)
 MISSED = "missed"
 
 
-def _boxes_and_scores(faces: list[dict], expansion: float, label: str | None = None):
-    boxes = expand_boxes([face["box"] for face in faces], expansion)
-    scores = np.array([face["det_score"] * (face["probabilities"][label] if label else 1.0) for face in faces])
+def _boxes_and_scores(faces: list[FaceResult], expansion: float, label: str | None = None):
+    boxes = expand_boxes([face.box for face in faces], expansion)
+    scores = np.array([face.det_score * (face.probabilities[label] if label else 1.0) for face in faces])
     return boxes, scores
 
 
@@ -54,7 +54,7 @@ def with_product_labels(annotations: list) -> list:
     return [dataclasses.replace(a, labels=[canonical_label(label) for label in a.labels]) for a in annotations]
 
 
-def class_average_precision(predictions: list[list[dict]], annotations: list, label: str, iou: float,
+def class_average_precision(predictions: list[list[FaceResult]], annotations: list, label: str, iou: float,
                             expansion: float = 1.0, scored: tuple[str, ...] = MAIN_CLASSES) -> float:
     """AP of one class; detections that only overlap ground truth outside the scored classes are left out."""
     scores, hits, num_ground_truth = [], [], 0
@@ -63,7 +63,7 @@ def class_average_precision(predictions: list[list[dict]], annotations: list, la
         ground_truth = annotation.boxes[labels == label]
         ignored = annotation.boxes[~np.isin(labels, [*scored, label])]
         num_ground_truth += len(ground_truth)
-        boxes, det_scores = _boxes_and_scores([f for f in faces if f["label"] == label], expansion, label)
+        boxes, det_scores = _boxes_and_scores([f for f in faces if f.label == label], expansion, label)
         matched = greedy_match(boxes, det_scores, ground_truth, iou) >= 0
         on_ignored = ~matched & (iou_matrix(boxes, ignored).max(axis=1, initial=0.0) >= iou)
         scores.extend(det_scores[~on_ignored])
@@ -71,21 +71,21 @@ def class_average_precision(predictions: list[list[dict]], annotations: list, la
     return average_precision(scores, hits, num_ground_truth)
 
 
-def face_confusion(predictions: list[list[dict]], annotations: list, iou: float, expansion: float = 1.0):
+def face_confusion(predictions: list[list[FaceResult]], annotations: list, iou: float, expansion: float = 1.0):
     """{ground-truth label: Counter(predicted label or MISSED)} and Counter of labels of unmatched detections."""
     confusion: dict[str, Counter] = {}
     unmatched = Counter()
     for faces, annotation in zip(predictions, annotations):
         boxes, det_scores = _boxes_and_scores(faces, expansion)
         matches = greedy_match(boxes, det_scores, annotation.boxes, iou)
-        predicted = {int(gt): faces[i]["label"] for i, gt in enumerate(matches) if gt >= 0}
+        predicted = {int(gt): faces[i].label for i, gt in enumerate(matches) if gt >= 0}
         for index, label in enumerate(annotation.labels):
             confusion.setdefault(label, Counter())[predicted.get(index, MISSED)] += 1
-        unmatched.update(face["label"] for face, gt in zip(faces, matches) if gt < 0)
+        unmatched.update(face.label for face, gt in zip(faces, matches) if gt < 0)
     return confusion, unmatched
 
 
-def evaluate(predictions: list[list[dict]], annotations: list, classes: list[str], iou: float,
+def evaluate(predictions: list[list[FaceResult]], annotations: list, classes: list[str], iou: float,
              expansion: float = 1.0) -> dict:
     """AP per class the classifier knows and the scenes contain, mAP and face accuracy over the scored classes.
 
@@ -120,7 +120,7 @@ def _main_classes_first(item: tuple[str, dict]) -> tuple[int, str]:
     return (MAIN_CLASSES.index(item[0]) if item[0] in MAIN_CLASSES else len(MAIN_CLASSES), item[0])
 
 
-def run_pipeline(pipeline: MaskPipeline, annotations: list) -> tuple[list[list[dict]], dict]:
+def run_pipeline(pipeline: MaskPipeline, annotations: list) -> tuple[list[list[FaceResult]], dict]:
     predictions, timings = [], []
     for annotation in tqdm(annotations, desc="pipeline", unit="img"):
         frame = pipeline.process(decode_image(annotation.image))
@@ -143,7 +143,7 @@ def parse_args(argv=None):
     parser.add_argument("--classifier-url", default=None, help="use this running classifier instead of starting one")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of the local classifier")
     args = parser.parse_args(argv)
-    args.model = Path(args.model or os.environ.get("FACEMASK_MODEL") or DEFAULT_MODEL)
+    args.model = Path(args.model or Settings.from_env().classifier_model)
     args.name = args.name or run_name("end_to_end", args)
     return args
 
@@ -152,7 +152,8 @@ def score_and_report(args, argv, predictions, annotations, timing: dict, classif
                      detector: PyramidFaceDetector) -> dict:
     report = Report(args.name, "End-to-end: detector + classifier on annotated scenes",
                     command_line("bench.end_to_end", argv), out_dir=args.out_dir, detector=detector.config(),
-                    box_expansion=args.box_expansion, split=args.split, scenes=len(annotations), classifier={key: classifier_info.get(key) for key in (
+                    box_expansion=args.box_expansion, split=args.split, scenes=len(annotations),
+                    classifier={key: classifier_info.get(key) for key in (
                         "model_version", "arch", "classes", "model_file")})
     counts = Counter(label for a in annotations for label in a.labels)
     report.note(f"{len(annotations)} scenes from {args.images}; ground truth: "
@@ -188,7 +189,9 @@ def main(argv=None) -> dict:
         sys.exit(f"error: classifier model not found: {args.model} (export one with training/onnx_export.py, "
                  "or pass --model / --classifier-url)")
     annotations = scenes_from_args(args)
-    detector = create_detector(args.detector).prepare(long_side=args.long_side, score_threshold=args.threshold)
+    settings = Settings.from_env()
+    detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
+        long_side=args.long_side, score_threshold=args.threshold)
     logs = args.out_dir / "tmp"
     logs.mkdir(parents=True, exist_ok=True)
     try:
@@ -205,7 +208,7 @@ def main(argv=None) -> dict:
         if service:
             service.stop()
     (logs / f"{args.name}_predictions.json").write_text(json.dumps(
-        {a.image.name: faces for a, faces in zip(annotations, predictions)}))
+        {a.image.name: [face.to_dict() for face in faces] for a, faces in zip(annotations, predictions)}))
     return score_and_report(args, argv, predictions, annotations, timing, classifier_info, detector)
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from bench.common import REPO_ROOT, Report, add_scene_arguments, command_line, scenes_from_args
 from facemask.annotations import subsample
 from bench.end_to_end import IOU_THRESHOLDS, MAIN_CLASSES, MISSED, evaluate
+from facemask.results import FaceResult
 
 RUNNER = REPO_ROOT / "bench" / "peer_runner.py"
 DEFAULT_PEER_PYTHON = Path("/work/peers/venv/bin/python")
@@ -299,7 +300,8 @@ def main(argv=None) -> dict:
             if not all(str(a.image) in predictions[peer] for a in scenes):
                 continue
             for variant, keep in PEERS[peer]["variants"].items():
-                kept = [[face for face in predictions[peer][str(a.image)] if keep(face)] for a in scenes]
+                kept = [[FaceResult.from_dict(face) for face in predictions[peer][str(a.image)] if keep(face)]
+                        for a in scenes]
                 results = {iou: evaluate(kept, scenes, list(MAIN_CLASSES), iou, args.box_expansion)
                            for iou in IOU_THRESHOLDS}
                 report.data.setdefault("results", {}).setdefault(f"{size} scenes", {}).setdefault(

@@ -214,7 +214,8 @@ def render() -> str:
     lines = [f"Measured on {machine or 'unknown machine'}. Sources: {', '.join(sources) or 'none yet'}. "
              "Regenerate with the bench commands below, then `python -m bench.report`.", "",
              "| measure | result | target | details |", "|---|---|---|---|"]
-    lines += [f"| {what} | {result} | {target} | [{link.split('/')[-1]}]({link if '/' in link else 'bench/results/' + link}) |"
+    lines += [f"| {what} | {result} | {target} | "
+              f"[{link.split('/')[-1]}]({link if '/' in link else 'bench/results/' + link}) |"
               for what, result, target, link in rows]
     compare = RESULTS_DIR / "training_compare.md"
     if compare.is_file():

@@ -119,7 +119,8 @@ def memory_rows() -> list[dict]:
         for name, body in big.items():
             for path in ("/detect", "/annotate"):
                 rows.append(memory_case(detection, f"{path} {name}, {len(body) / 1e6:.1f} MB",
-                                        lambda: requests.post(detection.url + path, data=body, timeout=120)))
+                                        lambda path=path, body=body: requests.post(detection.url + path, data=body,
+                                                                                    timeout=120)))
     return rows
 
 

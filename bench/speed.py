@@ -25,6 +25,7 @@ from facemask.drawing import draw_faces
 from facemask.images import decode_image, encode_png, list_images
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.settings import Settings
 
 
 def sample_crops(images: list[Path]) -> list[bytes]:
@@ -36,7 +37,8 @@ def sample_crops(images: list[Path]) -> list[bytes]:
     return crops
 
 
-def classify_throughput(url: str, crops: list[bytes], per_request: int, seconds: float, keep_alive: bool = True) -> float:
+def classify_throughput(url: str, crops: list[bytes], per_request: int, seconds: float,
+                        keep_alive: bool = True) -> float:
     """Crops per second when every request carries `per_request` crops (without keep_alive: a new TCP connection
     per request, as a plain `requests.post` per crop does)."""
     session, sent, started = (requests.Session() if keep_alive else requests), 0, time.perf_counter()
@@ -49,7 +51,8 @@ def classify_throughput(url: str, crops: list[bytes], per_request: int, seconds:
     return sent / (time.perf_counter() - started)
 
 
-def make_video_frames(images: list[Path], size: tuple[int, int], count: int, video: Path | None = None) -> list[np.ndarray]:
+def make_video_frames(images: list[Path], size: tuple[int, int], count: int,
+                      video: Path | None = None) -> list[np.ndarray]:
     """`count` RGB frames of `size`: from the video when one is given, else cycling through the images."""
     if video is None:
         frames = [cv2.resize(decode_image(p), size, interpolation=cv2.INTER_AREA) for p in images]
@@ -120,12 +123,13 @@ def main(argv=None) -> Report:
                      "This product sends every face of a frame in one request over a kept-alive connection. On "
                      "loopback a request costs only a few ms, so batching gains less here than across a network.")
 
-        pipeline = MaskPipeline(RetinaFaceDetector(), ClassifierClient(classifier.url))
+        detector = RetinaFaceDetector(num_threads=Settings.from_env().ort_threads)
+        client = ClassifierClient(classifier.url)
         rows = []
         for size in ((640, 480), (1280, 720)):
             frames = make_video_frames(images, size, args.frames, args.video)
             for long_side, label in ((None, "native"), ("auto", "auto (default pyramid)")):
-                pipeline.detector.prepare(long_side=long_side)
+                pipeline = MaskPipeline(detector.with_options(long_side=long_side), client)
                 for detect_every in (1, 3):
                     fps, faces = pipeline_fps(pipeline, frames, detect_every)
                     rows.append({"frame": f"{size[0]}x{size[1]}", "detector long side": label,
@@ -137,7 +141,8 @@ def main(argv=None) -> Report:
             for path in images:
                 session.post(detection.url + "/detect", data=path.read_bytes(), timeout=60).raise_for_status()
             report.table("Peak memory", [
-                {"service": "classification (master + 2 workers)", "peak RSS MB": process_tree_mb(classifier.process.pid)},
+                {"service": "classification (master + 2 workers)",
+                 "peak RSS MB": process_tree_mb(classifier.process.pid)},
                 {"service": "detection (master + 1 worker)", "peak RSS MB": process_tree_mb(detection.process.pid)}])
     report.save()
     return report

@@ -39,6 +39,7 @@ from facemask.images import decode_image, list_images
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.runner import annotate_video_frames
+from facemask.settings import Settings
 from facemask.video import VIDEO_LONG_SIDE, VideoSettings, VideoSource, annotate_stream
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
@@ -54,8 +55,8 @@ def pan_video(path: Path, size: tuple[int, int], frames: int) -> Path:
 
 
 def per_frame_path(pipeline: MaskPipeline, video: Path, out: Path) -> int:
-    """The video loop infer.py ran before tracks (runner.annotate_video_frames, the web page's path until it took the tracked one): analyse,
-    draw and write every frame. Returns the number of frames."""
+    """The video loop infer.py ran before tracks (runner.annotate_video_frames, the web page's path until it took
+    the tracked one): analyse, draw and write every frame. Returns the number of frames."""
     done: list[int] = []
     annotate_video_frames(pipeline, video, out, on_frame=lambda frames, _total: done.append(frames))
     return done[-1] if done else 0
@@ -163,12 +164,13 @@ def main(argv=None) -> Report | None:
     report = Report("video_speed", "Video frames/s (tracked vs per frame) and /classify crop transports",
                     command_line("bench.video_speed", argv), **({"out_dir": args.out_dir} if args.out_dir else {}),
                     frames=args.frames, source="pan over sample-images/group_mixed.jpg (6 faces)")
+    threads = Settings.from_env().ort_threads
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:
         processes = [os.getpid(), classifier.process.pid]
         rows = []
         for size in ((640, 480), (1280, 720)) if "video" in args.parts else ():
             video = pan_video(Path(tmp) / f"pan_{size[0]}.mp4", size, args.frames)
-            old = MaskPipeline(RetinaFaceDetector().prepare(long_side=DEFAULT_LONG_SIDE),
+            old = MaskPipeline(RetinaFaceDetector(num_threads=threads).prepare(long_side=DEFAULT_LONG_SIDE),
                                ClassifierClient(classifier.url, transport="multipart"))
             started = time.perf_counter()
             count = per_frame_path(old, video, Path(tmp) / "old.mp4")
@@ -176,7 +178,8 @@ def main(argv=None) -> Report | None:
             rows.append({"frame": f"{size[0]}x{size[1]}", "path": "per frame (before): detect 1024 upscaled, "
                          "PNG multipart", "frames/s": old_fps, "x per frame": 1.0})
             for detect_every in (VideoSettings.detect_every, 1):
-                pipeline = MaskPipeline(RetinaFaceDetector().prepare(long_side=VIDEO_LONG_SIDE, upscale=False),
+                detector = RetinaFaceDetector(num_threads=threads)
+                pipeline = MaskPipeline(detector.prepare(long_side=VIDEO_LONG_SIDE, upscale=False),
                                         ClassifierClient(classifier.url))
                 started, cpu_started = time.perf_counter(), cpu_seconds(processes)
                 footer = annotate_stream(pipeline, VideoSource(str(video)), Path(tmp) / "new.mp4",
@@ -197,9 +200,10 @@ def main(argv=None) -> Report | None:
                          "Target: >= 25 frames/s at 640x480 with up to 6 faces on 2 CPU cores. One run, same "
                          "machine (2 cores, shared with other jobs: compare ratios). Stage columns: ms per frame "
                          "spent in each stage; decoding and drawing + encoding run on threads of their own, "
-                         "classification on a third, so stages overlap and add up to more than the wall time. CPU ms per frame: "
-                         "user + system CPU of this process and the classifier's workers; the cores it would take "
-                         "alone give the last column, an estimate for an idle machine, not a measurement.")
+                         "classification on a third, so stages overlap and add up to more than the wall time. "
+                         "CPU ms per frame: user + system CPU of this process and the classifier's workers; "
+                         "2 cores divided by it give the last column, an estimate for an idle machine, not a "
+                         "measurement.")
         if "transport" not in args.parts:
             report.save()
             return report

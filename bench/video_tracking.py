@@ -30,6 +30,8 @@ from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.results import FaceResult
+from facemask.settings import Settings
 from facemask.video import VIDEO_LONG_SIDE, VideoSettings, VideoSource, annotate_stream
 
 CLASSIFIED_LABELS = ("with_mask", "without_mask")
@@ -46,10 +48,12 @@ class VideoScore:
         ignored_frames, kept_frames = {}, {}
         visible = {}
         for gt, frame in zip(truth, record["frames"]):
-            shown = [f for f in frame["faces"] if f["confirmed"]]  # what the annotated video shows
-            pred_boxes = np.array([f["box"] for f in shown], dtype=np.float32).reshape(-1, 4)
-            pred_ids = [f["track_id"] for f in shown]
-            overlap = iou_matrix(pred_boxes, gt.boxes) if len(gt.ids) and len(pred_ids) else np.zeros((len(pred_ids), 0))
+            faces = [FaceResult.from_dict(face) for face in frame["faces"]]
+            shown = [f for f in faces if f.confirmed]  # what the annotated video shows
+            pred_boxes = np.array([f.box for f in shown], dtype=np.float32).reshape(-1, 4)
+            pred_ids = [f.track_id for f in shown]
+            overlap = (iou_matrix(pred_boxes, gt.boxes) if len(gt.ids) and len(pred_ids)
+                       else np.zeros((len(pred_ids), 0)))
             keep = []
             for p, track_id in enumerate(pred_ids):
                 best = int(np.argmax(overlap[p])) if overlap.shape[1] else -1
@@ -60,7 +64,7 @@ class VideoScore:
                     keep.append(p)
                     if best >= 0 and overlap[p, best] >= iou and gt.labels[best] in CLASSIFIED_LABELS:
                         self.label_total += 1
-                        self.label_hits += shown[p]["label"] == gt.labels[best]
+                        self.label_hits += shown[p].label == gt.labels[best]
             counted_gt = [i for i, ignored in enumerate(gt.ignored) if not ignored]
             for i in counted_gt:
                 visible[gt.ids[i]] = visible.get(gt.ids[i], 0) + 1
@@ -110,14 +114,17 @@ def main(argv=None) -> Report:
     annotations = [a for a in scenes_from_args(args) if len(a.labels)]
     name = args.name or ("video_tracking" + ("" if args.split == "all" else f"_{args.split}")
                          + ("_quick" if args.limit and args.limit < 40 else ""))
-    report = Report(name, "Tracking on synthetic videos from held-out photos", command_line("bench.video_tracking", argv),
+    report = Report(name, "Tracking on synthetic videos from held-out photos",
+                    command_line("bench.video_tracking", argv),
                     out_dir=args.out_dir, photos=len(annotations), frames_per_video=args.frames, iou=args.iou,
                     min_face_px=args.min_face, motions=list(MOTIONS))
     scores = {k: [] for k in args.detect_every}
     seconds = {k: 0.0 for k in args.detect_every}
     frames_done = {k: 0 for k in args.detect_every}
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:
-        detector = RetinaFaceDetector(model=args.detector).prepare(long_side=args.long_side, upscale=args.upscale)
+        settings = Settings.from_env()
+        detector = RetinaFaceDetector(model=args.detector or settings.detector_model, num_threads=settings.ort_threads
+                                      ).prepare(long_side=args.long_side, upscale=args.upscale)
         for index, annotation in enumerate(annotations):
             motion = MOTIONS[index % len(MOTIONS)]
             video = Path(tmp) / f"{annotation.image.stem}.mp4"

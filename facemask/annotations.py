@@ -13,6 +13,10 @@ IOU_THRESHOLDS = (0.5, 0.3)
 FALSE_POSITIVE_IOU = 0.3  # a detection overlapping no annotated face this much is a false positive
 
 
+class DatasetError(ValueError):
+    """A data set or split file is missing or malformed; the message is one line for the terminal."""
+
+
 @dataclass
 class Annotation:
     """One annotated scene: ground-truth boxes (x1, y1, x2, y2 in image pixels) and their labels."""
@@ -52,10 +56,10 @@ def subsample(items: list, limit: int | None, seed: int = 0) -> list:
 def load_scenes(images_dir: Path, annotations_dir: Path, limit: int | None = None, seed: int = 0) -> list[Annotation]:
     annotations = [parse_voc(path, images_dir) for path in sorted(Path(annotations_dir).glob("*.xml"))]
     if not annotations:
-        raise SystemExit(f"error: no Pascal VOC .xml files in {annotations_dir}")
+        raise DatasetError(f"no Pascal VOC .xml files in {annotations_dir}")
     missing = [a.image.name for a in annotations if not a.image.is_file()]
     if missing:
-        raise SystemExit(f"error: {len(missing)} annotated images missing from {images_dir}, e.g. {missing[0]}")
+        raise DatasetError(f"{len(missing)} annotated images missing from {images_dir}, e.g. {missing[0]}")
     return subsample(annotations, limit, seed)
 
 

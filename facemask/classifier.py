@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from facemask import crops
+from facemask.paths import CLASSIFIER_MODEL
+from facemask.sessions import load_session
+from facemask.settings import Settings
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "classification" / "model" / "mask_classifier.onnx"
+DEFAULT_MODEL = CLASSIFIER_MODEL
 MAX_BATCH = 64  # larger requests are run in chunks: flat memory, same throughput on a CPU
 
 
@@ -20,14 +21,11 @@ class ModelMismatchError(RuntimeError):
 
 class MaskClassifier:
     def __init__(self, model_path: str | Path | None = None, num_threads: int | None = None):
-        self.model_path = Path(model_path or os.environ.get("FACEMASK_MODEL", DEFAULT_MODEL))
+        """model_path: None for the shipped model; num_threads: ONNX Runtime threads (None: its choice)."""
+        self.model_path = Path(model_path or DEFAULT_MODEL)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"classifier model not found: {self.model_path}")
-        options = ort.SessionOptions()
-        threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self.session = load_session(str(self.model_path), str(self.model_path), num_threads, what="classifier model")
         self.input_name = self.session.get_inputs()[0].name
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.classes: list[str] = json.loads(metadata["classes"])
@@ -35,6 +33,10 @@ class MaskClassifier:
         self.model_version = metadata.get("model_version", self.model_path.stem)
         self.arch = metadata.get("arch", "unknown")
         self._check_preprocessing(metadata)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "MaskClassifier":
+        return cls(settings.classifier_model, settings.ort_threads)
 
     @staticmethod
     def _check_preprocessing(metadata: dict) -> None:

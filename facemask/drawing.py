@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
+from facemask.results import UNCLASSIFIED, FaceResult
 
 GREEN, RED, AMBER, GREY = (0, 200, 0), (220, 0, 0), (255, 176, 0), (150, 150, 150)  # RGB
 ORANGE = AMBER  # earlier name, kept for callers
@@ -17,7 +18,7 @@ LABEL_STYLE = {
     WITH_MASK: ("Mask", GREEN), "mask": ("Mask", GREEN),
     WITHOUT_MASK: ("No mask", RED), "no_mask": ("No mask", RED),
     INCORRECT: ("Mask worn wrong", AMBER), "mask_weared_incorrect": ("Mask worn wrong", AMBER),
-    "unclassified": ("Unclassified", GREY),
+    UNCLASSIFIED: ("Unclassified", GREY),
 }
 
 
@@ -31,8 +32,8 @@ def text_colour_on(colour: tuple[int, int, int]) -> tuple[int, int, int]:
     return BLACK if luminance > 150 else WHITE
 
 
-def draw_faces(image_rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
-    """A copy of the image with every face's box and tag; faces are dicts as in FrameResult.faces."""
+def draw_faces(image_rgb: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
+    """A copy of the image with every face's box and tag (FrameResult.faces)."""
     canvas = image_rgb.copy()
     height, width = canvas.shape[:2]
     # Line and text size follow the image, so tags are readable on a 4K photo and do not swamp a thumbnail.
@@ -40,13 +41,13 @@ def draw_faces(image_rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
     thickness = max(2, round(base / 400))
     font_scale = max(0.4, base / 1600)
     font = cv2.FONT_HERSHEY_SIMPLEX
-    for face in sorted(faces, key=lambda f: f["box"][1]):
-        x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
-        text, colour = style_for(face["label"])
-        if face.get("score") is not None:
-            text = f"{text} {face['score'] * 100:.0f}%"
-        if face.get("track_id") is not None:  # video: the person's track, steady while they are in view
-            text = f"#{face['track_id']} {text}"
+    for face in sorted(faces, key=lambda f: f.box[1]):
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        text, colour = style_for(face.label)
+        if face.score is not None:
+            text = f"{text} {face.score * 100:.0f}%"
+        if face.track_id is not None:  # video: the person's track, steady while they are in view
+            text = f"#{face.track_id} {text}"
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
         (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, max(1, thickness - 1))
         pad = max(2, thickness)

@@ -1,19 +1,25 @@
-"""gunicorn settings shared by both services; each service's gunicorn.conf.py sets its default port first."""
+"""gunicorn settings shared by both services; each service's gunicorn.conf.py sets its default port first.
+
+What gunicorn itself needs comes from the same Settings as the apps (facemask.settings), read here once.
+"""
 import os
 import tempfile
 
-bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '3000')}")
+from facemask.settings import Settings
+
 # Two single-threaded ONNX Runtime workers use two cores without oversubscribing them, and one keeps serving
-# while the other is busy with a large batch.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# while the other is busy with a large batch. Set before the workers fork, so their create_app() reads it.
 os.environ.setdefault("FACEMASK_ORT_THREADS", "1")
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+settings = Settings.from_env()
+bind = settings.service_bind(default_port=3000)
+workers = settings.web_concurrency
+timeout = settings.gunicorn_timeout
 # A sync worker waits on whichever client it accepted: a few clients sending their headers or body slowly held every
 # worker (issue 15). Event-loop workers hold such a client on a cheap greenlet; model inference still runs one request
 # at a time per worker. Chosen by measurement against sync and gthread: bench/slow_clients.py, README.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))  # gthread only
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))  # open connections per worker
+worker_class = settings.gunicorn_worker_class
+threads = settings.gunicorn_threads  # gthread only
+worker_connections = settings.gunicorn_worker_connections  # open connections per worker
 # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn): a second instance took it over and
 # stopping either removed it. Nothing here uses gunicornc.
 control_socket_disable = True
@@ -21,7 +27,7 @@ graceful_timeout = 30  # on SIGTERM, in-flight requests get this long to finish
 keepalive = 5
 max_requests = 20000  # recycle workers now and then: bounds any slow growth in memory
 max_requests_jitter = 2000
-accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None
+accesslog = "-" if settings.access_log else None
 
 # glibc raises its mmap threshold after the first large free, and later image buffers (Pillow allocates in 16 MB
 # blocks) then come from the heap, which fragments and keeps a worker's memory at its peak. A fixed threshold returns

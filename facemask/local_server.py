@@ -11,7 +11,8 @@ from urllib.parse import urlparse
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from facemask.paths import REPO_ROOT
+
 SERVICES = {
     "classification": ("classification/gunicorn.conf.py", "classification.app:create_app()"),
     "detection": ("detection/gunicorn.conf.py", "detection.app:create_app()"),

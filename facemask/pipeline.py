@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import time
-from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 import requests
@@ -17,12 +14,13 @@ import requests
 from facemask.crops import crop_face
 from facemask.detector import Face, PyramidFaceDetector, create_detector
 from facemask.images import encode_png
+from facemask.results import UNCLASSIFIED, FaceResult, FrameResult  # noqa: F401  (other branches import them here)
+from facemask.settings import Settings
 
-DEFAULT_CLASSIFIER_URL = "http://localhost:3000"
-UNCLASSIFIED = "unclassified"
+DEFAULT_CLASSIFIER_URL = Settings.classifier_url
 CROPS_PER_REQUEST = 128  # the classification service accepts up to 256 (MAX_CROPS_PER_REQUEST)
 NPY_MEDIA_TYPE = "application/x-npy"
-DEFAULT_CLASSIFY_DEADLINE_S = 15.0
+DEFAULT_CLASSIFY_DEADLINE_S = Settings.classify_deadline_s
 
 
 class ClassifierUnavailable(RuntimeError):
@@ -33,7 +31,7 @@ class ClassifierClient:
     """POST /classify with every crop of a frame in one request; retries with exponential backoff.
 
     Several replicas share the work either way (README, "Many cameras"):
-    - `url` (or CLASSIFIER_URL) may list base URLs separated by commas: requests take turns over them, and a retry
+    - `url` (Settings.classifier_url) may list base URLs separated by commas: requests take turns over them, and a retry
       goes to the next one, so a replica that is down costs one attempt, not the frame;
     - one URL is taken to be a balancer (a Kubernetes Service, a compose service name): each request then opens its
       own connection, because a kept-alive connection would pin this worker to the one replica it first reached
@@ -48,17 +46,22 @@ class ClassifierClient:
                  keep_alive: bool | None = None, transport: str = "auto", deadline: float | None = None):
         if transport not in ("auto", "npy", "multipart"):
             raise ValueError(f"transport must be auto, npy or multipart, got {transport!r}")
-        configured = url or os.environ.get("CLASSIFIER_URL") or DEFAULT_CLASSIFIER_URL
+        configured = url or DEFAULT_CLASSIFIER_URL
         self.urls = [part.strip().rstrip("/") for part in configured.split(",") if part.strip()]
         self.url = ",".join(self.urls)
         self.timeout, self.retries, self.backoff, self.transport = timeout, retries, backoff, transport
         # One budget for all tries and chunks of a classify() call, well inside gunicorn's 60 s worker timeout:
         # 4 tries x 30 s against a hung classifier otherwise outlived the worker (an HTML 500 after 61 s).
-        self.deadline = deadline or float(os.environ.get("CLASSIFY_DEADLINE_S", DEFAULT_CLASSIFY_DEADLINE_S))
+        self.deadline = deadline or DEFAULT_CLASSIFY_DEADLINE_S
         self.session = requests.Session()
         self._turn = itertools.count()
         keep_alive = len(self.urls) > 1 if keep_alive is None else keep_alive
         self._headers = {} if keep_alive else {"Connection": "close"}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options) -> "ClassifierClient":
+        """The client of CLASSIFIER_URL with the CLASSIFY_DEADLINE_S budget; options as for the constructor."""
+        return cls(settings.classifier_url, deadline=settings.classify_deadline_s, **options)
 
     def _request(self, method: str, path: str, deadline_at: float | None = None, **kwargs) -> requests.Response:
         last_error, tries = "no attempt made", 0
@@ -137,26 +140,6 @@ class ClassifierClient:
         return False
 
 
-@dataclass
-class FrameResult:
-    width: int
-    height: int
-    faces: list[dict]
-    timing_ms: dict
-    error: str | None = None
-
-    @property
-    def counts(self) -> dict:
-        return dict(Counter(face["label"] for face in self.faces))
-
-    def to_dict(self) -> dict:
-        result = {"width": self.width, "height": self.height, "faces": self.faces, "counts": self.counts,
-                  "timing_ms": self.timing_ms}
-        if self.error:
-            result["error"] = self.error
-        return result
-
-
 class MaskPipeline:
     def __init__(self, detector: PyramidFaceDetector | None = None, client: ClassifierClient | None = None):
         self.detector = detector or create_detector()
@@ -175,16 +158,8 @@ class MaskPipeline:
             error, predictions = str(failure), [{"error": str(failure)}] * len(faces)
         finished = time.perf_counter()
 
-        results = []
-        for face, prediction in zip(faces, predictions):
-            entry = face.to_dict()
-            if "label" in prediction:
-                entry.update(label=prediction["label"], score=prediction["score"],
-                             probabilities=prediction["probabilities"], status="classified")
-            else:
-                entry.update(label=UNCLASSIFIED, score=None, probabilities=None, status=UNCLASSIFIED,
-                             error=prediction.get("error", "no prediction"))
-            results.append(entry)
+        results = [FaceResult.from_prediction(face.box, face.landmarks, face.score, prediction)
+                   for face, prediction in zip(faces, predictions)]
         timing = {"detect": round((detected - started) * 1e3, 1), "classify": round((finished - detected) * 1e3, 1),
                   "total": round((finished - started) * 1e3, 1)}
         return FrameResult(width=image_rgb.shape[1], height=image_rgb.shape[0], faces=results, timing_ms=timing,

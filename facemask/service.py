@@ -10,7 +10,9 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                multiprocess)
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-DEFAULT_MAX_UPLOAD_MB = 20
+from facemask.settings import Settings
+
+DEFAULT_MAX_UPLOAD_MB = Settings.max_upload_mb
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -47,8 +49,8 @@ def install_error_handlers(app: Flask) -> None:
         return json_error(500, f"internal error: {type(error).__name__}")
 
 
-def configure_upload_limit(app: Flask) -> None:
-    app.config["MAX_CONTENT_LENGTH"] = int(float(os.environ.get("MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)) * 1e6)
+def configure_upload_limit(app: Flask, settings: Settings) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
 
 
 def uploaded_files() -> list[tuple[str, bytes]]:

@@ -26,7 +26,8 @@ import numpy as np
 from facemask.crops import crop_face
 from facemask.detector import overlap_of_smaller
 from facemask.drawing import draw_faces
-from facemask.pipeline import UNCLASSIFIED, ClassifierUnavailable, MaskPipeline
+from facemask.pipeline import ClassifierUnavailable, MaskPipeline
+from facemask.results import UNCLASSIFIED, FaceResult
 from facemask.tracking import (FaceTracker, LabelSmoother, TrackedFace, appearance, follow_faces, reid_distance,
                                 restored_box, to_gray)
 
@@ -168,7 +169,7 @@ class FinishedFrame:
     """A frame ready to be written: the picture as read, the faces to draw on it and its JSON record."""
 
     image: np.ndarray
-    shown: list[dict]
+    shown: list[FaceResult]
     record: dict
 
     def annotated(self) -> np.ndarray:
@@ -193,7 +194,8 @@ def _thumbnail(crop: np.ndarray) -> np.ndarray:
 
 
 class VideoAnnotator:
-    """Feed frames in order with `push`; finished frames come back (annotated image + JSON record) in order."""
+    """Feed frames in order with `push`; finished frames come back in order (annotated image + frame record, whose
+    faces are FaceResults)."""
 
     def __init__(self, pipeline: MaskPipeline, fps: float, settings: VideoSettings | None = None):
         self.pipeline, self.fps = pipeline, fps
@@ -337,7 +339,8 @@ class VideoAnnotator:
             return False  # followed landmarks are good enough to start a track, not to re-check one
         crop = crop_face(image, face.landmarks, face.box)
         thumbnail = _thumbnail(crop)
-        changed = track.thumbnail is not None and float(np.abs(thumbnail - track.thumbnail).mean()) > settings.crop_change
+        changed = (track.thumbnail is not None
+                   and float(np.abs(thumbnail - track.thumbnail).mean()) > settings.crop_change)
         due = index - track.last_requested >= settings.reclassify_every
         if not (never or track.requested < settings.min_votes or due or changed):
             return False
@@ -362,33 +365,30 @@ class VideoAnnotator:
                 else:
                     track.error = result.get("error", "no prediction")
         self.timing["classify_wait"] += time.perf_counter() - started
-        faces = [self._face_record(face) for face in pending.faces]
-        shown = [face for face in faces if face["confirmed"]]
-        labels = [face["label"] for face in shown]
+        faces = [self._face_result(face) for face in pending.faces]
+        shown = [face for face in faces if face.confirmed]
+        labels = [face.label for face in shown]
         record = {"frame": pending.index, "time_s": round(pending.index / self.fps, 3), "detected": pending.detected,
                   "faces": faces, "counts": {label: labels.count(label) for label in sorted(set(labels))}}
         return FinishedFrame(pending.image, shown, record)
 
-    def _face_record(self, face: TrackedFace) -> dict:
+    def _face_result(self, face: TrackedFace) -> FaceResult:
         track = self.tracks[face.track_id]
-        entry = {"box": [round(float(v), 1) for v in face.box],
-                 "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks],
-                 "det_score": round(float(face.det_score), 4), "track_id": face.track_id,
-                 "source": "detected" if face.detected else "followed",
-                 "confirmed": track.best_score >= self.settings.confirm_score}
         label = track.smoother.label
         if label is None:
-            entry.update(label=UNCLASSIFIED, score=None, probabilities=None, status=UNCLASSIFIED,
-                         error=track.error or "not classified")
+            prediction = {"error": track.error or "not classified"}
         else:
             mean = track.smoother.mean()
-            entry.update(label=label, score=round(mean[label], 5),
-                         probabilities={name: round(value, 5) for name, value in mean.items()}, status="classified")
-        if track.shown not in (None, UNCLASSIFIED) and entry["label"] not in (track.shown, UNCLASSIFIED):
+            prediction = {"label": label, "score": round(mean[label], 5),
+                          "probabilities": {name: round(value, 5) for name, value in mean.items()}}
+        result = FaceResult.from_prediction(face.box, face.landmarks, face.det_score, prediction,
+                                            track_id=face.track_id, source="detected" if face.detected else "followed",
+                                            confirmed=track.best_score >= self.settings.confirm_score)
+        if track.shown not in (None, UNCLASSIFIED) and result.label not in (track.shown, UNCLASSIFIED):
             track.label_changes += 1
-        if entry["label"] != UNCLASSIFIED:
-            track.shown = entry["label"]
-        return entry
+        if result.label != UNCLASSIFIED:
+            track.shown = result.label
+        return result
 
     def summary(self) -> dict:
         """People seen in the video: tracks with their overall label, time on screen, first and last frame."""
@@ -428,6 +428,8 @@ class JsonFramesWriter:
         self.first = True
 
     def add(self, record: dict) -> None:
+        """One frame's record; its faces (FaceResult) become JSON here."""
+        record = {**record, "faces": [face.to_dict() for face in record["faces"]]}
         self.handle.write(("" if self.first else ",\n") + json.dumps(record))
         self.first = False
 

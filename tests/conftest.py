@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from facemask.local_server import LocalService  # noqa: E402
+from facemask.local_server import LocalService
+from facemask.paths import REPO_ROOT
 
 SAMPLES = REPO_ROOT / "sample-images"
 

@@ -12,9 +12,10 @@ from PIL import Image
 from bench import detection_recall, end_to_end
 from bench.common import SCENE_SPLIT_FILE as SPLIT_FILE
 from bench.common import SCENES_DIR, average_precision, expand_boxes, markdown_table
-from facemask.annotations import greedy_match, iou_matrix, load_scenes, parse_voc, subsample
+from facemask.annotations import DatasetError, greedy_match, iou_matrix, load_scenes, parse_voc, subsample
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
+from facemask.results import FaceResult
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample-images"
 
@@ -75,7 +76,7 @@ def test_parse_voc_and_load_scenes(tmp_path):
     np.testing.assert_array_equal(annotation.boxes, [[1, 2, 11, 12], [30, 5, 50, 40]])
     assert [a.image.name for a in load_scenes(tmp_path / "images", tmp_path / "annotations")] == ["scene.jpg"]
     (tmp_path / "images" / "scene.jpg").unlink()
-    with pytest.raises(SystemExit, match="missing"):
+    with pytest.raises(DatasetError, match="missing"):
         load_scenes(tmp_path / "images", tmp_path / "annotations")
 
 
@@ -95,7 +96,8 @@ def test_end_to_end_scoring_hand_made_scene(tmp_path):
 
     def face(box, det_score, label, p):
         other = "without_mask" if label == "with_mask" else "with_mask"
-        return {"box": box, "det_score": det_score, "label": label, "probabilities": {label: p, other: 1 - p}}
+        return FaceResult.from_prediction(box, [], det_score, {"label": label, "score": p,
+                                                                 "probabilities": {label: p, other: 1 - p}})
 
     predictions = [[face([0, 0, 20, 20], 0.9, "with_mask", 0.8),        # right
                     face([50, 0, 70, 20], 0.8, "with_mask", 0.6),       # wrong label
@@ -120,8 +122,8 @@ def test_end_to_end_scores_three_classes_when_the_classifier_knows_incorrect(tmp
     classes = ["incorrect", "with_mask", "without_mask"]
 
     def face(box, label, p=0.8):
-        return {"box": box, "det_score": 0.9, "label": label,
-                "probabilities": {c: p if c == label else (1 - p) / 2 for c in classes}}
+        return FaceResult.from_prediction(box, [], 0.9, {"label": label, "score": p, "probabilities": {
+            c: p if c == label else (1 - p) / 2 for c in classes}})
 
     predictions = [[face([0, 0, 20, 20], "with_mask"), face([50, 0, 70, 20], "without_mask"),
                     face([100, 0, 120, 20], "incorrect"), face([200, 0, 220, 20], "with_mask", 0.6)]]

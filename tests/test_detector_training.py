@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
-from facemask.detector import FINE_TUNED_MODEL, STOCK_SOURCE, RetinaFaceDetector
+from facemask.detector import FINE_TUNED_MODEL, STOCK_SOURCE, RetinaFaceDetector, create_detector
 from facemask.images import decode_image
+from facemask.settings import Settings
+from facemask.splits import load_split
 from tests.conftest import REPO_ROOT, SAMPLES
-from training.detector_data import FaceImage, augment, load_split
+from training.detector_data import FaceImage, augment
 from training.detector_model import MultiBoxLoss, encode_boxes, load_onnx, priors, to_torch, write_weights
 
 SCENES = REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-scenes-andrewmvd"
@@ -85,12 +86,12 @@ def test_augmentation_keeps_boxes_and_landmarks_on_the_faces(group_photo, stock_
         assert (points[whole, 0, 0] < points[whole, 1, 0]).all()
 
 
-def test_default_detector_is_the_fine_tuned_model_and_stock_stays_selectable(monkeypatch):
+def test_default_detector_is_the_fine_tuned_model_and_stock_stays_selectable():
     assert FINE_TUNED_MODEL.is_file(), "detection/model/ must ship the fine-tuned detector"
     assert RetinaFaceDetector().model_source == str(FINE_TUNED_MODEL)
     assert RetinaFaceDetector(model="stock").model_source == STOCK_SOURCE
-    monkeypatch.setenv("FACEMASK_DETECTOR_MODEL", "stock")
-    assert RetinaFaceDetector().model_source == STOCK_SOURCE
+    settings = Settings.from_env({"FACEMASK_DETECTOR_MODEL": "stock"})
+    assert create_detector(settings.detector_model).model_source == STOCK_SOURCE
     with pytest.raises(FileNotFoundError):
         RetinaFaceDetector(model="/no/such/detector.onnx")
 

@@ -37,7 +37,8 @@ def sh(*command, timeout=900, env=None, check=True):
 def stack():
     sh("bash", "docker/setup_docker.sh", timeout=900)
     ports = {"CLASSIFIER_PORT": str(free_port()), "DETECTION_PORT": str(free_port()), "BASE_IMAGE": BASE_IMAGE}
-    compose = ["docker", "compose", "-p", PROJECT, "-f", "docker-compose.yml", "-f", "docker/docker-compose.hostnet.yml"]
+    compose = ["docker", "compose", "-p", PROJECT, "-f", "docker-compose.yml",
+               "-f", "docker/docker-compose.hostnet.yml"]
     sh(*compose, "build", env=ports, timeout=1200)
     try:
         sh(*compose, "up", "-d", "--wait", "--wait-timeout", "180", env=ports, timeout=300)

@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from facemask import crops
-from facemask.detector import RetinaFaceDetector
+from facemask.detector import DetectOptions, RetinaFaceDetector
 from facemask.drawing import AMBER, GREEN, RED, draw_faces, style_for, text_colour_on
 from facemask.images import ImageError, decode_image
+from facemask.results import FaceResult
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +41,11 @@ def test_detector_finds_every_labelled_face(detector, sample_paths, sample_label
 
 def test_detector_scale_policy_maps_boxes_back_to_the_original_image(detector, sample_paths):
     image = decode_image(sample_paths[0])
-    native = detector.prepare(long_side=None).detect(image)
-    rescaled = detector.prepare(long_side=640).detect(image)  # half size: boxes must be scaled back up
-    detector.prepare()
+    native = detector.detect(image, DetectOptions(long_side=None))
+    half = detector.with_options(long_side=640)  # a copy: the shared detector keeps its own options
+    rescaled = half.detect(image)  # half size: boxes must be scaled back up
+    assert detector.config()["long_side"] == "auto" and half.config()["long_side"] == 640
+    assert half.session is detector.session
     assert len(native) == len(rescaled) > 0
     for face in native:
         other = rescaled[nearest(rescaled, ((face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2))]
@@ -135,10 +138,14 @@ def test_decode_image_refuses_decompression_bombs():
         decode_image(bomb)
 
 
+def _face(box, label, score):
+    return FaceResult.from_prediction(box, [], 0.99, {"label": label, "score": score, "probabilities": {label: score}})
+
+
 def test_draw_faces_colours_boxes_by_label():
     image = np.zeros((200, 300, 3), dtype=np.uint8)
-    faces = [{"box": [20, 60, 100, 160], "label": "with_mask", "score": 0.97},
-             {"box": [180, 60, 260, 160], "label": "without_mask", "score": 0.91}]
+    faces = [_face([20, 60, 100, 160], "with_mask", 0.97),
+             _face([180, 60, 260, 160], "without_mask", 0.91)]
     drawn = draw_faces(image, faces)
     assert tuple(drawn[110, 20]) == GREEN and tuple(drawn[110, 180]) == RED
     assert not drawn[100:120, 40:80].any()  # the face itself is not painted over
@@ -148,9 +155,9 @@ def test_draw_faces_colours_boxes_by_label():
 def test_incorrect_wearing_gets_its_own_colour_and_words():
     """Colour is not the only cue (colour-blind viewers): every class has its own tag text, amber has dark text."""
     image = np.zeros((200, 420, 3), dtype=np.uint8)
-    faces = [{"box": [20, 60, 100, 160], "label": "with_mask", "score": 0.97},
-             {"box": [160, 60, 240, 160], "label": "incorrect", "score": 0.88},
-             {"box": [300, 60, 380, 160], "label": "without_mask", "score": 0.91}]
+    faces = [_face([20, 60, 100, 160], "with_mask", 0.97),
+             _face([160, 60, 240, 160], "incorrect", 0.88),
+             _face([300, 60, 380, 160], "without_mask", 0.91)]
     drawn = draw_faces(image, faces)
     assert tuple(drawn[110, 20]) == GREEN and tuple(drawn[110, 160]) == AMBER and tuple(drawn[110, 300]) == RED
     texts = [style_for(label)[0] for label in ("with_mask", "incorrect", "without_mask", "unclassified")]

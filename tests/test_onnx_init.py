@@ -37,3 +37,9 @@ def test_new_class_starts_undecided_and_old_classes_keep_their_odds(tmp_path):
     np.testing.assert_allclose(served.session.run(None, {served.input_name: batch})[0], new, atol=1e-4)
     metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}
     assert json.loads(metadata["classes"]) == classes
+    # A fine-tuned export is itself a starting point (a second fine-tuning round): its integer shape constants
+    # stay buffers, its weights become parameters, and it starts where the export is.
+    again = trainable_module(tmp_path / "model.onnx", classes).eval()
+    assert all(p.is_floating_point() for p in again.parameters())
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(again(torch.from_numpy(batch)), dim=1).numpy(), new, atol=1e-4)

@@ -60,7 +60,7 @@ def test_detection_service_spreads_classify_requests_over_replicas(replicas, sam
     with LocalService("detection", workers=1, env={"CLASSIFIER_URL": url_list},
                       log_path=tmp_path / "detection.log") as detection:
         assert requests.get(detection.url + "/ready", timeout=10).status_code == 200
-        for i in range(frames):
+        for _ in range(frames):
             response = requests.post(detection.url + "/detect", data=sample_paths[0].read_bytes(), timeout=60)
             assert response.status_code == 200, response.text
             assert all(face["status"] == "classified" for face in response.json()["faces"])

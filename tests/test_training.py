@@ -86,3 +86,12 @@ def test_prepare_adds_scene_faces_split_by_photo(tmp_path):
         else:
             assert row["status"] in ("no_face", "label_not_in_classes") and not row["crop"]
     assert all(len(splits) == 1 for splits in by_photo.values()), "faces of one photo straddle splits"
+
+
+def test_two_class_accuracy_counts_a_mask_worn_wrong_as_a_mask_on_two_label_data():
+    from training.validate import two_class_accuracy
+
+    labels = ["with_mask", "with_mask", "without_mask", "without_mask"]
+    # `incorrect` on a two-label `with_mask` photo is a mask; on a `without_mask` photo it is an error.
+    assert two_class_accuracy(labels, ["incorrect", "with_mask", "incorrect", "without_mask"]) == 0.75
+    assert two_class_accuracy(["incorrect", "with_mask"], ["incorrect", "with_mask"]) is None

@@ -79,7 +79,7 @@ def test_photos_are_annotated_and_tabled(browser, detection_service, sample_path
     for path in photos:
         section = by_title[path.name]
         image = section.find_element(By.CSS_SELECTOR, "img.annotated")
-        WebDriverWait(browser, 10).until(lambda b: b.execute_script("return arguments[0].complete", image))
+        WebDriverWait(browser, 10).until(lambda b, image=image: b.execute_script("return arguments[0].complete", image))
         height, width = decode_image(path).shape[:2]
         assert browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", image) == [
             width, height]

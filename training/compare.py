@@ -45,11 +45,11 @@ def main(argv=None) -> list[dict]:
         config = run / "train_config.json"
         if args.retrain or not config.is_file() or json.loads(config.read_text()).get("epochs") != args.epochs:
             try:
-                train.main(["--prepared", str(args.prepared), "--epochs", str(args.epochs), "--out", str(run), *extra])
-            except SystemExit as stop:  # train.py exits with a message when ImageNet weights cannot be fetched
-                row.update(status="skipped", reason=str(stop.code))
+                train.run(["--prepared", str(args.prepared), "--epochs", str(args.epochs), "--out", str(run), *extra])
+            except train.PretrainedWeightsUnavailable as error:  # no internet for the ImageNet weights
+                row.update(status="skipped", reason=f"error: {error}")
                 rows.append(row)
-                print(f"{name}: skipped ({stop.code})")
+                print(f"{name}: skipped (error: {error})")
                 continue
         metrics, _, _ = evaluate(run / "model.onnx", args.prepared)
         row.update(status="ok", test_accuracy=metrics["accuracy"],

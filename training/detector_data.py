@@ -1,9 +1,9 @@
 """Training data for the face detector: annotated scenes split by photo, plus crop-set faces, with augmentation.
 
-Scenes (Pascal VOC, boxes only) are split by photo into train / valid / test, seeded, and the split is written to
-detection/model/scene_split.json so that the benchmarks score the held-out photos. Landmarks, which the scenes lack,
-come from the stock detector where it finds the annotated face (its landmarks drive the classifier's crop, so they
-must not drift); faces it misses train boxes and scores only.
+Scenes (Pascal VOC, boxes only) are split by photo into train / valid / test, seeded (facemask.splits), and the
+split is written to detection/model/scene_split.json so that the benchmarks score the held-out photos. Landmarks,
+which the scenes lack, come from the stock detector where it finds the annotated face (its landmarks drive the
+classifier's crop, so they must not drift); faces it misses train boxes and scores only.
 
 Crop-set images (one large face each) keep the detector's ability on close-up faces. Their boxes are the stock
 detector's, as recorded by training.prepare in the manifest, moved to the scene annotators' head-box convention
@@ -26,11 +26,6 @@ from facemask.annotations import Annotation, greedy_match, load_scenes
 from facemask.detector import BGR_MEAN, RetinaFaceDetector
 from facemask.images import decode_image
 from training.detector_model import FLIP_LANDMARKS
-from training.scenes import split_images
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SPLIT_FILE = REPO_ROOT / "detection" / "model" / "scene_split.json"
-SCENE_SPLIT_FRACTIONS = {"train": 0.7, "valid": 0.1, "test": 0.2}
 # Stock-detector box -> annotators' box (bench/results/detection_recall.md, "box convention").
 HEAD_BOX_WIDTH, HEAD_BOX_HEIGHT, HEAD_BOX_SHIFT = 1.05, 0.92, 0.13
 # Crop-set photos are drawn at a long side in this range on the 512 px training crop (the shipped model's recipe;
@@ -56,24 +51,6 @@ class FaceImage:
 
 
 # --------------------------------------------------------------------------------------------------- split
-def make_split(scenes: Path, seed: int, path: Path) -> dict:
-    names = [p.stem for p in sorted((scenes / "annotations").glob("*.xml"))]
-    if not names:
-        raise SystemExit(f"error: no Pascal VOC .xml files in {scenes / 'annotations'}")
-    assignment = split_images(names, SCENE_SPLIT_FRACTIONS, seed)
-    split = {"seed": seed, "fractions": SCENE_SPLIT_FRACTIONS, "dataset": scenes.name,
-             **{name: sorted(n for n, s in assignment.items() if s == name) for name in SCENE_SPLIT_FRACTIONS}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(split, indent=1) + "\n")
-    return split
-
-
-def load_split(path: Path) -> dict:
-    if not Path(path).is_file():
-        raise SystemExit(f"error: scene split file not found: {path} (python -m training.train_detector writes it)")
-    return json.loads(Path(path).read_text())
-
-
 def scenes_in_split(scenes: Path, split: dict, name: str, limit: int | None = None) -> list[Annotation]:
     names = set(split[name])
     annotations = [a for a in load_scenes(scenes / "images", scenes / "annotations") if a.image.stem in names]

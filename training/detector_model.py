@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
-from facemask.detector import VARIANCES, _priors, default_model_bytes
+from facemask.detector import VARIANCES, default_model_bytes, prior_boxes
 
 LOGITS_OUTPUT = "conf"
 FLIP_LANDMARKS = [1, 0, 2, 4, 3]  # right eye <-> left eye, right mouth corner <-> left mouth corner
@@ -82,7 +82,7 @@ def write_weights(module: torch.nn.Module, model: onnx.ModelProto, metadata: dic
 # ----------------------------------------------------------------------------------------------- priors, loss
 def priors(height: int, width: int) -> torch.Tensor:
     """(P, 4) prior boxes cx, cy, w, h in pixels, in the network's output order: the serving detector's own."""
-    return torch.from_numpy(_priors(height, width).copy())
+    return torch.from_numpy(prior_boxes(height, width).copy())
 
 
 def _corners(boxes: torch.Tensor) -> torch.Tensor:

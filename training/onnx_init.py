@@ -11,11 +11,14 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
+
+from training.onnx_export import export_onnx
 
 # Body stages kept frozen (fx names of the stem convolution and ResNet layer1): their features are generic, and
 # not back-propagating through the two full-resolution stages roughly halves the time of a training step.
@@ -59,9 +62,12 @@ def trainable_module(path: str | Path, classes: list[str], seed: int = 0) -> tor
     del graph.output[0].type.tensor_type.shape.dim[:]
     graph.node.remove(softmax)
     module = convert(model)
-    # onnx2torch keeps MatMul weights as buffers; training needs them as parameters.
+    # onnx2torch keeps MatMul weights as buffers; training needs them as parameters. Integer buffers are shapes
+    # (a model exported from an earlier fine-tune carries its Reshape target) and stay buffers.
     holder = module.initializers
     for name, value in list(holder.named_buffers(recurse=False)):
+        if not value.is_floating_point():
+            continue
         delattr(holder, name)
         holder.register_parameter(name, torch.nn.Parameter(value.clone()))
     for name, parameter in module.named_parameters():
@@ -86,10 +92,6 @@ def allow_export_of_converted_modules() -> None:
 
 def export_trained(run: Path, init_onnx: Path, classes: list[str], arch: str) -> dict:
     """Export run/best.pth (saved by training.train) of a module made by trainable_module, to run/model.onnx."""
-    from types import SimpleNamespace
-
-    from training.onnx_export import export_onnx
-
     module = trainable_module(init_onnx, classes)
     module.load_state_dict(torch.load(Path(run) / "best.pth", map_location="cpu"))
     allow_export_of_converted_modules()

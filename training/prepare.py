@@ -19,17 +19,22 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import cv2
 import imagehash
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from facemask.annotations import DatasetError
+from facemask.classes import INCORRECT
 from facemask.crops import crop_face
-from facemask.detector import RetinaFaceDetector
+from facemask.detector import DetectOptions, RetinaFaceDetector
 from facemask.images import ImageError, decode_image, list_images
+from facemask.paths import CROPS_DIR
+from training.manifest import MANIFEST_COLUMNS, manifest_row, save_crop
+from training.scenes import scene_rows
+from training.synthetic_masks import synthetic_rows
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "face-mask-chandrikadeb7"
+DEFAULT_DATA = CROPS_DIR
 # A dataset image is usually one face filling most of the frame: try a small network input first (the face then
 # matches the large anchors) and larger ones only when nothing is found.
 DETECTION_SIDES = (320, 640, 1024)
@@ -38,28 +43,10 @@ SCORE_THRESHOLD = 0.5
 AMBIGUOUS_AREA_RATIO = 0.5
 BLUR_THRESHOLD = 40.0  # variance of the Laplacian on the 96 px crop; below it the crop is reported as blurred
 SPLIT_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
-MANIFEST_COLUMNS = ("source", "label", "status", "crop", "box", "landmarks", "det_score", "det_side", "blur", "group",
-                    "split", "dataset")
-
-
-def manifest_row(**values) -> dict:
-    return {column: values.get(column, "") for column in MANIFEST_COLUMNS}
-
-
-def save_crop(out: Path, crop_path: Path, crop, face, row: dict) -> None:
-    """Write a crop under out and record it, its face and its sharpness in the manifest row."""
-    (out / crop_path).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out / crop_path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-    gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
-    row.update(crop=str(crop_path), landmarks=json.dumps(face.landmarks.round(1).tolist()),
-               det_score=round(face.score, 4), blur=round(float(cv2.Laplacian(gray, cv2.CV_64F).var()), 1))
-
-
 def find_face(detector: RetinaFaceDetector, image: np.ndarray):
     """Main face of an image (or None) and a status string."""
     for side in DETECTION_SIDES:
-        detector.prepare(long_side=side, score_threshold=SCORE_THRESHOLD)
-        faces = detector.detect(image)
+        faces = detector.detect(image, DetectOptions(long_side=side, score_threshold=SCORE_THRESHOLD))
         if faces:
             break
     else:
@@ -92,7 +79,7 @@ def split_groups(rows: list[dict], seed: int) -> None:
     by_label = defaultdict(lambda: defaultdict(list))
     for row in rows:
         by_label[row["label"]][row["group"]].append(row)
-    for label, groups in sorted(by_label.items()):
+    for _label, groups in sorted(by_label.items()):
         group_ids = sorted(groups)
         rng.shuffle(group_ids)
         total = sum(len(groups[g]) for g in group_ids)
@@ -129,8 +116,6 @@ def main(argv=None) -> dict:
     if len(classes) < 2:
         parser.error(f"{args.data} needs at least two class sub-folders, found {classes}")
     if args.synthetic:
-        from facemask.classes import INCORRECT
-
         classes = sorted({*classes, INCORRECT})
     files = []
     for label in classes:
@@ -170,15 +155,14 @@ def main(argv=None) -> dict:
         row["group"] = groups[row["source"]]
     split_groups(used, args.seed)
     if args.scenes:
-        from training.scenes import scene_rows
-
         if not (args.scenes / "annotations").is_dir():
             parser.error(f"{args.scenes} needs images/ and annotations/ sub-folders")
-        rows += scene_rows(args.scenes, args.out, classes, SPLIT_FRACTIONS, args.seed, args.limit, detector)
+        try:
+            rows += scene_rows(args.scenes, args.out, classes, SPLIT_FRACTIONS, args.seed, args.limit, detector)
+        except DatasetError as error:
+            parser.error(str(error))
         used = [r for r in rows if r["status"] == "ok"]
     if args.synthetic:
-        from training.synthetic_masks import synthetic_rows
-
         roots = {args.data.name: args.data, **({args.scenes.name: args.scenes / "images"} if args.scenes else {})}
         rows += synthetic_rows(rows, roots, args.out, args.seed, args.synthetic)
         used = [r for r in rows if r["status"] == "ok"]
@@ -199,7 +183,8 @@ def main(argv=None) -> dict:
         "near_duplicate_groups": sum(1 for g, n in group_sizes.items() if n > 1 and not str(g).startswith("scene:")),
         "blurred": dict(Counter(r["dataset"] for r in used if float(r["blur"]) < BLUR_THRESHOLD)),
         "skipped_examples": {k: [r["source"] for r in rows if r["status"].startswith(k)][:20]
-                             for k in ("no_face", "ambiguous_faces", "unreadable", "exact_duplicate_of", "label_not_in_classes")},
+                             for k in ("no_face", "ambiguous_faces", "unreadable", "exact_duplicate_of",
+                                       "label_not_in_classes")},
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({k: report[k] for k in ("status", "split", "used_per_dataset", "near_duplicate_groups",

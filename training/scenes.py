@@ -9,7 +9,6 @@ split and the held-out photos stay unseen end to end, by both models.
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 from tqdm import tqdm
@@ -17,36 +16,12 @@ from tqdm import tqdm
 from facemask.annotations import greedy_match, load_scenes
 from facemask.classes import canonical_label
 from facemask.crops import crop_face
-from facemask.detector import RetinaFaceDetector
+from facemask.detector import DetectOptions, RetinaFaceDetector
 from facemask.images import decode_image
-from training.prepare import manifest_row, save_crop
+from facemask.splits import photo_splits
+from training.manifest import manifest_row, save_crop
 
 DETECTION_SIDE, SCORE_THRESHOLD, MATCH_IOU = 1024, 0.3, 0.3
-
-
-def split_images(names: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
-    names = sorted(names)
-    random.Random(seed).shuffle(names)
-    splits, start = {}, 0
-    for index, (split, fraction) in enumerate(fractions.items()):
-        end = len(names) if index == len(fractions) - 1 else start + round(fraction * len(names))
-        splits.update({name: split for name in names[start:end]})
-        start = end
-    return splits
-
-
-def photo_splits(names: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
-    """The detector's scene split (detection/model/scene_split.json) when it covers these photos, so that one photo
-    split holds for the whole system and end-to-end tests on held-out photos stay unseen by both models; a fresh
-    seeded split otherwise."""
-    from training.detector_data import DEFAULT_SPLIT_FILE, load_split
-
-    if DEFAULT_SPLIT_FILE.is_file():
-        shared = load_split(DEFAULT_SPLIT_FILE)
-        assignment = {name: split for split in fractions for name in shared.get(split, [])}
-        if all(name in assignment for name in names):
-            return {name: assignment[name] for name in names}
-    return split_images(names, fractions, seed)
 
 
 def scene_rows(scenes: Path, out: Path, classes: list[str], fractions: dict[str, float], seed: int,
@@ -54,11 +29,12 @@ def scene_rows(scenes: Path, out: Path, classes: list[str], fractions: dict[str,
     """Manifest rows (one per annotated face) and crops under out/crops/<label>/scene_<image>_<n>.png."""
     annotations = load_scenes(scenes / "images", scenes / "annotations", limit=limit or None, seed=seed)
     splits = photo_splits([a.image.stem for a in annotations], fractions, seed)
-    detector = (detector or RetinaFaceDetector()).prepare(long_side=DETECTION_SIDE, score_threshold=SCORE_THRESHOLD)
+    detector = detector or RetinaFaceDetector()
+    options = DetectOptions(long_side=DETECTION_SIDE, score_threshold=SCORE_THRESHOLD)
     rows = []
     for annotation in tqdm(annotations, desc="scene faces", unit="img"):
         image = decode_image(annotation.image)
-        faces = detector.detect(image)
+        faces = detector.detect(image, options)
         # Match the other way round: each annotated face takes the detection that overlaps it most.
         matches = greedy_match(annotation.boxes, [1.0] * len(annotation.boxes), [f.box for f in faces], MATCH_IOU)
         for index, (box, scene_label) in enumerate(zip(annotation.boxes, annotation.labels)):

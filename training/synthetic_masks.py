@@ -11,12 +11,18 @@ Nothing here is licensed from elsewhere: shapes and textures are drawn with Open
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
+from facemask.crops import crop_face
+from facemask.images import decode_image
+from training.manifest import manifest_row, save_crop
 
 # ArcFace 5-point template, 112x112 (image-left eye first, as the detector's landmarks).
 _TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -87,7 +93,8 @@ def _texture(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
         texture = np.where((dx ** 2 + dy ** 2 < radius ** 2)[..., None], second, texture)
     elif pattern == "checks":
         period = rng.uniform(8.0, 20.0) * width / 120
-        texture = np.where((((xx // period) + (yy // period)) % 2 == 0)[..., None], texture, 0.6 * texture + 0.4 * second)
+        checks = ((xx // period) + (yy // period)) % 2 == 0
+        texture = np.where(checks[..., None], texture, 0.6 * texture + 0.4 * second)
     elif pattern == "noise":
         small = rng.normal(0.0, 40.0, (max(2, height // 12), max(2, width // 12), 3)).astype(np.float32)
         texture += cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -201,15 +208,6 @@ def synthetic_rows(rows: list[dict], image_roots: dict[str, Path], out: Path, se
     only and no person is on both sides of the split. image_roots maps a row's dataset to the folder its `source`
     is relative to (a scene row's source is "photo.jpg#index").
     """
-    import json
-    from types import SimpleNamespace
-
-    from tqdm import tqdm
-
-    from facemask.crops import crop_face
-    from facemask.images import decode_image
-    from training.prepare import manifest_row, save_crop
-
     rng = np.random.default_rng(seed)
     sources = [r for r in rows if r["status"] == "ok" and r["label"] == WITHOUT_MASK and r["landmarks"]
                and r["dataset"] in image_roots]

@@ -25,6 +25,7 @@ from fastai.vision.all import (CrossEntropyLossFlat, Learner, accuracy, create_v
 
 from training.data import make_dataloaders
 from training.onnx_export import export_onnx
+from training.onnx_init import allow_export_of_converted_modules, trainable_module
 
 ARCHITECTURES = {"resnet18": resnet18, "resnet34": resnet34, "simple_cnn": None}
 
@@ -55,7 +56,8 @@ def build_learner(arch: str, dls, pretrained: bool, loss_func, stages: int = 3) 
     # (vision_learner does not pass `cut` on to create_vision_model, hence the explicit build.)
     cut = -2 - (4 - stages)
     model = create_vision_model(ARCHITECTURES[arch], len(dls.vocab), pretrained=pretrained, cut=cut)
-    learner = Learner(dls, model, loss_func=loss_func, metrics=accuracy, splitter=model_meta[ARCHITECTURES[arch]]["split"])
+    learner = Learner(dls, model, loss_func=loss_func, metrics=accuracy,
+                      splitter=model_meta[ARCHITECTURES[arch]]["split"])
     if pretrained:
         learner.freeze()  # fine_tune trains the new head first, then unfreezes
     return learner
@@ -69,7 +71,8 @@ def save_training_curve(learner: Learner, path: Path) -> None:
 
     recorder = learner.recorder
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axis.plot(list(range(len(recorder.losses))), [float(x) for x in recorder.losses], alpha=0.5, label="train (batch)")
+    loss_axis.plot(list(range(len(recorder.losses))), [float(x) for x in recorder.losses], alpha=0.5,
+                   label="train (batch)")
     epochs = list(range(1, len(recorder.values) + 1))
     batches_per_epoch = max(1, len(recorder.losses) // max(1, len(epochs)))
     loss_axis.plot([e * batches_per_epoch for e in epochs], [v[1] for v in recorder.values], "o-", label="valid")
@@ -85,7 +88,20 @@ def save_training_curve(learner: Learner, path: Path) -> None:
     plt.close(figure)
 
 
+class PretrainedWeightsUnavailable(RuntimeError):
+    """--pretrained was asked for and the ImageNet weights could not be loaded (they come from the internet)."""
+
+
 def main(argv=None) -> Path:
+    """Train and export; a missing ImageNet download ends the script with one line (exit code 1)."""
+    try:
+        return run(argv)
+    except PretrainedWeightsUnavailable as error:
+        sys.exit(f"error: {error}")
+
+
+def run(argv=None) -> Path:
+    """main() without the exit: raises PretrainedWeightsUnavailable (training.compare skips that model)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"), help="output of training.prepare")
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet18")
@@ -115,16 +131,15 @@ def main(argv=None) -> Path:
     loss_func = CrossEntropyLossFlat(weight=class_weights(dls, args.weight_power))
     try:
         if args.init_onnx:
-            from training.onnx_init import trainable_module
-
             learner = Learner(dls, trainable_module(args.init_onnx, list(dls.vocab), args.seed), loss_func=loss_func,
                               metrics=accuracy)
         else:
             learner = build_learner(args.arch, dls, args.pretrained, loss_func, args.stages)
     except Exception as error:  # ImageNet weights come from the internet
         if args.pretrained:
-            sys.exit(f"error: could not load ImageNet weights for {args.arch} ({type(error).__name__}: {error}); "
-                     "train without --pretrained where there is no internet")
+            raise PretrainedWeightsUnavailable(
+                f"could not load ImageNet weights for {args.arch} ({type(error).__name__}: {error}); "
+                "train without --pretrained where there is no internet") from None
         raise
     learner.path = args.out
     learner.model_dir = "."
@@ -154,8 +169,6 @@ def main(argv=None) -> Path:
     if not args.init_onnx:  # a module converted from ONNX does not pickle; model.onnx is what is served anyway
         learner.export("model.pkl")  # relative to learner.path (= --out)
     if args.init_onnx:
-        from training.onnx_init import allow_export_of_converted_modules
-
         allow_export_of_converted_modules()
     export_onnx(learner, args.out / "model.onnx", arch=args.arch)
     config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

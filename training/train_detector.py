@@ -28,18 +28,17 @@ import onnx
 import torch
 from tqdm import tqdm
 
-from facemask.annotations import face_average_precision, scene_recall
+from facemask.annotations import DatasetError, face_average_precision, scene_recall
 from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, FINE_TUNED_MODEL, RetinaFaceDetector,
                                boxes_and_scores)
 from facemask.images import decode_image
-from training.detector_data import (CROP_LONG_SIDES, DEFAULT_SPLIT_FILE, MIN_VISIBLE_SHARE, DetectionDataset, collate,
-                                    crop_set_samples, load_split, make_split, scene_samples, scenes_in_split,
-                                    teacher_landmarks)
+from facemask.paths import CROPS_DIR, SCENE_SPLIT_FILE, SCENES_DIR
+from facemask.splits import load_split, make_split
+from training.detector_data import (CROP_LONG_SIDES, MIN_VISIBLE_SHARE, DetectionDataset, collate, crop_set_samples,
+                                    scene_samples, scenes_in_split, teacher_landmarks)
 from training.detector_model import MultiBoxLoss, load_onnx, priors, to_torch, write_weights
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 AP_MIN_SCORE = 0.05  # detections kept for the AP of the valid split
-DATASETS = REPO_ROOT / ".." / "shared" / "datasets"
 
 
 def cpu_seconds() -> float:
@@ -92,14 +91,14 @@ def save_curve(history: list[dict], path: Path) -> None:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenes", type=Path, default=DATASETS / "face-mask-scenes-andrewmvd",
+    parser.add_argument("--scenes", type=Path, default=SCENES_DIR,
                         help="annotated scenes: images/ and annotations/ (Pascal VOC)")
-    parser.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE,
+    parser.add_argument("--split-file", type=Path, default=SCENE_SPLIT_FILE,
                         help="scene split by photo; written (seeded) when missing")
     parser.add_argument("--seed", type=int, default=42, help="seed of a new split and of the augmentation")
     parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"),
                         help="training.prepare manifest: crop-set faces of its train split join the training data")
-    parser.add_argument("--crops", type=Path, default=DATASETS / "face-mask-chandrikadeb7",
+    parser.add_argument("--crops", type=Path, default=CROPS_DIR,
                         help="the ImageFolder the manifest was made from")
     parser.add_argument("--crops-per-epoch", type=int, default=256, help="crop-set images drawn afresh per epoch")
     parser.add_argument("--unmasked-repeat", type=int, default=1,
@@ -137,10 +136,13 @@ def main(argv=None) -> dict:
     wall_start, cpu_start = time.time(), cpu_seconds()
     if not (args.scenes / "annotations").is_dir():
         raise SystemExit(f"error: {args.scenes} needs images/ and annotations/ sub-folders")
-    split = load_split(args.split_file) if args.split_file.is_file() else make_split(args.scenes, args.seed,
-                                                                                      args.split_file)
-    train_scenes = scenes_in_split(args.scenes, split, "train", args.limit)
-    valid_scenes = scenes_in_split(args.scenes, split, "valid", args.limit)
+    try:
+        split = load_split(args.split_file) if args.split_file.is_file() else make_split(args.scenes, args.seed,
+                                                                                          args.split_file)
+        train_scenes = scenes_in_split(args.scenes, split, "train", args.limit)
+        valid_scenes = scenes_in_split(args.scenes, split, "valid", args.limit)
+    except DatasetError as error:
+        raise SystemExit(f"error: {error}") from None
     photos = scene_samples(train_scenes, teacher_landmarks(train_scenes, args.cache))
     samples = photos + [p for p in photos if "without_mask" in p.labels] * (args.unmasked_repeat - 1)
     crop_pool = []

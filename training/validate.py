@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemask.classes import INCORRECT, WITH_MASK
 from facemask.classifier import DEFAULT_MODEL, MaskClassifier
 from facemask.images import decode_image
 from training.data import read_manifest
@@ -42,6 +43,16 @@ def classification_metrics(labels: list[str], predicted: list[str], classes: lis
                            "support": int(matrix[i, :].sum())}
     return {"accuracy": round(float(np.trace(matrix) / max(1, matrix.sum())), 4), "per_class": per_class,
             "confusion_matrix": matrix.tolist(), "classes": classes, "images": int(matrix.sum())}
+
+
+def two_class_accuracy(labels: list[str], predicted: list[str]) -> float | None:
+    """Accuracy on a data set labelled only `with_mask` / `without_mask` when the model also knows `incorrect`:
+    such a data set's `with_mask` means "wears a mask", worn right or not (the crop set holds masks below the nose
+    under that label), so `incorrect` counts as `with_mask` here. None when the labels already have three classes."""
+    if INCORRECT in labels:
+        return None
+    collapsed = [WITH_MASK if guess == INCORRECT else guess for guess in predicted]
+    return round(sum(t == g for t, g in zip(labels, collapsed)) / max(1, len(labels)), 4)
 
 
 def measure_speed(classifier: MaskClassifier, crops: list[np.ndarray], batch: int, repeats: int = 3) -> float:
@@ -114,6 +125,8 @@ def evaluate(model: Path, prepared: Path, split: str = "test", dataset: str | No
     predicted = [classifier.classes[i] for i in probabilities.argmax(1)]
     metrics = classification_metrics(list(frame["label"]), predicted, classifier.classes)
     metrics["split"], metrics["dataset"] = split, dataset or "all"
+    if INCORRECT in classifier.classes:
+        metrics["two_class_accuracy"] = two_class_accuracy(list(frame["label"]), predicted)
     errors = [(crop, truth, guess, float(p.max())) for crop, truth, guess, p
               in zip(crops, frame["label"], predicted, probabilities) if truth != guess]
     if with_speed:
@@ -133,7 +146,8 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
         "model": model.name, "model_version": classifier.model_version, "arch": classifier.arch,
         "classes": classifier.classes, "input": {"size": [classifier.crop_size] * 2, "mean": classifier.info()["mean"],
                                                  "std": classifier.info()["std"], "crop": "facemask.crops.crop_face"},
-        "file_bytes": model.stat().st_size, "size_budget_mb": SIZE_BUDGET_MB, "within_budget": size_mb <= SIZE_BUDGET_MB,
+        "file_bytes": model.stat().st_size, "size_budget_mb": SIZE_BUDGET_MB,
+        "within_budget": size_mb <= SIZE_BUDGET_MB,
         "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
         "training": {k: config.get(k) for k in ("command", "arch", "stages", "pretrained", "init_onnx", "epochs", "lr",
                                                 "batch_size", "seed", "train_seconds", "train_images",
@@ -164,6 +178,9 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
     limits_extra = (" Real faces with a mask worn below the nose are few (about 90 in training), so the `incorrect`"
                     " class leans on drawn masks." if SYNTHETIC_DATASET in used else "")
     datasets_text = " + ".join(f"`{name}` ({count} faces)" for name, count in used.items())
+    two_class_text = ("" if metrics.get("two_class_accuracy") is None else
+                      f"; mask (worn right or wrong) vs no mask, the data set's own two labels: "
+                      f"**{metrics['two_class_accuracy']:.4f}**")
     markdown = f"""# Model card: mask classifier `{model.name}`
 
 - **Version**: `{card['model_version']}`; **architecture**: {card['arch']} body ({training.get('stages')} of 4 stages kept)
@@ -185,7 +202,7 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
 
 ## Held-out test split of `{metrics['dataset']}` ({metrics['images']} crops, never used for training or model selection)
 
-Accuracy **{metrics['accuracy']:.4f}**
+Accuracy **{metrics['accuracy']:.4f}**{two_class_text}
 
 | class | precision | recall | F1 | support |
 |---|---|---|---|---|

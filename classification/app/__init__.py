@@ -3,19 +3,22 @@ from __future__ import annotations
 
 from flask import Flask
 
+from classification.app.routes import blueprint
 from facemask.classifier import MaskClassifier
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
+from facemask.settings import Settings
 
 
-def create_app(model_path: str | None = None) -> Flask:
+def create_app(settings: Settings | None = None) -> Flask:
+    """settings: None reads them from the environment, once, here (gunicorn calls create_app() per worker)."""
+    settings = settings or Settings.from_env()
     app = Flask(__name__)
-    configure_upload_limit(app)
+    app.extensions["settings"] = settings
+    configure_upload_limit(app, settings)
     install_error_handlers(app)
     # Loaded once per worker at start-up; a broken model stops the worker from booting instead of failing requests.
-    app.extensions["classifier"] = MaskClassifier(model_path)
+    app.extensions["classifier"] = MaskClassifier.from_settings(settings)
     app.extensions["metrics"] = Metrics(app, "classifier", app.extensions["classifier"].classes)
-
-    from classification.app.routes import blueprint
 
     app.register_blueprint(blueprint)
     return app

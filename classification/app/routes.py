@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +12,12 @@ from facemask.classifier import MaskClassifier
 from facemask.crops import resize_crop
 from facemask.images import ImageError, decode_image, declared_pixels
 from facemask.service import ApiError, uploaded_files
+from facemask.settings import Settings
 
 blueprint = Blueprint("classification", __name__)
-MAX_CROPS_PER_REQUEST = int(os.environ.get("MAX_CROPS_PER_REQUEST", "256"))
-# Pixel budgets, checked from the image headers before any decoding: a 10 KB PNG can declare 80 Mpx, and 8 such
-# crops took 2.6 GB (issue 15). Crops are small (the detector sends 96x96); anything bigger is resized down anyway.
-MAX_CROP_PIXELS = int(os.environ.get("MAX_CROP_PIXELS", "4000000"))
-MAX_REQUEST_PIXELS = int(os.environ.get("MAX_REQUEST_PIXELS", "64000000"))
+# Pixel budgets (Settings.max_crop_pixels, max_request_pixels) are checked from the image headers before any
+# decoding: a 10 KB PNG can declare 80 Mpx, and 8 such crops took 2.6 GB (issue 15). Crops are small (the detector
+# sends 96x96); anything bigger is resized down anyway.
 # A batch as one uint8 array (N, H, W, 3) in NumPy's .npy format: no PNG encoding, multipart or image decoding.
 NPY_MEDIA_TYPE = "application/x-npy"
 MAX_ARRAY_CROP_SIDE = 1024
@@ -28,6 +26,10 @@ OPENAPI = json.loads((Path(__file__).parent / "openapi.json").read_text())
 
 def _classifier() -> MaskClassifier:
     return current_app.extensions["classifier"]
+
+
+def _settings() -> Settings:
+    return current_app.extensions["settings"]
 
 
 @blueprint.post("/classify")
@@ -40,11 +42,12 @@ def classify():
     """
     if request.mimetype == NPY_MEDIA_TYPE:
         return _classify_array(request.get_data(cache=False))
+    limits = _settings()
     files = uploaded_files()
     if not files:
         raise ApiError(400, "no image received: send multipart files or a raw image body")
-    if len(files) > MAX_CROPS_PER_REQUEST:
-        raise ApiError(413, f"too many crops in one request: {len(files)} > {MAX_CROPS_PER_REQUEST}")
+    if len(files) > limits.max_crops_per_request:
+        raise ApiError(413, f"too many crops in one request: {len(files)} > {limits.max_crops_per_request}")
 
     classifier = _classifier()
     metrics = current_app.extensions["metrics"]
@@ -55,18 +58,18 @@ def classify():
             pixels = declared_pixels(data)
         except ImageError:
             continue  # reported with its crop below
-        if pixels <= MAX_CROP_PIXELS:  # an oversized crop is refused on its own, undecoded
+        if pixels <= limits.max_crop_pixels:  # an oversized crop is refused on its own, undecoded
             declared += pixels
-    if declared > MAX_REQUEST_PIXELS:
+    if declared > limits.max_request_pixels:
         raise ApiError(413, f"crops declare {declared:,} pixels in all, the limit per request is "
-                            f"{MAX_REQUEST_PIXELS:,}: send fewer or smaller crops")
+                            f"{limits.max_request_pixels:,}: send fewer or smaller crops")
 
     # One crop decoded at a time and shrunk to the model input at once: memory stays flat whatever the request.
     crops, crop_slots = [], []
     with metrics.stage("decode"):
         for index, (_, data) in enumerate(files):
             try:
-                crops.append(resize_crop(decode_image(data, max_pixels=MAX_CROP_PIXELS), classifier.crop_size))
+                crops.append(resize_crop(decode_image(data, max_pixels=limits.max_crop_pixels), classifier.crop_size))
                 crop_slots.append(index)
             except ImageError as error:
                 results[index]["error"] = str(error)
@@ -102,8 +105,9 @@ def _classify_array(body: bytes):
     count, height, width = batch.shape[:3]
     if count == 0 or height == 0 or width == 0:
         raise ApiError(400, f"array holds no crop: shape {list(batch.shape)}")
-    if count > MAX_CROPS_PER_REQUEST:
-        raise ApiError(413, f"too many crops in one request: {count} > {MAX_CROPS_PER_REQUEST}")
+    limit = _settings().max_crops_per_request
+    if count > limit:
+        raise ApiError(413, f"too many crops in one request: {count} > {limit}")
     if max(height, width) > MAX_ARRAY_CROP_SIDE:
         raise ApiError(413, f"crops of {width}x{height} px exceed {MAX_ARRAY_CROP_SIDE} px per side")
     results = [{"index": i, "filename": f"crop_{i}"} for i in range(count)]
@@ -125,8 +129,9 @@ def ready():
 
 @blueprint.get("/info")
 def info():
-    return jsonify({**_classifier().info(), "max_crops_per_request": MAX_CROPS_PER_REQUEST,
-                    "max_crop_pixels": MAX_CROP_PIXELS, "max_request_pixels": MAX_REQUEST_PIXELS,
+    limits = _settings()
+    return jsonify({**_classifier().info(), "max_crops_per_request": limits.max_crops_per_request,
+                    "max_crop_pixels": limits.max_crop_pixels, "max_request_pixels": limits.max_request_pixels,
                     "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
                     "crop_formats": ["multipart/form-data", NPY_MEDIA_TYPE]})
 

@@ -5,25 +5,31 @@ import threading
 
 from flask import Flask
 
+from detection.app.routes import blueprint
 from detection.app.video_jobs import VideoJobs
+from detection.app.web import blueprint as web_blueprint
 from facemask.classes import CLASSES
 from facemask.detector import create_detector
-from facemask.pipeline import UNCLASSIFIED, ClassifierClient, MaskPipeline
+from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.results import UNCLASSIFIED
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
+from facemask.settings import Settings
 
 
-def create_app(classifier_url: str | None = None) -> Flask:
+def create_app(settings: Settings | None = None) -> Flask:
+    """settings: None reads them from the environment, once, here (gunicorn calls create_app() per worker)."""
+    settings = settings or Settings.from_env()
     app = Flask(__name__)
-    configure_upload_limit(app)
+    app.extensions["settings"] = settings
+    configure_upload_limit(app, settings)
     install_error_handlers(app)
-    app.extensions["pipeline"] = MaskPipeline(create_detector(), ClassifierClient(classifier_url))
+    app.extensions["pipeline"] = MaskPipeline(create_detector(settings.detector_model, settings.ort_threads),
+                                              ClassifierClient.from_settings(settings))
     app.extensions["metrics"] = Metrics(app, "detection", (*CLASSES, UNCLASSIFIED))
     app.extensions["image_slot"] = threading.Lock()  # gevent-aware: gunicorn patches threading before the app loads
 
-    from detection.app.routes import blueprint
-    from detection.app.web import blueprint as web_blueprint
-
     app.register_blueprint(blueprint)
-    app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"], app.extensions["metrics"])
+    app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"], app.extensions["metrics"],
+                                             settings.video_jobs_folder, settings.max_video_frames)
     app.register_blueprint(web_blueprint)
     return app

@@ -43,7 +43,7 @@ def _process_upload(name: str, data: bytes):
     result = _pipeline().process(image)
     metrics.observe_frame(result.timing_ms)
     for face in result.faces:
-        metrics.faces.labels(face["label"]).inc()
+        metrics.faces.labels(face.label).inc()
     return image, result
 
 
@@ -76,7 +76,7 @@ def annotate():
     with _one_image_at_a_time():
         image, result = _process_upload(name, data)
         if result.error:
-            raise ApiError(503, result.error, faces=result.faces)
+            raise ApiError(503, result.error, faces=[face.to_dict() for face in result.faces])
         with current_app.extensions["metrics"].stage("draw"):
             annotated = draw_faces(image, result.faces)
         del image  # the encoder makes its own full-size copy: one fewer alive at once

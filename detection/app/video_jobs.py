@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -28,9 +27,10 @@ from facemask.detector import Face, PyramidFaceDetector
 from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
 from facemask.runner import InputError, annotate_video
 from facemask.service import Metrics
+from facemask.settings import Settings
 from facemask.video import VIDEO_LONG_SIDE
 
-DEFAULT_MAX_VIDEO_FRAMES = 1800  # one minute at 30 frames/s: "a short video"
+DEFAULT_MAX_VIDEO_FRAMES = Settings.max_video_frames  # one minute at 30 frames/s: "a short video"
 JOB_LIFETIME_S = 3600
 JOB_ID_LENGTH = 32
 
@@ -93,11 +93,11 @@ class VideoJobs:
         # Its own client: the request threads' client is not shared with this background thread. One retry, not
         # three: a classifier that dies mid-video should not add seconds of back-off to every remaining frame.
         self.pipeline = MaskPipeline(_VideoDetector(pipeline.detector, metrics),
-                                     _TimedClient(pipeline.client.url, metrics, retries=1))
-        self.folder = Path(folder or os.environ.get("FACEMASK_VIDEO_JOBS_DIR")
-                           or Path(tempfile.gettempdir()) / "facemask-video-jobs")
+                                     _TimedClient(pipeline.client.url, metrics, retries=1,
+                                                  deadline=pipeline.client.deadline))
+        self.folder = Path(folder or Settings().video_jobs_folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.max_frames = max_frames or int(os.environ.get("MAX_VIDEO_FRAMES", DEFAULT_MAX_VIDEO_FRAMES))
+        self.max_frames = max_frames or DEFAULT_MAX_VIDEO_FRAMES
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-job")
 
     def submit(self, filename: str, data: bytes) -> dict:

@@ -1,0 +1,113 @@
+"""What the pipeline reports: typed face and frame results, turned into JSON only at the edge (service responses,
+the CLI's JSON files) by their to_dict().
+
+Coordinates and scores are kept at the precision the JSON reports (box and landmarks 0.1 px, detector score 4
+digits), so what is drawn, counted and scored by the benchmarks is exactly what the JSON says.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable
+
+UNCLASSIFIED = "unclassified"
+CLASSIFIED = "classified"
+
+Box = tuple[float, float, float, float]
+Landmarks = tuple[tuple[float, float], ...]
+
+
+def rounded_box(box: Iterable) -> Box:
+    return tuple(round(float(v), 1) for v in box)
+
+
+def rounded_landmarks(landmarks: Iterable) -> Landmarks:
+    return tuple((round(float(x), 1), round(float(y), 1)) for x, y in landmarks)
+
+
+def rounded_det_score(score: float) -> float:
+    return round(float(score), 4)
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face: where the detector found it and what the classifier said.
+
+    status is "classified" (label, score, probabilities set) or "unclassified" (label "unclassified", score and
+    probabilities None, error says why): a face is never dropped because classification failed. Video faces also
+    carry their track (track_id), how they were found in this frame (source: "detected" or "followed") and whether
+    their track is confirmed (shown and counted).
+    """
+
+    box: Box  # x1, y1, x2, y2 in original-image pixels
+    landmarks: Landmarks  # 5 (x, y): right eye, left eye, nose, right mouth corner, left mouth corner
+    det_score: float
+    label: str
+    score: float | None
+    probabilities: dict[str, float] | None
+    status: str
+    error: str | None = None
+    track_id: int | None = None
+    source: str | None = None
+    confirmed: bool | None = None
+
+    @classmethod
+    def from_prediction(cls, box, landmarks, det_score: float, prediction: dict, **track) -> "FaceResult":
+        """A face from detector output (arrays are fine) and one /classify result: {label, score, probabilities},
+        or {"error": ...} when it has none."""
+        location = dict(box=rounded_box(box), landmarks=rounded_landmarks(landmarks),
+                        det_score=rounded_det_score(det_score))
+        if "label" in prediction:
+            return cls(**location, label=prediction["label"], score=prediction["score"],
+                       probabilities=prediction["probabilities"], status=CLASSIFIED, **track)
+        return cls(**location, label=UNCLASSIFIED, score=None, probabilities=None, status=UNCLASSIFIED,
+                   error=prediction.get("error", "no prediction"), **track)
+
+    @classmethod
+    def from_dict(cls, face: dict) -> "FaceResult":
+        """A face read back from JSON (this product's files, or another system's faces in the same form, which may
+        lack landmarks and status); values are taken as they are."""
+        label = face.get("label", UNCLASSIFIED)
+        return cls(box=tuple(float(v) for v in face["box"]),
+                   landmarks=tuple(tuple(float(v) for v in point) for point in face.get("landmarks", ())),
+                   det_score=float(face["det_score"]), label=label, score=face.get("score"),
+                   probabilities=face.get("probabilities"),
+                   status=face.get("status", UNCLASSIFIED if label == UNCLASSIFIED else CLASSIFIED),
+                   error=face.get("error"), track_id=face.get("track_id"), source=face.get("source"),
+                   confirmed=face.get("confirmed"))
+
+    def to_dict(self) -> dict:
+        """The face's JSON object (field order as the API has always written it)."""
+        result = {"box": list(self.box), "landmarks": [list(point) for point in self.landmarks],
+                  "det_score": self.det_score}
+        for name in ("track_id", "source", "confirmed"):
+            if getattr(self, name) is not None:
+                result[name] = getattr(self, name)
+        result.update(label=self.label, score=self.score, probabilities=self.probabilities, status=self.status)
+        if self.error is not None:
+            result["error"] = self.error
+        return result
+
+
+def label_counts(faces: Iterable[FaceResult]) -> dict[str, int]:
+    return dict(Counter(face.label for face in faces))
+
+
+@dataclass
+class FrameResult:
+    width: int
+    height: int
+    faces: list[FaceResult]
+    timing_ms: dict
+    error: str | None = None
+
+    @property
+    def counts(self) -> dict:
+        return label_counts(self.faces)
+
+    def to_dict(self) -> dict:
+        result = {"width": self.width, "height": self.height, "faces": [face.to_dict() for face in self.faces],
+                  "counts": self.counts, "timing_ms": self.timing_ms}
+        if self.error:
+            result["error"] = self.error
+        return result

@@ -1,0 +1,116 @@
+"""How the packages depend on each other: no import cycles (imports inside functions count too, so none can be
+hidden there), training never imports the benchmarks, and the shared library imports none of its users."""
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("facemask", "training", "bench", "classification", "detection")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _project_modules() -> dict[str, Path]:
+    modules = {_module_name(path): path for package in PACKAGES for path in (REPO_ROOT / package).rglob("*.py")}
+    modules["infer"] = REPO_ROOT / "infer.py"
+    return modules
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Project modules a file imports anywhere in it (module level or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name in modules)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _project_modules()
+    return {name: _imports(path, modules) - {name} for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, components, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return components
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_the_graph_finds_a_cycle_when_there_is_one():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    assert _cycles(_graph()) == []
+
+
+def test_dependencies_point_towards_the_shared_library():
+    """facemask <- services, training, bench: the library imports none of them, and training no benchmark."""
+    graph = _graph()
+    for name in graph:
+        reached = _reachable(graph, name)
+        if name.startswith("facemask"):
+            assert not {m for m in reached if not m.startswith("facemask")}, name
+        if name.startswith("training"):
+            assert not {m for m in reached if m.startswith("bench")}, name
+        if name.startswith(("classification", "detection")):
+            assert not {m for m in reached if m.startswith(("training", "bench"))}, name
+
+
+@pytest.mark.parametrize("name", sorted(name for name in _project_modules() if not name.endswith("gunicorn.conf")))
+def test_every_module_imports(name):
+    try:
+        importlib.import_module(name)
+    except ImportError as error:  # an optional heavy dependency (torch, fastai) absent here is not a layout problem
+        if error.name and error.name.split(".")[0] in {"torch", "torchvision", "fastai", "onnx2torch", "onnx"}:
+            pytest.skip(f"{name} needs {error.name}")
+        raise
