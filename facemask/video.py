@@ -124,8 +124,8 @@ class VideoSettings:
     reid_size_ratio: float = 1.6
     reid_similarity: float = 0.5
     # Tracks detected fewer times are not counted as people: at the default detect_every that is about half a
-    # second in view. Chosen on videos from the train and valid photos (bench/video_tracking.py --split train):
-    # 3 over-counted by 9 % and 4 %, 5 by 0 % and 0.6 %, 6 under-counted by 5 %.
+    # second in view. Chosen on videos from 100 train and the 85 valid photos, scored as bench/video_tracking.py
+    # scores: 3 over-counted by 9 % and 4 %, 5 by 0 % and 0.6 %, 6 under-counted by 5 % (README, "Video").
     min_track_detections: int = 5
     # ...and in view this long, so the rule means the same whatever detect_every is (5 detector runs take 0.2 s
     # with the detector on every frame).
@@ -302,8 +302,11 @@ class VideoAnnotator:
         return _Pending(index, image, shown_faces, detect, job, targets)
 
     def _new_track(self, tracker_id: int, index: int) -> Track:
-        track = Track(tracker_id, index, index, LabelSmoother(self.settings.label_window, self.settings.label_margin))
-        self.tracks[tracker_id] = track
+        # A person keeps the tracker id of their first track; a tracker id that already names a person (it was
+        # retired by a re-id and came back) gets a number no one has.
+        person = tracker_id if tracker_id not in self.tracks else max(self.tracks) + 1
+        track = Track(person, index, index, LabelSmoother(self.settings.label_window, self.settings.label_margin))
+        self.tracks[person] = track
         return track
 
     def _returning(self, face: TrackedFace, image: np.ndarray, index: int, present: set[int]) -> Track | None:
