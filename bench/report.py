@@ -75,9 +75,21 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
         card = json.loads(MODEL_CARD.read_text())
         metrics = card["test_metrics"]
         sources.append(f"model card ({card['evaluated']})")
-        rows.append(("Classifier: held-out test accuracy; masked recall",
-                     f"{metrics['accuracy']:.4f}; {metrics['per_class']['with_mask']['recall']:.4f}",
-                     "≥ 0.99; ≥ 0.99", "classification/model/MODEL_CARD.md"))
+        if metrics.get("two_class_accuracy") is not None:  # a 3-class model on the crop set's two labels
+            rows.append(("Classifier: held-out crop set, mask (worn right or wrong) vs no mask; strict 3-class "
+                         "accuracy on its two labels", f"{metrics['two_class_accuracy']:.4f}; "
+                         f"{metrics['accuracy']:.4f}", "≥ 0.99", "classification/model/MODEL_CARD.md"))
+        else:
+            rows.append(("Classifier: held-out test accuracy; masked recall",
+                         f"{metrics['accuracy']:.4f}; {metrics['per_class']['with_mask']['recall']:.4f}",
+                         "≥ 0.99; ≥ 0.99", "classification/model/MODEL_CARD.md"))
+        for name, other in metrics.get("other_datasets", {}).items():
+            incorrect = other["per_class"].get("incorrect")
+            if incorrect is None:
+                continue
+            rows.append((f"Classifier: held-out `{name}` faces ({other['images']} crops): accuracy; incorrect "
+                         "precision / recall", f"{other['accuracy']:.4f}; {incorrect['precision']:.2f} / "
+                         f"{incorrect['recall']:.2f}", "", "classification/model/MODEL_CARD.md"))
         rows.append(("Classifier: ONNX Runtime crops/s (batch 64 / batch 1); file size",
                      f"{metrics['speed_crops_per_s']['batch_64']} / {metrics['speed_crops_per_s']['batch_1']}; "
                      f"{card['file_bytes'] / 1e6:.1f} MB", "≥ 150; ≤ 25 MB", "classification/model/MODEL_CARD.md"))
@@ -105,9 +117,10 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
             if "AP incorrect" in row:  # three-class classifier (issue 12 targets)
                 rows.append((f"End to end, {e2e['meta'].get('scenes', 'held-out')} held-out test photos, {label}, "
                              f"IoU {row.get('IoU')}: 3-class mAP50; AP incorrect; 3-class face accuracy; unmasked "
-                             "called mask", f"{fmt(row.get('mAP'))}; {fmt(row.get('AP incorrect'))}; "
-                             f"{fmt(row.get('acc (all)'))}; {fmt(row.get('unmasked called mask'))}",
-                             "≥ 0.91; ≥ 0.80; ≥ 0.93; ≤ 0.03", f"{name}.md"))
+                             "called mask; mAP50 (with/without)", f"{fmt(row.get('mAP'))}; "
+                             f"{fmt(row.get('AP incorrect'))}; {fmt(row.get('acc (all)'))}; "
+                             f"{fmt(row.get('unmasked called mask'))}; {fmt(row.get('mAP (with/without)'))}",
+                             "≥ 0.91; ≥ 0.80; ≥ 0.93; ≤ 0.03; ≥ 0.85", f"{name}.md"))
                 continue
             rows.append((f"End to end, {e2e['meta'].get('scenes', 'held-out')} held-out test photos, {label}, IoU "
                          f"{row.get('IoU')}: mAP50 (with/without); face accuracy",

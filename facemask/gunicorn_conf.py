@@ -3,6 +3,7 @@
 What gunicorn itself needs comes from the same Settings as the apps (facemask.settings), read here once.
 """
 import os
+import shutil
 import tempfile
 
 from facemask.settings import Settings
@@ -43,8 +44,16 @@ if "MALLOC_MMAP_THRESHOLD_" not in os.environ:  # glibc's own variable, if set, 
 
 # Prometheus needs a folder shared by the workers to add up their counters. It must be set before
 # prometheus_client is first imported (the client picks its value store at import), hence no import above.
+_OWN_METRICS_DIR = None
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="facemask-metrics-")
+    _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="facemask-metrics-")
+
+
+def on_exit(server):
+    """The master removes the metrics folder it made (one per start, or /tmp fills with them); a folder named by
+    the operator is theirs to keep."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
 
 def child_exit(server, worker):

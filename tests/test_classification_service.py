@@ -99,3 +99,17 @@ def test_client_splits_a_crowd_into_requests_the_service_accepts(classifier_serv
     assert [r["label"] for r in results[:len(labels)]] == labels
     assert [r["label"] for r in results[-len(labels):]] == [labels[(len(crowd) - len(labels) + i) % len(labels)]
                                                            for i in range(len(labels))]
+
+
+def test_the_metrics_folder_a_service_makes_goes_with_it(tmp_path):
+    import glob
+    import os
+
+    from facemask.local_server import LocalService
+
+    before = set(glob.glob("/tmp/facemask-metrics-*"))
+    with LocalService("classification", workers=1, log_path=tmp_path / "log") as service:
+        assert requests.get(f"{service.url}/health", timeout=10).status_code == 200
+        made = set(glob.glob("/tmp/facemask-metrics-*")) - before
+        assert len(made) == 1
+    assert not any(os.path.exists(path) for path in made)
