@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
+from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
 from facemask.results import UNCLASSIFIED, FaceResult
 
 GREEN, RED, AMBER, GREY = (0, 200, 0), (220, 0, 0), (255, 176, 0), (150, 150, 150)  # RGB
@@ -17,13 +17,14 @@ WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 LABEL_STYLE = {
     WITH_MASK: ("Mask", GREEN), "mask": ("Mask", GREEN),
     WITHOUT_MASK: ("No mask", RED), "no_mask": ("No mask", RED),
-    INCORRECT: ("Mask worn wrong", AMBER), "mask_weared_incorrect": ("Mask worn wrong", AMBER),
+    INCORRECT: ("Mask worn wrong", AMBER),
     UNCLASSIFIED: ("Unclassified", GREY),
 }
 
 
 def style_for(label: str) -> tuple[str, tuple[int, int, int]]:
-    return LABEL_STYLE.get(label, (label.replace("_", " ").capitalize(), AMBER))
+    """Tag text and colour of a label, of this product or of a data set (facemask.classes.canonical_label)."""
+    return LABEL_STYLE.get(canonical_label(label), (label.replace("_", " ").capitalize(), AMBER))
 
 
 def text_colour_on(colour: tuple[int, int, int]) -> tuple[int, int, int]:
