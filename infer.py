@@ -32,7 +32,7 @@ from facemask.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
 from facemask.runner import (InputError, StopSignals, annotate_images, annotate_video, plan_image_outputs,  # noqa: E402
                              plan_video_output)
 from facemask.settings import Settings, SettingsError  # noqa: E402
-from facemask.video import VIDEO_LONG_SIDE, VideoSettings  # noqa: E402
+from facemask.video import VIDEO_DETECT_OPTIONS, VIDEO_LONG_SIDE, VideoSettings  # noqa: E402
 
 
 def truthy(value: str) -> bool:
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         elif args.is_image:
             scale = {"long_side": DEFAULT_LONG_SIDE}
         else:  # measured on video frames: one pass at the frame's size (bench/video_tracking.py)
-            scale = {"long_side": VIDEO_LONG_SIDE, "upscale": False}
+            scale = VIDEO_DETECT_OPTIONS
         detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
             score_threshold=args.threshold, **scale)
     except (InputError, ValueError, FileNotFoundError, RuntimeError) as error:

@@ -40,7 +40,7 @@ from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.runner import annotate_video_frames
 from facemask.settings import Settings
-from facemask.video import VIDEO_LONG_SIDE, VideoSettings, VideoSource, annotate_stream
+from facemask.video import VIDEO_DETECT_OPTIONS, VideoSettings, VideoSource, annotate_stream
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 
@@ -179,7 +179,7 @@ def main(argv=None) -> Report | None:
                          "PNG multipart", "frames/s": old_fps, "x per frame": 1.0})
             for detect_every in (VideoSettings.detect_every, 1):
                 detector = RetinaFaceDetector(num_threads=threads)
-                pipeline = MaskPipeline(detector.prepare(long_side=VIDEO_LONG_SIDE, upscale=False),
+                pipeline = MaskPipeline(detector.prepare(**VIDEO_DETECT_OPTIONS),
                                         ClassifierClient(classifier.url))
                 started, cpu_started = time.perf_counter(), cpu_seconds(processes)
                 footer = annotate_stream(pipeline, VideoSource(str(video)), Path(tmp) / "new.mp4",

@@ -37,6 +37,7 @@ DEFAULT_FPS = 25.0
 # videos (bench/video_tracking.py), upscaling 640x480 frames to 1024 px found 3 % more faces but tripled the false
 # positives (large boxes on clothing and backgrounds) and cost 3x the time.
 VIDEO_LONG_SIDE = 1024
+VIDEO_DETECT_OPTIONS = {"long_side": VIDEO_LONG_SIDE, "upscale": False}  # DetectOptions fields
 
 
 class VideoSourceError(ValueError):

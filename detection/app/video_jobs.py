@@ -18,8 +18,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from dataclasses import asdict, replace
-
 import cv2
 from PIL import Image, UnidentifiedImageError
 
@@ -28,7 +26,7 @@ from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipel
 from facemask.runner import InputError, annotate_video
 from facemask.service import Metrics
 from facemask.settings import Settings
-from facemask.video import VIDEO_LONG_SIDE
+from facemask.video import VIDEO_DETECT_OPTIONS
 
 DEFAULT_MAX_VIDEO_FRAMES = Settings.max_video_frames  # one minute at 30 frames/s: "a short video"
 JOB_LIFETIME_S = 3600
@@ -44,19 +42,18 @@ class _VideoDetector:
     does), every run's time added to the service's stage histogram."""
 
     def __init__(self, detector: PyramidFaceDetector, metrics: Metrics | None):
-        self.detector, self.metrics = detector, metrics
-        self.options = replace(detector.options, long_side=VIDEO_LONG_SIDE, upscale=False)
+        self.detector, self.metrics = detector.with_options(**VIDEO_DETECT_OPTIONS), metrics
 
     def detect(self, image_rgb) -> list[Face]:
         started = time.perf_counter()
-        faces = self.detector.detect(image_rgb, self.options)
+        faces = self.detector.detect(image_rgb)
         if self.metrics is not None:
             self.metrics.observe_frame({"detect": (time.perf_counter() - started) * 1e3})
         _let_requests_run()
         return faces
 
     def config(self) -> dict:
-        return {**self.detector.config(), **asdict(self.options)}
+        return self.detector.config()
 
 
 class _TimedClient(ClassifierClient):
