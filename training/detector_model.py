@@ -60,11 +60,11 @@ def _module_name(node: onnx.NodeProto) -> str:
 
 
 def write_weights(module: torch.nn.Module, model: onnx.ModelProto, metadata: dict | None = None) -> onnx.ModelProto:
-    """A copy of the ONNX graph with the convolution weights of the trained module."""
+    """A copy of the ONNX graph with the (transposed) convolution weights of the trained module."""
     exported = copy.deepcopy(model)
     initializers = {tensor.name: tensor for tensor in exported.graph.initializer}
     modules = dict(module.named_modules())
-    for node in (n for n in exported.graph.node if n.op_type == "Conv"):
+    for node in (n for n in exported.graph.node if n.op_type in ("Conv", "ConvTranspose")):
         conv = modules[_module_name(node)]
         for name, value in zip(node.input[1:], (conv.weight, conv.bias)):
             initializers[name].CopyFrom(numpy_helper.from_array(value.detach().cpu().numpy().astype(np.float32), name))

