@@ -51,6 +51,17 @@ def size_rows() -> list[str]:
     return lines
 
 
+def policy_measures(results: dict, speed: dict | None, policy: str) -> dict[str, dict]:
+    """One policy's rows of a bench.detection_sizes run: crop set, both frame sizes, scenes, landmarks, and the
+    640x480 frame time (from the speed run when given)."""
+    return {"crops": find(table(results, "Crop set: boxes per one-person photo"), policy=policy),
+            **{frame: find(table(results, "Synthetic frames: people"), policy=policy, frame=frame)
+               for frame in ("640x480", "1280x720")},
+            "scenes": find(table(results, "Held-out scene photos: recall"), policy=policy),
+            "landmarks": find(table(results, "Landmarks against"), policy=policy),
+            "speed": find(table(speed or results, "Detection time"), policy=policy, input="640x480 frame")}
+
+
 def every_size_rows() -> list[str]:
     """The service's scale policy against the single 1024 px pass, from bench/results/detection_sizes.json."""
     results = load("detection_sizes")
@@ -62,12 +73,9 @@ def every_size_rows() -> list[str]:
              "| frames 1280x720: recall / duplicates per face | scenes: with / without mask recall, FP per image "
              "| landmark error | ms per 640x480 frame |", "|---|---|---|---|---|---|---|"]
     for policy in policies:
-        crops = find(table(results, "Crop set: boxes per one-person photo"), policy=policy)
-        small, large = (find(table(results, "Synthetic frames: people"), policy=policy, frame=frame)
-                        for frame in ("640x480", "1280x720"))
-        scenes = find(table(results, "Held-out scene photos: recall"), policy=policy)
-        points = find(table(results, "Landmarks against"), policy=policy)
-        speed = find(table(quiet or results, "Detection time"), policy=policy, input="640x480 frame")
+        measures = policy_measures(results, quiet, policy)
+        crops, small, large, scenes = (measures[key] for key in ("crops", "640x480", "1280x720", "scenes"))
+        points, speed = measures["landmarks"], measures["speed"]
         lines.append(f"| {policy} | {fmt(crops.get('exactly one'))} | {fmt(small.get('recall'))} / "
                      f"{fmt(small.get('duplicates/face'))} | {fmt(large.get('recall'))} / "
                      f"{fmt(large.get('duplicates/face'))} | {fmt(scenes.get('with_mask@0.5'))} / "
@@ -121,12 +129,9 @@ def centerface_section() -> list[str]:
                   "/ without mask recall, FP per image | landmark error | ms per 640x480 frame (x single pass) |",
                   "|---|---|---|---|---|---|"]
         for policy in ("auto", "centerface-auto", "centerface-ft-auto"):
-            crops = find(table(sizes, "Crop set: boxes per one-person photo"), policy=policy)
-            small, large = (find(table(sizes, "Synthetic frames: people"), policy=policy, frame=frame)
-                            for frame in ("640x480", "1280x720"))
-            scenes = find(table(sizes, "Held-out scene photos: recall"), policy=policy)
-            points = find(table(sizes, "Landmarks against"), policy=policy)
-            timing = find(table(speed, "Detection time"), policy=policy, input="640x480 frame") if speed else {}
+            measures = policy_measures(sizes, speed, policy)
+            crops, small, large, scenes = (measures[key] for key in ("crops", "640x480", "1280x720", "scenes"))
+            points, timing = measures["landmarks"], measures["speed"] if speed else {}
             lines.append(f"| {policy} | {fmt(crops.get('exactly one'))} / {fmt(crops.get('none'))} | "
                          f"{fmt(small.get('recall'))} / {fmt(large.get('recall'))} | "
                          f"{fmt(scenes.get('with_mask@0.5'))} / {fmt(scenes.get('without_mask@0.5'))}, "

@@ -32,6 +32,14 @@ def find(rows: list[dict], **match) -> dict:
     return next((row for row in rows if all(str(row.get(k)) == str(v) for k, v in match.items())), {})
 
 
+def against(results: dict, prefix: str, key: str, policy: str, baseline: str, label: str, digits: int = 3,
+            **match) -> str:
+    """One measure of a bench.detection_sizes policy, with the baseline policy's value from the same run beside it."""
+    rows = table(results, prefix)
+    ours, theirs = find(rows, policy=policy, **match), find(rows, policy=baseline, **match)
+    return f"{fmt(ours.get(key), digits)} ({label}: {fmt(theirs.get(key), digits)})"
+
+
 def fmt(value, digits: int = 3) -> str:
     if value is None or value == {}:
         return "not measured"
@@ -45,9 +53,7 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
         sources.append(f"detection_sizes ({sizes['meta']['date']})")
 
         def by_policy(prefix: str, key: str, digits: int = 3, **match) -> str:
-            rows = table(sizes, prefix)
-            new, old = find(rows, policy="auto", **match), find(rows, policy="today", **match)
-            return f"{fmt(new.get(key), digits)} (single 1024 px pass: {fmt(old.get(key), digits)})"
+            return against(sizes, prefix, key, "auto", "today", "single 1024 px pass", digits, **match)
 
         rows.append(("Detector: one-person photos (held-out crop set), share with exactly one box",
                      by_policy("Crop set: boxes per one-person photo", "exactly one"), "≥ 0.98",
@@ -167,9 +173,7 @@ def centerface_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
     sources.append(f"detection_sizes_centerface ({sizes['meta']['date']})")
 
     def pair(prefix: str, key: str, digits: int = 3, **match) -> str:
-        rows = table(sizes, prefix)
-        ours, default = find(rows, policy="centerface-ft-auto", **match), find(rows, policy="auto", **match)
-        return f"{fmt(ours.get(key), digits)} (default: {fmt(default.get(key), digits)})"
+        return against(sizes, prefix, key, "centerface-ft-auto", "auto", "default", digits, **match)
 
     scene = "Held-out scene photos: recall"
     rows = [("Detector, fine-tuned CenterFace (selectable): one-person photos with exactly one box; frames 640x480 / "
