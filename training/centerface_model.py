@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import numpy_helper
 import torch.nn.functional as F
+from onnx import numpy_helper
 
 from facemask.detector import BGR_MEAN, CENTERFACE_STRIDE, centerface_model_bytes
 
