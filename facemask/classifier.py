@@ -16,12 +16,15 @@ MAX_BATCH = 64  # larger requests are run in chunks: flat memory, same throughpu
 
 
 class ModelMismatchError(RuntimeError):
-    """The model was trained with a different crop size or normalisation than facemask.crops serves."""
+    """The model was trained with a different crop context or normalisation than facemask.crops serves."""
 
 
 class MaskClassifier:
-    def __init__(self, model_path: str | Path | None = None, num_threads: int | None = None):
-        """model_path: None for the shipped model; num_threads: ONNX Runtime threads (None: its choice)."""
+    def __init__(self, model_path: str | Path | None = None, num_threads: int | None = None,
+                 served_crops: bool = True):
+        """model_path: None for the shipped model; num_threads: ONNX Runtime threads (None: its choice);
+        served_crops: the crops will be cut by facemask.crops.crop_face as served (False: the caller reframes them
+        to `geometry`, as a crop-geometry sweep does)."""
         self.model_path = Path(model_path or DEFAULT_MODEL)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"classifier model not found: {self.model_path}")
@@ -30,24 +33,28 @@ class MaskClassifier:
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.classes: list[str] = json.loads(metadata["classes"])
         self.crop_size = int(metadata["crop_size"])
+        self.face_fraction = float(metadata.get("face_fraction", crops.LEGACY_FACE_FRACTION))
+        self.geometry = crops.CropGeometry(self.crop_size, self.face_fraction)
         self.model_version = metadata.get("model_version", self.model_path.stem)
         self.arch = metadata.get("arch", "unknown")
-        self._check_preprocessing(metadata)
+        self._check_preprocessing(metadata, served_crops)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "MaskClassifier":
         return cls(settings.classifier_model, settings.ort_threads)
 
-    @staticmethod
-    def _check_preprocessing(metadata: dict) -> None:
-        trained = (int(metadata["crop_size"]), tuple(json.loads(metadata["mean"])), tuple(json.loads(metadata["std"])))
-        served = (crops.CROP_SIZE, tuple(crops.MEAN), tuple(crops.STD))
-        if not np.allclose(np.array(trained[1:]), np.array(served[1:])) or trained[0] != served[0]:
-            raise ModelMismatchError(f"model expects crop/mean/std {trained}, serving code provides {served}")
+    def _check_preprocessing(self, metadata: dict, served_crops: bool) -> None:
+        """The input side may differ from the served crop's (predict resizes), the face's share of it may not."""
+        trained = (self.face_fraction, tuple(json.loads(metadata["mean"])), tuple(json.loads(metadata["std"])))
+        served = (crops.SERVED.face_fraction if served_crops else self.face_fraction, tuple(crops.MEAN),
+                  tuple(crops.STD))
+        if not np.allclose(np.array(trained[1:]), np.array(served[1:])) or abs(trained[0] - served[0]) > 1e-3:
+            raise ModelMismatchError(f"model expects face fraction/mean/std {trained}, serving code provides {served}")
 
     def info(self) -> dict:
         return {"model_version": self.model_version, "arch": self.arch, "classes": self.classes,
-                "input_size": [self.crop_size, self.crop_size], "mean": list(crops.MEAN), "std": list(crops.STD),
+                "input_size": [self.crop_size, self.crop_size],
+                "face_fraction": self.face_fraction, "mean": list(crops.MEAN), "std": list(crops.STD),
                 "model_file": self.model_path.name, "model_bytes": self.model_path.stat().st_size}
 
     def predict(self, crops_rgb: list[np.ndarray]) -> np.ndarray:

@@ -10,6 +10,8 @@ crop geometry and normalisation it was trained with. Two steps:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -25,40 +27,66 @@ _ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.73
                          [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float32)
 FACE_FRACTION = 0.78
 _TEMPLATE_CENTRE = np.array([56.0, 60.0], dtype=np.float32)  # slightly below the eyes: keeps the chin in view
-TEMPLATE = ((_ARCFACE_112 - _TEMPLATE_CENTRE) * FACE_FRACTION + np.array([56.0, 56.0])) * (CROP_SIZE / 112.0)
 
-# Margin of the box-only fallback crop, relative to the box's longer side.
+# Models and services from before the geometry travelled in the model's metadata and /info were all trained and
+# served at this face fraction.
+LEGACY_FACE_FRACTION = 0.78
+# Margin of the box-only fallback crop, relative to the box's longer side, at LEGACY_FACE_FRACTION (scaled with the
+# face fraction, so the box crop frames the face as the landmark crop does).
 BOX_MARGIN = 0.15
 
 
-def _similarity_from_landmarks(landmarks: np.ndarray) -> np.ndarray | None:
-    matrix, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), TEMPLATE.astype(np.float32),
+@dataclass(frozen=True)
+class CropGeometry:
+    """Side of the square crop in pixels and the share of it the landmark template spans (less: more context).
+
+    Both centre on the same point of the face, so a crop of one geometry is a centred crop-and-resize of any crop
+    with more context (``reframe``): one wide prepared folder serves every geometry a training sweep tries.
+    """
+
+    size: int = CROP_SIZE
+    face_fraction: float = FACE_FRACTION
+
+    def __post_init__(self):
+        if self.size < 16 or not 0.3 <= self.face_fraction <= 1.2:
+            raise ValueError(f"implausible crop geometry {self}")
+
+    def template(self) -> np.ndarray:
+        return ((_ARCFACE_112 - _TEMPLATE_CENTRE) * self.face_fraction + np.array([56.0, 56.0])) * (self.size / 112.0)
+
+
+SERVED = CropGeometry()
+TEMPLATE = SERVED.template()
+
+
+def _similarity_from_landmarks(landmarks: np.ndarray, geometry: CropGeometry) -> np.ndarray | None:
+    matrix, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), geometry.template().astype(np.float32),
                                             method=cv2.LMEDS)
     return matrix
 
 
-def _similarity_from_box(box) -> np.ndarray:
+def _similarity_from_box(box, geometry: CropGeometry) -> np.ndarray:
     x1, y1, x2, y2 = [float(v) for v in box]
-    side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * BOX_MARGIN)
+    side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * BOX_MARGIN) * LEGACY_FACE_FRACTION / geometry.face_fraction
     side = max(side, 1.0)
-    scale = CROP_SIZE / side
+    scale = geometry.size / side
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
-    return np.array([[scale, 0.0, CROP_SIZE / 2.0 - scale * cx],
-                     [0.0, scale, CROP_SIZE / 2.0 - scale * cy]], dtype=np.float32)
+    return np.array([[scale, 0.0, geometry.size / 2.0 - scale * cx],
+                     [0.0, scale, geometry.size / 2.0 - scale * cy]], dtype=np.float32)
 
 
-def _plausible(matrix: np.ndarray | None, box) -> bool:
+def _plausible(matrix: np.ndarray | None, box, geometry: CropGeometry) -> bool:
     """Reject alignments whose scale disagrees wildly with the detector box (degenerate landmarks)."""
     if matrix is None or box is None:
         return matrix is not None
     scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
     box_side = max(float(box[2]) - float(box[0]), float(box[3]) - float(box[1]), 1.0)
-    crop_side_in_image = CROP_SIZE / max(scale, 1e-6)
+    crop_side_in_image = geometry.size / max(scale, 1e-6) * geometry.face_fraction / LEGACY_FACE_FRACTION
     return 0.5 <= crop_side_in_image / box_side <= 3.0
 
 
-def crop_face(image_rgb: np.ndarray, landmarks=None, box=None) -> np.ndarray:
-    """Aligned CROP_SIZE x CROP_SIZE RGB uint8 face crop.
+def crop_face(image_rgb: np.ndarray, landmarks=None, box=None, geometry: CropGeometry = SERVED) -> np.ndarray:
+    """Aligned geometry.size x geometry.size RGB uint8 face crop (the served geometry unless told otherwise).
 
     With landmarks (5x2, detector order) the face is rotated upright and scaled to the template; otherwise, or
     when the landmarks are implausible for the box, a square crop around the box with BOX_MARGIN is taken.
@@ -68,14 +96,30 @@ def crop_face(image_rgb: np.ndarray, landmarks=None, box=None) -> np.ndarray:
         raise ValueError("crop_face needs landmarks or a box")
     matrix = None
     if landmarks is not None:
-        matrix = _similarity_from_landmarks(np.asarray(landmarks, dtype=np.float32).reshape(5, 2))
-        if not _plausible(matrix, box):
+        matrix = _similarity_from_landmarks(np.asarray(landmarks, dtype=np.float32).reshape(5, 2), geometry)
+        if not _plausible(matrix, box, geometry):
             matrix = None
     if matrix is None:
         if box is None:
             raise ValueError("landmarks are degenerate and no box was given")
-        matrix = _similarity_from_box(box)
-    return cv2.warpAffine(image_rgb, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
+        matrix = _similarity_from_box(box, geometry)
+    return cv2.warpAffine(image_rgb, matrix, (geometry.size, geometry.size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def reframe(crop_rgb: np.ndarray, source: CropGeometry, target: CropGeometry) -> np.ndarray:
+    """A crop of `source` geometry as `target` would have cut it: centred crop to the target's context, then
+    resize. The target must not ask for more context than the source has."""
+    if source == target and crop_rgb.shape[0] == source.size:
+        return crop_rgb
+    side = crop_rgb.shape[0] * source.face_fraction / target.face_fraction
+    if side > crop_rgb.shape[0] + 0.5:
+        raise ValueError(f"a crop of {source} holds less context than {target} needs")
+    # The same pixel convention as crop_face's warp, so reframing a wide crop matches cutting the narrow one directly.
+    scale = target.size / side
+    offset = target.size / 2.0 - scale * crop_rgb.shape[0] / 2.0
+    matrix = np.array([[scale, 0.0, offset], [0.0, scale, offset]], dtype=np.float32)
+    return cv2.warpAffine(crop_rgb, matrix, (target.size, target.size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
 
 

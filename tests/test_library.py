@@ -82,6 +82,23 @@ def test_crop_face_falls_back_to_the_box_for_degenerate_landmarks():
         crops.crop_face(image)
 
 
+def test_a_wide_crop_reframed_matches_the_narrow_crop_cut_directly(detector, sample_paths):
+    """What lets one wide prepared folder train every crop geometry of a sweep (training.sweep)."""
+    image = decode_image(sample_paths[0])
+    face = detector.detect(image)[0]
+    wide = crops.CropGeometry(128, 0.62)
+    for landmarks in (face.landmarks, None):  # the aligned crop and the box-only fallback
+        direct = crops.crop_face(image, landmarks, face.box).astype(float)
+        reframed = crops.reframe(crops.crop_face(image, landmarks, face.box, wide), wide, crops.SERVED)
+        assert reframed.shape == direct.shape
+        one_pixel_shift = np.abs(direct - np.roll(direct, 1, axis=0)).mean()
+        assert np.abs(direct - reframed).mean() < 0.5 * one_pixel_shift  # resampling noise, no misplacement
+    with pytest.raises(ValueError, match="less context"):
+        crops.reframe(crops.crop_face(image, face.landmarks, face.box), crops.SERVED, wide)
+    with pytest.raises(ValueError):
+        crops.CropGeometry(96, 2.0)
+
+
 def test_model_input_normalisation_matches_training():
     from fastai.vision.all import Normalize
 

@@ -1,6 +1,7 @@
 """fastai data pipeline over a prepared folder (training/prepare.py).
 
-Crops are already CROP_SIZE x CROP_SIZE, made by facemask.crops.crop_face; normalisation uses facemask.crops.MEAN
+Crops are made by facemask.crops.crop_face at the folder's geometry (report.json) and reframed to the model's
+(facemask.crops.reframe) when the folder was prepared with more context; normalisation uses facemask.crops.MEAN
 and STD, the same constants facemask.crops.to_model_input applies when serving.
 """
 from __future__ import annotations
@@ -14,10 +15,29 @@ import numpy as np
 
 import pandas as pd
 from fastai.vision.all import (CategoryBlock, ColSplitter, DataBlock, ImageBlock, Normalize, PILImage,
-                               RandTransform, aug_transforms)
+                               RandTransform, Transform, aug_transforms)
 from PIL import Image, ImageFilter
 
-from facemask.crops import CROP_SIZE, MEAN, STD
+from facemask.crops import MEAN, SERVED, STD, CropGeometry, reframe
+
+
+def prepared_geometry(prepared: Path) -> CropGeometry:
+    """The crop geometry a folder was prepared with (folders from before the option hold the served one)."""
+    report = json.loads((prepared / "report.json").read_text()) if (prepared / "report.json").is_file() else {}
+    return CropGeometry(**report["crop_geometry"]) if "crop_geometry" in report else SERVED
+
+
+class Reframe(Transform):
+    """Prepared crop -> the model's geometry (training and validation alike)."""
+
+    order = 0
+
+    def __init__(self, source: CropGeometry, target: CropGeometry):
+        super().__init__()
+        self.source, self.target = source, target
+
+    def encodes(self, image: PILImage):
+        return PILImage.create(reframe(np.asarray(image), self.source, self.target))
 
 
 class RandomLowResolution(RandTransform):
@@ -31,11 +51,12 @@ class RandomLowResolution(RandTransform):
 
     def before_call(self, b, split_idx):
         super().before_call(b, split_idx)
-        self.side = random.randint(self.min_side, CROP_SIZE)
+        self.position = random.random()  # where between min_side and the crop's own side
         self.radius = random.choice([0.0, 0.0, 0.6, 1.2])
 
     def encodes(self, image: PILImage):
-        small = image.resize((self.side, self.side), Image.BILINEAR)
+        side = self.min_side + round(self.position * (image.size[0] - self.min_side))
+        small = image.resize((side, side), Image.BILINEAR)
         if self.radius:
             small = small.filter(ImageFilter.GaussianBlur(self.radius))
         return PILImage(small.resize(image.size, Image.BILINEAR))
@@ -94,7 +115,9 @@ def batch_transforms(augment: bool = True):
     return [*augmentations, Normalize.from_stats(MEAN, STD)]
 
 
-def make_dataloaders(prepared: Path, batch_size: int = 64, seed: int = 42, augment: bool = True):
+def make_dataloaders(prepared: Path, batch_size: int = 64, seed: int = 42, augment: bool = True,
+                     geometry: CropGeometry = SERVED, num_workers: int = 0):
+    """num_workers 0 by default: on a 2-core machine worker processes only add copying."""
     frame = read_manifest(prepared)
     frame = frame[frame["split"].isin(["train", "valid"])].reset_index(drop=True)
     frame["is_valid"] = frame["split"] == "valid"
@@ -102,7 +125,8 @@ def make_dataloaders(prepared: Path, batch_size: int = 64, seed: int = 42, augme
         blocks=(ImageBlock, CategoryBlock),
         get_x=crop_path, get_y=crop_label,
         splitter=ColSplitter("is_valid"),
-        item_tfms=[RandomLowResolution(p=0.4), RandomCameraConditions()] if augment else [],
+        item_tfms=[Reframe(prepared_geometry(prepared), geometry),
+                   *([RandomLowResolution(p=0.4), RandomCameraConditions()] if augment else [])],
         batch_tfms=batch_transforms(augment),
     )
-    return block.dataloaders(frame, bs=batch_size, num_workers=0, seed=seed)
+    return block.dataloaders(frame, bs=batch_size, num_workers=num_workers, seed=seed)

@@ -2,7 +2,7 @@
 
     python -m training.onnx_export --pkl runs/resnet18/model.pkl --out runs/resnet18/model.onnx
 
-The graph ends in a softmax, so the service reads class probabilities directly; classes, crop size and
+The graph ends in a softmax, so the service reads class probabilities directly; classes, crop geometry and
 normalisation travel inside the file as metadata and are checked against facemask.crops when it is loaded.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import torch
 
-from facemask.crops import CROP_SIZE, MEAN, STD
+from facemask.crops import MEAN, SERVED, STD, CropGeometry
 
 
 class WithSoftmax(torch.nn.Module):
@@ -28,15 +28,16 @@ class WithSoftmax(torch.nn.Module):
         return torch.softmax(self.model(x), dim=1)
 
 
-def export_onnx(learner, path: Path, arch: str, tolerance: float = 1e-4) -> dict:
+def export_onnx(learner, path: Path, arch: str, geometry: CropGeometry = SERVED, tolerance: float = 1e-4) -> dict:
     model = WithSoftmax(learner.model.eval().cpu()).eval()
-    example = torch.randn(2, 3, CROP_SIZE, CROP_SIZE)
+    example = torch.randn(2, 3, geometry.size, geometry.size)
     torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["probabilities"],
                       dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}}, opset_version=17,
                       dynamo=False)
     proto = onnx.load(str(path))
     metadata = {
-        "classes": json.dumps(list(learner.dls.vocab)), "crop_size": str(CROP_SIZE),
+        "classes": json.dumps(list(learner.dls.vocab)), "crop_size": str(geometry.size),
+        "face_fraction": str(geometry.face_fraction),
         "mean": json.dumps(MEAN), "std": json.dumps(STD), "arch": arch,
         "model_version": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{arch}",
     }
@@ -49,7 +50,7 @@ def export_onnx(learner, path: Path, arch: str, tolerance: float = 1e-4) -> dict
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    check = torch.randn(8, 3, CROP_SIZE, CROP_SIZE)
+    check = torch.randn(8, 3, geometry.size, geometry.size)
     with torch.no_grad():
         expected = model(check).numpy()
     got = session.run(None, {"input": check.numpy()})[0]

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from facemask.annotations import DatasetError
 from facemask.classes import INCORRECT
-from facemask.crops import crop_face
+from facemask.crops import SERVED, CropGeometry, crop_face
 from facemask.detector import DetectOptions, RetinaFaceDetector
 from facemask.images import ImageError, decode_image, list_images
 from facemask.paths import CROPS_DIR
@@ -108,7 +108,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--detector", default="stock",
                         help="detector ONNX that finds and aligns the faces: 'stock' (default, the shipped "
                              "classifier's data and the detector training's crop-set labels) or a file")
+    parser.add_argument("--crop-size", type=int, default=SERVED.size,
+                        help="crop side in pixels (default: the served crop)")
+    parser.add_argument("--face-fraction", type=float, default=SERVED.face_fraction,
+                        help="share of the crop the landmark template spans; less keeps more context. A folder "
+                             "prepared wider than a model needs serves it too (training.train --face-fraction)")
     args = parser.parse_args(argv)
+    try:
+        geometry = CropGeometry(args.crop_size, args.face_fraction)
+    except ValueError as error:
+        parser.error(str(error))
 
     if not args.data.is_dir():
         parser.error(f"data folder not found: {args.data}")
@@ -145,8 +154,8 @@ def main(argv=None) -> dict:
         if face is None:
             continue
         row["box"] = json.dumps([round(float(v), 1) for v in face.box])
-        save_crop(args.out, Path("crops") / label / (path.stem + ".png"), crop_face(image, face.landmarks, face.box),
-                  face, row)
+        save_crop(args.out, Path("crops") / label / (path.stem + ".png"),
+                  crop_face(image, face.landmarks, face.box, geometry), face, row)
         dhashes[row["source"]] = imagehash.dhash(Image.fromarray(image), hash_size=8)
 
     used = [r for r in rows if r["status"] == "ok"]
@@ -158,13 +167,14 @@ def main(argv=None) -> dict:
         if not (args.scenes / "annotations").is_dir():
             parser.error(f"{args.scenes} needs images/ and annotations/ sub-folders")
         try:
-            rows += scene_rows(args.scenes, args.out, classes, SPLIT_FRACTIONS, args.seed, args.limit, detector)
+            rows += scene_rows(args.scenes, args.out, classes, SPLIT_FRACTIONS, args.seed, args.limit, detector,
+                               geometry)
         except DatasetError as error:
             parser.error(str(error))
         used = [r for r in rows if r["status"] == "ok"]
     if args.synthetic:
         roots = {args.data.name: args.data, **({args.scenes.name: args.scenes / "images"} if args.scenes else {})}
-        rows += synthetic_rows(rows, roots, args.out, args.seed, args.synthetic)
+        rows += synthetic_rows(rows, roots, args.out, args.seed, args.synthetic, geometry)
         used = [r for r in rows if r["status"] == "ok"]
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -175,7 +185,9 @@ def main(argv=None) -> dict:
     group_sizes = Counter(r["group"] for r in used if r["dataset"] == args.data.name)  # drawn faces share groups
     report = {
         "command": "python -m training.prepare " + " ".join(sys.argv[1:] if argv is None else argv),
-        "data": str(args.data.resolve()), "classes": classes, "images": len(rows), "seed": args.seed,
+        "data": str(args.data.resolve()), "classes": classes,
+        "crop_geometry": {"size": geometry.size, "face_fraction": geometry.face_fraction},
+        "images": len(rows), "seed": args.seed,
         "status": dict(Counter(r["status"].split(":")[0] for r in rows)),
         "used_per_class": dict(Counter(r["label"] for r in used)),
         "split": {s: dict(Counter(r["label"] for r in used if r["split"] == s)) for s in SPLIT_FRACTIONS},

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from facemask.annotations import greedy_match, load_scenes
 from facemask.classes import canonical_label
-from facemask.crops import crop_face
+from facemask.crops import SERVED, CropGeometry, crop_face
 from facemask.detector import DetectOptions, RetinaFaceDetector
 from facemask.images import decode_image
 from facemask.splits import photo_splits
@@ -25,7 +25,8 @@ DETECTION_SIDE, SCORE_THRESHOLD, MATCH_IOU = 1024, 0.3, 0.3
 
 
 def scene_rows(scenes: Path, out: Path, classes: list[str], fractions: dict[str, float], seed: int,
-               limit: int = 0, detector: RetinaFaceDetector | None = None) -> list[dict]:
+               limit: int = 0, detector: RetinaFaceDetector | None = None,
+               geometry: CropGeometry = SERVED) -> list[dict]:
     """Manifest rows (one per annotated face) and crops under out/crops/<label>/scene_<image>_<n>.png."""
     annotations = load_scenes(scenes / "images", scenes / "annotations", limit=limit or None, seed=seed)
     splits = photo_splits([a.image.stem for a in annotations], fractions, seed)
@@ -52,5 +53,5 @@ def scene_rows(scenes: Path, out: Path, classes: list[str], fractions: dict[str,
                 continue
             face = faces[matches[index]]
             save_crop(out, Path("crops") / label / f"scene_{annotation.image.stem}_{index}.png",
-                      crop_face(image, face.landmarks, face.box), face, row)
+                      crop_face(image, face.landmarks, face.box, geometry), face, row)
     return rows

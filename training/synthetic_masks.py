@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
-from facemask.crops import crop_face
+from facemask.crops import SERVED, CropGeometry, crop_face
 from facemask.images import decode_image
 from training.manifest import manifest_row, save_crop
 
@@ -201,7 +201,7 @@ SYNTHETIC_DATASET = "synthetic_masks"
 
 
 def synthetic_rows(rows: list[dict], image_roots: dict[str, Path], out: Path, seed: int,
-                   per_face: int = 1) -> list[dict]:
+                   per_face: int = 1, geometry: CropGeometry = SERVED) -> list[dict]:
     """Manifest rows for masks drawn on every usable unmasked face of `rows`, per_face variants each.
 
     Each synthetic face keeps its source face's group and split, so synthetic test faces come from held-out people
@@ -229,6 +229,6 @@ def synthetic_rows(rows: list[dict], image_roots: dict[str, Path], out: Path, se
                                      split=row["split"], dataset=SYNTHETIC_DATASET)
             face = SimpleNamespace(landmarks=landmarks, score=float(row["det_score"] or 1.0))
             save_crop(out, Path("crops") / label / f"synth_{row['dataset']}_{name}.png",
-                      crop_face(drawn, landmarks, box), face, synthetic)
+                      crop_face(drawn, landmarks, box, geometry), face, synthetic)
             made.append(synthetic)
     return made

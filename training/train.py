@@ -21,13 +21,14 @@ from fastai.callback.tracker import SaveModelCallback
 from fastai.layers import ConvLayer, Flatten
 from torch import nn
 from fastai.vision.all import (CrossEntropyLossFlat, Learner, accuracy, create_vision_model, model_meta, resnet18,
-                               resnet34, set_seed)
+                               resnet34, resnet50, set_seed)
 
+from facemask.crops import SERVED, CropGeometry
 from training.data import make_dataloaders
 from training.onnx_export import export_onnx
 from training.onnx_init import allow_export_of_converted_modules, trainable_module
 
-ARCHITECTURES = {"resnet18": resnet18, "resnet34": resnet34, "simple_cnn": None}
+ARCHITECTURES = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "simple_cnn": None}
 
 
 def class_counts(dls) -> torch.Tensor:
@@ -120,14 +121,24 @@ def run(argv=None) -> Path:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--lr-find", action="store_true", help="run the learning-rate finder, save its plot, stop")
+    parser.add_argument("--crop-size", type=int, default=SERVED.size, help="model input side in pixels")
+    parser.add_argument("--face-fraction", type=float, default=SERVED.face_fraction,
+                        help="share of the crop the face template spans (less: more context); the prepared folder "
+                             "must hold at least as much context (training.prepare --face-fraction)")
+    parser.add_argument("--num-workers", type=int, default=0, help="data loader processes (0: in the main one)")
     parser.add_argument("--out", type=Path, default=Path("runs/resnet18"))
     args = parser.parse_args(argv)
 
     if not (args.prepared / "manifest.csv").is_file():
         parser.error(f"{args.prepared}/manifest.csv not found: run `python -m training.prepare` first")
+    try:
+        geometry = CropGeometry(args.crop_size, args.face_fraction)
+    except ValueError as error:
+        parser.error(str(error))
     args.out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
-    dls = make_dataloaders(args.prepared, batch_size=args.batch_size, seed=args.seed, augment=not args.no_augment)
+    dls = make_dataloaders(args.prepared, batch_size=args.batch_size, seed=args.seed, augment=not args.no_augment,
+                           geometry=geometry, num_workers=args.num_workers)
     loss_func = CrossEntropyLossFlat(weight=class_weights(dls, args.weight_power))
     try:
         if args.init_onnx:
@@ -143,6 +154,8 @@ def run(argv=None) -> Path:
         raise
     learner.path = args.out
     learner.model_dir = "."
+    if torch.cuda.is_available():
+        learner.to_fp16()
 
     if args.lr_find:
         suggestion = learner.lr_find(show_plot=True)
@@ -170,7 +183,8 @@ def run(argv=None) -> Path:
         learner.export("model.pkl")  # relative to learner.path (= --out)
     if args.init_onnx:
         allow_export_of_converted_modules()
-    export_onnx(learner, args.out / "model.onnx", arch=args.arch)
+    learner.to_fp32()
+    export_onnx(learner, args.out / "model.onnx", arch=args.arch, geometry=geometry)
     config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "class_counts": {name: int(n) for name, n in zip(dls.vocab, class_counts(dls))},
               "command": "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -22,8 +22,9 @@ import numpy as np
 
 from facemask.classes import INCORRECT, WITH_MASK
 from facemask.classifier import DEFAULT_MODEL, MaskClassifier
+from facemask.crops import reframe
 from facemask.images import decode_image
-from training.data import read_manifest
+from training.data import prepared_geometry, read_manifest
 from training.synthetic_masks import SYNTHETIC_DATASET
 
 SIZE_BUDGET_MB = 25.0
@@ -116,14 +117,20 @@ def save_worst_errors_png(items: list[tuple[np.ndarray, str, str, float]], path:
 
 def evaluate(model: Path, prepared: Path, split: str = "test", dataset: str | None = None,
              with_speed: bool = True) -> tuple[dict, list, list]:
-    """Metrics on one split (and, optionally, one source dataset) of a prepared folder; with_speed adds crops/s."""
-    classifier = MaskClassifier(model)
+    """Metrics on one split (and, optionally, one source dataset) of a prepared folder; with_speed adds crops/s.
+
+    The folder may hold more context than the model was trained with: its crops are reframed to the model's."""
+    classifier = MaskClassifier(model, served_crops=False)
     frame = read_manifest(prepared)
     frame = frame[(frame["split"] == split) & ((frame["dataset"] == dataset) if dataset else True)]
-    crops = [decode_image(Path(p)) for p in frame["path"]]
+    source = prepared_geometry(prepared)
+    crops = [reframe(decode_image(Path(p)), source, classifier.geometry) for p in frame["path"]]
     probabilities = classifier.predict(crops)
     predicted = [classifier.classes[i] for i in probabilities.argmax(1)]
     metrics = classification_metrics(list(frame["label"]), predicted, classifier.classes)
+    truth = [classifier.classes.index(label) for label in frame["label"]]
+    metrics["log_loss"] = round(float(-np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1.0)).mean()),
+                                4) if truth else None
     metrics["split"], metrics["dataset"] = split, dataset or "all"
     if INCORRECT in classifier.classes:
         metrics["two_class_accuracy"] = two_class_accuracy(list(frame["label"]), predicted)
