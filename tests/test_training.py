@@ -68,6 +68,33 @@ def test_train_export_and_serve_a_tiny_model(prepared, tmp_path):
     assert card["test_metrics"]["accuracy"] == metrics["accuracy"] and card["file_bytes"] > 0
 
 
+def test_a_wide_prepared_folder_trains_and_evaluates_a_narrower_crop_geometry(tmp_path):
+    import onnx
+
+    from facemask.classifier import ModelMismatchError
+    from facemask.crops import CropGeometry
+    from training import prepare, sweep
+
+    wide = tmp_path / "wide"
+    report = prepare.main(["--data", str(DATASET), "--out", str(wide), "--limit", "20", "--seed", "1",
+                           "--crop-size", "112", "--face-fraction", "0.65"])
+    assert report["crop_geometry"] == {"size": 112, "face_fraction": 0.65}
+    used = [r for r in csv.DictReader(open(wide / "manifest.csv")) if r["status"] == "ok"]
+    assert decode_image(wide / used[0]["crop"]).shape == (112, 112, 3)
+
+    config = sweep.SweepConfig(crop_size=64, face_fraction=0.70)
+    rows = sweep.main(["--prepared", str(wide), "--out", str(tmp_path / "sweep"), "--epochs", "1",
+                       "--only", config.name])
+    assert [row["name"] for row in rows] == [config.name] and rows[0]["valid_log_loss"] > 0, rows
+    assert (tmp_path / "sweep" / "sweep.md").is_file()
+    model = Path(rows[0]["model"])
+    metadata = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    assert (metadata["crop_size"], float(metadata["face_fraction"])) == ("64", 0.70)
+    with pytest.raises(ModelMismatchError):  # served crops hold another share of face: refused, not misread
+        MaskClassifier(model)
+    assert MaskClassifier(model, served_crops=False).geometry == CropGeometry(64, 0.70)
+
+
 def test_prepare_adds_scene_faces_split_by_photo(tmp_path):
     from training import prepare
 
