@@ -41,7 +41,9 @@ class MaskClassifier:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "MaskClassifier":
-        return cls(settings.classifier_model, settings.ort_threads)
+        """The service's classifier: its clients cut crops at the geometry /info gives (ClassifierClient), so a
+        model trained at another face fraction, an older one included, is served as it is."""
+        return cls(settings.classifier_model, settings.ort_threads, served_crops=False)
 
     def _check_preprocessing(self, metadata: dict, served_crops: bool) -> None:
         """The input side may differ from the served crop's (predict resizes), the face's share of it may not."""

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import requests
 
-from facemask.crops import crop_face
+from facemask.crops import LEGACY_FACE_FRACTION, CropGeometry, crop_face
 from facemask.detector import Face, PyramidFaceDetector, create_detector
 from facemask.images import encode_png
 from facemask.results import UNCLASSIFIED, FaceResult, FrameResult  # noqa: F401  (other branches import them here)
@@ -57,6 +57,7 @@ class ClassifierClient:
         self._turn = itertools.count()
         keep_alive = len(self.urls) > 1 if keep_alive is None else keep_alive
         self._headers = {} if keep_alive else {"Connection": "close"}
+        self._service_info: dict | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **options) -> "ClassifierClient":
@@ -113,16 +114,31 @@ class ClassifierClient:
             results += response.json()["results"]
         return results
 
-    def _sends_arrays(self, deadline_at: float | None = None) -> bool:
-        if self.transport == "auto":
-            try:  # an unreachable service raises ClassifierUnavailable here, once, as classify() would
+    def _cached_info(self, deadline_at: float | None = None) -> dict:
+        """/info, asked once per client ({} from a service without it); an unreachable service raises
+        ClassifierUnavailable here, once, as classify() would."""
+        if self._service_info is None:
+            try:
                 response = self._request("GET", "/info", deadline_at=deadline_at)
                 response.raise_for_status()
-                formats = response.json().get("crop_formats", [])
+                self._service_info = response.json()
             except requests.HTTPError:
-                formats = []
+                self._service_info = {}
+        return self._service_info
+
+    def _sends_arrays(self, deadline_at: float | None = None) -> bool:
+        if self.transport == "auto":
+            formats = self._cached_info(deadline_at).get("crop_formats", [])
             self.transport = "npy" if NPY_MEDIA_TYPE in formats else "multipart"
         return self.transport == "npy"
+
+    def crop_geometry(self) -> CropGeometry:
+        """The crop the served model was trained on, from /info: the model owns its input, so the detection side
+        cuts what the classifier expects, an older model included (services that do not list a face fraction
+        serve models trained at the legacy one)."""
+        info = self._cached_info(time.monotonic() + self.deadline)
+        size = info.get("input_size", [CropGeometry().size])[0]
+        return CropGeometry(int(size), float(info.get("face_fraction", LEGACY_FACE_FRACTION)))
 
     def info(self) -> dict:
         response = self._request("GET", "/info")
@@ -150,10 +166,11 @@ class MaskPipeline:
         started = time.perf_counter()
         faces: list[Face] = self.detector.detect(image_rgb)
         detected = time.perf_counter()
-        crops = [crop_face(image_rgb, face.landmarks, face.box) for face in faces]
         error = None
         try:
-            predictions = self.client.classify(crops)
+            geometry = self.client.crop_geometry() if faces else None
+            predictions = self.client.classify([crop_face(image_rgb, face.landmarks, face.box, geometry)
+                                                for face in faces])
         except ClassifierUnavailable as failure:
             error, predictions = str(failure), [{"error": str(failure)}] * len(faces)
         finished = time.perf_counter()

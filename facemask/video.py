@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
-from facemask.crops import crop_face
+from facemask.crops import SERVED, CropGeometry, crop_face
 from facemask.detector import overlap_of_smaller
 from facemask.drawing import draw_faces
 from facemask.pipeline import ClassifierUnavailable, MaskPipeline
@@ -194,6 +194,9 @@ def _thumbnail(crop: np.ndarray) -> np.ndarray:
                       ).astype(np.float32) / 255.0
 
 
+GEOMETRY_RETRY_S = 30.0
+
+
 class VideoAnnotator:
     """Feed frames in order with `push`; finished frames come back in order (annotated image + frame record, whose
     faces are FaceResults)."""
@@ -209,6 +212,8 @@ class VideoAnnotator:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
         self.index, self.previous_gray, self.previous_small, self.faces = 0, None, None, []
         self.detector_runs, self.crops_classified, self.errors, self.untracked = 0, 0, {}, 0
+        self._crop_geometry: CropGeometry | None = None
+        self._geometry_retry_at = 0.0
         # Seconds per stage; decode, draw and encode run on threads of their own (annotate_stream) and overlap.
         self.timing = {"decode": 0.0, "detect": 0.0, "follow": 0.0, "track": 0.0, "classify_wait": 0.0, "draw": 0.0,
                        "encode": 0.0}
@@ -336,12 +341,23 @@ class VideoAnnotator:
             present.add(id(best))
         return best
 
+    def _classifier_geometry(self) -> CropGeometry:
+        """Asked of the service once per video. While it cannot be reached, crops are cut at the served geometry
+        (their classify calls fail and the faces are shown unclassified, as before) and it is asked again at
+        most every GEOMETRY_RETRY_S, so a classifier that is down does not stall every face of every frame."""
+        if self._crop_geometry is None and time.monotonic() >= self._geometry_retry_at:
+            try:
+                self._crop_geometry = self.pipeline.client.crop_geometry()
+            except ClassifierUnavailable:
+                self._geometry_retry_at = time.monotonic() + GEOMETRY_RETRY_S
+        return self._crop_geometry or SERVED
+
     def _wants_classification(self, track: Track, face: TrackedFace, index: int, image, crops: list) -> bool:
         settings = self.settings
         never = track.requested == 0
         if not (never or face.detected):
             return False  # followed landmarks are good enough to start a track, not to re-check one
-        crop = crop_face(image, face.landmarks, face.box)
+        crop = crop_face(image, face.landmarks, face.box, self._classifier_geometry())
         thumbnail = _thumbnail(crop)
         changed = (track.thumbnail is not None
                    and float(np.abs(thumbnail - track.thumbnail).mean()) > settings.crop_change)

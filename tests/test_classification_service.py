@@ -89,6 +89,41 @@ def test_health_ready_info_and_metrics(classifier_service):
         assert f'classifier_faces_total{{label="{label}"}}' in metrics
 
 
+def test_clients_cut_crops_at_the_geometry_the_service_lists(classifier_service):
+    """The model owns its input: detection asks /info, so a model trained at another face fraction (or an older
+    one) gets the crops it was trained on."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from facemask.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry
+    from facemask.pipeline import ClassifierClient
+
+    info = requests.get(classifier_service.url + "/info", timeout=5).json()
+    assert ClassifierClient(classifier_service.url).crop_geometry() == \
+        CropGeometry(info["input_size"][0], info["face_fraction"]) == SERVED
+
+    class OlderService(BaseHTTPRequestHandler):  # /info as services answered before the face fraction was listed
+        def do_GET(self):
+            body = json.dumps({"classes": ["with_mask", "without_mask"], "input_size": [96, 96]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OlderService)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        older = ClassifierClient(f"http://127.0.0.1:{server.server_address[1]}")
+        assert older.crop_geometry() == CropGeometry(96, LEGACY_FACE_FRACTION)
+    finally:
+        server.shutdown()
+
+
 def test_client_splits_a_crowd_into_requests_the_service_accepts(classifier_service, sample_paths, sample_labels):
     from facemask.pipeline import CROPS_PER_REQUEST, ClassifierClient
 
