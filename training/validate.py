@@ -195,7 +195,7 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
   initialised from: {training.get('init_onnx') or 'random weights'}; exported to ONNX with a softmax output.
 - **Classes**: {', '.join(f'`{c}`' for c in card['classes'])}
 - **Input**: {classifier.crop_size}x{classifier.crop_size} RGB face crop aligned on the 5 RetinaFace landmarks by
-  `facemask.crops.crop_face`, scaled to [0, 1] and normalised with mean {card['input']['mean']}, std {card['input']['std']}
+  `facemask.crops.crop_face`, the landmark template spanning {classifier.face_fraction:.2f} of it, scaled to [0, 1] and normalised with mean {card['input']['mean']}, std {card['input']['std']}
   (`facemask.crops.to_model_input`; the same module is used by training, evaluation and serving).
 - **File size**: {size_mb:.1f} MB (budget: {SIZE_BUDGET_MB:.0f} MB, so it can be committed). sha256 `{card['sha256'][:16]}…`
 - **Training command**: `{report.get('command', 'python -m training.prepare')} && {training.get('command')}` ({training.get('epochs')} epochs,
