@@ -32,7 +32,7 @@ _TEMPLATE_CENTRE = np.array([56.0, 60.0], dtype=np.float32)  # slightly below th
 
 # Models and services from before the geometry travelled in the model's metadata and /info were all trained and
 # served at this face fraction.
-LEGACY_FACE_FRACTION = 0.90
+LEGACY_FACE_FRACTION = 0.78
 # Margin of the box-only fallback crop, relative to the box's longer side, at LEGACY_FACE_FRACTION (scaled with the
 # face fraction, so the box crop frames the face as the landmark crop does).
 BOX_MARGIN = 0.15

@@ -122,3 +122,11 @@ def test_two_class_accuracy_counts_a_mask_worn_wrong_as_a_mask_on_two_label_data
     # `incorrect` on a two-label `with_mask` photo is a mask; on a `without_mask` photo it is an error.
     assert two_class_accuracy(labels, ["incorrect", "with_mask", "incorrect", "without_mask"]) == 0.75
     assert two_class_accuracy(["incorrect", "with_mask"], ["incorrect", "with_mask"]) is None
+
+
+def test_a_folder_prepared_before_the_geometry_option_reads_as_the_legacy_crop(tmp_path):
+    from facemask.crops import CropGeometry
+    from training.data import prepared_geometry
+
+    (tmp_path / "report.json").write_text(json.dumps({"data": "face-mask-chandrikadeb7"}))
+    assert prepared_geometry(tmp_path) == CropGeometry(96, 0.78)

@@ -18,13 +18,16 @@ from fastai.vision.all import (CategoryBlock, ColSplitter, DataBlock, ImageBlock
                                RandTransform, Transform, aug_transforms)
 from PIL import Image, ImageFilter
 
-from facemask.crops import MEAN, SERVED, STD, CropGeometry, reframe
+from facemask.crops import LEGACY_FACE_FRACTION, MEAN, SERVED, STD, CropGeometry, reframe
 
 
 def prepared_geometry(prepared: Path) -> CropGeometry:
-    """The crop geometry a folder was prepared with (folders from before the option hold the served one)."""
+    """The crop geometry a folder was prepared with (folders from before the option were cut at 96 px and the
+    legacy face fraction)."""
     report = json.loads((prepared / "report.json").read_text()) if (prepared / "report.json").is_file() else {}
-    return CropGeometry(**report["crop_geometry"]) if "crop_geometry" in report else SERVED
+    if "crop_geometry" in report:
+        return CropGeometry(**report["crop_geometry"])
+    return CropGeometry(SERVED.size, LEGACY_FACE_FRACTION)
 
 
 class Reframe(Transform):
