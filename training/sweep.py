@@ -24,7 +24,7 @@ from pathlib import Path
 from facemask.classes import WITH_MASK, WITHOUT_MASK
 from facemask.paths import REPO_ROOT
 from training.data import prepared_geometry
-from training.validate import SIZE_BUDGET_MB, evaluate, measure_speed
+from training.validate import SIZE_BUDGET_MB, labelled_metrics, measure_speed, predict_split
 
 SCENES = "face-mask-scenes-andrewmvd"
 
@@ -75,9 +75,17 @@ def train(config: SweepConfig, args, out: Path, epochs: int) -> dict:
 
 def measures(model: Path, prepared: Path) -> dict:
     """Valid-split numbers of one exported model, overall and per source of faces (None where a source has no
-    valid faces)."""
-    everything, _, crops = evaluate(model, prepared, "valid", None, with_speed=False)
-    scenes, _, _ = evaluate(model, prepared, "valid", SCENES, with_speed=False)
+    valid faces). The valid crops are decoded and classified once; each source is a slice of that."""
+    classifier, frame, crops, probabilities = predict_split(model, prepared, "valid")
+    labels = list(frame["label"])
+
+    def source(dataset: str) -> dict:
+        chosen = (frame["dataset"] == dataset).to_numpy()
+        return labelled_metrics(classifier.classes, [label for label, keep in zip(labels, chosen) if keep],
+                                probabilities[chosen])
+
+    everything = labelled_metrics(classifier.classes, labels, probabilities)
+    scenes = source(SCENES)
     classes = scenes["classes"]
     matrix = scenes["confusion_matrix"]
     unmasked = classes.index(WITHOUT_MASK)
@@ -93,12 +101,10 @@ def measures(model: Path, prepared: Path) -> dict:
         "model_mb": round(model.stat().st_size / 1e6, 1),
     }
     for dataset in sorted({SCENES, "face-mask-chandrikadeb7", "synthetic_masks"}):
-        metrics, _, _ = evaluate(model, prepared, "valid", dataset, with_speed=False)
+        metrics = scenes if dataset == SCENES else source(dataset)
         row["per_dataset_accuracy"][dataset] = (metrics.get("two_class_accuracy") or metrics["accuracy"]
                                                 if metrics["images"] else None)
-    from facemask.classifier import MaskClassifier
-
-    row["crops_per_s_batch64"] = measure_speed(MaskClassifier(model, served_crops=False), crops, 64)
+    row["crops_per_s_batch64"] = measure_speed(classifier, crops, 64)
     return row
 
 

@@ -115,25 +115,37 @@ def save_worst_errors_png(items: list[tuple[np.ndarray, str, str, float]], path:
     plt.close(figure)
 
 
-def evaluate(model: Path, prepared: Path, split: str = "test", dataset: str | None = None,
-             with_speed: bool = True) -> tuple[dict, list, list]:
-    """Metrics on one split (and, optionally, one source dataset) of a prepared folder; with_speed adds crops/s.
-
-    The folder may hold more context than the model was trained with: its crops are reframed to the model's."""
+def predict_split(model: Path, prepared: Path, split: str, dataset: str | None = None):
+    """The model's probabilities for one split (and, optionally, one source dataset) of a prepared folder, through
+    the serving wrapper: (classifier, manifest rows, crops, probabilities). The folder may hold more context than
+    the model was trained with: its crops are reframed to the model's."""
     classifier = MaskClassifier(model, served_crops=False)
     frame = read_manifest(prepared)
     frame = frame[(frame["split"] == split) & ((frame["dataset"] == dataset) if dataset else True)]
     source = prepared_geometry(prepared)
     crops = [reframe(decode_image(Path(p)), source, classifier.geometry) for p in frame["path"]]
-    probabilities = classifier.predict(crops)
-    predicted = [classifier.classes[i] for i in probabilities.argmax(1)]
-    metrics = classification_metrics(list(frame["label"]), predicted, classifier.classes)
-    truth = [classifier.classes.index(label) for label in frame["label"]]
+    return classifier, frame, crops, classifier.predict(crops)
+
+
+def labelled_metrics(classes: list[str], labels: list[str], probabilities: np.ndarray) -> dict:
+    """classification_metrics plus the mean log loss and, for a three-class model, the two-label accuracy."""
+    predicted = [classes[i] for i in probabilities.argmax(1)]
+    metrics = classification_metrics(labels, predicted, classes)
+    truth = [classes.index(label) for label in labels]
     metrics["log_loss"] = round(float(-np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1.0)).mean()),
                                 4) if truth else None
+    if INCORRECT in classes:
+        metrics["two_class_accuracy"] = two_class_accuracy(labels, predicted)
+    return metrics
+
+
+def evaluate(model: Path, prepared: Path, split: str = "test", dataset: str | None = None,
+             with_speed: bool = True) -> tuple[dict, list, list]:
+    """Metrics on one split (and, optionally, one source dataset) of a prepared folder; with_speed adds crops/s."""
+    classifier, frame, crops, probabilities = predict_split(model, prepared, split, dataset)
+    metrics = labelled_metrics(classifier.classes, list(frame["label"]), probabilities)
     metrics["split"], metrics["dataset"] = split, dataset or "all"
-    if INCORRECT in classifier.classes:
-        metrics["two_class_accuracy"] = two_class_accuracy(list(frame["label"]), predicted)
+    predicted = [classifier.classes[i] for i in probabilities.argmax(1)]
     errors = [(crop, truth, guess, float(p.max())) for crop, truth, guess, p
               in zip(crops, frame["label"], predicted, probabilities) if truth != guess]
     if with_speed:
