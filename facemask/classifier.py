@@ -46,12 +46,15 @@ class MaskClassifier:
         return cls(settings.classifier_model, settings.ort_threads, served_crops=False)
 
     def _check_preprocessing(self, metadata: dict, served_crops: bool) -> None:
-        """The input side may differ from the served crop's (predict resizes), the face's share of it may not."""
-        trained = (self.face_fraction, tuple(json.loads(metadata["mean"])), tuple(json.loads(metadata["std"])))
-        served = (crops.SERVED.face_fraction if served_crops else self.face_fraction, tuple(crops.MEAN),
-                  tuple(crops.STD))
-        if not np.allclose(np.array(trained[1:]), np.array(served[1:])) or abs(trained[0] - served[0]) > 1e-3:
-            raise ModelMismatchError(f"model expects face fraction/mean/std {trained}, serving code provides {served}")
+        """The input side may differ from the served crop's (predict resizes); the normalisation may not, nor, for
+        served crops, the face's share of the crop."""
+        trained = (tuple(json.loads(metadata["mean"])), tuple(json.loads(metadata["std"])))
+        served = (tuple(crops.MEAN), tuple(crops.STD))
+        if not np.allclose(np.array(trained), np.array(served)):
+            raise ModelMismatchError(f"model expects mean/std {trained}, serving code provides {served}")
+        if served_crops and abs(self.face_fraction - crops.SERVED.face_fraction) > 1e-3:
+            raise ModelMismatchError(f"model expects crops at face fraction {self.face_fraction}, serving code cuts "
+                                     f"{crops.SERVED.face_fraction}")
 
     def info(self) -> dict:
         return {"model_version": self.model_version, "arch": self.arch, "classes": self.classes,
