@@ -135,6 +135,14 @@ def test_end_to_end_scores_three_classes_when_the_classifier_knows_incorrect(tmp
     assert result["accuracy_main"] == pytest.approx(3 / 4)
     assert result["unmasked_called_mask"] == pytest.approx(1 / 2)
     assert result["confusion"]["incorrect"] == {"incorrect": 1}
+    assert result["accuracy_found"] == pytest.approx(3 / 4)
+    # Ranked in every class, the unmasked face labelled with_mask (p 0.2 of without_mask) still counts for without_mask.
+    assert result["ap_every_class"]["without_mask"] == pytest.approx(1.0)
+    # A perfect classifier behind the same detections: every matched face right, AP 1 for each class.
+    ceiling = end_to_end.evaluate(end_to_end.with_true_labels(predictions, annotations, classes, 0.5), annotations,
+                                  classes, 0.5)
+    assert ceiling["map"] == pytest.approx(1.0) and ceiling["accuracy_main"] == 1.0
+    assert ceiling["confusion"]["without_mask"] == {"without_mask": 2}
     # A two-class model is scored as before: the incorrect face is left out.
     two_class = end_to_end.evaluate(predictions, annotations, ["with_mask", "without_mask"], 0.5)
     assert two_class["scored_classes"] == ["with_mask", "without_mask"] and "incorrect" not in two_class["ap"]
