@@ -205,8 +205,9 @@ def score_and_report(args, argv, predictions, annotations, timing: dict, classif
         for iou, r in results.items()],
         f"mAP and acc (all) over {', '.join(scored)}. acc = correctly labelled ground-truth faces / all of them "
         "(missed = wrong); mAP (every class score) ranks each detection in every class by its probability, not only "
-        "in its top label, as YOLOv5's val.py scores detectors (the protocol of the issue's anchors); acc (found) = the same over the faces the detector found; unmasked called mask = "
-        "detected without_mask faces labelled with_mask / detected without_mask faces; faces found = any label.")
+        "in its top label, as YOLOv5's val.py scores detectors (the protocol of the issue's anchors); acc (found) = "
+        "the same over the faces the detector found; unmasked called mask = detected without_mask faces labelled "
+        "with_mask / detected without_mask faces; faces found = any label.")
     ceiling = {iou: evaluate(with_true_labels(predictions, annotations, classifier_info["classes"], iou,
                                               args.box_expansion), annotations,
                              classifier_info["classes"], iou, args.box_expansion) for iou in IOU_THRESHOLDS}

@@ -132,7 +132,7 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
                 ceiling = find(table(e2e, "The same detections with a perfect classifier (each matched face given "
                                           "its true label)"), IoU=row.get("IoU"))
                 if ceiling and str(row.get("IoU")) == "0.5":
-                    rows.append((f"Same run, IoU 0.5: 3-class mAP50 ranked in every class (YOLOv5 val's protocol); "
+                    rows.append(("Same run, IoU 0.5: 3-class mAP50 ranked in every class (YOLOv5 val's protocol); "
                                  "face accuracy over the faces found; with a perfect classifier behind the same "
                                  "detections (the detector's ceiling): mAP50, face accuracy",
                                  f"{fmt(row.get('mAP (every class score)'))}; {fmt(row.get('acc (found)'))}; "
