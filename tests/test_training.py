@@ -130,3 +130,50 @@ def test_a_folder_prepared_before_the_geometry_option_reads_as_the_legacy_crop(t
 
     (tmp_path / "report.json").write_text(json.dumps({"data": "face-mask-chandrikadeb7"}))
     assert prepared_geometry(tmp_path) == CropGeometry(96, 0.78)
+
+
+def test_distillation_pulls_the_training_loss_towards_the_teachers_and_leaves_validation_alone():
+    from types import SimpleNamespace
+
+    import torch
+
+    from facemask import crops
+    from facemask.paths import CLASSIFIER_MODEL
+    from training.distill import DistillationCallback
+
+    teacher = MaskClassifier(CLASSIFIER_MODEL)
+    faces = [decode_image(path) for path in sorted((REPO_ROOT / "sample-images").glob("*.jpg"))[:2]]
+    batch = torch.from_numpy(crops.to_model_input([face[:120, :120] for face in faces], teacher.crop_size))
+    student_classes = list(reversed(teacher.classes))  # another order than the teacher's
+    callback = DistillationCallback([CLASSIFIER_MODEL], student_classes, crops.SERVED, alpha=0.5, temperature=2.0)
+    expected = torch.from_numpy(teacher.session.run(None, {teacher.input_name: batch.numpy()})[0][:, ::-1].copy())
+    assert torch.allclose(callback.teacher_probabilities(batch), expected, atol=1e-5)
+
+    hard = torch.tensor(0.8)
+    agreeing = torch.log(expected)  # logits whose softmax is the teachers' answer: nothing left to match
+    callback.learn = SimpleNamespace(training=True, xb=(batch,), pred=agreeing, loss_grad=hard.clone(), loss=None)
+    callback.after_loss()
+    assert callback.learn.loss_grad.item() == pytest.approx(0.4, abs=1e-4)
+    callback.learn = SimpleNamespace(training=True, xb=(batch,), pred=-agreeing, loss_grad=hard.clone(), loss=None)
+    callback.after_loss()
+    assert callback.learn.loss_grad.item() > 0.5  # disagreeing with the teachers costs
+    callback.learn = SimpleNamespace(training=False, xb=(batch,), pred=-agreeing, loss_grad=hard.clone(), loss=None)
+    callback.after_loss()
+    assert callback.learn.loss_grad.item() == pytest.approx(0.8)  # validation loss stays the plain one
+
+    with pytest.raises(ValueError, match="does not know"):
+        DistillationCallback([CLASSIFIER_MODEL], ["with_mask", "beard"], crops.SERVED)
+    with pytest.raises(ValueError, match="trained on"):
+        DistillationCallback([CLASSIFIER_MODEL], student_classes, crops.CropGeometry(64, 0.9))
+
+
+def test_a_three_class_teacher_distils_into_a_two_class_student(prepared, tmp_path):
+    from facemask.paths import CLASSIFIER_MODEL
+    from training import train
+
+    run = tmp_path / "run"
+    train.main(["--prepared", str(prepared), "--epochs", "2", "--lr", "2e-3", "--batch-size", "16", "--no-augment",
+                "--teacher", str(CLASSIFIER_MODEL), "--out", str(run)])
+    config = json.loads((run / "train_config.json").read_text())
+    assert config["teacher"] == [str(CLASSIFIER_MODEL)] and config["classes"] == ["with_mask", "without_mask"]
+    assert MaskClassifier(run / "model.onnx").classes == ["with_mask", "without_mask"]

@@ -25,6 +25,7 @@ from fastai.vision.all import (CrossEntropyLossFlat, Learner, accuracy, create_v
 
 from facemask.crops import SERVED, CropGeometry
 from training.data import make_dataloaders
+from training.distill import DistillationCallback
 from training.onnx_export import export_onnx
 from training.onnx_init import allow_export_of_converted_modules, trainable_module
 
@@ -125,6 +126,12 @@ def run(argv=None) -> Path:
     parser.add_argument("--face-fraction", type=float, default=SERVED.face_fraction,
                         help="share of the crop the face template spans (less: more context); the prepared folder "
                              "must hold at least as much context (training.prepare --face-fraction)")
+    parser.add_argument("--teacher", type=Path, nargs="+", default=None, metavar="MODEL",
+                        help="distil from these exported classifiers (their mean probabilities on each training "
+                             "batch, training.distill) beside the hard labels")
+    parser.add_argument("--distill-alpha", type=float, default=0.5,
+                        help="with --teacher: share of the hard-label loss in the training loss")
+    parser.add_argument("--distill-temperature", type=float, default=2.0, help="with --teacher: softening")
     parser.add_argument("--num-workers", type=int, default=0, help="data loader processes (0: in the main one)")
     parser.add_argument("--out", type=Path, default=Path("runs/resnet18"))
     args = parser.parse_args(argv)
@@ -167,10 +174,14 @@ def run(argv=None) -> Path:
 
     started = time.time()
     best = SaveModelCallback(monitor="valid_loss", fname="best", with_opt=False)
+    callbacks = [best]
+    if args.teacher:
+        callbacks.append(DistillationCallback(args.teacher, list(dls.vocab), geometry, args.distill_alpha,
+                                              args.distill_temperature))
     if args.pretrained:
-        learner.fine_tune(args.epochs, base_lr=args.lr, cbs=[best])
+        learner.fine_tune(args.epochs, base_lr=args.lr, cbs=callbacks)
     else:
-        learner.fit_one_cycle(args.epochs, args.lr, cbs=[best])
+        learner.fit_one_cycle(args.epochs, args.lr, cbs=callbacks)
     train_seconds = time.time() - started
 
     with open(args.out / "history.csv", "w") as handle:
@@ -193,7 +204,7 @@ def run(argv=None) -> Path:
               "best_valid_loss": float(best.best), "torch_threads": torch.get_num_threads(),
               "versions": {"torch": torch.__version__, "fastai": fastai.__version__,
                            "torchvision": torchvision.__version__, "python": sys.version.split()[0]}}
-    (args.out / "train_config.json").write_text(json.dumps(config, indent=2))
+    (args.out / "train_config.json").write_text(json.dumps(config, indent=2, default=str))  # --teacher: paths
     print(f"trained in {train_seconds / 60:.1f} min; exported {args.out / 'model.onnx'}")
     return args.out
 
