@@ -71,8 +71,10 @@ def class_average_precision(predictions: list[list[FaceResult]], annotations: li
         ground_truth = annotation.boxes[labels == label]
         ignored = annotation.boxes[~np.isin(labels, [*scored, label])]
         num_ground_truth += len(ground_truth)
-        candidates = [f for f in faces if (f.probabilities and label in f.probabilities) if every_class
-                      or f.label == label]
+        if every_class:
+            candidates = [f for f in faces if f.probabilities and label in f.probabilities]
+        else:
+            candidates = [f for f in faces if f.label == label]
         boxes, det_scores = _boxes_and_scores(candidates, expansion, label)
         matched = greedy_match(boxes, det_scores, ground_truth, iou) >= 0
         on_ignored = ~matched & (iou_matrix(boxes, ignored).max(axis=1, initial=0.0) >= iou)
@@ -81,13 +83,18 @@ def class_average_precision(predictions: list[list[FaceResult]], annotations: li
     return average_precision(scores, hits, num_ground_truth)
 
 
+def match_faces(faces: list[FaceResult], annotation, iou: float, expansion: float = 1.0) -> np.ndarray:
+    """Per detection, the index of the ground-truth face it matches (best detector score first), or -1."""
+    boxes, det_scores = _boxes_and_scores(faces, expansion)
+    return greedy_match(boxes, det_scores, annotation.boxes, iou)
+
+
 def face_confusion(predictions: list[list[FaceResult]], annotations: list, iou: float, expansion: float = 1.0):
     """{ground-truth label: Counter(predicted label or MISSED)} and Counter of labels of unmatched detections."""
     confusion: dict[str, Counter] = {}
     unmatched = Counter()
     for faces, annotation in zip(predictions, annotations):
-        boxes, det_scores = _boxes_and_scores(faces, expansion)
-        matches = greedy_match(boxes, det_scores, annotation.boxes, iou)
+        matches = match_faces(faces, annotation, iou, expansion)
         predicted = {int(gt): faces[i].label for i, gt in enumerate(matches) if gt >= 0}
         for index, label in enumerate(annotation.labels):
             confusion.setdefault(label, Counter())[predicted.get(index, MISSED)] += 1
@@ -104,8 +111,7 @@ def with_true_labels(predictions: list[list[FaceResult]], annotations: list, cla
         annotations = with_product_labels(annotations)
     relabelled = []
     for faces, annotation in zip(predictions, annotations):
-        boxes, det_scores = _boxes_and_scores(faces, expansion)
-        matches = greedy_match(boxes, det_scores, annotation.boxes, iou)
+        matches = match_faces(faces, annotation, iou, expansion)
         labels = [annotation.labels[int(gt)] if gt >= 0 else face.label for face, gt in zip(faces, matches)]
         relabelled.append([
             dataclasses.replace(face, label=label, score=1.0, status=CLASSIFIED, error=None,

@@ -29,13 +29,12 @@ class DistillationCallback(Callback):
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1): {alpha}")
         self.teachers = [MaskClassifier(path, served_crops=False) for path in teachers]
+        # Teachers may order their classes differently from the student's vocabulary, or know more of them (a
+        # three-class teacher for a two-class student: its probabilities are renormalised over the shared ones).
         for teacher in self.teachers:
             if teacher.geometry != geometry:
                 raise ValueError(f"teacher {teacher.model_path} was trained on {teacher.geometry}, the student on "
                                  f"{geometry}")
-        # Teachers may order their classes differently from the student's vocabulary, or know more of them (a
-        # three-class teacher for a two-class student: its probabilities are renormalised over the shared ones).
-        for teacher in self.teachers:
             if missing := sorted(set(classes) - set(teacher.classes)):
                 raise ValueError(f"teacher {teacher.model_path} does not know the classes {missing}")
         self.columns = [[teacher.classes.index(name) for name in classes] for teacher in self.teachers]

@@ -196,7 +196,7 @@ def run(argv=None) -> Path:
         allow_export_of_converted_modules()
     learner.to_fp32()
     export_onnx(learner, args.out / "model.onnx", arch=args.arch, geometry=geometry)
-    config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    config = {**vars(args),
               "class_counts": {name: int(n) for name, n in zip(dls.vocab, class_counts(dls))},
               "command": "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:]),
               "train_seconds": round(train_seconds, 1), "classes": list(dls.vocab),
@@ -204,7 +204,7 @@ def run(argv=None) -> Path:
               "best_valid_loss": float(best.best), "torch_threads": torch.get_num_threads(),
               "versions": {"torch": torch.__version__, "fastai": fastai.__version__,
                            "torchvision": torchvision.__version__, "python": sys.version.split()[0]}}
-    (args.out / "train_config.json").write_text(json.dumps(config, indent=2, default=str))  # --teacher: paths
+    (args.out / "train_config.json").write_text(json.dumps(config, indent=2, default=str))  # paths as text
     print(f"trained in {train_seconds / 60:.1f} min; exported {args.out / 'model.onnx'}")
     return args.out
 
