@@ -10,8 +10,10 @@ WITHOUT_MASK = "without_mask"
 INCORRECT = "incorrect"  # a mask worn below the nose or on the chin
 CLASSES = (INCORRECT, WITH_MASK, WITHOUT_MASK)
 
-# The annotated scenes (andrewmvd) name the third class differently.
-SCENE_LABEL_TO_CLASS = {"mask_weared_incorrect": INCORRECT}
+# The annotated photo sets name the third class differently: the scenes (andrewmvd) `mask_weared_incorrect`, the
+# real web photos (ILC 2021) `with_incorrect_mask`. Both mean every way of wearing a mask wrong (below the nose, on
+# the chin, hanging from an ear, on the forehead), which is this product's one `incorrect` class.
+SCENE_LABEL_TO_CLASS = {"mask_weared_incorrect": INCORRECT, "with_incorrect_mask": INCORRECT}
 
 
 def canonical_label(label: str) -> str:
