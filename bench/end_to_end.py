@@ -127,6 +127,8 @@ def evaluate(predictions: list[list[FaceResult]], annotations: list, classes: li
     "map" and "accuracy_main" are over all scored classes (three for a classifier with `incorrect`);
     "map_two_class" is over with_mask and without_mask only, comparable across two- and three-class models.
     "unmasked_called_mask": detected without_mask faces labelled with_mask, as a fraction of them.
+    "incorrect_recall" / "incorrect_precision": masks worn wrong labelled so / all of them (missed ones count), and
+    faces labelled so that are masks worn wrong / all detections labelled so (those matched to no annotated face too).
     "accuracy_found": correctly labelled faces of the scored classes / those of them the detector found.
     """
     scored = scored_classes(classes)
@@ -145,7 +147,11 @@ def evaluate(predictions: list[list[FaceResult]], annotations: list, classes: li
     found = total - sum(confusion[label][MISSED] for label in main)
     detected = sum(sum(c.values()) - c[MISSED] for c in confusion.values())
     unmasked = confusion.get(WITHOUT_MASK, Counter())
-    return {"ap": ap, "map": float(np.mean([ap[label] for label in scored if label in ap])),
+    called_incorrect = sum(c[INCORRECT] for c in confusion.values()) + unmatched[INCORRECT]
+    return {"incorrect_recall": accuracy.get(INCORRECT),
+            "incorrect_precision": confusion.get(INCORRECT, Counter())[INCORRECT] / called_incorrect
+            if called_incorrect and INCORRECT in scored else None,
+            "ap": ap, "map": float(np.mean([ap[label] for label in scored if label in ap])),
             "map_two_class": float(np.mean([ap[label] for label in MAIN_CLASSES if label in ap])),
             "ap_every_class": ap_every_class,
             "map_every_class": float(np.mean([ap_every_class[label] for label in scored if label in ap_every_class])),
@@ -206,14 +212,16 @@ def score_and_report(args, argv, predictions, annotations, timing: dict, classif
         {"IoU": iou, **{f"AP {label}": r["ap"].get(label) for label in scored}, "mAP": r["map"],
          "mAP (with/without)": r["map_two_class"], "mAP (every class score)": r["map_every_class"],
          **{f"acc {label}": r["accuracy"].get(label) for label in scored}, "acc (all)": r["accuracy_main"],
-         "acc (found)": r["accuracy_found"], "unmasked called mask": r["unmasked_called_mask"],
+         "acc (found)": r["accuracy_found"], "worn wrong recall": r["incorrect_recall"],
+         "worn wrong precision": r["incorrect_precision"], "unmasked called mask": r["unmasked_called_mask"],
          "faces found": r["detected"]}
         for iou, r in results.items()],
         f"mAP and acc (all) over {', '.join(scored)}. acc = correctly labelled ground-truth faces / all of them "
         "(missed = wrong); mAP (every class score) ranks each detection in every class by its probability, not only "
-        "in its top label, as YOLOv5's val.py scores detectors (the protocol of the issue's anchors); acc (found) = "
-        "the same over the faces the detector found; unmasked called mask = detected without_mask faces labelled "
-        "with_mask / detected without_mask faces; faces found = any label.")
+        "in its top label, as YOLOv5's val.py scores detectors; acc (found) = the same over the faces the detector "
+        "found; worn wrong recall = acc incorrect; worn wrong precision = detections labelled incorrect that are "
+        "masks worn wrong / all detections labelled incorrect; unmasked called mask = detected without_mask faces "
+        "labelled with_mask / detected without_mask faces; faces found = any label.")
     ceiling = {iou: evaluate(with_true_labels(predictions, annotations, classifier_info["classes"], iou,
                                               args.box_expansion), annotations,
                              classifier_info["classes"], iou, args.box_expansion) for iou in IOU_THRESHOLDS}

@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 from facemask.annotations import DatasetError
-from facemask.paths import SCENE_SPLIT_FILE
+from facemask.paths import REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE
 
 SCENE_SPLIT_FRACTIONS = {"train": 0.7, "valid": 0.1, "test": 0.2}
 
@@ -35,6 +35,19 @@ def make_split(scenes: Path, seed: int, path: Path) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(split, indent=1) + "\n")
     return split
+
+
+# Every committed split by photo; each names the data set (folder name) it splits.
+SPLIT_FILES = (SCENE_SPLIT_FILE, REAL_PHOTOS_SPLIT_FILE)
+
+
+def split_file_for(dataset: str) -> Path:
+    """The committed split file of a data set (by folder name); the scene split for a folder none names, so that a
+    renamed copy of the scene set keeps its split (photo_splits falls back to a seeded split when names differ)."""
+    for path in SPLIT_FILES:
+        if path.is_file() and json.loads(path.read_text()).get("dataset") == dataset:
+            return path
+    return SCENE_SPLIT_FILE
 
 
 def load_split(path: Path = SCENE_SPLIT_FILE) -> dict:

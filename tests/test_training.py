@@ -5,7 +5,10 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
 from facemask.classifier import MaskClassifier
 from facemask.images import decode_image
@@ -113,6 +116,50 @@ def test_prepare_adds_scene_faces_split_by_photo(tmp_path):
         else:
             assert row["status"] in ("no_face", "label_not_in_classes") and not row["crop"]
     assert all(len(splits) == 1 for splits in by_photo.values()), "faces of one photo straddle splits"
+
+
+def test_prepare_crops_the_real_photo_set_with_its_committed_split_and_three_classes(tmp_path):
+    from facemask.paths import REAL_PHOTOS_DIR, REAL_PHOTOS_SPLIT_FILE
+    from training import prepare
+
+    if not REAL_PHOTOS_DIR.is_dir():
+        pytest.skip(f"real photos not found at {REAL_PHOTOS_DIR}")
+    out = tmp_path / "prepared"
+    report = prepare.main(["--data", str(DATASET), "--out", str(out), "--limit", "12", "--scenes",
+                           str(REAL_PHOTOS_DIR), "--synthetic", "1"])
+    rows = list(csv.DictReader(open(out / "manifest.csv")))
+    real = [r for r in rows if r["dataset"] == REAL_PHOTOS_DIR.name]
+    committed = {name: split for split, names in json.loads(REAL_PHOTOS_SPLIT_FILE.read_text()).items()
+                 if split in ("train", "valid", "test") for name in names}
+    assert real and report["used_per_dataset"].get(REAL_PHOTOS_DIR.name, 0) > 0
+    for row in real:
+        assert row["split"] == committed[row["group"].removeprefix("scene:")]
+        assert row["label"] in ("with_mask", "without_mask", "incorrect")  # with_incorrect_mask is `incorrect`
+    # Every drawn face has its own crop: faces of one photo used to overwrite each other's file.
+    drawn = [r["crop"] for r in rows if r["dataset"] == "synthetic_masks" and r["status"] == "ok"]
+    assert drawn and len(set(drawn)) == len(drawn)
+    assert all((out / crop).is_file() for crop in drawn)
+
+
+def test_training_can_leave_a_data_set_out(tmp_path):
+    from training.data import make_dataloaders
+
+    prepared = tmp_path / "prepared"
+    (prepared / "crops").mkdir(parents=True)
+    crop = np.full((96, 96, 3), 128, np.uint8)
+    rows = []
+    for index, (dataset, split, label) in enumerate([("a", "train", "with_mask"), ("a", "valid", "without_mask"),
+                                                     ("b", "train", "without_mask"), ("b", "valid", "with_mask"),
+                                                     ("a", "train", "without_mask"), ("a", "valid", "with_mask")]):
+        Image.fromarray(crop).save(prepared / "crops" / f"{index}.png")
+        rows.append({"status": "ok", "crop": f"crops/{index}.png", "label": label, "split": split,
+                     "dataset": dataset})
+    pd.DataFrame(rows).to_csv(prepared / "manifest.csv", index=False)
+    (prepared / "report.json").write_text(json.dumps({"crop_geometry": {"size": 96, "face_fraction": 0.90}}))
+    dls = make_dataloaders(prepared, batch_size=2, exclude_datasets=("b",))
+    assert len(dls.train_ds) == 2 and len(dls.valid_ds) == 2
+    with pytest.raises(ValueError, match="no data set named"):
+        make_dataloaders(prepared, exclude_datasets=("synthetic",))
 
 
 def test_two_class_accuracy_counts_a_mask_worn_wrong_as_a_mask_on_two_label_data():

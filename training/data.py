@@ -119,10 +119,15 @@ def batch_transforms(augment: bool = True):
 
 
 def make_dataloaders(prepared: Path, batch_size: int = 64, seed: int = 42, augment: bool = True,
-                     geometry: CropGeometry = SERVED, num_workers: int = 0):
-    """num_workers 0 by default: on a 2-core machine worker processes only add copying."""
+                     geometry: CropGeometry = SERVED, num_workers: int = 0, exclude_datasets: tuple[str, ...] = ()):
+    """num_workers 0 by default: on a 2-core machine worker processes only add copying. exclude_datasets: data
+    sets of the manifest left out of training and validation (e.g. the drawn masks, to measure what they add)."""
     frame = read_manifest(prepared)
-    frame = frame[frame["split"].isin(["train", "valid"])].reset_index(drop=True)
+    unknown = set(exclude_datasets) - set(frame["dataset"])
+    if unknown:
+        raise ValueError(f"no data set named {sorted(unknown)} in {prepared} (it has {sorted(set(frame['dataset']))})")
+    frame = frame[frame["split"].isin(["train", "valid"]) & ~frame["dataset"].isin(exclude_datasets)]
+    frame = frame.reset_index(drop=True)
     frame["is_valid"] = frame["split"] == "valid"
     block = DataBlock(
         blocks=(ImageBlock, CategoryBlock),

@@ -97,8 +97,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ImageFolder: one sub-folder per class")
     parser.add_argument("--out", type=Path, default=Path("data/prepared"))
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--scenes", type=Path, default=None,
-                        help="also crop the faces of annotated scenes (images/ + annotations/, Pascal VOC), "
+    parser.add_argument("--scenes", type=Path, nargs="+", default=[],
+                        help="also crop the faces of annotated photo sets (each images/ + annotations/, Pascal VOC), "
                              "split by photo")
     parser.add_argument("--synthetic", type=int, default=0, metavar="N",
                         help="draw N synthetic faces per unmasked face (a mask worn right or below the nose / on "
@@ -163,17 +163,16 @@ def main(argv=None) -> dict:
     for row in used:
         row["group"] = groups[row["source"]]
     split_groups(used, args.seed)
-    if args.scenes:
-        if not (args.scenes / "annotations").is_dir():
-            parser.error(f"{args.scenes} needs images/ and annotations/ sub-folders")
+    for scenes in args.scenes:
+        if not (scenes / "annotations").is_dir():
+            parser.error(f"{scenes} needs images/ and annotations/ sub-folders")
         try:
-            rows += scene_rows(args.scenes, args.out, classes, SPLIT_FRACTIONS, args.seed, args.limit, detector,
-                               geometry)
+            rows += scene_rows(scenes, args.out, classes, SPLIT_FRACTIONS, args.seed, args.limit, detector, geometry)
         except DatasetError as error:
             parser.error(str(error))
         used = [r for r in rows if r["status"] == "ok"]
     if args.synthetic:
-        roots = {args.data.name: args.data, **({args.scenes.name: args.scenes / "images"} if args.scenes else {})}
+        roots = {args.data.name: args.data, **{scenes.name: scenes / "images" for scenes in args.scenes}}
         rows += synthetic_rows(rows, roots, args.out, args.seed, args.synthetic, geometry)
         used = [r for r in rows if r["status"] == "ok"]
 

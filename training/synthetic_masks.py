@@ -223,7 +223,9 @@ def synthetic_rows(rows: list[dict], image_roots: dict[str, Path], out: Path, se
             kind = choose_kind(rng)
             label = KIND_LABEL[kind]
             drawn = draw_mask(image, landmarks, kind, rng)
-            name = Path(row["source"].replace("#", "_")).stem + f"_{kind}{variant}"
+            # "photo.jpg#2" -> "photo_2": each face of a scene photo keeps its own name (the suffix is not ".jpg_2").
+            photo, _, face_index = row["source"].partition("#")
+            name = Path(photo).stem + (f"_{face_index}" if face_index else "") + f"_{kind}{variant}"
             synthetic = manifest_row(source=f"{row['source']}~{kind}{variant}", label=label, status="ok",
                                      box=row["box"], det_side=row["det_side"], group=row["group"],
                                      split=row["split"], dataset=SYNTHETIC_DATASET)

@@ -133,6 +133,8 @@ def run(argv=None) -> Path:
                         help="with --teacher: share of the hard-label loss in the training loss")
     parser.add_argument("--distill-temperature", type=float, default=2.0, help="with --teacher: softening")
     parser.add_argument("--num-workers", type=int, default=0, help="data loader processes (0: in the main one)")
+    parser.add_argument("--exclude-datasets", nargs="+", default=[], metavar="NAME",
+                        help="leave these data sets of the manifest out (e.g. synthetic_masks, the drawn masks)")
     parser.add_argument("--out", type=Path, default=Path("runs/resnet18"))
     args = parser.parse_args(argv)
 
@@ -144,8 +146,12 @@ def run(argv=None) -> Path:
         parser.error(str(error))
     args.out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
-    dls = make_dataloaders(args.prepared, batch_size=args.batch_size, seed=args.seed, augment=not args.no_augment,
-                           geometry=geometry, num_workers=args.num_workers)
+    try:
+        dls = make_dataloaders(args.prepared, batch_size=args.batch_size, seed=args.seed,
+                               augment=not args.no_augment, geometry=geometry, num_workers=args.num_workers,
+                               exclude_datasets=tuple(args.exclude_datasets))
+    except ValueError as error:
+        parser.error(str(error))
     loss_func = CrossEntropyLossFlat(weight=class_weights(dls, args.weight_power))
     try:
         if args.init_onnx:

@@ -28,6 +28,19 @@ from training.data import prepared_geometry, read_manifest
 from training.synthetic_masks import SYNTHETIC_DATASET
 
 SIZE_BUDGET_MB = 25.0
+# Where each data set of a manifest comes from, the terms it is used under, and how its labels map to the classes.
+DATA_SOURCES = {
+    "face-mask-chandrikadeb7": "one-person photos from the GitHub repository chandrikadeb7/Face-Mask-Detection (MIT "
+                               "licence); labels `with_mask`, `without_mask` kept as they are",
+    "face-mask-scenes-andrewmvd": "street and shop scenes, Pascal VOC, from andrewmvd's \"Face Mask Detection\" on "
+                                  "Kaggle (listed as CC0); `mask_weared_incorrect` -> `incorrect`",
+    "face-mask-ilc-2021": "real web photos (news, street, portraits, groups), Pascal VOC, from the GitHub repository "
+                          "jolignier/face-mask-dataset-ilc-2021, which states no licence: used to train and evaluate "
+                          "only, its images are never redistributed; `with_incorrect_mask` (below the nose, on the "
+                          "chin, hanging from an ear, on the forehead) -> `incorrect`",
+    SYNTHETIC_DATASET: "masks drawn by training/synthetic_masks.py on this project's own unmasked training faces "
+                       "(worn right -> `with_mask`, below the nose or on the chin -> `incorrect`)",
+}
 
 
 def classification_metrics(labels: list[str], predicted: list[str], classes: list[str]) -> dict:
@@ -194,8 +207,9 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
         + f"; confusion matrix {m['confusion_matrix']}.\n\n"
         for name, m in metrics.get("other_datasets", {}).items())
     used = report.get("used_per_dataset") or {Path(str(report.get("data"))).name: metrics["images"]}
-    limits_extra = (" Real faces with a mask worn below the nose are few (about 90 in training), so the `incorrect`"
-                    " class leans on drawn masks." if SYNTHETIC_DATASET in used else "")
+    limits_extra = (" Masks worn wrong are the rarest class on real faces; drawn masks add to them in training."
+                    if SYNTHETIC_DATASET in used else "")
+    sources_text = "\n".join(f"- `{name}`: {DATA_SOURCES.get(name, 'source not recorded')}" for name in used)
     datasets_text = " + ".join(f"`{name}` ({count} faces)" for name, count in used.items())
     two_class_text = ("" if metrics.get("two_class_accuracy") is None else
                       f"; mask (worn right or wrong) vs no mask, the data set's own two labels: "
@@ -218,6 +232,16 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
   crops after removing exact duplicates, images with no face and images with several comparable faces; the crop set
   is split by near-duplicate group (difference hash), stratified, annotated scenes by photo; seed
   {training.get('seed')}. Manifest sha256 `{card['data']['manifest_sha256'][:16]}…`.
+
+## Data sources
+
+{sources_text}
+
+Faces of the annotated photo sets are found by the detector the service uses, at its default settings, and matched to
+the annotations at IoU 0.3 (the real-photo set boxes whole heads); each is cropped from the detection's landmarks
+and box with the model's own geometry, exactly as `/classify` is sent crops. An annotated face the detector misses
+gives no crop. Photo sets are split by photo with the committed split files (`detection/model/scene_split.json`,
+`detection/model/ilc_split.json`), so their held-out photos stay unseen by both models.
 
 ## Held-out test split of `{metrics['dataset']}` ({metrics['images']} crops, never used for training or model selection)
 
