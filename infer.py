@@ -4,6 +4,8 @@
     python infer.py --in_path clip.mp4 --out_path output/clip_annotated.mp4   # video
     python infer.py --in_path 0 --out_path output/                            # camera 0 (or rtsp://, http://)
 
+Installed (`pip install .`), the same command is `facemask --is_image --in_path ... --out_path ...`.
+
 Faces are found here with RetinaFace and classified by the classification service over HTTP (CLASSIFIER_URL,
 default http://localhost:3000). When that URL is local and nothing answers, a classifier is started for the run.
 Every output gets a JSON sidecar with, per face: box, 5 landmarks, detector score, label and class probabilities;
@@ -166,10 +168,15 @@ def _exit_on_sigterm(number, _frame):
     raise SystemExit(128 + number)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `facemask` command (an installed console script) and `python infer.py`."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         sys.exit(main())
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
+
+
+if __name__ == "__main__":
+    run()

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from facemask.paths import REPO_ROOT
+from facemask.paths import PACKAGES_ROOT, REPO_ROOT  # noqa: F401  (REPO_ROOT: the tests import it here)
 
 SERVICES = {
     "classification": ("classification/gunicorn.conf.py", "classification.app:create_app()"),
@@ -59,7 +59,7 @@ class LocalService:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each server gets its own metrics folder
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         # Own session: a Ctrl-C meant for the CLI must not reach gunicorn before the CLI has finished its work.
-        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", config, app], cwd=REPO_ROOT,
+        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", config, app], cwd=PACKAGES_ROOT,
                                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if wait_for_health(self.url, self.ready_timeout, self.process):
             return self

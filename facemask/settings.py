@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
-from facemask.paths import CLASSIFIER_MODEL, REPO_ROOT
+from facemask.paths import CLASSIFIER_MODEL, CROPS_FOLDER, DATASETS_DIR, REPO_ROOT, SCENES_FOLDER
 
 
 class SettingsError(ValueError):
@@ -74,6 +74,10 @@ class Settings:
     gunicorn_timeout: int = _setting(60, "GUNICORN_TIMEOUT", "seconds before gunicorn replaces a stuck worker",
                                      minimum=1)
     access_log: bool = _setting(False, "ACCESS_LOG", "`1`: gunicorn logs every request to stdout", shown="0")
+    datasets_dir: Path = _setting(
+        DATASETS_DIR, "FACEMASK_DATASETS_DIR", "where training and the benchmarks (run from a checkout) find the "
+        "datasets, read-only",
+        shown="`../shared/datasets` next to the checkout")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -93,6 +97,14 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1e6)
+
+    @property
+    def crops_dir(self) -> Path:
+        return self.datasets_dir / CROPS_FOLDER
+
+    @property
+    def scenes_dir(self) -> Path:
+        return self.datasets_dir / SCENES_FOLDER
 
     @property
     def video_jobs_folder(self) -> Path:
