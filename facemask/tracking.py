@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from norfair import Detection, Tracker
-from norfair.filter import NoFilterFactory
+
+if TYPE_CHECKING:
+    from norfair import Detection
 
 
 
@@ -51,6 +53,12 @@ class FaceTracker:
     """
 
     def __init__(self, max_missing_frames: int = 30, min_iou: float = 0.2):
+        # Imported here: norfair brings scipy (about a second of start-up), which the image path never needs.
+        from norfair import Detection, Tracker
+        from norfair.filter import NoFilterFactory
+
+        self._detection = Detection
+
         # norfair warns that a per-pair (scalar) distance is slow; with a handful of faces it costs microseconds.
         norfair_log = logging.getLogger("norfair.tracker")
         level, _ = norfair_log.level, norfair_log.setLevel(logging.ERROR)
@@ -81,8 +89,9 @@ class FaceTracker:
         initialization_delay=0)."""
         self.frame += 1
         self.predicted = predicted or {}
-        detections = [Detection(points=face.box.reshape(2, 2).astype(np.float64), scores=np.full(2, face.det_score),
-                                data=(self.frame, index)) for index, face in enumerate(faces)]
+        detections = [self._detection(points=face.box.reshape(2, 2).astype(np.float64),
+                                      scores=np.full(2, face.det_score), data=(self.frame, index))
+                       for index, face in enumerate(faces)]
         for face in faces:
             face.track_id = None
         for tracked in self.tracker.update(detections=detections):
