@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from facemask.errors import FacemaskError
+
 SCENE_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
 IOU_THRESHOLDS = (0.5, 0.3)
 FALSE_POSITIVE_IOU = 0.3  # a detection overlapping no annotated face this much is a false positive
 
 
-class DatasetError(ValueError):
+class DatasetError(FacemaskError, ValueError):
     """A data set or split file is missing or malformed; the message is one line for the terminal."""
 
 

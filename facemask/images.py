@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from facemask.errors import FacemaskError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 # PIL raises DecompressionBombError above 2x this; warn-level bombs are refused too (see below).
 MAX_IMAGE_PIXELS = 80_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
-class ImageError(ValueError):
+class ImageError(FacemaskError, ValueError):
     """The input is not a usable image; the message is meant for the user."""
 
 

@@ -16,6 +16,7 @@ import cv2
 from tqdm import tqdm
 
 from facemask.drawing import draw_faces, style_for
+from facemask.errors import FacemaskError
 from facemask.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg, list_images
 from facemask.pipeline import MaskPipeline
 from facemask.video import VideoSettings, VideoSource, VideoSourceError, annotate_stream, describe_source
@@ -23,7 +24,7 @@ from facemask.video import VideoSettings, VideoSource, VideoSourceError, annotat
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
 
 
-class InputError(ValueError):
+class InputError(FacemaskError, ValueError):
     """A problem with the paths the user gave; the message is one line for the terminal."""
 
 
