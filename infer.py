@@ -168,7 +168,7 @@ def main(argv=None) -> int:
         return 130
     if summary.interrupted:
         print(f"stopped by {summary.interrupted}: video and JSON written for the frames done", file=sys.stderr)
-        return 128 + stop.number
+        return 128 + (stop.number or signal.SIGTERM)  # the number is set with the name
     return 1 if (summary.failed or summary.classifier_errors) else 0
 
 

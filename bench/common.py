@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask.annotations import SCENE_CLASSES, average_precision, expand_boxes  # noqa: F401 (re-exported)
-from facemask.annotations import DatasetError, load_scenes, subsample
+from facemask.annotations import SCENE_CLASSES, DatasetError, average_precision, expand_boxes, load_scenes, subsample  # noqa: F401 (re-exported)
 from facemask.detector import parse_long_side  # noqa: F401 (re-exported)
 from facemask.images import list_images
 from facemask.paths import REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE  # noqa: F401 (re-exported)

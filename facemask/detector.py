@@ -100,7 +100,7 @@ class DetectOptions:
         if self.long_side is None:
             return [(1.0, None)]
         if self.long_side != AUTO:
-            scale = self.long_side / longest
+            scale = float(self.long_side) / longest
             return [(scale if (self.upscale or scale < 1.0) else 1.0, None)]
         coarse = min(1.0, COARSE_LONG_SIDE / longest)
         fine = min(max(longest, self.fine_long_sides[0]), self.fine_long_sides[1]) / longest
@@ -271,7 +271,8 @@ class RetinaFaceDetector(PyramidFaceDetector):
             image_rgb = cv2.copyMakeBorder(image_rgb, 0, padded_h - h, 0, padded_w - w, cv2.BORDER_CONSTANT,
                                            value=[float(v) for v in BGR_MEAN[::-1]])
         # One C pass for the channel swap, mean subtraction and HWC -> CHW (5x the NumPy version on video frames).
-        return cv2.dnn.blobFromImage(image_rgb, 1.0, None, [float(v) for v in BGR_MEAN], swapRB=True)
+        return cv2.dnn.blobFromImage(image_rgb, 1.0, None,  # type: ignore[call-overload]  # size=None: the image's
+                                     [float(v) for v in BGR_MEAN], swapRB=True)
 
     def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):
         """Boxes (N, 4), scores (N,) and landmarks (N, 5, 2) in original-image pixels from one network pass,

@@ -46,11 +46,12 @@ def decode_image(data: bytes | Path | str, max_pixels: int | None = None) -> np.
     if isinstance(data, (bytes, bytearray)):
         if len(data) == 0:
             raise ImageError("empty file")
-        source = io.BytesIO(data)
+        source: io.BytesIO | Path = io.BytesIO(data)
     else:
-        source = Path(data)
-        if not source.is_file():
-            raise ImageError(f"no such file: {source}")
+        path = Path(data)
+        if not path.is_file():
+            raise ImageError(f"no such file: {path}")
+        source = path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

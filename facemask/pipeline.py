@@ -12,7 +12,7 @@ import time
 import numpy as np
 import requests
 
-from facemask.crops import LEGACY_FACE_FRACTION, CropGeometry, crop_face
+from facemask.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry, crop_face
 from facemask.detector import Face, PyramidFaceDetector, create_detector
 from facemask.errors import FacemaskError, OptionError
 from facemask.images import encode_png
@@ -174,7 +174,7 @@ class MaskPipeline:
         detected = time.perf_counter()
         error = None
         try:
-            geometry = self.client.crop_geometry() if faces else None
+            geometry = self.client.crop_geometry() if faces else SERVED
             predictions = self.client.classify([crop_face(image_rgb, face.landmarks, face.box, geometry)
                                                 for face in faces])
         except ClassifierUnavailable as failure:

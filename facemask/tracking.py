@@ -61,7 +61,8 @@ class FaceTracker:
 
         # norfair warns that a per-pair (scalar) distance is slow; with a handful of faces it costs microseconds.
         norfair_log = logging.getLogger("norfair.tracker")
-        level, _ = norfair_log.level, norfair_log.setLevel(logging.ERROR)
+        level = norfair_log.level
+        norfair_log.setLevel(logging.ERROR)
         try:
             self.tracker = Tracker(distance_function=self._distance, distance_threshold=1.0 - min_iou,
                                    hit_counter_max=max(2, max_missing_frames), initialization_delay=0,
@@ -96,7 +97,7 @@ class FaceTracker:
             face.track_id = None
         for tracked in self.tracker.update(detections=detections):
             frame, index = tracked.last_detection.data
-            if frame == self.frame:  # matched in this frame, not coasting on an older detection
+            if frame == self.frame and tracked.id is not None:  # matched now, not coasting on an older detection
                 faces[index].track_id = int(tracked.id)
 
 
@@ -196,7 +197,9 @@ def camera_motion(previous_gray: np.ndarray, gray: np.ndarray) -> np.ndarray | N
     corners = cv2.goodFeaturesToTrack(previous_gray, maxCorners=150, qualityLevel=0.01, minDistance=16)
     if corners is None or len(corners) < 8:
         return None
-    moved, status, _ = cv2.calcOpticalFlowPyrLK(previous_gray, gray, corners, None, winSize=(21, 21), **_LK)
+    # OpenCV's stubs refuse nextPts=None with keyword options, which OpenCV itself takes.
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]
+        previous_gray, gray, corners, None, winSize=(21, 21), **_LK)
     good = status.reshape(-1).astype(bool)
     return _similarity(corners.reshape(-1, 2)[good], moved.reshape(-1, 2)[good], min_inliers=8)
 
@@ -210,8 +213,8 @@ def follow_faces(previous_gray: np.ndarray, gray: np.ndarray, faces: list[Tracke
     points = [_face_points(face) for face in faces]
     smallest = min(face.size for face in faces)
     window = int(np.clip(smallest * 0.6, 11, 31)) | 1
-    moved, status, _ = cv2.calcOpticalFlowPyrLK(previous_gray, gray, np.concatenate(points).reshape(-1, 1, 2), None,
-                                                winSize=(window, window), **_LK)
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]
+        previous_gray, gray, np.concatenate(points).reshape(-1, 1, 2), None, winSize=(window, window), **_LK)
     moved, status = moved.reshape(-1, 2), status.reshape(-1).astype(bool)
     height, width = gray.shape[:2]
     followed, start, camera = [], 0, None
@@ -254,7 +257,7 @@ class LabelSmoother:
             self.totals[name] = self.totals.get(name, 0.0) + float(value)
         self.count += 1
         mean = self.mean()
-        leader = max(mean, key=mean.get)
+        leader = max(mean, key=mean.__getitem__)
         if self.label is None or self.label not in mean or mean[leader] - mean[self.label] >= self.margin:
             self.label = leader
 
@@ -267,4 +270,4 @@ class LabelSmoother:
         if not self.count:
             return None, {}
         mean = {name: total / self.count for name, total in self.totals.items()}
-        return max(mean, key=mean.get), mean
+        return max(mean, key=mean.__getitem__), mean

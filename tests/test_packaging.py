@@ -7,12 +7,12 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from facemask.classes import CLASSES
 from facemask.local_server import free_port

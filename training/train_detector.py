@@ -32,15 +32,29 @@ import torch
 from tqdm import tqdm
 
 from facemask.annotations import DatasetError, face_average_precision, scene_recall
-from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, FINE_TUNED_MODEL, CenterFaceDetector,
-                               RetinaFaceDetector, boxes_and_scores)
+from facemask.detector import (
+    DEFAULT_LONG_SIDE,
+    DEFAULT_SCORE_THRESHOLD,
+    FINE_TUNED_MODEL,
+    CenterFaceDetector,
+    RetinaFaceDetector,
+    boxes_and_scores,
+)
 from facemask.images import decode_image
 from facemask.paths import CENTERFACE_MODEL, SCENE_SPLIT_FILE
 from facemask.settings import Settings
 from facemask.splits import load_split, make_split
 from training import calibrate_detector, centerface_model, detector_model
-from training.detector_data import (CROP_LONG_SIDES, MIN_VISIBLE_SHARE, DetectionDataset, collate, crop_set_samples,
-                                    scene_samples, scenes_in_split, teacher_landmarks)
+from training.detector_data import (
+    CROP_LONG_SIDES,
+    MIN_VISIBLE_SHARE,
+    DetectionDataset,
+    collate,
+    crop_set_samples,
+    scene_samples,
+    scenes_in_split,
+    teacher_landmarks,
+)
 from training.detector_model import write_weights
 
 AP_MIN_SCORE = 0.05  # detections kept for the AP of the valid split

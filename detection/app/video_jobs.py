@@ -92,7 +92,7 @@ class VideoJobs:
                  max_frames: int | None = None):
         # Its own client: the request threads' client is not shared with this background thread. One retry, not
         # three: a classifier that dies mid-video should not add seconds of back-off to every remaining frame.
-        self.pipeline = MaskPipeline(_VideoDetector(pipeline.detector, metrics),
+        self.pipeline = MaskPipeline(_VideoDetector(pipeline.detector, metrics),  # type: ignore[arg-type]  # duck
                                      _TimedClient(pipeline.client.url, metrics, retries=1,
                                                   deadline=pipeline.client.deadline))
         self.folder = Path(folder or Settings().video_jobs_folder)
@@ -175,7 +175,8 @@ class VideoJobs:
             **({"error": classifier_errors[0]} if classifier_errors else {})})
 
     def status(self, job_id: str) -> dict | None:
-        path = self._job_folder(job_id) / "status.json" if self._job_folder(job_id) else None
+        folder = self._job_folder(job_id)
+        path = folder / "status.json" if folder else None
         return json.loads(path.read_text()) if path and path.is_file() else None
 
     def result_file(self, job_id: str, kind: str) -> Path | None:
