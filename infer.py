@@ -4,6 +4,8 @@
     python infer.py --in_path clip.mp4 --out_path output/clip_annotated.mp4   # video
     python infer.py --in_path 0 --out_path output/                            # camera 0 (or rtsp://, http://)
 
+Installed (`pip install .`), the same command is `facemask --is_image --in_path ... --out_path ...`.
+
 Faces are found here with RetinaFace and classified by the classification service over HTTP (CLASSIFIER_URL,
 default http://localhost:3000). When that URL is local and nothing answers, a classifier is started for the run.
 Every output gets a JSON sidecar with, per face: box, 5 landmarks, detector score, label and class probabilities;
@@ -27,10 +29,17 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, create_detector, parse_long_side  # noqa: E402
+from facemask.errors import LOGGER, FacemaskError, configure_logging  # noqa: E402
 from facemask.local_server import LocalService, is_local  # noqa: E402
 from facemask.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
-from facemask.runner import (InputError, StopSignals, annotate_images, annotate_video, plan_image_outputs,  # noqa: E402
-                             plan_video_output)
+from facemask.runner import (  # noqa: E402
+    InputError,
+    StopSignals,
+    annotate_images,
+    annotate_video,
+    plan_image_outputs,
+    plan_video_output,
+)
 from facemask.settings import Settings, SettingsError  # noqa: E402
 from facemask.video import VIDEO_DETECT_OPTIONS, VIDEO_LONG_SIDE, VideoSettings  # noqa: E402
 
@@ -87,6 +96,7 @@ def main(argv=None) -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_level or "ERROR")  # the CLI prints its own summary and error lines
     args.classifier_url = args.classifier_url or settings.classifier_url
     try:
         if args.is_image:
@@ -104,9 +114,11 @@ def main(argv=None) -> int:
             scale = VIDEO_DETECT_OPTIONS
         detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
             score_threshold=args.threshold, **scale)
-    except (InputError, ValueError, FileNotFoundError, RuntimeError) as error:
+    except FacemaskError as error:  # bad paths or options, or a detector model that cannot be used
         print(f"error: {error}", file=sys.stderr)
         return 2
+    LOGGER.info("CLI: detector %s, classifier %s, %s", detector.model_source, args.classifier_url,
+                "images" if args.is_image else f"video {args.in_path}")
 
     client = ClassifierClient(args.classifier_url, deadline=settings.classify_deadline_s)
     stop = StopSignals()
@@ -120,7 +132,7 @@ def main(argv=None) -> int:
             print(f"no classifier at {args.classifier_url}: starting one for this run", file=sys.stderr)
             try:
                 local = stack.enter_context(LocalService("classification"))
-            except RuntimeError as error:
+            except FacemaskError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 3
             client = ClassifierClient(local.url, deadline=settings.classify_deadline_s)
@@ -156,7 +168,7 @@ def main(argv=None) -> int:
         return 130
     if summary.interrupted:
         print(f"stopped by {summary.interrupted}: video and JSON written for the frames done", file=sys.stderr)
-        return 128 + stop.number
+        return 128 + (stop.number or signal.SIGTERM)  # the number is set with the name
     return 1 if (summary.failed or summary.classifier_errors) else 0
 
 
@@ -166,10 +178,15 @@ def _exit_on_sigterm(number, _frame):
     raise SystemExit(128 + number)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `facemask` command (an installed console script) and `python infer.py`."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         sys.exit(main())
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
+
+
+if __name__ == "__main__":
+    run()

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask.annotations import SCENE_CLASSES, average_precision, expand_boxes  # noqa: F401 (re-exported)
-from facemask.annotations import DatasetError, load_scenes, subsample
+from facemask.annotations import SCENE_CLASSES, DatasetError, average_precision, expand_boxes, load_scenes, subsample  # noqa: F401 (re-exported)
 from facemask.detector import parse_long_side  # noqa: F401 (re-exported)
 from facemask.images import list_images
-from facemask.paths import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR  # noqa: F401 (re-exported)
+from facemask.paths import REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE  # noqa: F401 (re-exported)
 from facemask.settings import Settings
 from facemask.splits import load_split
+
+# The datasets' folders (FACEMASK_DATASETS_DIR), the default of every benchmark's data arguments.
+CROPS_DIR, SCENES_DIR = Settings.from_env().crops_dir, Settings.from_env().scenes_dir
 
 
 # --------------------------------------------------------------------------------------------------- datasets

@@ -23,14 +23,37 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import (CROPS_DIR, REPO_ROOT, Report, add_scene_arguments, command_line, load_image_folder,
-                          long_side_name, parse_long_side, plot_sweep, run_name, scenes_from_args)
-from facemask.annotations import (FALSE_POSITIVE_IOU, IOU_THRESHOLDS, SCENE_CLASSES, greedy_match, load_scenes,
-                                  scene_recall, subsample)
-from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, DetectOptions, RetinaFaceDetector,
-                               boxes_and_scores)
-from facemask.settings import Settings
+from bench.common import (
+    CROPS_DIR,
+    REPO_ROOT,
+    Report,
+    add_scene_arguments,
+    command_line,
+    load_image_folder,
+    long_side_name,
+    parse_long_side,
+    plot_sweep,
+    run_name,
+    scenes_from_args,
+)
+from facemask.annotations import (
+    FALSE_POSITIVE_IOU,
+    IOU_THRESHOLDS,
+    SCENE_CLASSES,
+    greedy_match,
+    load_scenes,
+    scene_recall,
+    subsample,
+)
+from facemask.detector import (
+    DEFAULT_LONG_SIDE,
+    DEFAULT_SCORE_THRESHOLD,
+    DetectOptions,
+    RetinaFaceDetector,
+    boxes_and_scores,
+)
 from facemask.images import decode_image
+from facemask.settings import Settings
 
 CROP_LONG_SIDES = (None, 320, 640, 1024)
 SCENE_LONG_SIDES = (None, 640, 1024, 1280, 1600)

@@ -37,15 +37,20 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.common import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR, Report, command_line
-from facemask.paths import CENTERFACE_MODEL
 from bench.detection_recall import detector_training_crops
-from facemask.annotations import (FALSE_POSITIVE_IOU, DatasetError, greedy_match, iou_matrix, load_scenes,
-                                   scene_recall)
-from facemask.splits import load_split
-from facemask.settings import Settings
-from facemask.detector import (DetectOptions, PyramidFaceDetector, RetinaFaceDetector, boxes_and_scores,
-                               create_detector, overlap_of_smaller)
+from facemask.annotations import FALSE_POSITIVE_IOU, DatasetError, greedy_match, iou_matrix, load_scenes, scene_recall
+from facemask.detector import (
+    DetectOptions,
+    PyramidFaceDetector,
+    RetinaFaceDetector,
+    boxes_and_scores,
+    create_detector,
+    overlap_of_smaller,
+)
 from facemask.images import decode_image, list_images
+from facemask.paths import CENTERFACE_MODEL
+from facemask.settings import Settings
+from facemask.splits import load_split
 
 TWO_FACE_LIST = REPO_ROOT / "bench" / "two_face_photos.json"
 CROP_MANIFEST = REPO_ROOT / "data" / "prepared" / "manifest.csv"

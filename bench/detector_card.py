@@ -13,8 +13,14 @@ import hashlib
 import json
 
 from bench.report import find, fmt, load, table
-from facemask.detector import (COARSE_LONG_SIDE, DEFAULT_CONTAINMENT, DEFAULT_SCORE_THRESHOLD, FINE_LONG_SIDES,
-                               FINE_MAX_FACE, FINE_TUNED_MODEL)
+from facemask.detector import (
+    COARSE_LONG_SIDE,
+    DEFAULT_CONTAINMENT,
+    DEFAULT_SCORE_THRESHOLD,
+    FINE_LONG_SIDES,
+    FINE_MAX_FACE,
+    FINE_TUNED_MODEL,
+)
 from facemask.paths import CENTERFACE_MODEL, SCENE_SPLIT_FILE
 from facemask.splits import load_split
 

@@ -18,8 +18,13 @@ from tqdm import tqdm
 
 from bench.common import Report, add_scene_arguments, command_line, run_name, scenes_from_args
 from facemask.annotations import SCENE_CLASSES, scene_recall
-from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, DetectOptions, RetinaFaceDetector,
-                               non_max_suppression)
+from facemask.detector import (
+    DEFAULT_LONG_SIDE,
+    DEFAULT_SCORE_THRESHOLD,
+    DetectOptions,
+    RetinaFaceDetector,
+    non_max_suppression,
+)
 from facemask.images import decode_image
 from facemask.settings import Settings
 

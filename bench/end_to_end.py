@@ -26,8 +26,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import (Report, add_scene_arguments, average_precision, command_line, expand_boxes,
-                          parse_long_side, run_name, scenes_from_args)
+from bench.common import (
+    Report,
+    add_scene_arguments,
+    average_precision,
+    command_line,
+    expand_boxes,
+    parse_long_side,
+    run_name,
+    scenes_from_args,
+)
 from facemask.annotations import IOU_THRESHOLDS, greedy_match, iou_matrix
 from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, PyramidFaceDetector, create_detector

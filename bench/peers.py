@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import REPO_ROOT, Report, add_scene_arguments, command_line, scenes_from_args
-from facemask.annotations import subsample
 from bench.end_to_end import IOU_THRESHOLDS, MAIN_CLASSES, MISSED, evaluate
+from facemask.annotations import subsample
 from facemask.results import FaceResult
 
 RUNNER = REPO_ROOT / "bench" / "peer_runner.py"

@@ -1,6 +1,7 @@
-"""Regenerate the README's "Measured" section from bench/results/*.json and the model card.
+"""Regenerate the measured results from bench/results/*.json and the model card: the full table in docs/results.md
+and the README's short table of headline rows (the same rows, same numbers).
 
-    python -m bench.report          # rewrites the block between <!-- bench:start --> and <!-- bench:end -->
+    python -m bench.report          # rewrites the blocks between <!-- bench:start --> and <!-- bench:end -->
 
 Every number in that section comes from a results file written by a bench script (or training.validate), with
 the machine and date it was measured on; a missing results file is named, not invented.
@@ -13,6 +14,11 @@ import re
 from bench.common import REPO_ROOT, RESULTS_DIR, format_value
 
 README = REPO_ROOT / "README.md"
+RESULTS_PAGE = REPO_ROOT / "docs" / "results.md"
+# The README's short table: the rows whose measure starts with one of these.
+HEADLINES = ("Detector: one-person photos", "Detector: held-out scene photos",
+             "Classifier: held-out crop set", "End to end, 171 held-out test photos, fine-tuned detector, IoU 0.5",
+             "Video end to end frames/s at 640x480", "Video tracks", "Worker peak memory")
 MODEL_CARD = REPO_ROOT / "classification" / "model" / "model_card.json"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -258,6 +264,20 @@ def robustness_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _row(what: str, result: str, target: str, link: str, root: str) -> str:
+    """One table row; `root` leads from the page to the repository root ("" for README.md, "../" for docs/)."""
+    target_path = link if "/" in link else "bench/results/" + link
+    return f"| {what} | {result} | {target} | [{link.split('/')[-1]}]({root}{target_path}) |"
+
+
+def render_headlines() -> str:
+    """The README's short table: headline rows of the full one, which docs/results.md holds."""
+    rows, _ = summary_rows()
+    lines = ["| measure | result | target | details |", "|---|---|---|---|"]
+    lines += [_row(*row, root="") for row in rows if row[0].startswith(HEADLINES)]
+    return "\n".join(lines)
+
+
 def render() -> str:
     rows, sources = summary_rows()
     machine = ""
@@ -270,9 +290,7 @@ def render() -> str:
     lines = [f"Measured on {machine or 'unknown machine'}. Sources: {', '.join(sources) or 'none yet'}. "
              "Regenerate with the bench commands below, then `python -m bench.report`.", "",
              "| measure | result | target | details |", "|---|---|---|---|"]
-    lines += [f"| {what} | {result} | {target} | "
-              f"[{link.split('/')[-1]}]({link if '/' in link else 'bench/results/' + link}) |"
-              for what, result, target, link in rows]
+    lines += [_row(*row, root="../") for row in rows]
     compare = RESULTS_DIR / "training_compare.md"
     if compare.is_file():
         lines += ["", "The seed article's comparison on our data (`python -m training.compare`):", "",
@@ -294,12 +312,17 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    text = README.read_text()
+def replace_block(path, content: str) -> None:
+    text = path.read_text()
     if START not in text or END not in text:
-        raise SystemExit(f"README.md has no {START} ... {END} block")
-    block = f"{START}\n{render()}\n{END}"
-    README.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+        raise SystemExit(f"{path.relative_to(REPO_ROOT)} has no {START} ... {END} block")
+    block = f"{START}\n{content}\n{END}"
+    path.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+
+
+def main() -> None:
+    replace_block(RESULTS_PAGE, render())
+    replace_block(README, render_headlines())
     print(render())
 
 

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from facemask.errors import FacemaskError
+
 SCENE_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
 IOU_THRESHOLDS = (0.5, 0.3)
 FALSE_POSITIVE_IOU = 0.3  # a detection overlapping no annotated face this much is a false positive
 
 
-class DatasetError(ValueError):
+class DatasetError(FacemaskError, ValueError):
     """A data set or split file is missing or malformed; the message is one line for the terminal."""
 
 
@@ -33,15 +35,20 @@ def parse_voc(xml_path: Path, image_dir: Path | None = None) -> Annotation:
     filename = root.findtext("filename") or Path(xml_path).with_suffix(".jpg").name
     boxes, labels = [], []
     for obj in root.iter("object"):
-        box = obj.find("bndbox")
+        box, name = obj.find("bndbox"), obj.findtext("name")
+        if box is None or name is None:
+            raise DatasetError(f"{xml_path}: an <object> without <bndbox> or <name>")
         # Coordinates are used as continuous pixel edges, like the detector's; the +-1 of VOC's inclusive
         # convention shifts IoU by a few percent on the smallest faces only.
-        boxes.append([float(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax")])
-        labels.append(obj.findtext("name").strip())
+        corners = [box.findtext(key) for key in ("xmin", "ymin", "xmax", "ymax")]
+        if None in corners:
+            raise DatasetError(f"{xml_path}: a <bndbox> without xmin, ymin, xmax and ymax")
+        boxes.append([float(corner) for corner in corners if corner is not None])
+        labels.append(name.strip())
     size = root.find("size")
     return Annotation(image=Path(image_dir or Path(xml_path).parent) / filename,
-                      width=int(size.findtext("width")) if size is not None else 0,
-                      height=int(size.findtext("height")) if size is not None else 0,
+                      width=int(size.findtext("width") or 0) if size is not None else 0,
+                      height=int(size.findtext("height") or 0) if size is not None else 0,
                       boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4), labels=labels)
 
 

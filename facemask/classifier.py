@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from facemask import crops
+from facemask.errors import ModelError, ModelNotFoundError
 from facemask.paths import CLASSIFIER_MODEL
 from facemask.sessions import load_session
 from facemask.settings import Settings
@@ -15,7 +16,7 @@ DEFAULT_MODEL = CLASSIFIER_MODEL
 MAX_BATCH = 64  # larger requests are run in chunks: flat memory, same throughput on a CPU
 
 
-class ModelMismatchError(RuntimeError):
+class ModelMismatchError(ModelError, RuntimeError):
     """The model was trained with a different crop context or normalisation than facemask.crops serves."""
 
 
@@ -27,7 +28,7 @@ class MaskClassifier:
         to `geometry`, as a crop-geometry sweep does)."""
         self.model_path = Path(model_path or DEFAULT_MODEL)
         if not self.model_path.is_file():
-            raise FileNotFoundError(f"classifier model not found: {self.model_path}")
+            raise ModelNotFoundError(f"classifier model not found: {self.model_path}")
         self.session = load_session(str(self.model_path), str(self.model_path), num_threads, what="classifier model")
         self.input_name = self.session.get_inputs()[0].name
         metadata = self.session.get_modelmeta().custom_metadata_map

@@ -136,5 +136,5 @@ def resize_crop(crop_rgb: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
 def to_model_input(crops_rgb: list[np.ndarray], size: int = CROP_SIZE) -> np.ndarray:
     """Crops (RGB uint8) -> float32 NCHW batch, scaled to [0, 1] and normalised with MEAN / STD."""
     batch = np.stack([resize_crop(c, size) for c in crops_rgb]).astype(np.float32) / 255.0
-    batch = (batch - np.asarray(MEAN, dtype=np.float32)) / np.asarray(STD, dtype=np.float32)
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    normalised = (batch - np.asarray(MEAN, dtype=np.float32)) / np.asarray(STD, dtype=np.float32)
+    return np.ascontiguousarray(normalised.transpose(0, 3, 1, 2))

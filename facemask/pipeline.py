@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import time
 
 import numpy as np
 import requests
 
-from facemask.crops import LEGACY_FACE_FRACTION, CropGeometry, crop_face
+from facemask.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry, crop_face
 from facemask.detector import Face, PyramidFaceDetector, create_detector
+from facemask.errors import FacemaskError, OptionError
 from facemask.images import encode_png
 from facemask.results import UNCLASSIFIED, FaceResult, FrameResult  # noqa: F401  (other branches import them here)
 from facemask.settings import Settings
@@ -21,9 +23,10 @@ DEFAULT_CLASSIFIER_URL = Settings.classifier_url
 CROPS_PER_REQUEST = 128  # the classification service accepts up to 256 (MAX_CROPS_PER_REQUEST)
 NPY_MEDIA_TYPE = "application/x-npy"
 DEFAULT_CLASSIFY_DEADLINE_S = Settings.classify_deadline_s
+LOG = logging.getLogger(__name__)
 
 
-class ClassifierUnavailable(RuntimeError):
+class ClassifierUnavailable(FacemaskError, RuntimeError):
     """The classification service could not be reached or kept failing after retries."""
 
 
@@ -45,7 +48,7 @@ class ClassifierClient:
     def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
                  keep_alive: bool | None = None, transport: str = "auto", deadline: float | None = None):
         if transport not in ("auto", "npy", "multipart"):
-            raise ValueError(f"transport must be auto, npy or multipart, got {transport!r}")
+            raise OptionError(f"transport must be auto, npy or multipart, got {transport!r}")
         configured = url or DEFAULT_CLASSIFIER_URL
         self.urls = [part.strip().rstrip("/") for part in configured.split(",") if part.strip()]
         self.url = ",".join(self.urls)
@@ -85,11 +88,14 @@ class ClassifierClient:
                                                 headers=headers, **kwargs)
             except requests.RequestException as error:
                 last_error = f"{type(error).__name__}: {error}"
+                LOG.info("classifier %s%s, attempt %d: %s", base, path, tries, last_error)
                 continue
             if response.status_code < 500:
                 return response
             last_error = f"HTTP {response.status_code}: {response.text[:200]}"
+            LOG.info("classifier %s%s, attempt %d: %s", base, path, tries, last_error)
         within = f" within the {self.deadline:.0f} s deadline" if deadline_at is not None else ""
+        LOG.warning("classifier at %s unavailable after %d attempt(s)%s: %s", self.url, tries, within, last_error)
         raise ClassifierUnavailable(f"classifier at {self.url} failed after {tries} attempt(s){within} ({last_error})")
 
     def classify(self, crops: list[np.ndarray]) -> list[dict]:
@@ -168,7 +174,7 @@ class MaskPipeline:
         detected = time.perf_counter()
         error = None
         try:
-            geometry = self.client.crop_geometry() if faces else None
+            geometry = self.client.crop_geometry() if faces else SERVED
             predictions = self.client.classify([crop_face(image_rgb, face.landmarks, face.box, geometry)
                                                 for face in faces])
         except ClassifierUnavailable as failure:

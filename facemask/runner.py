@@ -16,6 +16,7 @@ import cv2
 from tqdm import tqdm
 
 from facemask.drawing import draw_faces, style_for
+from facemask.errors import FacemaskError
 from facemask.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg, list_images
 from facemask.pipeline import MaskPipeline
 from facemask.video import VideoSettings, VideoSource, VideoSourceError, annotate_stream, describe_source
@@ -23,7 +24,7 @@ from facemask.video import VideoSettings, VideoSource, VideoSourceError, annotat
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
 
 
-class InputError(ValueError):
+class InputError(FacemaskError, ValueError):
     """A problem with the paths the user gave; the message is one line for the terminal."""
 
 
@@ -223,14 +224,14 @@ def plan_video_output(in_spec: str, out_path: Path) -> Path:
     """Output video path for a file, camera index or stream URL (see facemask.video.describe_source)."""
     kind, target = describe_source(in_spec)
     if kind == "file":
-        in_path = Path(target)
+        in_path = Path(str(target))
         if not in_path.is_file():
             raise InputError(f"input video not found: {in_path}")
         if in_path.suffix.lower() in IMAGE_SUFFIXES:
             raise InputError(f"{in_path} is an image: add --is_image")
         stem = in_path.stem
     else:
-        stem = f"camera{target}" if kind == "camera" else (Path(urlparse(target).path).stem or "stream")
+        stem = f"camera{target}" if kind == "camera" else (Path(urlparse(str(target)).path).stem or "stream")
     if out_path.suffix.lower() in VIDEO_SUFFIXES:
         if not out_path.parent.is_dir():
             raise InputError(f"output folder does not exist: {out_path.parent}")
@@ -333,7 +334,7 @@ def annotate_video_frames(pipeline: MaskPipeline, in_path: Path, out_path: Path,
                 frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
                 if writer is None:
                     codec = "VP80" if out_path.suffix.lower() == ".webm" else "mp4v"
-                    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*codec), fps,
+                    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*codec), fps,  # type: ignore[attr-defined]
                                              (frame.shape[1], frame.shape[0]))
                 if last is None or index % detect_every == 0:
                     last = pipeline.process(frame)

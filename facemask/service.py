@@ -6,17 +6,17 @@ import time
 from contextlib import contextmanager
 
 from flask import Flask, Response, g, jsonify, request
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest,
-                               multiprocess)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from facemask.errors import FacemaskError
 from facemask.settings import Settings
 
 DEFAULT_MAX_UPLOAD_MB = Settings.max_upload_mb
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-class ApiError(Exception):
+class ApiError(FacemaskError):
     """An error the client caused or should know about; rendered as JSON with its status code."""
 
     def __init__(self, status: int, message: str, **details):

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import onnxruntime as ort
 
+from facemask.errors import ModelError
+
 
 def load_session(model: str | bytes, source: str, num_threads: int | None = None,
                  what: str = "detector model") -> ort.InferenceSession:
     """An ONNX Runtime CPU session with num_threads intra-op threads (None or 0: ONNX Runtime's choice); a file that
-    is not a loadable graph is a one-line ValueError."""
+    is not a loadable graph is a one-line ModelError."""
     options = ort.SessionOptions()
     if num_threads:
         options.intra_op_num_threads = num_threads
@@ -16,4 +18,4 @@ def load_session(model: str | bytes, source: str, num_threads: int | None = None
     try:
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # ORT raises its own exception types for unreadable or invalid graphs
-        raise ValueError(f"cannot load {what} {source}: {error}") from None
+        raise ModelError(f"cannot load {what} {source}: {error}") from None

@@ -16,16 +16,20 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
-from facemask.paths import CLASSIFIER_MODEL, REPO_ROOT
+from facemask.errors import FacemaskError
+from facemask.paths import CLASSIFIER_MODEL, CROPS_FOLDER, DATASETS_DIR, REAL_PHOTOS_FOLDER, REPO_ROOT, SCENES_FOLDER
 
 
-class SettingsError(ValueError):
+class SettingsError(FacemaskError, ValueError):
     """An environment variable has a value that cannot be used; the message names it."""
 
 
-def _setting(default, env: str, help: str, shown: str | None = None, minimum: float | None = None):
-    """A field read from `env`; `shown` is the default as the README states it, `minimum` the smallest valid value."""
-    return field(default=default, metadata={"env": env, "help": help, "shown": shown, "minimum": minimum})
+def _setting(default, env: str, help: str, shown: str | None = None, minimum: float | None = None,
+             choices: tuple[str, ...] | None = None):
+    """A field read from `env`; `shown` is the default as the README states it, `minimum` the smallest valid value,
+    `choices` the only values allowed (compared in upper case)."""
+    return field(default=default, metadata={"env": env, "help": help, "shown": shown, "minimum": minimum,
+                                            "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,14 @@ class Settings:
     gunicorn_timeout: int = _setting(60, "GUNICORN_TIMEOUT", "seconds before gunicorn replaces a stuck worker",
                                      minimum=1)
     access_log: bool = _setting(False, "ACCESS_LOG", "`1`: gunicorn logs every request to stdout", shown="0")
+    log_level: str | None = _setting(
+        None, "FACEMASK_LOG_LEVEL", "level of the package's log lines on stderr: classifier retries, skipped frames, "
+        "video jobs, start-up configuration", shown="`INFO` (services), `ERROR` (CLI: it prints its own summary)",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    datasets_dir: Path = _setting(
+        DATASETS_DIR, "FACEMASK_DATASETS_DIR", "where training and the benchmarks (run from a checkout) find the "
+        "datasets, read-only",
+        shown="`../shared/datasets` next to the checkout")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -95,6 +107,18 @@ class Settings:
         return int(self.max_upload_mb * 1e6)
 
     @property
+    def crops_dir(self) -> Path:
+        return self.datasets_dir / CROPS_FOLDER
+
+    @property
+    def scenes_dir(self) -> Path:
+        return self.datasets_dir / SCENES_FOLDER
+
+    @property
+    def real_photos_dir(self) -> Path:
+        return self.datasets_dir / REAL_PHOTOS_FOLDER
+
+    @property
     def video_jobs_folder(self) -> Path:
         return self.video_jobs_dir or Path(tempfile.gettempdir()) / "facemask-video-jobs"
 
@@ -110,6 +134,11 @@ def _parse(setting, text: str):
     except ValueError:
         expected = {"int": "a whole number", "float": "a number", "bool": "1 or 0"}.get(kind, "a value")
         raise SettingsError(f"{env} must be {expected}, got {text!r}") from None
+    choices = setting.metadata["choices"]
+    if choices is not None:
+        if value.upper() not in choices:
+            raise SettingsError(f"{env} must be one of {', '.join(choices)}, got {text!r}")
+        value = value.upper()
     minimum = setting.metadata["minimum"]
     if minimum is not None and value < minimum:
         raise SettingsError(f"{env} must be at least {minimum:g}, got {text!r}")

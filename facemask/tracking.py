@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from norfair import Detection, Tracker
-from norfair.filter import NoFilterFactory
+
+if TYPE_CHECKING:
+    from norfair import Detection
 
 
 
@@ -51,9 +53,16 @@ class FaceTracker:
     """
 
     def __init__(self, max_missing_frames: int = 30, min_iou: float = 0.2):
+        # Imported here: norfair brings scipy (about a second of start-up), which the image path never needs.
+        from norfair import Detection, Tracker
+        from norfair.filter import NoFilterFactory
+
+        self._detection = Detection
+
         # norfair warns that a per-pair (scalar) distance is slow; with a handful of faces it costs microseconds.
         norfair_log = logging.getLogger("norfair.tracker")
-        level, _ = norfair_log.level, norfair_log.setLevel(logging.ERROR)
+        level = norfair_log.level
+        norfair_log.setLevel(logging.ERROR)
         try:
             self.tracker = Tracker(distance_function=self._distance, distance_threshold=1.0 - min_iou,
                                    hit_counter_max=max(2, max_missing_frames), initialization_delay=0,
@@ -81,13 +90,14 @@ class FaceTracker:
         initialization_delay=0)."""
         self.frame += 1
         self.predicted = predicted or {}
-        detections = [Detection(points=face.box.reshape(2, 2).astype(np.float64), scores=np.full(2, face.det_score),
-                                data=(self.frame, index)) for index, face in enumerate(faces)]
+        detections = [self._detection(points=face.box.reshape(2, 2).astype(np.float64),
+                                      scores=np.full(2, face.det_score), data=(self.frame, index))
+                       for index, face in enumerate(faces)]
         for face in faces:
             face.track_id = None
         for tracked in self.tracker.update(detections=detections):
             frame, index = tracked.last_detection.data
-            if frame == self.frame:  # matched in this frame, not coasting on an older detection
+            if frame == self.frame and tracked.id is not None:  # matched now, not coasting on an older detection
                 faces[index].track_id = int(tracked.id)
 
 
@@ -187,7 +197,9 @@ def camera_motion(previous_gray: np.ndarray, gray: np.ndarray) -> np.ndarray | N
     corners = cv2.goodFeaturesToTrack(previous_gray, maxCorners=150, qualityLevel=0.01, minDistance=16)
     if corners is None or len(corners) < 8:
         return None
-    moved, status, _ = cv2.calcOpticalFlowPyrLK(previous_gray, gray, corners, None, winSize=(21, 21), **_LK)
+    # OpenCV's stubs refuse nextPts=None with keyword options, which OpenCV itself takes.
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]
+        previous_gray, gray, corners, None, winSize=(21, 21), **_LK)
     good = status.reshape(-1).astype(bool)
     return _similarity(corners.reshape(-1, 2)[good], moved.reshape(-1, 2)[good], min_inliers=8)
 
@@ -201,8 +213,8 @@ def follow_faces(previous_gray: np.ndarray, gray: np.ndarray, faces: list[Tracke
     points = [_face_points(face) for face in faces]
     smallest = min(face.size for face in faces)
     window = int(np.clip(smallest * 0.6, 11, 31)) | 1
-    moved, status, _ = cv2.calcOpticalFlowPyrLK(previous_gray, gray, np.concatenate(points).reshape(-1, 1, 2), None,
-                                                winSize=(window, window), **_LK)
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]
+        previous_gray, gray, np.concatenate(points).reshape(-1, 1, 2), None, winSize=(window, window), **_LK)
     moved, status = moved.reshape(-1, 2), status.reshape(-1).astype(bool)
     height, width = gray.shape[:2]
     followed, start, camera = [], 0, None
@@ -245,7 +257,7 @@ class LabelSmoother:
             self.totals[name] = self.totals.get(name, 0.0) + float(value)
         self.count += 1
         mean = self.mean()
-        leader = max(mean, key=mean.get)
+        leader = max(mean, key=mean.__getitem__)
         if self.label is None or self.label not in mean or mean[leader] - mean[self.label] >= self.margin:
             self.label = leader
 
@@ -258,4 +270,4 @@ class LabelSmoother:
         if not self.count:
             return None, {}
         mean = {name: total / self.count for name, total in self.totals.items()}
-        return max(mean, key=mean.get), mean
+        return max(mean, key=mean.__getitem__), mean

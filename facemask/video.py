@@ -10,6 +10,7 @@ deterministic for a given input.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -26,10 +27,19 @@ import numpy as np
 from facemask.crops import SERVED, CropGeometry, crop_face
 from facemask.detector import overlap_of_smaller
 from facemask.drawing import draw_faces
+from facemask.errors import FacemaskError, OptionError
 from facemask.pipeline import ClassifierUnavailable, MaskPipeline
 from facemask.results import UNCLASSIFIED, FaceResult
-from facemask.tracking import (FaceTracker, LabelSmoother, TrackedFace, appearance, follow_faces, reid_distance,
-                                restored_box, to_gray)
+from facemask.tracking import (
+    FaceTracker,
+    LabelSmoother,
+    TrackedFace,
+    appearance,
+    follow_faces,
+    reid_distance,
+    restored_box,
+    to_gray,
+)
 
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"}
 DEFAULT_FPS = 25.0
@@ -37,10 +47,11 @@ DEFAULT_FPS = 25.0
 # videos (bench/video_tracking.py), upscaling 640x480 frames to 1024 px found 3 % more faces but tripled the false
 # positives (large boxes on clothing and backgrounds) and cost 3x the time.
 VIDEO_LONG_SIDE = 1024
+LOG = logging.getLogger(__name__)
 VIDEO_DETECT_OPTIONS = {"long_side": VIDEO_LONG_SIDE, "upscale": False}  # DetectOptions fields
 
 
-class VideoSourceError(ValueError):
+class VideoSourceError(FacemaskError, ValueError):
     """The video, camera or stream cannot be opened; the message is one line for the terminal."""
 
 
@@ -93,6 +104,9 @@ class VideoSource:
             ok, frame = self.capture.read()
             if ok and frame is not None and frame.size:
                 # Failures followed by a good frame were unreadable frames; a final run of failures is the end.
+                if failures:
+                    LOG.info("%s: skipped %d unreadable frame(s) after frame %d", self.name, failures,
+                             self.read_count)
                 self.unreadable += failures
                 failures = 0
                 self.read_count += 1
@@ -138,9 +152,9 @@ class VideoSettings:
 
     def __post_init__(self):
         if self.detect_every < 1:
-            raise ValueError("detect_every must be at least 1")
+            raise OptionError("detect_every must be at least 1")
         if self.reclassify_every < 1 or self.label_window < 1 or self.classify_lag < 0:
-            raise ValueError("reclassify_every and label_window must be at least 1, classify_lag at least 0")
+            raise OptionError("reclassify_every and label_window must be at least 1, classify_lag at least 0")
 
 
 @dataclass

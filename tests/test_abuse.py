@@ -106,6 +106,7 @@ def test_metrics_content_type_names_its_charset_once(service, detection_service,
     assert content_type.count("charset") == 1, content_type
 
 
+@pytest.mark.slow  # waits out a time-out by design
 def test_hung_classifier_gives_503_json_with_every_face_unclassified_within_20_s(sample_paths, sample_labels,
                                                                                 tmp_path):
     """SIGSTOP freezes the classifier: connections are accepted by the kernel and never answered."""
@@ -135,6 +136,7 @@ def test_hung_classifier_gives_503_json_with_every_face_unclassified_within_20_s
     assert health.status_code == 200
 
 
+@pytest.mark.slow  # waits out a time-out by design
 def test_a_worker_killed_by_the_timeout_shows_in_metrics(pixel_bomb, tmp_path):
     """A request that outlives gunicorn's worker timeout never reaches after_request; worker_abort counts it."""
     env = {"GUNICORN_TIMEOUT": "2", "MAX_CROP_PIXELS": "80000000", "MAX_REQUEST_PIXELS": "1000000000"}

@@ -164,6 +164,7 @@ def test_threshold_applied_after_detection_equals_detecting_at_it():
     np.testing.assert_allclose([f.box for f in loose], [f.box for f in strict])
 
 
+@pytest.mark.slow
 def test_detection_recall_smoke(tmp_path):
     crops = tmp_path / "crops"
     for label, names in {"with_mask": ["group_mixed.jpg", "group_unmasked.jpg"], "without_mask": []}.items():
@@ -226,6 +227,7 @@ def test_flip_pass_boxes_land_on_the_same_faces():
 
 
 @pytest.mark.skipif(not SCENES_DIR.is_dir(), reason="scene dataset not found")
+@pytest.mark.slow
 def test_detector_options_on_held_out_photos(tmp_path):
     from bench import detector_options
 

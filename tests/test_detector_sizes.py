@@ -96,6 +96,7 @@ def test_per_call_options_leave_the_detector_unchanged(detector, group_photo):
     assert len(detector.detect(group_photo)) >= len(one_pass)
 
 
+@pytest.mark.slow
 def test_detection_sizes_benchmark_runs_on_small_data(tmp_path, group_photo):
     detector = RetinaFaceDetector()
     faces = detector.detect(group_photo, DetectOptions(long_side=None))

@@ -16,6 +16,8 @@ from tests.conftest import REPO_ROOT, SAMPLES
 from training.detector_data import FaceImage, augment
 from training.detector_model import MultiBoxLoss, encode_boxes, load_onnx, priors, to_torch, write_weights
 
+pytestmark = pytest.mark.slow  # minutes: torch training runs
+
 SCENES = REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-scenes-andrewmvd"
 needs_scenes = pytest.mark.skipif(not SCENES.is_dir(), reason=f"dataset not found at {SCENES}")
 

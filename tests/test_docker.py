@@ -18,6 +18,7 @@ from facemask.local_server import REPO_ROOT, free_port
 
 pytestmark = [
     pytest.mark.docker,
+    pytest.mark.slow,
     pytest.mark.skipif(os.environ.get("FACEMASK_DOCKER_TESTS") != "1", reason="set FACEMASK_DOCKER_TESTS=1"),
 ]
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "facemask-base:bookworm")

@@ -154,6 +154,7 @@ def test_detection_service_rejects_bad_uploads(detection_service):
     assert requests.get(url + "/ready", timeout=10).status_code == 200
 
 
+@pytest.mark.slow  # waits out a time-out by design
 def test_classifier_down_gives_503_and_keeps_every_face(sample_paths, tmp_path):
     dead_url = "http://127.0.0.1:9"  # discard port: nothing listens
     with LocalService("detection", workers=1, env={"CLASSIFIER_URL": dead_url},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,12 @@ def test_every_module_imports(name):
         if error.name and error.name.split(".")[0] in {"torch", "torchvision", "fastai", "onnx2torch", "onnx"}:
             pytest.skip(f"{name} needs {error.name}")
         raise
+
+
+def test_the_image_path_does_not_import_the_video_tracker():
+    """norfair and the scipy it brings cost about a second of every CLI run and worker start; only video needs them."""
+    image_path = "facemask.pipeline", "facemask.runner", "detection.app", "classification.app", "infer"
+    loaded = subprocess.run([sys.executable, "-c", f"import sys, {', '.join(image_path)}; "
+                             "print(' '.join(m for m in sys.modules if m.split('.')[0] in ('norfair', 'scipy')))"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []

@@ -15,6 +15,8 @@ from facemask.classifier import DEFAULT_MODEL, MaskClassifier  # noqa: E402
 from training.onnx_export import export_onnx  # noqa: E402
 from training.onnx_init import allow_export_of_converted_modules, trainable_module  # noqa: E402
 
+pytestmark = pytest.mark.slow  # minutes: torch and an ONNX export
+
 
 def test_new_class_starts_undecided_and_old_classes_keep_their_odds(tmp_path):
     old = MaskClassifier(DEFAULT_MODEL)

@@ -89,6 +89,7 @@ def test_classify_matches_its_openapi_document_under_fuzzing(classifier_service,
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
+@pytest.mark.slow  # waits out a time-out by design
 def test_sigterm_lets_in_flight_requests_finish(sample_paths, tmp_path):
     """gunicorn's graceful shutdown: a request already being served is answered, then the server exits."""
     crop = encoded(Image.open(sample_paths[0]).convert("RGB").resize((256, 256)), "JPEG")

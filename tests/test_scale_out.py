@@ -19,6 +19,8 @@ from facemask.images import decode_image
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient
 
+pytestmark = pytest.mark.slow  # minutes: several service replicas
+
 REPLICAS = 3
 # gunicorn's default sync workers close every connection after one response; threaded workers keep connections
 # alive (as would nginx or a service mesh in front), which is where a client could get pinned to one replica.

@@ -10,6 +10,8 @@ import requests
 from bench.slow_clients import SlowClients, probe, service_probes
 from bench.speed import sample_crops
 
+pytestmark = pytest.mark.slow  # minutes: held connections and time-outs
+
 SLOW_CLIENTS = 8  # more than every worker of both services together: enough to starve sync workers
 
 

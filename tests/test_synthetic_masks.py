@@ -64,6 +64,7 @@ def test_masks_vary_and_input_is_untouched(photo_and_faces):
     assert np.array_equal(photo, original)
 
 
+@pytest.mark.slow
 def test_prepare_synthetic_faces_keep_their_source_split_and_add_the_incorrect_class(tmp_path):
     from training import prepare
 

@@ -15,7 +15,7 @@ from facemask.images import decode_image
 from tests.conftest import REPO_ROOT
 
 DATASET = REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-chandrikadeb7"
-pytestmark = pytest.mark.skipif(not DATASET.is_dir(), reason=f"dataset not found at {DATASET}")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not DATASET.is_dir(), reason=f"dataset not found at {DATASET}")]
 
 
 @pytest.fixture(scope="module")

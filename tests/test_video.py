@@ -158,6 +158,7 @@ def _iou(a, b) -> float:
 
 
 # ----------------------------------------------------------------------------------------- the CLI on video
+@pytest.mark.slow
 def test_video_tracks_keep_identities_and_count_people(classifier_service, sample_labels, tmp_path):
     video = tmp_path / "pan.mp4"
     windows = write_pan(video, 45, motion="pan+shake", view=1.0)  # a hand-held camera; all six stay in view
@@ -193,6 +194,7 @@ def test_video_tracks_keep_identities_and_count_people(classifier_service, sampl
     capture.release()
 
 
+@pytest.mark.slow
 def test_a_person_who_leaves_the_view_and_comes_back_is_one_person(classifier_service, sample_labels, tmp_path):
     """The camera pans right, holds there for 1.4 s (longer than the tracker waits for a lost face) and pans back:
     the two faces on the left leave the view and come back, and are re-identified, not counted twice."""
@@ -290,6 +292,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.slow
 def test_signal_finishes_the_files_and_stops_the_local_classifier(stop_signal, tmp_path):
     video = tmp_path / "long.mp4"
     write_pan(video, 400, size=(320, 240))
@@ -342,6 +345,7 @@ def test_synthetic_video_ground_truth_follows_the_camera():
 
 @pytest.mark.skipif(not (REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-scenes-andrewmvd").is_dir(),
                     reason="scene dataset not found")
+@pytest.mark.slow
 def test_tracking_benchmark_small_run(tmp_path):
     from bench import video_tracking
 

@@ -22,9 +22,9 @@ from facemask.local_server import REPO_ROOT, LocalService
 CHROMIUM = os.environ.get("CHROMIUM_BINARY") or shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
-    reason="headless Chromium not found: apt-get install chromium chromium-driver (.ci/run does this as root)")
+    reason="headless Chromium not found: apt-get install chromium chromium-driver (.ci/run does this as root)")]
 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402

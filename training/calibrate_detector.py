@@ -20,7 +20,8 @@ import onnx
 from facemask.annotations import DatasetError, scene_recall
 from facemask.detector import CenterFaceDetector, boxes_and_scores
 from facemask.images import decode_image
-from facemask.paths import SCENE_SPLIT_FILE, SCENES_DIR
+from facemask.paths import SCENE_SPLIT_FILE
+from facemask.settings import Settings
 from facemask.splits import load_split
 from training.centerface_model import calibrate_threshold, clean
 from training.detector_data import scenes_in_split
@@ -67,7 +68,7 @@ def main(argv=None) -> dict:
     parser.add_argument("model", type=Path, help="fine-tuned CenterFace ONNX (training.train_detector's detector.onnx)")
     parser.add_argument("--out", type=Path, required=True, help="calibrated ONNX to write")
     parser.add_argument("--max-fp", type=float, default=DEFAULT_MAX_FP, help="false positives per valid image allowed")
-    parser.add_argument("--scenes", type=Path, default=SCENES_DIR)
+    parser.add_argument("--scenes", type=Path, default=Settings.from_env().scenes_dir)
     parser.add_argument("--split-file", type=Path, default=SCENE_SPLIT_FILE)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)

@@ -12,10 +12,18 @@ import random
 from pathlib import Path
 
 import numpy as np
-
 import pandas as pd
-from fastai.vision.all import (CategoryBlock, ColSplitter, DataBlock, ImageBlock, Normalize, PILImage,
-                               RandTransform, Transform, aug_transforms)
+from fastai.vision.all import (
+    CategoryBlock,
+    ColSplitter,
+    DataBlock,
+    ImageBlock,
+    Normalize,
+    PILImage,
+    RandTransform,
+    Transform,
+    aug_transforms,
+)
 from PIL import Image, ImageFilter
 
 from facemask.crops import LEGACY_FACE_FRACTION, MEAN, SERVED, STD, CropGeometry, reframe

@@ -26,6 +26,7 @@ from facemask.annotations import Annotation, greedy_match, load_scenes
 from facemask.detector import BGR_MEAN, RetinaFaceDetector
 from facemask.images import decode_image
 from training.detector_model import FLIP_LANDMARKS
+
 # Stock-detector box -> annotators' box (bench/results/detection_recall.md, "box convention").
 HEAD_BOX_WIDTH, HEAD_BOX_HEIGHT, HEAD_BOX_SHIFT = 1.05, 0.92, 0.13
 # Crop-set photos are drawn at a long side in this range on the 512 px training crop (the shipped model's recipe;

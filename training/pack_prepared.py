@@ -4,8 +4,9 @@
 
 A lent GPU machine reaches no registry and no data set, and what travels to it is capped in size, so the crops go
 as JPEG (the manifest rewritten to match; training's own camera augmentation re-encodes a quarter of the crops at
-quality 15-70, so a quality of 85 or more stays inside what training shows anyway); the test split stays behind, since nothing there evaluates on it. The
-unpacked folder is a prepared folder like any other (training.train --prepared).
+quality 15-70, so a quality of 85 or more stays inside what training shows anyway); the test split stays behind,
+since nothing there evaluates on it. The unpacked folder is a prepared folder like any other (training.train
+--prepared).
 """
 from __future__ import annotations
 

@@ -29,12 +29,12 @@ from facemask.classes import INCORRECT
 from facemask.crops import SERVED, CropGeometry, crop_face
 from facemask.detector import DetectOptions, RetinaFaceDetector
 from facemask.images import ImageError, decode_image, list_images
-from facemask.paths import CROPS_DIR
+from facemask.settings import Settings
 from training.manifest import MANIFEST_COLUMNS, manifest_row, save_crop
 from training.scenes import scene_rows
 from training.synthetic_masks import synthetic_rows
 
-DEFAULT_DATA = CROPS_DIR
+DEFAULT_DATA = Settings.from_env().crops_dir
 # A dataset image is usually one face filling most of the frame: try a small network input first (the face then
 # matches the large anchors) and larger ones only when nothing is found.
 DETECTION_SIDES = (320, 640, 1024)

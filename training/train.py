@@ -19,11 +19,21 @@ import torch
 import torchvision
 from fastai.callback.tracker import SaveModelCallback
 from fastai.layers import ConvLayer, Flatten
+from fastai.vision.all import (
+    CrossEntropyLossFlat,
+    Learner,
+    accuracy,
+    create_vision_model,
+    model_meta,
+    resnet18,
+    resnet34,
+    resnet50,
+    set_seed,
+)
 from torch import nn
-from fastai.vision.all import (CrossEntropyLossFlat, Learner, accuracy, create_vision_model, model_meta, resnet18,
-                               resnet34, resnet50, set_seed)
 
 from facemask.crops import SERVED, CropGeometry
+from facemask.errors import FacemaskError
 from training.data import make_dataloaders
 from training.distill import DistillationCallback
 from training.onnx_export import export_onnx
@@ -90,7 +100,7 @@ def save_training_curve(learner: Learner, path: Path) -> None:
     plt.close(figure)
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
+class PretrainedWeightsUnavailable(FacemaskError, RuntimeError):
     """--pretrained was asked for and the ImageNet weights could not be loaded (they come from the internet)."""
 
 

@@ -32,14 +32,29 @@ import torch
 from tqdm import tqdm
 
 from facemask.annotations import DatasetError, face_average_precision, scene_recall
-from facemask.detector import (DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, FINE_TUNED_MODEL, CenterFaceDetector,
-                               RetinaFaceDetector, boxes_and_scores)
+from facemask.detector import (
+    DEFAULT_LONG_SIDE,
+    DEFAULT_SCORE_THRESHOLD,
+    FINE_TUNED_MODEL,
+    CenterFaceDetector,
+    RetinaFaceDetector,
+    boxes_and_scores,
+)
 from facemask.images import decode_image
-from facemask.paths import CENTERFACE_MODEL, CROPS_DIR, SCENE_SPLIT_FILE, SCENES_DIR
+from facemask.paths import CENTERFACE_MODEL, SCENE_SPLIT_FILE
+from facemask.settings import Settings
 from facemask.splits import load_split, make_split
 from training import calibrate_detector, centerface_model, detector_model
-from training.detector_data import (CROP_LONG_SIDES, MIN_VISIBLE_SHARE, DetectionDataset, collate, crop_set_samples,
-                                    scene_samples, scenes_in_split, teacher_landmarks)
+from training.detector_data import (
+    CROP_LONG_SIDES,
+    MIN_VISIBLE_SHARE,
+    DetectionDataset,
+    collate,
+    crop_set_samples,
+    scene_samples,
+    scenes_in_split,
+    teacher_landmarks,
+)
 from training.detector_model import write_weights
 
 AP_MIN_SCORE = 0.05  # detections kept for the AP of the valid split
@@ -139,14 +154,14 @@ def parse_args(argv=None):
     parser.add_argument("--detector", choices=sorted(RECIPES), default="retinaface",
                         help="network to fine-tune (installed as detection/model/"
                              f"{FINE_TUNED_MODEL.name} or {CENTERFACE_MODEL.name})")
-    parser.add_argument("--scenes", type=Path, default=SCENES_DIR,
+    parser.add_argument("--scenes", type=Path, default=Settings.from_env().scenes_dir,
                         help="annotated scenes: images/ and annotations/ (Pascal VOC)")
     parser.add_argument("--split-file", type=Path, default=SCENE_SPLIT_FILE,
                         help="scene split by photo; written (seeded) when missing")
     parser.add_argument("--seed", type=int, default=42, help="seed of a new split and of the augmentation")
     parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"),
                         help="training.prepare manifest: crop-set faces of its train split join the training data")
-    parser.add_argument("--crops", type=Path, default=CROPS_DIR,
+    parser.add_argument("--crops", type=Path, default=Settings.from_env().crops_dir,
                         help="the ImageFolder the manifest was made from")
     parser.add_argument("--crops-per-epoch", type=int, default=256, help="crop-set images drawn afresh per epoch")
     parser.add_argument("--unmasked-repeat", type=int, default=1,

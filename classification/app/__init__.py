@@ -5,6 +5,7 @@ from flask import Flask
 
 from classification.app.routes import blueprint
 from facemask.classifier import MaskClassifier
+from facemask.errors import LOGGER, configure_logging
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
 from facemask.settings import Settings
 
@@ -12,6 +13,7 @@ from facemask.settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     """settings: None reads them from the environment, once, here (gunicorn calls create_app() per worker)."""
     settings = settings or Settings.from_env()
+    configure_logging(settings.log_level or "INFO")
     app = Flask(__name__)
     app.extensions["settings"] = settings
     configure_upload_limit(app, settings)
@@ -21,4 +23,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["metrics"] = Metrics(app, "classifier", app.extensions["classifier"].classes)
 
     app.register_blueprint(blueprint)
+    classifier = app.extensions["classifier"]
+    LOGGER.info("classification service: model %s, classes %s, ONNX Runtime threads %s, upload limit %g MB",
+                classifier.model_path, ", ".join(classifier.classes), settings.ort_threads or "default",
+                settings.max_upload_mb)
     return app

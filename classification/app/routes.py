@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from facemask.classifier import MaskClassifier
 from facemask.crops import resize_crop
-from facemask.images import ImageError, decode_image, declared_pixels
+from facemask.images import ImageError, declared_pixels, decode_image
 from facemask.service import ApiError, uploaded_files
 from facemask.settings import Settings
 

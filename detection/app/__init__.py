@@ -10,6 +10,7 @@ from detection.app.video_jobs import VideoJobs
 from detection.app.web import blueprint as web_blueprint
 from facemask.classes import CLASSES
 from facemask.detector import create_detector
+from facemask.errors import LOGGER, configure_logging
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.results import UNCLASSIFIED
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers
@@ -19,6 +20,7 @@ from facemask.settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     """settings: None reads them from the environment, once, here (gunicorn calls create_app() per worker)."""
     settings = settings or Settings.from_env()
+    configure_logging(settings.log_level or "INFO")
     app = Flask(__name__)
     app.extensions["settings"] = settings
     configure_upload_limit(app, settings)
@@ -32,4 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"], app.extensions["metrics"],
                                              settings.video_jobs_folder, settings.max_video_frames)
     app.register_blueprint(web_blueprint)
+    LOGGER.info("detection service: detector %s, classifier %s, upload limit %g MB, video jobs in %s (at most %d "
+                "frames)", app.extensions["pipeline"].detector.model_source, settings.classifier_url,
+                settings.max_upload_mb, settings.video_jobs_folder, settings.max_video_frames)
     return app

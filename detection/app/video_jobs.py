@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import time
@@ -22,6 +23,7 @@ import cv2
 from PIL import Image, UnidentifiedImageError
 
 from facemask.detector import Face, PyramidFaceDetector
+from facemask.errors import FacemaskError
 from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
 from facemask.runner import InputError, annotate_video
 from facemask.service import Metrics
@@ -29,11 +31,12 @@ from facemask.settings import Settings
 from facemask.video import VIDEO_DETECT_OPTIONS
 
 DEFAULT_MAX_VIDEO_FRAMES = Settings.max_video_frames  # one minute at 30 frames/s: "a short video"
+LOG = logging.getLogger("facemask.detection")  # under the package logger, which create_app configures
 JOB_LIFETIME_S = 3600
 JOB_ID_LENGTH = 32
 
 
-class VideoRejected(ValueError):
+class VideoRejected(FacemaskError, ValueError):
     """The upload is not a video this service will annotate; the message is meant for the user."""
 
 
@@ -89,7 +92,7 @@ class VideoJobs:
                  max_frames: int | None = None):
         # Its own client: the request threads' client is not shared with this background thread. One retry, not
         # three: a classifier that dies mid-video should not add seconds of back-off to every remaining frame.
-        self.pipeline = MaskPipeline(_VideoDetector(pipeline.detector, metrics),
+        self.pipeline = MaskPipeline(_VideoDetector(pipeline.detector, metrics),  # type: ignore[arg-type]  # duck
                                      _TimedClient(pipeline.client.url, metrics, retries=1,
                                                   deadline=pipeline.client.deadline))
         self.folder = Path(folder or Settings().video_jobs_folder)
@@ -152,6 +155,7 @@ class VideoJobs:
             summary = annotate_video(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame)
         except (InputError, cv2.error, OSError) as error:
             message = str(error).replace(str(source), filename)  # the user's file name, not the server's path
+            LOG.warning("video job %s (%s) failed: %s", job_id, filename, message)
             self._write_status(job_id, {**status, "state": "failed", "error": message})
             return
         finally:
@@ -161,6 +165,8 @@ class VideoJobs:
         record.update(source=filename, output=Path(filename).stem + "_annotated.webm")  # no server paths
         record_path.write_text(json.dumps(record))
         classifier_errors = list(summary.classifier_errors.values())
+        LOG.info("video job %s (%s) done: %d frame(s), people %s, %d classifier error(s)", job_id, filename,
+                 record["frames_total"], summary.people, len(classifier_errors))
         self._write_status(job_id, {
             **status, "state": "done", "frames_done": record["frames_total"], "frames_total": record["frames_total"],
             "counts": summary.counts, "people": summary.people,
@@ -169,7 +175,8 @@ class VideoJobs:
             **({"error": classifier_errors[0]} if classifier_errors else {})})
 
     def status(self, job_id: str) -> dict | None:
-        path = self._job_folder(job_id) / "status.json" if self._job_folder(job_id) else None
+        folder = self._job_folder(job_id)
+        path = folder / "status.json" if folder else None
         return json.loads(path.read_text()) if path and path.is_file() else None
 
     def result_file(self, job_id: str, kind: str) -> Path | None:

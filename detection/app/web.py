@@ -57,9 +57,9 @@ def video_status(job_id: str):
 
 @blueprint.get("/videos/<job_id>/<any(video, json):kind>")
 def video_result(job_id: str, kind: str):
-    path = _jobs().result_file(job_id, kind)
-    if path is None:
+    path, status = _jobs().result_file(job_id, kind), _jobs().status(job_id)
+    if path is None or status is None:  # status: None if the job expired in between
         raise ApiError(404, f"video job {job_id} has no finished {kind}")
-    stem = Path(_jobs().status(job_id)["filename"]).stem or "video"
+    stem = Path(status["filename"]).stem or "video"
     return send_file(path, mimetype="video/webm" if kind == "video" else "application/json",
                      download_name=f"{stem}_annotated.{'webm' if kind == 'video' else 'json'}", conditional=True)
