@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -218,6 +220,8 @@ def run(argv=None) -> Path:
               "train_seconds": round(train_seconds, 1), "classes": list(dls.vocab),
               "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
               "best_valid_loss": float(best.best), "torch_threads": torch.get_num_threads(),
+              "machine": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                          else f"{platform.machine()}, {os.cpu_count()} CPU cores"),
               "versions": {"torch": torch.__version__, "fastai": fastai.__version__,
                            "torchvision": torchvision.__version__, "python": sys.version.split()[0]}}
     (args.out / "train_config.json").write_text(json.dumps(config, indent=2, default=str))  # paths as text

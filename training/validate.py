@@ -225,7 +225,7 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
   (`facemask.crops.to_model_input`; the same module is used by training, evaluation and serving).
 - **File size**: {size_mb:.1f} MB (budget: {SIZE_BUDGET_MB:.0f} MB, so it can be committed). sha256 `{card['sha256'][:16]}…`
 - **Training command**: `{report.get('command', 'python -m training.prepare')} && {training.get('command')}` ({training.get('epochs')} epochs,
-  {(training.get('train_seconds') or 0) / 60:.1f} min on {card['environment']['machine']})
+  {(training.get('train_seconds') or 0) / 60:.1f} min on {config.get('machine') or card['environment']['machine']})
 - **Software**: trained with {card['environment']['training_versions']}; evaluated with ONNX Runtime
   {card['environment']['onnxruntime']}.
 - **Data**: {datasets_text}: {training.get('train_images')} train / {training.get('valid_images')} valid
