@@ -55,10 +55,12 @@ DEFAULT_MIN_FACE = 8  # px in the original image; smaller boxes are noise
 # of at most DEFAULT_TILE_SIZE px so that memory stays flat and cost grows with the area. Photos up to TILE_ABOVE
 # (the fine pass shrinks them at most 1.5x) and video frames (one pass, VIDEO_DETECT_OPTIONS) take the path they
 # took before. Faces up to the overlap minus twice TILE_EDGE_MARGIN fit whole in some tile; larger ones are the
-# coarser passes' (they are 128 px and more at full size, over 30 px in the 1024 px pass of a 12 MP photo).
+# coarser passes' (they are 176 px and more at full size, over 40 px in the 1024 px pass of a 12 MP photo).
+# 1024/160, 1280/192 and 1536/256 px tiles took the same time on a 12 MP photo within the shared machine's noise
+# (bench/large_photos.py); the middle one leaves the tile pass the larger faces at the same cost.
 TILE_ABOVE = 1536
-DEFAULT_TILE_SIZE = 1024
-DEFAULT_TILE_OVERLAP = 160
+DEFAULT_TILE_SIZE = 1280
+DEFAULT_TILE_OVERLAP = 192
 TILE_EDGE_MARGIN = 8  # px: a box this close to a tile's inner edge may be a face cut by it
 
 
