@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 
-from bench.large_photos import PEAK_OF_CHILD, TWELVE_MP, crowd_photo, crowd_scores
+from bench.large_photos import PEAK_OF_CHILD, TWELVE_MP, build_mosaic, crowd_photo, crowd_scores
 from facemask.detector import (TILE_ABOVE, TILE_EDGE_MARGIN, DetectOptions, RetinaFaceDetector, off_inner_edges,
                                tile_spans)
 from facemask.images import decode_image, encode_jpeg
@@ -81,6 +81,15 @@ def test_every_face_of_a_crowd_is_one_box_faces_on_tile_edges_included(detector,
     assert len(on_edges) >= 5
     # Before issue 23 the same crowd lost most of its faces.
     assert len(detector.detect(image, DetectOptions(tile_size=None))) < 0.5 * len(labels)
+
+
+def test_the_benchmarks_mosaic_puts_each_photo_where_its_offset_says(sample_paths):
+    photo = decode_image(sample_paths[0])
+    photos = [photo[:300 + 40 * i, :400 + 30 * (i % 3)] for i in range(9)]  # several sizes, tall ones among them
+    mosaic, offsets = build_mosaic(photos, 3)
+    for piece, (x, y) in zip(photos, offsets):
+        assert np.array_equal(mosaic[y:y + piece.shape[0], x:x + piece.shape[1]], piece)
+    assert mosaic.shape[0] * mosaic.shape[1] < 1.3 * sum(p.shape[0] * p.shape[1] for p in photos)
 
 
 @pytest.fixture(scope="module")
