@@ -62,6 +62,10 @@ TILE_ABOVE = 1536
 DEFAULT_TILE_SIZE = 1280
 DEFAULT_TILE_OVERLAP = 192
 TILE_EDGE_MARGIN = 8  # px: a box this close to a tile's inner edge may be a face cut by it
+# Above this many pixels the tile pass looks at the photo shrunk to it: an 80 Mpx upload (the decoding limit) at full
+# resolution was 113 Mpx of network input, minutes on a busy 2-core machine and past the worker timeout; capped, it
+# costs about twice a 12 MP photo. Phone photos (12 MP) and 24 MP cameras keep their full resolution.
+DEFAULT_TILE_MAX_PIXELS = 24_000_000
 
 
 def parse_long_side(text: str) -> int | str | None:
@@ -87,7 +91,8 @@ class DetectOptions:
     fine_long_sides: (smallest, largest) long side of the auto pyramid's fine pass; between them, the image's own.
     tile_size: the auto pyramid's full-resolution pass over images longer than TILE_ABOVE px runs in overlapping
     tiles of at most this many px (None: no such pass, the pyramid as before issue 23); tile_overlap: px two
-    neighbouring tiles share.
+    neighbouring tiles share, both in network px; tile_max_pixels: larger photos are tiled at the scale that
+    brings them to this many pixels.
     """
 
     long_side: int | str | None = DEFAULT_LONG_SIDE
@@ -99,6 +104,7 @@ class DetectOptions:
     fine_long_sides: tuple[int, int] = FINE_LONG_SIDES
     tile_size: int | None = DEFAULT_TILE_SIZE
     tile_overlap: int = DEFAULT_TILE_OVERLAP
+    tile_max_pixels: int = DEFAULT_TILE_MAX_PIXELS
 
     def __post_init__(self):
         if isinstance(self.long_side, str) and self.long_side != AUTO:
@@ -128,12 +134,18 @@ class DetectOptions:
             return [(fine, None)]
         return [(coarse, None), (fine, FINE_MAX_FACE)]
 
+    def tile_scale(self, height: int, width: int) -> float:
+        """The tile pass's scale: 1.0 (full resolution) up to tile_max_pixels, below it beyond."""
+        return min(1.0, (self.tile_max_pixels / max(height * width, 1)) ** 0.5)
+
     def tiles(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
-        """(x1, y1, x2, y2) of the overlapping tiles of the full-resolution pass; none for an image the pyramid
-        covers alone (long side up to TILE_ABOVE, a fixed long_side, or tiling off)."""
+        """(x1, y1, x2, y2) in image px of the overlapping tiles of the full-resolution pass; none for an image the
+        pyramid covers alone (long side up to TILE_ABOVE, a fixed long_side, or tiling off)."""
         if self.long_side != AUTO or self.tile_size is None or max(height, width) <= TILE_ABOVE:
             return []
-        xs, ys = (tile_spans(side, self.tile_size, self.tile_overlap) for side in (width, height))
+        scale = self.tile_scale(height, width)
+        tile, overlap = int(self.tile_size / scale), math.ceil(self.tile_overlap / scale)
+        xs, ys = (tile_spans(side, tile, overlap) for side in (width, height))
         return [(x1, y1, x2, y2) for y1, y2 in ys for x1, x2 in xs]
 
     def tile_max_face(self) -> float:
@@ -152,15 +164,16 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     return [(start, start + size) for start in starts]
 
 
-def off_inner_edges(boxes: np.ndarray, tile: tuple[int, int, int, int], height: int, width: int) -> np.ndarray:
-    """Mask of the boxes (image px) clear of the tile's inner edges: a box touching one may be a face cut by it,
-    which the neighbouring tile holds whole. Edges on the image border cut nothing."""
+def off_inner_edges(boxes: np.ndarray, tile: tuple[int, int, int, int], height: int, width: int,
+                    margin: float = TILE_EDGE_MARGIN) -> np.ndarray:
+    """Mask of the boxes (image px) at least `margin` px clear of the tile's inner edges: a box touching one may be a
+    face cut by it, which the neighbouring tile holds whole. Edges on the image border cut nothing."""
     x1, y1, x2, y2 = tile
     keep = np.ones(len(boxes), dtype=bool)
     for column, edge, inner, inside in ((0, x1, x1 > 0, 1), (1, y1, y1 > 0, 1),
                                         (2, x2, x2 < width, -1), (3, y2, y2 < height, -1)):
         if inner:
-            keep &= (boxes[:, column] - edge) * inside >= TILE_EDGE_MARGIN
+            keep &= (boxes[:, column] - edge) * inside >= margin
     return keep
 
 
@@ -282,14 +295,15 @@ class PyramidFaceDetector:
                      landmarks=points[i].astype(np.float32)) for i in kept]
 
     def _run_tile(self, image_rgb: np.ndarray, tile: tuple[int, int, int, int], options: DetectOptions):
-        """One full-resolution pass over a tile (a view, not a copy): its faces in image px, those touching the
+        """One pass over a tile (a view, not a copy) at the tile scale: its faces in image px, those touching the
         tile's inner edges dropped."""
         x1, y1, x2, y2 = tile
-        boxes, scores, points = self._run_pass(image_rgb[y1:y2, x1:x2], 1.0, options.tile_max_face(),
+        scale = options.tile_scale(*image_rgb.shape[:2])
+        boxes, scores, points = self._run_pass(image_rgb[y1:y2, x1:x2], scale, options.tile_max_face(),
                                                options.score_threshold)
         boxes = boxes + np.array([x1, y1, x1, y1], dtype=boxes.dtype)
         points = points + np.array([x1, y1], dtype=points.dtype)
-        keep = off_inner_edges(boxes, tile, *image_rgb.shape[:2])
+        keep = off_inner_edges(boxes, tile, *image_rgb.shape[:2], margin=TILE_EDGE_MARGIN / scale)
         return boxes[keep], scores[keep], points[keep]
 
     def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):

@@ -49,6 +49,17 @@ def test_tiles_cover_a_large_photo_with_overlap_and_leave_ordinary_ones_alone():
         DetectOptions(tile_size=256, tile_overlap=200)
 
 
+def test_photos_beyond_the_pixel_cap_are_tiled_shrunk_to_it():
+    options = DetectOptions()
+    assert options.tile_scale(3000, 4000) == 1.0
+    scale = options.tile_scale(8900, 8900)  # the decoding limit, 80 Mpx
+    assert scale == pytest.approx((options.tile_max_pixels / 8900 ** 2) ** 0.5)
+    tiles = options.tiles(8900, 8900)
+    network_pixels = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in tiles) * scale ** 2
+    assert network_pixels < 1.5 * options.tile_max_pixels  # the cost stops growing at the cap
+    assert all(max(x2 - x1, y2 - y1) * scale <= options.tile_size + 1 for x1, y1, x2, y2 in tiles)
+
+
 def test_boxes_on_a_tiles_inner_edges_are_left_to_its_neighbours():
     tile = (1000, 0, 2000, 1000)  # inner edges: left (x 1000), right (x 2000), bottom (y 1000); top is the border
     boxes = np.array([[1002, 100, 1060, 160],    # touches the left inner edge: maybe a cut face
