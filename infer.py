@@ -28,7 +28,13 @@ from pathlib import Path
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
-from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, create_detector, parse_long_side  # noqa: E402
+from facemask.detector import (  # noqa: E402
+    DEFAULT_LONG_SIDE,
+    DEFAULT_SCORE_THRESHOLD,
+    TILE_ABOVE,
+    create_detector,
+    parse_long_side,
+)
 from facemask.errors import LOGGER, FacemaskError, configure_logging  # noqa: E402
 from facemask.local_server import LocalService, is_local  # noqa: E402
 from facemask.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
@@ -68,9 +74,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="fail instead of starting a classifier when none answers at a local URL")
     parser.add_argument("--long-side", type=parse_long_side, default=argparse.SUPPRESS,
                         help=f"detector input size: 'auto' (images' default: a coarse and a fine pass, right for "
-                             f"close-ups and crowds alike), or one pass with the image's long side scaled to N px "
-                             f"(0 = native); video frames default to one pass at their own size up to "
-                             f"{VIDEO_LONG_SIDE} px")
+                             f"close-ups and crowds alike, and above {TILE_ABOVE} px a pass at full resolution in "
+                             f"tiles), or one pass with the image's long side scaled to N px (0 = native); video "
+                             f"frames default to one pass at their own size up to {VIDEO_LONG_SIDE} px, and 'auto' "
+                             f"tiles 1920x1080 frames for distant cameras (several times slower: "
+                             f"bench/results/large_photos.md)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
     parser.add_argument("--detector", default=None,
                         help="detector ONNX file (RetinaFace or CenterFace, e.g. "

@@ -60,6 +60,7 @@ POLICIES = {
     "auto": (None, DetectOptions()),
     "today": (None, DetectOptions(long_side=1024, containment=1.0)),
     "auto-no-containment": (None, DetectOptions(containment=1.0)),
+    "auto-untiled": (None, DetectOptions(tile_size=None)),  # the pyramid before issue 23's full-resolution tiles
     "auto-fine-2048": (None, DetectOptions(fine_long_sides=(1024, 2048))),
     "640": (None, DetectOptions(long_side=640, upscale=False)),
     "stock-auto": ("stock", DetectOptions()),

@@ -51,6 +51,22 @@ DEFAULT_NMS_THRESHOLD = 0.4
 # face (mouth, eye region) or a box around it, not a second face.
 DEFAULT_CONTAINMENT = 0.55
 DEFAULT_MIN_FACE = 8  # px in the original image; smaller boxes are noise
+# Large photos (issue 23): the 1024 px fine pass shrinks a 4000 px photo 4x and its 40 px faces to 10 px. Above
+# TILE_ABOVE px long side the auto pyramid adds a pass at the photo's own resolution, run over overlapping tiles
+# of at most DEFAULT_TILE_SIZE px so that memory stays flat and cost grows with the area. Photos up to TILE_ABOVE
+# (the fine pass shrinks them at most 1.5x) and video frames (one pass, VIDEO_DETECT_OPTIONS) take the path they
+# took before. Faces up to the overlap minus twice TILE_EDGE_MARGIN fit whole in some tile; larger ones are the
+# coarser passes' (they are 176 px and more at full size, over 40 px in the 1024 px pass of a 12 MP photo).
+# 1024/160, 1280/192 and 1536/256 px tiles took the same time on a 12 MP photo within the shared machine's noise
+# (bench/large_photos.py); the middle one leaves the tile pass the larger faces at the same cost.
+TILE_ABOVE = 1536
+DEFAULT_TILE_SIZE = 1280
+DEFAULT_TILE_OVERLAP = 192
+TILE_EDGE_MARGIN = 8  # px: a box this close to a tile's inner edge may be a face cut by it
+# Above this many pixels the tile pass looks at the photo shrunk to it: an 80 Mpx upload (the decoding limit) at full
+# resolution was 113 Mpx of network input, minutes on a busy 2-core machine and past the worker timeout; capped, it
+# costs about twice a 12 MP photo. Phone photos (12 MP) and 24 MP cameras keep their full resolution.
+DEFAULT_TILE_MAX_PIXELS = 24_000_000
 
 
 def parse_long_side(text: str) -> int | str | None:
@@ -74,6 +90,10 @@ class DetectOptions:
     (one pass at the image's own size). upscale=False keeps images smaller than long_side at their size.
     containment: 1.0 turns the box-inside-a-box suppression off.
     fine_long_sides: (smallest, largest) long side of the auto pyramid's fine pass; between them, the image's own.
+    tile_size: the auto pyramid's full-resolution pass over images longer than TILE_ABOVE px runs in overlapping
+    tiles of at most this many px (None: no such pass, the pyramid as before issue 23); tile_overlap: px two
+    neighbouring tiles share, both in network px; tile_max_pixels: larger photos are tiled at the scale that
+    brings them to this many pixels.
     """
 
     long_side: int | str | None = DEFAULT_LONG_SIDE
@@ -83,6 +103,9 @@ class DetectOptions:
     upscale: bool = True
     containment: float = DEFAULT_CONTAINMENT
     fine_long_sides: tuple[int, int] = FINE_LONG_SIDES
+    tile_size: int | None = DEFAULT_TILE_SIZE
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
+    tile_max_pixels: int = DEFAULT_TILE_MAX_PIXELS
 
     def __post_init__(self):
         if isinstance(self.long_side, str) and self.long_side != AUTO:
@@ -93,6 +116,8 @@ class DetectOptions:
             raise OptionError("score_threshold must be in [0, 1]")
         if not 0.0 < self.containment <= 1.0:
             raise OptionError("containment must be in (0, 1]")
+        if self.tile_size is not None and not 2 * TILE_EDGE_MARGIN < self.tile_overlap <= self.tile_size // 2:
+            raise OptionError(f"tile_overlap must be between {2 * TILE_EDGE_MARGIN} px and half the tile size")
 
     def passes(self, height: int, width: int) -> list[tuple[float, float | None]]:
         """(scale, largest face to keep in network px or None) for each network pass over an image of this size."""
@@ -109,6 +134,48 @@ class DetectOptions:
         if fine / coarse < MIN_PYRAMID_STEP:
             return [(fine, None)]
         return [(coarse, None), (fine, FINE_MAX_FACE)]
+
+    def tile_scale(self, height: int, width: int) -> float:
+        """The tile pass's scale: 1.0 (full resolution) up to tile_max_pixels, below it beyond."""
+        return min(1.0, (self.tile_max_pixels / max(height * width, 1)) ** 0.5)
+
+    def tiles(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        """(x1, y1, x2, y2) in image px of the overlapping tiles of the full-resolution pass; none for an image the
+        pyramid covers alone (long side up to TILE_ABOVE, a fixed long_side, or tiling off)."""
+        if self.long_side != AUTO or self.tile_size is None or max(height, width) <= TILE_ABOVE:
+            return []
+        scale = self.tile_scale(height, width)
+        tile, overlap = int(self.tile_size / scale), math.ceil(self.tile_overlap / scale)
+        xs, ys = (tile_spans(side, tile, overlap) for side in (width, height))
+        return [(x1, y1, x2, y2) for y1, y2 in ys for x1, x2 in xs]
+
+    def tile_max_face(self) -> float:
+        """Largest face (px) the tile pass keeps: one that fits whole in a tile's overlap with its neighbour."""
+        return float(self.tile_overlap - 2 * TILE_EDGE_MARGIN)
+
+
+def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """(start, end) of the fewest tiles of at most `tile` px covering `length` px, neighbours sharing at least
+    `overlap` px, spread evenly (equal tiles waste less than full tiles and a sliver at the end)."""
+    if length <= tile:
+        return [(0, length)]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = math.ceil((length + (count - 1) * overlap) / count)
+    starts = [round(i * (length - size) / (count - 1)) for i in range(count)]
+    return [(start, start + size) for start in starts]
+
+
+def off_inner_edges(boxes: np.ndarray, tile: tuple[int, int, int, int], height: int, width: int,
+                    margin: float = TILE_EDGE_MARGIN) -> np.ndarray:
+    """Mask of the boxes (image px) at least `margin` px clear of the tile's inner edges: a box touching one may be a
+    face cut by it, which the neighbouring tile holds whole. Edges on the image border cut nothing."""
+    x1, y1, x2, y2 = tile
+    keep = np.ones(len(boxes), dtype=bool)
+    for column, edge, inner, inside in ((0, x1, x1 > 0, 1), (1, y1, y1 > 0, 1),
+                                        (2, x2, x2 < width, -1), (3, y2, y2 < height, -1)):
+        if inner:
+            keep &= (boxes[:, column] - edge) * inside >= margin
+    return keep
 
 
 @dataclass
@@ -215,6 +282,7 @@ class PyramidFaceDetector:
         height, width = image_rgb.shape[:2]
         found = [self._run_pass(image_rgb, scale, max_face, options.score_threshold)
                  for scale, max_face in options.passes(height, width)]
+        found += [self._run_tile(image_rgb, tile, options) for tile in options.tiles(height, width)]
         boxes = np.concatenate([f[0] for f in found])
         scores = np.concatenate([f[1] for f in found])
         points = np.concatenate([f[2] for f in found])
@@ -226,6 +294,19 @@ class PyramidFaceDetector:
         kept = suppress_contained(boxes, kept, options.containment)
         return [Face(box=boxes[i].astype(np.float32), score=float(scores[i]),
                      landmarks=points[i].astype(np.float32)) for i in kept]
+
+    def _run_tile(self, image_rgb: np.ndarray, tile: tuple[int, int, int, int], options: DetectOptions):
+        """One pass over a tile (a view, not a copy) at the tile scale: its faces in image px, those touching the
+        tile's inner edges dropped."""
+        x1, y1, x2, y2 = tile
+        scale = options.tile_scale(*image_rgb.shape[:2])
+        boxes, scores, points = self._run_pass(image_rgb[y1:y2, x1:x2], scale, options.tile_max_face(),
+                                               options.score_threshold)
+        boxes = boxes + np.array([x1, y1, x1, y1], dtype=boxes.dtype)
+        points = points + np.array([x1, y1], dtype=points.dtype)
+        height, width = image_rgb.shape[:2]
+        keep = off_inner_edges(boxes, tile, height, width, margin=TILE_EDGE_MARGIN / scale)
+        return boxes[keep], scores[keep], points[keep]
 
     def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):
         raise NotImplementedError

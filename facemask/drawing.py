@@ -33,29 +33,39 @@ def text_colour_on(colour: tuple[int, int, int]) -> tuple[int, int, int]:
     return BLACK if luminance > 150 else WHITE
 
 
+def tag_size(box_height: float, image_long_side: int) -> tuple[float, int]:
+    """Font scale and box line thickness for one face. They follow the image, so tags read on a 4K photo and do
+    not swamp a thumbnail, but not beyond the face: in a 12 MP crowd full-size tags would bury the faces next to
+    them. The floor keeps a tag readable on the photo shrunk about 3.5x to fit a screen (the upload page's preview)."""
+    font_scale = max(0.4, min(image_long_side / 1600, max(image_long_side / 3200, box_height / 40)))
+    thickness = max(2, round(min(image_long_side / 400, max(image_long_side / 1000, box_height / 20))))
+    return font_scale, thickness
+
+
 def draw_faces(image_rgb: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
     """A copy of the image with every face's box and tag (FrameResult.faces)."""
     canvas = image_rgb.copy()
     height, width = canvas.shape[:2]
-    # Line and text size follow the image, so tags are readable on a 4K photo and do not swamp a thumbnail.
     base = max(height, width)
-    thickness = max(2, round(base / 400))
-    font_scale = max(0.4, base / 1600)
     font = cv2.FONT_HERSHEY_SIMPLEX
     for face in sorted(faces, key=lambda f: f.box[1]):
         x1, y1, x2, y2 = (int(round(v)) for v in face.box)
-        text, colour = style_for(face.label)
-        if face.score is not None:
-            text = f"{text} {face.score * 100:.0f}%"
+        font_scale, thickness = tag_size(y2 - y1, base)
+        text_thickness = max(1, min(thickness - 1, round(font_scale * 1.5)))
+        label, colour = style_for(face.label)
+        text = label if face.score is None else f"{label} {face.score * 100:.0f}%"
         if face.track_id is not None:  # video: the person's track, steady while they are in view
             text = f"#{face.track_id} {text}"
+        (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, text_thickness)
+        if face.score is not None and text_w > 3 * max(1, x2 - x1):  # a small face: its label, the score in JSON
+            text = text.removesuffix(f" {face.score * 100:.0f}%")
+            (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, text_thickness)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-        (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, max(1, thickness - 1))
         pad = max(2, thickness)
         tag_h = text_h + baseline + 2 * pad
         top = y1 - tag_h if y1 - tag_h >= 0 else min(y2, height - tag_h)  # above the box, else below it
         left = min(max(0, x1), max(0, width - text_w - 2 * pad))
         cv2.rectangle(canvas, (left, top), (left + text_w + 2 * pad, top + tag_h), colour, -1)
         cv2.putText(canvas, text, (left + pad, top + pad + text_h), font, font_scale, text_colour_on(colour),
-                    max(1, thickness - 1), cv2.LINE_AA)
+                    text_thickness, cv2.LINE_AA)
     return canvas

@@ -84,6 +84,18 @@ class LocalService:
                 self.process.kill()
                 self.process.wait()
 
+    def worker_peak_rss(self) -> list[int]:
+        """Peak resident memory (VmHWM) of each of its gunicorn workers so far, in bytes."""
+        if self.process is None:
+            raise ServiceStartError(f"{self.service} service is not running")
+        children = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        peaks = []
+        for pid in children:
+            status = Path(f"/proc/{pid}/status").read_text()
+            peaks.append(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) * 1024)
+        return peaks
+
     def __enter__(self) -> "LocalService":
         return self.start()
 

@@ -33,16 +33,6 @@ def face_crop(sample_paths) -> bytes:
     return png(Image.open(sample_paths[0]).convert("RGB").crop((0, 0, 96, 96)))
 
 
-def worker_peak_rss(service: LocalService) -> list[int]:
-    """Peak resident memory (VmHWM) of each gunicorn worker of a service, in bytes."""
-    children = subprocess.run(["pgrep", "-P", str(service.process.pid)], capture_output=True, text=True).stdout.split()
-    peaks = []
-    for pid in children:
-        status = open(f"/proc/{pid}/status").read()
-        peaks.append(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) * 1024)
-    return peaks
-
-
 def test_classify_refuses_pixel_bombs_from_their_headers(classifier_service, pixel_bomb, face_crop):
     files = [("crops", (f"bomb{i}.png", pixel_bomb, "image/png")) for i in range(24)]
     files.insert(3, ("crops", ("face.png", face_crop, "image/png")))
@@ -54,7 +44,7 @@ def test_classify_refuses_pixel_bombs_from_their_headers(classifier_service, pix
     assert body["count"] == 25 and body["errors"] == 24
     assert "label" in body["results"][3]
     assert all("too large" in r["error"] for i, r in enumerate(body["results"]) if i != 3)
-    assert max(worker_peak_rss(classifier_service)) < 1 * GIB
+    assert max(classifier_service.worker_peak_rss()) < 1 * GIB
 
 
 def test_classify_refuses_a_request_over_its_pixel_budget(classifier_service):
@@ -68,7 +58,7 @@ def test_classify_refuses_a_request_over_its_pixel_budget(classifier_service):
     within = requests.post(classifier_service.url + "/classify", timeout=60,
                            files=[("crops", (f"c{i}.png", crop, "image/png")) for i in range(count - 1)])
     assert within.status_code == 200 and within.json()["errors"] == 0
-    assert max(worker_peak_rss(classifier_service)) < 1 * GIB
+    assert max(classifier_service.worker_peak_rss()) < 1 * GIB
 
 
 @pytest.mark.parametrize("service", ["detection", "classification"])
