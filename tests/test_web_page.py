@@ -15,10 +15,9 @@ from pathlib import Path
 
 import cv2
 import pytest
-import requests
 
 from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT, LocalService
+from facemask.local_server import REPO_ROOT, LocalService, free_port
 
 CHROMIUM = os.environ.get("CHROMIUM_BINARY") or shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
@@ -269,15 +268,20 @@ def test_examples_are_one_click_each(browser, detection_service, sample_labels):
     assert sorted(labels) == sorted(face["label"] for face in sample_labels[name])
 
 
-def test_a_file_that_is_not_an_image_gets_a_clear_error(browser, detection_service, tmp_path):
+def card_errors(browser) -> list[str]:
+    return [e.text for e in browser.find_elements(By.CSS_SELECTOR, PAGE_ERRORS)]
+
+
+def test_a_file_that_is_not_an_image_gets_a_clear_error_once(browser, detection_service, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("these are not pixels")
     open_page(browser, detection_service.url)
     upload(browser, notes)
     (section,) = finished_sections(browser, 1)
     assert "failed" in section.get_attribute("class")
-    error = browser.find_element(By.ID, "errors").text
-    assert "notes.txt" in error and "not an image" in error
+    assert section.find_element(By.CSS_SELECTOR, ".result-title").text == "notes.txt"
+    (error,) = card_errors(browser)  # once, in the file's card
+    assert "not an image" in error and "notes.txt" not in error, error  # the title names the file, once
     assert not section.find_elements(By.CSS_SELECTOR, "img")
 
     # The same through drag and drop onto the drop zone.
@@ -287,17 +291,37 @@ def test_a_file_that_is_not_an_image_gets_a_clear_error(browser, detection_servi
         document.getElementById("drop-zone").dispatchEvent(
             new DragEvent("drop", {dataTransfer: files, bubbles: true, cancelable: true}));""")
     finished_sections(browser, 2)
-    error = browser.find_element(By.ID, "errors").text
-    assert "dropped.txt" in error and "not an image" in error
+    errors = card_errors(browser)
+    assert len(errors) == 2 and "not an image" in errors[0] and "dropped.txt" not in errors[0]
 
 
-def test_video_upload_shows_progress_and_the_annotated_video(browser, detection_service, sample_paths, tmp_path):
+def test_a_file_over_the_limit_is_refused_by_the_page_in_the_same_unit(browser, detection_service, tmp_path):
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff" * 19_999_900)  # passed the page's old check, then the service refused it
+    open_page(browser, detection_service.url)
+    upload(browser, big)
+    (section,) = finished_sections(browser, 1)
+    (error,) = card_errors(browser)
+    assert error == ("Too large: 19,999,900 bytes. The service takes uploads up to 20,000,000 bytes, of which about "
+                     "1,000 bytes go to the form's envelope."), error
+    # Nothing was sent: the service's own answer to this body would be its 413.
+    sent = browser.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.name.includes('/detect')).length")
+    assert sent == 0
+
+
+def test_video_upload_shows_progress_people_and_chart(browser, detection_service, sample_paths, tmp_path,
+                                                      downloads):
     frame = cv2.resize(cv2.imread(str(sample_paths[0])), (640, 480))
     clip = tmp_path / "entrance.mp4"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 480))
     frames = 40
     for index in range(frames):
-        writer.write(cv2.flip(frame, 1) if index % 2 else frame)
+        # The people walk in: the left half of the picture is blank for the first second.
+        shown = frame.copy()
+        if index < 10:
+            shown[:, :320] = 0
+        writer.write(shown)
     writer.release()
 
     open_page(browser, detection_service.url)
@@ -309,41 +333,78 @@ def test_video_upload_shows_progress_and_the_annotated_video(browser, detection_
             seen.add(sections[0].find_element(By.CSS_SELECTOR, ".result-state").text)
             if re.search(r"\b(done|failed)\b", sections[0].get_attribute("class")):
                 break
-        time.sleep(0.1)
+        time.sleep(0.05)
     (section,) = finished_sections(browser, 1, timeout=5)
-    assert not browser.find_element(By.ID, "errors").text
+    assert not card_errors(browser)
     assert any(re.fullmatch(rf"Annotating frame \d+ of {frames}", text) for text in seen), seen
+    assert not any("previous video" in text for text in seen), seen  # nothing else was queued
     assert section.find_element(By.CSS_SELECTOR, ".result-state").text.startswith(f"{frames} frames")
     video = section.find_element(By.TAG_NAME, "video")
     # The browser can play what the service wrote (VP8 WebM).
     WebDriverWait(browser, 20).until(lambda b: b.execute_script("return arguments[0].readyState >= 1", video))
     assert browser.execute_script("return [arguments[0].videoWidth, arguments[0].videoHeight]", video) == [640, 480]
     people = section.find_element(By.CSS_SELECTOR, ".result-media .people").text
-    assert re.fullmatch(r"People seen: \d+( \(.+\))?", people), people
+    total = int(re.fullmatch(r"People seen: (\d+)( \(.+\))?", people).group(1))
+
+    # One row per person, from the job's record: track, label, first and last seen, time visible.
+    links = {a.text: a for a in section.find_elements(By.CSS_SELECTOR, ".downloads a")}
+    assert [a.get_attribute("download") for a in links.values()] == ["entrance_annotated.webm",
+                                                                      "entrance_annotated.json"]
+    links["Download JSON"].click()
+    record = json.loads(downloaded(downloads, "entrance_annotated.json").read_text())
+    links["Download annotated video"].click()
+    capture = cv2.VideoCapture(str(downloaded(downloads, "entrance_annotated.webm")))
+    assert capture.read()[0] and capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 640
+    capture.release()
+    counted = [track for track in record["summary"]["tracks"] if track["counted"]]
+    assert len(counted) == total >= 4
     rows = section.find_elements(By.CSS_SELECTOR, "table.faces tbody tr")
-    assert rows, "faces of the video are tabled"
-    assert all(row.find_element(By.TAG_NAME, "td").text.startswith("#") for row in rows[:5]), "track ids tabled"
-    links = [a.get_attribute("download") for a in section.find_elements(By.CSS_SELECTOR, ".downloads a")]
-    assert links == ["entrance_annotated.webm", "entrance.json"]
+    headers = [th.text for th in section.find_elements(By.CSS_SELECTOR, "table.faces th")]
+    assert headers == ["Person", "Label", "First seen", "Last seen", "Visible"]
+    assert [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in rows] == [
+        [f"#{t['track_id']}", {"with_mask": "Mask", "without_mask": "No mask"}.get(t["label"], t["label"]),
+         f"{t['first_time_s']:.1f} s", f"{t['last_time_s']:.1f} s", f"{t['seconds_on_screen']:.1f} s"]
+        for t in counted]
+    assert {t["first_time_s"] for t in counted} > {0.0}, "someone walks in later"
+    # Clicking a person seeks the video to when they were first seen.
+    late = max(range(len(counted)), key=lambda i: counted[i]["first_time_s"])
+    rows[late].click()
+    assert abs(browser.execute_script("return arguments[0].currentTime", video)
+               - counted[late]["first_time_s"]) < 0.05
+    # The chart: one line per label of the people, as inline SVG.
+    lines = section.find_elements(By.CSS_SELECTOR, ".chart polyline")
+    assert {line.get_attribute("data-label") for line in lines} == {t["label"] for t in counted}
+    assert all(len(line.get_attribute("points").split()) == len(record["frames"]) for line in lines)
+    browser.execute_script("arguments[0].scrollIntoView()", section)
+    browser.save_screenshot(str(SCREENSHOTS / "upload_page_video.png"))
 
 
-def test_classifier_down_is_said_plainly(browser, sample_paths, tmp_path):
-    with LocalService("detection", workers=1, env={"CLASSIFIER_URL": "http://127.0.0.1:9"},
+def test_classifier_down_is_said_plainly_and_the_header_follows_it(browser, sample_paths, tmp_path):
+    classifier_port = free_port()
+    with LocalService("detection", workers=1, env={"CLASSIFIER_URL": f"http://127.0.0.1:{classifier_port}"},
                       log_path=tmp_path / "detection.log") as service:
         open_page(browser, service.url)
         status = browser.find_element(By.ID, "service-status")
         assert "down" in status.get_attribute("class") and "classifier is not answering" in status.text
-        upload(browser, sample_paths[0])
-        (section,) = finished_sections(browser, 1, timeout=120)
-        error = browser.find_element(By.ID, "errors").text
-        assert "classifier is not answering" in error and sample_paths[0].name in error
-        labels = {row.get_attribute("data-label")
-                  for row in section.find_elements(By.CSS_SELECTOR, "table.faces tbody tr")}
-        assert labels == {"unclassified"}, "faces found are still listed, marked unclassified"
-        # A video is refused up front rather than annotated with every face unclassified.
         clip = tmp_path / "clip.mp4"
         writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
         writer.write(cv2.resize(cv2.imread(str(sample_paths[0])), (64, 48)))
         writer.release()
-        response = requests.post(service.url + "/videos", files={"video": clip.open("rb")}, timeout=30)
-        assert response.status_code == 503 and "classifier" in response.json()["error"]
+        upload(browser, sample_paths[0], clip)
+        by_title = {s.find_element(By.CSS_SELECTOR, ".result-title").text: s
+                    for s in finished_sections(browser, 2, timeout=120)}
+        photo, video = by_title[sample_paths[0].name], by_title["clip.mp4"]
+        errors = card_errors(browser)
+        assert len(errors) == 2, errors  # once per file, not twice
+        for error in errors:
+            # Plain words, the same for photos and videos: no Python exception, no internal address.
+            assert error.startswith("The classifier is not answering") and error.endswith("Try again when it is back.")
+            assert not re.search(r"http|127\.0\.0\.1|Errno|Connection|Pool", error), error
+        labels = {row.get_attribute("data-label") for row in photo.find_elements(By.CSS_SELECTOR, "tbody tr")}
+        assert labels == {"unclassified"}, "faces found are still listed, marked unclassified"
+        assert not video.find_elements(By.TAG_NAME, "video")
+
+        # The classifier comes back: the header turns ready by itself, without a reload.
+        with LocalService("classification", port=classifier_port, workers=1, log_path=tmp_path / "classifier.log"):
+            WebDriverWait(browser, 30).until(lambda b: "ready" in status.get_attribute("class"))
+            assert status.text.startswith("Ready")

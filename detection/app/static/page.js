@@ -339,7 +339,7 @@ function showPeople(section, record, status) {
   section.querySelector(".result-media").append(caption);
   section.querySelector(".counts").setAttribute("aria-label", "People per label");
 
-  const tracks = (record.tracks || []).filter((track) => track.counted);
+  const tracks = ((record.summary || {}).tracks || []).filter((track) => track.counted);
   const video = section.querySelector("video");
   const table = section.querySelector("table.faces");
   table.querySelector("thead tr").replaceChildren(...["Person", "Label", "First seen", "Last seen", "Visible"]
@@ -418,8 +418,15 @@ function peopleChart(record, tracks) {
   const figure = document.createElement("figure");
   figure.className = "chart-figure";
   const caption = document.createElement("figcaption");
-  caption.textContent = "People on screen over time: " +
-    labels.map((label) => labelStyle(label)[0]).join(", ");
+  caption.append("People on screen over time:");
+  for (const label of labels) {
+    const [name, colour] = labelStyle(label);
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.setProperty("--chip", colour);
+    swatch.setAttribute("aria-hidden", "true");
+    caption.append(" ", swatch, name);
+  }
   figure.append(svg, caption);
   return figure;
 }
