@@ -6,11 +6,14 @@ downloaded.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -37,12 +40,7 @@ PAGE_ERRORS = "section.result .error"
 
 
 @pytest.fixture(scope="module")
-def downloads(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("downloads")
-
-
-@pytest.fixture(scope="module")
-def browser(downloads):
+def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -51,9 +49,17 @@ def browser(downloads):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     yield driver
     driver.quit()
+
+
+@pytest.fixture
+def downloads(browser, tmp_path) -> Path:
+    """Each test's own download folder, so a file name never meets one an earlier test saved."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
+    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -222,6 +228,21 @@ def test_photos_keyboard_only_path_numbered_boxes_zoom_and_downloads(browser, de
     press(browser, Keys.HOME)
     assert all(r.is_displayed() for r in section.find_elements(By.CSS_SELECTOR, "tbody tr"))
 
+    # One download of everything, from the keyboard: a zip of the annotated photos, their JSON and a CSV of faces.
+    tab_to(browser, lambda e: e.get_attribute("id") == "download-all")
+    press(browser, Keys.ENTER)
+    with zipfile.ZipFile(downloaded(downloads, "facemask-results.zip")) as bundle:
+        assert bundle.testzip() is None  # every member's CRC checks out
+        assert sorted(bundle.namelist()) == sorted(["faces.csv", *(f"{p.stem}_annotated.jpg" for p in photos),
+                                                    *(f"{p.stem}.json" for p in photos)])
+        rows = list(csv.DictReader(io.StringIO(bundle.read("faces.csv").decode())))
+        for path in photos:
+            assert decode_image(bundle.read(f"{path.stem}_annotated.jpg")).shape == decode_image(path).shape
+            faces = json.loads(bundle.read(f"{path.stem}.json"))["faces"]
+            assert [(r["face"], r["label"], float(r["probability"])) for r in rows if r["file"] == path.name] == [
+                (str(i), face["label"], face["score"]) for i, face in enumerate(faces, 1)]
+        assert len(rows) == sum(len(sample_labels[p.name]) for p in photos)
+
     # Everything the page loaded came from the service itself (no CDN: the machines are offline).
     origins = browser.execute_script(
         "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)")
@@ -377,6 +398,17 @@ def test_video_upload_shows_progress_people_and_chart(browser, detection_service
     assert all(len(line.get_attribute("points").split()) == len(record["frames"]) for line in lines)
     browser.execute_script("arguments[0].scrollIntoView()", section)
     browser.save_screenshot(str(SCREENSHOTS / "upload_page_video.png"))
+
+    assert browser.find_element(By.CSS_SELECTOR, "#batch-summary .summary-text").text == f"1 video: {total} people."
+    browser.find_element(By.ID, "download-all").click()
+    with zipfile.ZipFile(downloaded(downloads, "facemask-results.zip")) as bundle:
+        assert bundle.testzip() is None
+        assert sorted(bundle.namelist()) == ["entrance_annotated.json", "entrance_annotated.webm", "faces.csv",
+                                             "people.csv"]
+        assert json.loads(bundle.read("entrance_annotated.json")) == record
+        assert bundle.read("entrance_annotated.webm") == (downloads / "entrance_annotated.webm").read_bytes()
+        people_rows = list(csv.DictReader(io.StringIO(bundle.read("people.csv").decode())))
+        assert [(r["person"], r["label"]) for r in people_rows] == [(str(t["track_id"]), t["label"]) for t in counted]
 
 
 def test_classifier_down_is_said_plainly_and_the_header_follows_it(browser, sample_paths, tmp_path):

@@ -522,11 +522,12 @@ async function handleFiles(fileList) {
   }
 }
 
-// A summary across every photo shown: how many, and faces per label.
+// A summary across every result shown: photos, faces per label, videos and their people.
 function updateSummary() {
   const photos = stored.filter((entry) => entry.kind === "photo");
+  const videos = stored.filter((entry) => entry.kind === "video");
   const box = document.getElementById("batch-summary");
-  box.hidden = photos.length < 2;
+  box.hidden = stored.length === 0;
   if (box.hidden) return;
   const counts = {};
   let faces = 0;
@@ -538,8 +539,122 @@ function updateSummary() {
   }
   const parts = Object.entries(counts).sort((a, b) => b[1] - a[1])
     .map(([label, count]) => `${labelStyle(label)[0]}: ${count}`);
-  box.querySelector(".summary-text").textContent =
-    `All ${photos.length} photos: ${faces} face${faces === 1 ? "" : "s"}` + (parts.length ? ` (${parts.join(", ")})` : "") + ".";
+  const sentences = [];
+  if (photos.length) {
+    sentences.push(`${photos.length === 1 ? "1 photo" : `All ${photos.length} photos`}: ${faces} ` +
+      `face${faces === 1 ? "" : "s"}` + (parts.length ? ` (${parts.join(", ")})` : "") + ".");
+  }
+  if (videos.length) {
+    const people = videos.reduce((sum, entry) => sum + ((entry.status.people || {}).total || 0), 0);
+    sentences.push(`${videos.length} video${videos.length === 1 ? "" : "s"}: ${people} people.`);
+  }
+  box.querySelector(".summary-text").textContent = sentences.join(" ");
+}
+
+const CSV_COLUMNS = ["file", "face", "label", "probability", "x1", "y1", "x2", "y2", "detector_score", "status"];
+function csvLine(values) {
+  return values.map((value) => {
+    const text = value == null ? "" : String(value);
+    return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+  }).join(",");
+}
+
+// One zip of everything shown: annotated files and JSON records, faces.csv for the photos, people.csv for the videos.
+async function downloadEverything() {
+  const files = [];
+  const taken = new Set();
+  const unique = (name) => {
+    let candidate = name;
+    for (let n = 2; taken.has(candidate); n += 1) candidate = name.replace(/(\.[^.]*)?$/, (suffix) => `_${n}${suffix}`);
+    taken.add(candidate);
+    return candidate;
+  };
+  const text = (value) => new TextEncoder().encode(value);
+  const faces = [csvLine(CSV_COLUMNS)];
+  const people = [csvLine(["file", "person", "label", "first_seen_s", "last_seen_s", "visible_s"])];
+  for (const entry of stored) {
+    const base = stem(entry.name);
+    if (entry.kind === "photo") {
+      if (entry.picture) {
+        const blob = await (await fetch(entry.picture)).blob();
+        files.push([unique(`${base}_annotated.jpg`), new Uint8Array(await blob.arrayBuffer())]);
+      }
+      files.push([unique(`${base}.json`), text(JSON.stringify(entry.record, null, 2))]);
+      entry.record.faces.forEach((face, index) => faces.push(csvLine([entry.name, index + 1, face.label, face.score,
+        ...face.box.map((v) => Math.round(v)), face.det_score, face.status])));
+    } else {
+      for (const [url, suffix] of [[entry.status.video_url, "webm"], [entry.status.json_url, "json"]]) {
+        const response = await fetch(url);
+        if (!response.ok) continue;  // expired on the service: the rest still goes into the zip
+        files.push([unique(`${base}_annotated.${suffix}`), new Uint8Array(await response.arrayBuffer())]);
+        if (suffix === "json") {
+          const record = JSON.parse(new TextDecoder().decode(files[files.length - 1][1]));
+          for (const track of ((record.summary || {}).tracks || []).filter((t) => t.counted)) {
+            people.push(csvLine([entry.name, track.track_id, track.label, track.first_time_s, track.last_time_s,
+              track.seconds_on_screen]));
+          }
+        }
+      }
+    }
+  }
+  files.push(["faces.csv", text(faces.join("\r\n") + "\r\n")]);
+  if (people.length > 1) files.push(["people.csv", text(people.join("\r\n") + "\r\n")]);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(zipStored(files));
+  link.download = "facemask-results.zip";
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+// A zip without compression (the JPEG and WebM inside are compressed already): the format's local headers, central
+// directory and CRC-32, written here because the page loads nothing from outside the service.
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k += 1) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(data) {
+  let crc = 0xffffffff;
+  for (const byte of data) crc = CRC_TABLE[(crc ^ byte) & 0xff] ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+function zipStored(files) {
+  const parts = [];
+  const directory = [];
+  let offset = 0;
+  const now = new Date();
+  const time = (now.getHours() << 11) | (now.getMinutes() << 5) | (now.getSeconds() >> 1);
+  const date = ((now.getFullYear() - 1980) << 9) | ((now.getMonth() + 1) << 5) | now.getDate();
+  for (const [name, data] of files) {
+    const encodedName = new TextEncoder().encode(name);
+    const crc = crc32(data);
+    const header = (signature, extra) => {
+      const view = new DataView(new ArrayBuffer(extra ? 46 : 30));
+      let at = 0;
+      const u32 = (value) => { view.setUint32(at, value, true); at += 4; };
+      const u16 = (value) => { view.setUint16(at, value, true); at += 2; };
+      u32(signature);
+      if (extra) u16(20);  // made by: version 2.0
+      u16(20); u16(0x0800); u16(0); u16(time); u16(date);  // version needed, UTF-8 names, stored
+      u32(crc); u32(data.length); u32(data.length); u16(encodedName.length); u16(0);
+      if (extra) { u16(0); u16(0); u16(0); u32(0); u32(offset); }
+      return new Uint8Array(view.buffer);
+    };
+    const local = header(0x04034b50, false);
+    directory.push(header(0x02014b50, true), encodedName);
+    parts.push(local, encodedName, data);
+    offset += local.length + encodedName.length + data.length;
+  }
+  const directorySize = directory.reduce((sum, part) => sum + part.length, 0);
+  const end = new DataView(new ArrayBuffer(22));
+  end.setUint32(0, 0x06054b50, true);
+  end.setUint16(8, files.length, true);
+  end.setUint16(10, files.length, true);
+  end.setUint32(12, directorySize, true);
+  end.setUint32(16, offset, true);
+  return new Blob([...parts, ...directory, new Uint8Array(end.buffer)], { type: "application/zip" });
 }
 
 async function checkReady() {
@@ -697,6 +812,7 @@ document.addEventListener("DOMContentLoaded", () => {
     document.getElementById("results").replaceChildren();
     updateSummary();
   });
+  document.getElementById("download-all").addEventListener("click", downloadEverything);
   setUpViewer();
   loadInfo();
   loadExamples();
