@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from facemask.images import decode_image
@@ -39,12 +40,30 @@ SCREENSHOTS = DOCS if os.environ.get("FACEMASK_UPDATE_SCREENSHOT") == "1" else P
 PAGE_ERRORS = "section.result .error"
 
 
+WEBCAM_SAMPLE = "group_mixed.jpg"
+
+
+def fake_camera_file(folder: Path) -> Path:
+    """Chromium's fake camera plays a Y4M file in a loop: here the sample photo drifting a few pixels a frame."""
+    photo = cv2.resize(cv2.imread(str(REPO_ROOT / "sample-images" / WEBCAM_SAMPLE)), (640, 480))
+    path = folder / "camera.y4m"
+    with path.open("wb") as out:
+        out.write(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n")
+        for index in range(20):
+            frame = np.roll(photo, (index % 10) * 2, axis=1)
+            out.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return path
+
+
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    camera = fake_camera_file(tmp_path_factory.mktemp("camera"))
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1366,900", "--no-first-run", "--disable-background-networking"):
+                     "--window-size=1366,900", "--no-first-run", "--disable-background-networking",
+                     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                     f"--use-file-for-fake-video-capture={camera}"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
@@ -440,3 +459,33 @@ def test_classifier_down_is_said_plainly_and_the_header_follows_it(browser, samp
         with LocalService("classification", port=classifier_port, workers=1, log_path=tmp_path / "classifier.log"):
             WebDriverWait(browser, 30).until(lambda b: "ready" in status.get_attribute("class"))
             assert status.text.startswith("Ready")
+
+
+def test_webcam_live_boxes_over_the_video(browser, detection_service, sample_labels):
+    open_page(browser, detection_service.url)
+    tab_to(browser, lambda e: e.get_attribute("id") == "webcam-toggle")
+    press(browser, Keys.ENTER)
+    video = browser.find_element(By.ID, "webcam-video")
+    WebDriverWait(browser, 20).until(lambda b: b.execute_script("return arguments[0].videoWidth", video) == 640)
+    state = browser.find_element(By.ID, "webcam-state")
+    # Boxes over the live video, one per face of the photo the fake camera shows, with the photo's labels; frames/s
+    # measured once a few answers are in.
+    WebDriverWait(browser, 60).until(lambda b: float(state.get_attribute("data-fps") or 0) > 0
+                                     and len(b.find_elements(By.CSS_SELECTOR, "#webcam-marks .mark")) == 6)
+    time.sleep(3)
+    marks = browser.find_elements(By.CSS_SELECTOR, "#webcam-marks .mark")
+    labels = sorted(mark.get_attribute("data-label") for mark in marks)
+    assert labels == sorted(face["label"] for face in sample_labels[WEBCAM_SAMPLE])
+    fps = float(state.get_attribute("data-fps"))
+    assert fps > 0 and re.fullmatch(r"Live: 6 faces found\. \d+\.\d frames/s analysed\.", state.text), state.text
+    print(f"webcam: {fps:.2f} frames/s analysed (640x480 frames, one in flight)")
+    inside = browser.execute_script("""
+        const v = arguments[0].getBoundingClientRect();
+        return arguments[1].every(m => { const r = m.getBoundingClientRect();
+            return r.left >= v.left - 1 && r.right <= v.right + 1 && r.top >= v.top - 1
+                && r.bottom <= v.bottom + 1; });""",
+        video, marks)
+    assert inside, "boxes drawn over the video"
+    press(browser, Keys.ENTER)  # the focus is still on the button: stop
+    assert not browser.find_element(By.ID, "webcam").is_displayed()
+    assert browser.execute_script("return arguments[0].srcObject", video) is None
