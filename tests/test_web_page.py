@@ -473,18 +473,19 @@ def test_webcam_live_boxes_over_the_video(browser, detection_service, sample_lab
     WebDriverWait(browser, 60).until(lambda b: float(state.get_attribute("data-fps") or 0) > 0
                                      and len(b.find_elements(By.CSS_SELECTOR, "#webcam-marks .mark")) == 6)
     time.sleep(3)
-    marks = browser.find_elements(By.CSS_SELECTOR, "#webcam-marks .mark")
-    labels = sorted(mark.get_attribute("data-label") for mark in marks)
+    labels = sorted(browser.execute_script(
+        "return [...document.querySelectorAll('#webcam-marks .mark')].map(m => m.dataset.label)"))
     assert labels == sorted(face["label"] for face in sample_labels[WEBCAM_SAMPLE])
     fps = float(state.get_attribute("data-fps"))
     assert fps > 0 and re.fullmatch(r"Live: 6 faces found\. \d+\.\d frames/s analysed\.", state.text), state.text
     print(f"webcam: {fps:.2f} frames/s analysed (640x480 frames, one in flight)")
+    # The marks are redrawn with every answer: checked in one script, against the live ones.
     inside = browser.execute_script("""
         const v = arguments[0].getBoundingClientRect();
-        return arguments[1].every(m => { const r = m.getBoundingClientRect();
+        const marks = [...document.querySelectorAll("#webcam-marks .mark")];
+        return marks.length === 6 && marks.every(m => { const r = m.getBoundingClientRect();
             return r.left >= v.left - 1 && r.right <= v.right + 1 && r.top >= v.top - 1
-                && r.bottom <= v.bottom + 1; });""",
-        video, marks)
+                && r.bottom <= v.bottom + 1; });""", video)
     assert inside, "boxes drawn over the video"
     press(browser, Keys.ENTER)  # the focus is still on the button: stop
     assert not browser.find_element(By.ID, "webcam").is_displayed()

@@ -551,6 +551,12 @@ function updateSummary() {
   box.querySelector(".summary-text").textContent = sentences.join(" ");
 }
 
+// Not fetch(dataUrl): the service's Content-Security-Policy lets the page connect to itself only.
+function dataUrlBytes(url) {
+  const binary = atob(url.slice(url.indexOf(",") + 1));
+  return Uint8Array.from(binary, (char) => char.charCodeAt(0));
+}
+
 const CSV_COLUMNS = ["file", "face", "label", "probability", "x1", "y1", "x2", "y2", "detector_score", "status"];
 function csvLine(values) {
   return values.map((value) => {
@@ -575,10 +581,7 @@ async function downloadEverything() {
   for (const entry of stored) {
     const base = stem(entry.name);
     if (entry.kind === "photo") {
-      if (entry.picture) {
-        const blob = await (await fetch(entry.picture)).blob();
-        files.push([unique(`${base}_annotated.jpg`), new Uint8Array(await blob.arrayBuffer())]);
-      }
+      if (entry.picture) files.push([unique(`${base}_annotated.jpg`), dataUrlBytes(entry.picture)]);
       files.push([unique(`${base}.json`), text(JSON.stringify(entry.record, null, 2))]);
       entry.record.faces.forEach((face, index) => faces.push(csvLine([entry.name, index + 1, face.label, face.score,
         ...face.box.map((v) => Math.round(v)), face.det_score, face.status])));
