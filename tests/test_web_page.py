@@ -6,6 +6,7 @@ downloaded.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,6 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="headless Chromium not found: apt-get install chromium chromium-driver (.ci/run does this as root)")]
 
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -301,7 +303,21 @@ def test_examples_are_one_click_each(browser, detection_service, sample_labels):
         "return arguments[0].complete && arguments[0].naturalWidth > 0", img)
         for img in b.find_elements(By.CSS_SELECTOR, "#example-list img")))
     name = "group_worn_wrong.jpg"
-    next(b for b in buttons if b.get_attribute("aria-label").endswith(name)).click()
+    # A slow uplink (about 2 s for this photo): the card shows the upload's progress, then the analysis.
+    browser.set_network_conditions(offline=False, latency=5, download_throughput=10_000_000,
+                                   upload_throughput=100_000)
+    try:
+        next(b for b in buttons if b.get_attribute("aria-label").endswith(name)).click()
+        seen, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline and not browser.find_elements(By.CSS_SELECTOR, "section.result.done"):
+            for state in browser.find_elements(By.CSS_SELECTOR, "section.result .result-state"):
+                with contextlib.suppress(StaleElementReferenceException):
+                    if not seen or seen[-1] != state.text:
+                        seen.append(state.text)
+            time.sleep(0.05)
+    finally:
+        browser.delete_network_conditions()
+    assert any(re.fullmatch(r"Uploading: [1-9]\d? %", text) for text in seen), seen
     (section,) = finished_sections(browser, 1)
     assert section.find_element(By.CSS_SELECTOR, ".result-title").text == name
     labels = [r.get_attribute("data-label") for r in section.find_elements(By.CSS_SELECTOR, "tbody tr")]
@@ -418,6 +434,11 @@ def test_video_upload_shows_progress_people_and_chart(browser, detection_service
     browser.execute_script("arguments[0].scrollIntoView()", section)
     browser.save_screenshot(str(SCREENSHOTS / "upload_page_video.png"))
 
+    # Kept across a reload: the same people, read again from the job's record.
+    open_page(browser, detection_service.url, keep_results=True)
+    section = finished_sections(browser, 1, timeout=20)[0]
+    assert len(section.find_elements(By.CSS_SELECTOR, "table.faces tbody tr")) == len(counted)
+    assert section.find_elements(By.CSS_SELECTOR, ".chart polyline")
     assert browser.find_element(By.CSS_SELECTOR, "#batch-summary .summary-text").text == f"1 video: {total} people."
     browser.find_element(By.ID, "download-all").click()
     with zipfile.ZipFile(downloaded(downloads, "facemask-results.zip")) as bundle:
