@@ -202,24 +202,26 @@ function fillFaceTable(section, faces, marks) {
     body.append(row);
     if (marks[index]) pair(row, marks[index]);
   });
-  table.querySelector("caption").textContent = faces.length > MAX_TABLE_ROWS
+  table.querySelector("caption").dataset.base = faces.length > MAX_TABLE_ROWS
     ? `Faces found: first ${MAX_TABLE_ROWS} of ${faces.length} (all in the JSON)`
     : `Faces found: ${faces.length}`;
   table.hidden = faces.length === 0;
   applyMinConfidence(section);
 }
 
-// Faces below the minimum confidence leave the table and their box is greyed out on the picture.
+// Faces below the minimum confidence leave the table and their box is greyed out on the picture (photos; a video's
+// people carry no single probability).
 function applyMinConfidence(root) {
-  for (const element of root.querySelectorAll("tr[data-score], .mark")) {
+  for (const element of root.querySelectorAll("tr[data-score], .mark[data-score]")) {
     element.classList.toggle("filtered", Number(element.dataset.score) < minConfidence);
   }
-  for (const section of root.querySelectorAll ? [root, ...root.querySelectorAll("section.result")] : []) {
-    const caption = section.querySelector && section.querySelector("table.faces caption");
-    if (!caption || section.classList.contains("video")) continue;
-    const rows = section.querySelectorAll("table.faces tbody tr");
+  const sections = root.matches("section.result") ? [root] : root.querySelectorAll("section.result.photo");
+  for (const section of sections) {
+    const caption = section.querySelector("table.faces caption");
+    const rows = section.querySelectorAll("table.faces tbody tr").length;
     const hidden = section.querySelectorAll("table.faces tbody tr.filtered").length;
-    caption.dataset.note = hidden ? ` (${hidden} of ${rows.length} below ${Math.round(minConfidence * 100)} %)` : "";
+    caption.textContent = caption.dataset.base +
+      (hidden ? ` (${hidden} of ${rows} below ${Math.round(minConfidence * 100)} %)` : "");
   }
 }
 
