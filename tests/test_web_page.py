@@ -440,6 +440,11 @@ def test_video_upload_shows_progress_people_and_chart(browser, detection_service
     assert all(len(line.get_attribute("points").split()) == len(record["frames"]) for line in lines)
     browser.execute_script("arguments[0].scrollIntoView()", section)
     browser.save_screenshot(str(SCREENSHOTS / "upload_page_video.png"))
+    browser.set_window_size(390, 844)
+    try:
+        assert fits(browser, ".table-wrap") and fits(browser, "html"), "people table clipped on a phone"
+    finally:
+        browser.set_window_size(1366, 900)
 
     # Kept across a reload: the same people, read again from the job's record.
     open_page(browser, detection_service.url, keep_results=True)
