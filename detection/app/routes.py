@@ -103,4 +103,5 @@ def ready():
 def info():
     pipeline = _pipeline()
     return jsonify({"detector": pipeline.detector.config(), "classifier_url": pipeline.client.url,
-                    "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"]})
+                    "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
+                    "max_video_frames": current_app.extensions["settings"].max_video_frames})

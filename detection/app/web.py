@@ -10,10 +10,14 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, send_file, send_from_directory, url_for
 
 from detection.app.video_jobs import VideoJobs, VideoRejected
+from facemask.paths import REPO_ROOT
 from facemask.pipeline import ClassifierUnavailable
 from facemask.service import ApiError, uploaded_files
 
 STATIC = Path(__file__).parent / "static"
+# The bundled sample photos, offered on the page as examples; a checkout has them, an installed package does not (the
+# page then shows no examples).
+SAMPLES = REPO_ROOT / "sample-images"
 blueprint = Blueprint("web", __name__)
 
 
@@ -24,6 +28,19 @@ def _jobs() -> VideoJobs:
 @blueprint.get("/")
 def page():
     return send_from_directory(STATIC, "index.html", max_age=0)
+
+
+@blueprint.get("/samples")
+def sample_list():
+    names = sorted(path.name for path in SAMPLES.glob("*.jpg")) if SAMPLES.is_dir() else []
+    return jsonify({"samples": [{"name": name, "url": url_for("web.sample_file", name=name)} for name in names]})
+
+
+@blueprint.get("/samples/<name>")
+def sample_file(name: str):
+    if not name.endswith(".jpg") or not SAMPLES.is_dir():
+        raise ApiError(404, f"no sample photo {name}")
+    return send_from_directory(SAMPLES, name, max_age=3600)
 
 
 @blueprint.post("/videos")
