@@ -271,16 +271,17 @@ class StopSignals:
 def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
                    settings: VideoSettings | None = None, stop: StopSignals | None = None,
                    on_frame: Callable[[int, int | None], None] | None = None,
-                   max_pixels: int | None = None) -> RunSummary:
+                   max_pixels: int | None = None, shrink_to_pixels: int | None = None) -> RunSummary:
     """Annotated video + JSON record (every frame's faces with track ids, and a per-video summary of people).
 
     in_spec: a file, a camera index ("0") or a stream URL (rtsp://, http://, ...). SIGINT / SIGTERM finish the
     video file and the JSON for the frames done (summary.interrupted names the signal). An out_path ending in
     .webm is written as VP8. on_frame(frames done, frames total or None) replaces the terminal progress bar.
-    max_pixels: a larger frame stops the run with InputError. A video that cannot be written raises InputError.
+    max_pixels: a larger frame stops the run with InputError; shrink_to_pixels: larger frames are analysed and
+    written scaled down to this many pixels. A video that cannot be written raises InputError.
     """
     try:
-        source = VideoSource(str(in_spec), max_pixels=max_pixels)
+        source = VideoSource(str(in_spec), max_pixels=max_pixels, shrink_to_pixels=shrink_to_pixels)
     except VideoSourceError as error:
         raise InputError(str(error)) from None
     settings = settings or VideoSettings()

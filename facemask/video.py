@@ -65,11 +65,13 @@ class VideoSource:
     `max_failures` failures in a row (the end of a file, a camera unplugged, a stream that went away).
     """
 
-    def __init__(self, spec: str, max_failures: int = 25, max_pixels: int | None = None):
+    def __init__(self, spec: str, max_failures: int = 25, max_pixels: int | None = None,
+                 shrink_to_pixels: int | None = None):
         """max_pixels: a frame with more pixels ends the reading with VideoSourceError (a raw stream may change its
-        size after the first frame)."""
+        size after the first frame). shrink_to_pixels: larger frames are scaled down to this many pixels as they are
+        read, so the frames queued between decoding, analysis and output stay small."""
         self.kind, self.target = describe_source(spec)
-        self.max_pixels = max_pixels
+        self.max_pixels, self.shrink_to_pixels = max_pixels, shrink_to_pixels
         self.live = self.kind != "file"
         if self.kind == "file" and not Path(self.target).is_file():
             raise VideoSourceError(f"input video not found: {self.target}")
@@ -102,6 +104,10 @@ class VideoSource:
                 if self.max_pixels is not None and frame.shape[0] * frame.shape[1] > self.max_pixels:
                     raise VideoSourceError(f"frame {self.read_count + 1} is {frame.shape[1]}x{frame.shape[0]} "
                                            f"pixels, the limit here is {self.max_pixels:,}")
+                if self.shrink_to_pixels is not None and frame.shape[0] * frame.shape[1] > self.shrink_to_pixels:
+                    scale = (self.shrink_to_pixels / (frame.shape[0] * frame.shape[1])) ** 0.5
+                    frame = cv2.resize(frame, (max(1, round(frame.shape[1] * scale)),
+                                               max(1, round(frame.shape[0] * scale))), interpolation=cv2.INTER_AREA)
                 # Failures followed by a good frame were unreadable frames; a final run of failures is the end.
                 self.unreadable += failures
                 failures = 0

@@ -3,17 +3,14 @@ internal details in answers, security headers, misleading messages, request bodi
 from __future__ import annotations
 
 import io
-import os
-import signal
 import socket
-import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 from PIL import Image
 
+from bench.robustness import frozen_classifier_answers
 from facemask.local_server import LocalService
 
 
@@ -94,24 +91,7 @@ def test_a_hung_classifier_is_waited_for_once_not_by_every_request(sample_paths,
                          log_path=tmp_path / "det.log") as detection:
         for _ in range(4):  # both workers warm, each with the classifier's /info
             assert requests.post(detection.url + "/detect", data=photo, timeout=60).status_code == 200
-        frozen = [classifier.process.pid] + [int(pid) for pid in subprocess.run(
-            ["pgrep", "-P", str(classifier.process.pid)], capture_output=True, text=True).stdout.split()]
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            def detect(_):
-                started = time.monotonic()
-                response = requests.post(detection.url + "/detect", data=photo, timeout=90)
-                return time.monotonic() - started, response
-
-            with ThreadPoolExecutor(8) as pool:
-                answers = list(pool.map(detect, range(8)))
-            started = time.monotonic()
-            later = requests.post(detection.url + "/detect", data=photo, timeout=90)
-            later_seconds = time.monotonic() - started
-        finally:
-            for pid in frozen:
-                os.kill(pid, signal.SIGCONT)
+        *answers, (later_seconds, later) = frozen_classifier_answers(classifier, detection, photo, 8)
         recovered = None
         deadline = time.monotonic() + 30  # back within the breaker's cool-down once the classifier answers
         while time.monotonic() < deadline and recovered != 200:

@@ -140,3 +140,21 @@ def test_jobs_of_a_killed_worker_are_marked_failed(small_queue, face_clip):
     for body in submitted:  # gunicorn starts a new worker; it answers the polls
         status = wait_for_job(small_queue.url, body["status_url"], timeout=120)
         assert status["state"] == "failed" and "upload it again" in status["error"], status
+
+
+def test_frames_over_full_hd_are_annotated_at_full_hd(detection_service, tmp_path):
+    """A 4K video kept 25 MB frames queued in the worker (over 1 GB, bench.robustness); larger frames are scaled
+    to Full HD's pixel count as they are read."""
+    import cv2
+
+    clip = raw_stream(tmp_path / "wide.avi", "MJPG", (2400, 1350), 4)
+    response = requests.post(detection_service.url + "/videos", files={"video": clip.open("rb")}, timeout=60)
+    assert response.status_code == 202, response.text
+    status = wait_for_job(detection_service.url, response.json()["status_url"])
+    assert status["state"] == "done" and status["frames_done"] == 4, status
+    annotated = tmp_path / "annotated.webm"
+    annotated.write_bytes(requests.get(detection_service.url + status["video_url"], timeout=30).content)
+    capture = cv2.VideoCapture(str(annotated))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok and frame.shape[:2] == (1080, 1920), frame.shape

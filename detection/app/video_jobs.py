@@ -36,6 +36,9 @@ JOB_LIFETIME_S = 3600
 JOB_ID_LENGTH = 32
 KEPT_FINISHED_JOBS = 50  # finished jobs beyond this many are removed, oldest first: the folder's size stays bounded
 MIN_FRAME_SIDE, MAX_FRAME_SIDE = 2, 16383  # what the VP8 encoder of the annotated WebM accepts
+# Larger frames are annotated at Full HD: a 4K video kept 25 MB frames queued between decoding, analysis and output
+# and took a worker past 1 GB (bench.robustness); the detector sees at most 1024 px of a frame anyway.
+ANNOTATED_PIXELS = 1920 * 1080
 ACTIVE = ("queued", "running")
 
 
@@ -191,16 +194,14 @@ class VideoJobs:
     def _count_frames(self, source: Path) -> int:
         capture = cv2.VideoCapture(str(source))
         try:
+            # The container's frame size first: refused without decoding a frame (8000x8000: 192 MB each).
+            declared = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+            self._check_frame_size(*declared)
             ok, frame = capture.read() if capture.isOpened() else (False, None)
             if not ok or frame is None:
                 raise VideoRejected("not a video (format not recognised, empty or corrupt)")
             height, width = frame.shape[:2]
-            if width * height > self.max_pixels:
-                raise VideoRejected(f"video frames too large: {width}x{height} pixels, the limit is "
-                                    f"{self.max_pixels:,} (MAX_VIDEO_PIXELS)")
-            if min(width, height) < MIN_FRAME_SIDE or max(width, height) > MAX_FRAME_SIDE:
-                raise VideoRejected(f"video frames of {width}x{height} pixels cannot be annotated: each side must be "
-                                    f"{MIN_FRAME_SIDE} to {MAX_FRAME_SIDE} pixels")
+            self._check_frame_size(width, height)
             del frame
             frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
             if frames <= 0:
@@ -217,6 +218,14 @@ class VideoJobs:
                                 "(MAX_VIDEO_FRAMES)")
         return frames
 
+    def _check_frame_size(self, width: int, height: int) -> None:
+        if width * height > self.max_pixels:
+            raise VideoRejected(f"video frames too large: {width}x{height} pixels, the limit is "
+                                f"{self.max_pixels:,} (MAX_VIDEO_PIXELS)")
+        if width and height and (min(width, height) < MIN_FRAME_SIDE or max(width, height) > MAX_FRAME_SIDE):
+            raise VideoRejected(f"video frames of {width}x{height} pixels cannot be annotated: each side must be "
+                                f"{MIN_FRAME_SIDE} to {MAX_FRAME_SIDE} pixels")
+
     def _run(self, job_id: str, source: Path, filename: str, frames_total: int) -> None:
         folder = source.parent
         status = {"id": job_id, "filename": filename, "state": "running", "frames_done": 0,
@@ -232,7 +241,7 @@ class VideoJobs:
 
         try:
             summary = annotate_video(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame,
-                                     max_pixels=self.max_pixels)
+                                     max_pixels=self.max_pixels, shrink_to_pixels=ANNOTATED_PIXELS)
         except (InputError, cv2.error, OSError) as error:
             message = str(error).replace(str(source), filename).replace(str(folder) + os.sep, "")  # no server paths
             self._write_status(job_id, {**status, "state": "failed", "error": message})
