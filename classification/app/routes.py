@@ -105,8 +105,12 @@ def _classify_array(body: bytes):
         shape, fortran_order, dtype = read_header(stream)
     except (ValueError, OSError, EOFError, SyntaxError) as error:
         raise ApiError(400, f"not a .npy array: {error}") from None
+    if dtype.hasobject:
+        raise ApiError(400, "not a .npy array of numbers: pickled objects are refused")
     if dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or fortran_order:
-        raise ApiError(400, f"expected a C-ordered uint8 array of shape (N, H, W, 3), got {dtype} {list(shape)}")
+        order = " (Fortran order)" if fortran_order else ""
+        raise ApiError(400, f"expected a uint8 array of shape (N, H, W, 3) in C order, got {dtype} "
+                            f"{list(shape)}{order}")
     count, height, width = shape[:3]
     if min(count, height, width) <= 0:
         raise ApiError(400, f"array holds no crop: shape {list(shape)}")
