@@ -342,24 +342,30 @@ def job_queue_rows(folder: Path, uploads: int = 30) -> list[dict]:
     with LocalService("classification", workers=1) as classifier, \
             LocalService("detection", workers=2, env={"CLASSIFIER_URL": classifier.url,
                                                       "FACEMASK_VIDEO_JOBS_DIR": str(jobs)}) as detection:
-        started = time.perf_counter()
+        started, status_urls, most_active = time.perf_counter(), [], 0
         for index in range(uploads):
             response = requests.post(detection.url + "/videos", timeout=120,
                                      files={"video": (f"clip{index}.avi", clip.read_bytes())})
             statuses.append((response.status_code, response.headers.get("Retry-After"),
                              response.headers.get("Content-Type")))
+            if response.status_code == 202:
+                status_urls.append(response.json()["status_url"])
+            active = sum(requests.get(detection.url + url, timeout=10).json()["state"] in ("queued", "running")
+                         for url in status_urls)
+            most_active = max(most_active, active)
         seconds = time.perf_counter() - started
         disk = sum(path.stat().st_size for path in jobs.rglob("*") if path.is_file())
         accepted = [status for status, _, _ in statuses if status == 202]
         refused = [(status, retry) for status, retry, kind in statuses if status in (429, 503)
                    and kind == "application/json"]
     return [{"uploads": f"{uploads} x {clip.stat().st_size / 1e6:.0f} MB from one client",
-             "accepted (202)": len(accepted), "429": sum(status == 429 for status, _ in refused),
+             "accepted (202)": len(accepted), "most queued or running at once": most_active,
+             "429": sum(status == 429 for status, _ in refused),
              "503": sum(status == 503 for status, _ in refused),
              "refusals with Retry-After": sum(retry is not None for _, retry in refused),
              "other answers": len(statuses) - len(accepted) - len(refused),
              "jobs folder MB after": round(disk / 1e6), "seconds": round(seconds, 1),
-             "target met": len(accepted) <= Settings.max_video_jobs_per_client and len(refused) + len(accepted)
+             "target met": most_active <= Settings.max_video_jobs_per_client and len(refused) + len(accepted)
              == uploads and all(retry is not None for _, retry in refused)}]
 
 
