@@ -153,6 +153,9 @@ def main(argv=None) -> int:
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except OSError as error:  # an output that cannot be written: one line, as the README promises
+            print(f"error: cannot write {error.filename or args.out_path}: {error.strerror or error}", file=sys.stderr)
+            return 2
 
     if summary.people is not None:  # a video: people (tracks), not faces per frame
         by_label = ", ".join(f"{label} {count}" for label, count in summary.people["by_label"].items())

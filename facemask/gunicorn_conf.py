@@ -3,6 +3,7 @@
 What gunicorn itself needs comes from the same Settings as the apps (facemask.settings), read here once.
 """
 import os
+import resource
 import shutil
 import tempfile
 
@@ -20,7 +21,15 @@ timeout = settings.gunicorn_timeout
 # at a time per worker. Chosen by measurement against sync and gthread: bench/slow_clients.py, README.
 worker_class = settings.gunicorn_worker_class
 threads = settings.gunicorn_threads  # gthread only
-worker_connections = settings.gunicorn_worker_connections  # open connections per worker
+# Open connections per worker. An idle connection costs a greenlet and a socket, a few tens of KB; 2,100 clients each
+# holding half a body took both workers of 1,000 and /health with them (issue 27, bench.robustness "Held
+# connections"). Bodies that stop arriving are dropped after BODY_IDLE_TIMEOUT_S (facemask.service).
+worker_connections = settings.gunicorn_worker_connections
+# Each connection is a file descriptor: a soft limit of 1,024 (many containers' default) would cap the above.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft != resource.RLIM_INFINITY and _soft < worker_connections + 256:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (worker_connections + 256 if _hard == resource.RLIM_INFINITY
+                                                else min(worker_connections + 256, _hard), _hard))
 # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn): a second instance took it over and
 # stopping either removed it. Nothing here uses gunicornc.
 control_socket_disable = True

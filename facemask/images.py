@@ -62,6 +62,8 @@ def decode_image(data: bytes | Path | str, max_pixels: int | None = None) -> np.
                 image.load()
                 ImageOps.exif_transpose(image, in_place=True)  # in place: no second full-size copy
                 return _to_rgb(image)
+    except ImageError:  # an ImageError is a ValueError too: it is not "corrupt" (issue 27)
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"image has too many pixels (limit {MAX_IMAGE_PIXELS:,})") from None
     except UnidentifiedImageError:

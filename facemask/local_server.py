@@ -66,7 +66,14 @@ class LocalService:
         # Own session: a Ctrl-C meant for the CLI must not reach gunicorn before the CLI has finished its work.
         self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", config, app], cwd=PACKAGES_ROOT,
                                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        if wait_for_health(self.url, self.ready_timeout, self.process):
+        try:
+            healthy = wait_for_health(self.url, self.ready_timeout, self.process)
+        except BaseException:
+            # A Ctrl-C or SIGTERM while it starts: the caller never gets the service to stop (its context manager
+            # was not entered yet), so it is stopped here or it runs on, orphaned (issue 27).
+            self.stop()
+            raise
+        if healthy:
             return self
         if self.process.poll() is not None:
             raise ServiceStartError(f"{self.service} service exited with code {self.process.returncode} at start-up"

@@ -23,6 +23,9 @@ DEFAULT_CLASSIFIER_URL = Settings.classifier_url
 CROPS_PER_REQUEST = 128  # the classification service accepts up to 256 (MAX_CROPS_PER_REQUEST)
 NPY_MEDIA_TYPE = "application/x-npy"
 DEFAULT_CLASSIFY_DEADLINE_S = Settings.classify_deadline_s
+# Once the classifier has failed a whole deadline, requests fail at once for this long, and then only after a quick
+# /ready probe fails too (8 clients against a hung classifier each waited out a full deadline in turn).
+CIRCUIT_COOLDOWN_S = 5.0
 LOG = logging.getLogger(__name__)
 
 
@@ -61,13 +64,30 @@ class ClassifierClient:
         keep_alive = len(self.urls) > 1 if keep_alive is None else keep_alive
         self._headers = {} if keep_alive else {"Connection": "close"}
         self._service_info: dict | None = None
+        self._down_since: float | None = None  # the circuit breaker: when the classifier was last found down
+        self._down_reason, self._probe_at = "", 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **options) -> "ClassifierClient":
         """The client of CLASSIFIER_URL with the CLASSIFY_DEADLINE_S budget; options as for the constructor."""
         return cls(settings.classifier_url, deadline=settings.classify_deadline_s, **options)
 
+    def _check_circuit(self) -> None:
+        """Raises ClassifierUnavailable at once while the classifier is known to be down; past the cool-down a
+        /ready probe (2 s at most) decides whether requests go to it again."""
+        if self._down_since is None:
+            return
+        now = time.monotonic()
+        if now >= self._probe_at:
+            if self.is_ready():
+                self._down_since = None
+                return
+            self._probe_at = time.monotonic() + CIRCUIT_COOLDOWN_S
+        raise ClassifierUnavailable(f"classifier not answering since {now - self._down_since:.0f} s "
+                                    f"({self._down_reason}); it is tried again every {CIRCUIT_COOLDOWN_S:.0f} s")
+
     def _request(self, method: str, path: str, deadline_at: float | None = None, **kwargs) -> requests.Response:
+        self._check_circuit()
         last_error, tries = "no attempt made", 0
         headers = {**self._headers, **kwargs.pop("headers", {})}
         for attempt in range(self.retries + 1):
@@ -87,16 +107,23 @@ class ClassifierClient:
                 response = self.session.request(method, base + path, timeout=(min(3.0, read_timeout), read_timeout),
                                                 headers=headers, **kwargs)
             except requests.RequestException as error:
-                last_error = f"{type(error).__name__}: {error}"
-                LOG.info("classifier %s%s, attempt %d: %s", base, path, tries, last_error)
+                # The full error (with the classifier's internal address) goes to the log; answers name its kind.
+                LOG.info("classifier %s %s, attempt %d failed: %s", method, base + path, tries, error)
+                last_error = type(error).__name__
                 continue
             if response.status_code < 500:
+                self._down_since = None
                 return response
-            last_error = f"HTTP {response.status_code}: {response.text[:200]}"
-            LOG.info("classifier %s%s, attempt %d: %s", base, path, tries, last_error)
+            LOG.info("classifier %s %s, attempt %d answered HTTP %s: %s", method, base + path, tries,
+                     response.status_code, response.text[:200])
+            last_error = f"HTTP {response.status_code}"
         within = f" within the {self.deadline:.0f} s deadline" if deadline_at is not None else ""
-        LOG.warning("classifier at %s unavailable after %d attempt(s)%s: %s", self.url, tries, within, last_error)
-        raise ClassifierUnavailable(f"classifier at {self.url} failed after {tries} attempt(s){within} ({last_error})")
+        reason = f"failed after {tries} attempt(s){within}: {last_error}"
+        LOG.warning("classifier at %s unavailable: %s", self.url, reason)
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        self._down_reason, self._probe_at = reason, time.monotonic() + CIRCUIT_COOLDOWN_S
+        raise ClassifierUnavailable(f"classifier {reason}")
 
     def classify(self, crops: list[np.ndarray]) -> list[dict]:
         """One result per crop, in order. A crowd is sent in chunks that stay under the service's per-request limit."""
@@ -115,8 +142,8 @@ class ClassifierClient:
                          for i, crop in enumerate(chunk)]
                 response = self._request("POST", "/classify", deadline_at=deadline_at, files=files)
             if response.status_code != 200:
-                raise ClassifierUnavailable(
-                    f"classifier rejected the crops: HTTP {response.status_code} {response.text[:200]}")
+                LOG.warning("classifier rejected the crops: HTTP %s %s", response.status_code, response.text[:200])
+                raise ClassifierUnavailable(f"classifier rejected the crops: HTTP {response.status_code}")
             results += response.json()["results"]
         return results
 

@@ -19,7 +19,14 @@ from facemask.drawing import draw_faces, style_for
 from facemask.errors import FacemaskError
 from facemask.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg, list_images
 from facemask.pipeline import MaskPipeline
-from facemask.video import VideoSettings, VideoSource, VideoSourceError, annotate_stream, describe_source
+from facemask.video import (
+    VideoOutputError,
+    VideoSettings,
+    VideoSource,
+    VideoSourceError,
+    annotate_stream,
+    describe_source,
+)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
 
@@ -235,9 +242,14 @@ def plan_video_output(in_spec: str, out_path: Path) -> Path:
     if out_path.suffix.lower() in VIDEO_SUFFIXES:
         if not out_path.parent.is_dir():
             raise InputError(f"output folder does not exist: {out_path.parent}")
-        return out_path
-    folder = _prepare_folder(out_path)
-    return _inside(folder, folder / (stem + "_annotated.mp4"))
+        _check_writable(out_path.parent)
+        output = out_path
+    else:
+        folder = _prepare_folder(out_path)
+        output = _inside(folder, folder / (stem + "_annotated.mp4"))
+    if kind == "file":  # the video is read while its output is written: the same file would be destroyed
+        _refuse_overwriting_inputs([(in_path, output)])
+    return output
 
 
 class StopSignals:
@@ -265,15 +277,18 @@ class StopSignals:
 
 def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
                    settings: VideoSettings | None = None, stop: StopSignals | None = None,
-                   on_frame: Callable[[int, int | None], None] | None = None) -> RunSummary:
+                   on_frame: Callable[[int, int | None], None] | None = None,
+                   max_pixels: int | None = None, shrink_to_pixels: int | None = None) -> RunSummary:
     """Annotated video + JSON record (every frame's faces with track ids, and a per-video summary of people).
 
     in_spec: a file, a camera index ("0") or a stream URL (rtsp://, http://, ...). SIGINT / SIGTERM finish the
     video file and the JSON for the frames done (summary.interrupted names the signal). An out_path ending in
     .webm is written as VP8. on_frame(frames done, frames total or None) replaces the terminal progress bar.
+    max_pixels: a larger frame stops the run with InputError; shrink_to_pixels: larger frames are analysed and
+    written scaled down to this many pixels. A video that cannot be written raises InputError.
     """
     try:
-        source = VideoSource(str(in_spec))
+        source = VideoSource(str(in_spec), max_pixels=max_pixels, shrink_to_pixels=shrink_to_pixels)
     except VideoSourceError as error:
         raise InputError(str(error)) from None
     settings = settings or VideoSettings()
@@ -290,8 +305,17 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
             if on_frame is not None:
                 on_frame(done[0], source.total)
 
-        footer = annotate_stream(pipeline, source, out_path, settings, header, should_stop=lambda: stop.received,
-                                 progress=advance)
+        try:
+            footer = annotate_stream(pipeline, source, out_path, settings, header,
+                                     should_stop=lambda: stop.received, progress=advance)
+        except VideoOutputError as error:  # nothing was written: no video, and no JSON that says otherwise
+            out_path.unlink(missing_ok=True)
+            out_path.with_suffix(".json").unlink(missing_ok=True)
+            raise InputError(str(error)) from None
+        except VideoSourceError as error:
+            raise InputError(str(error)) from None
+        except OSError as error:  # the JSON record cannot be written: one line, not a traceback
+            raise InputError(f"cannot write {error.filename or out_path}: {error.strerror or error}") from None
     summary = RunSummary()
     if footer["frames_total"] == 0 and not stop.received:
         out_path.unlink(missing_ok=True)

@@ -63,6 +63,14 @@ class Settings:
         minimum=0.001)
     max_video_frames: int = _setting(1800, "MAX_VIDEO_FRAMES", "longest video the upload page accepts (frames)",
                                      minimum=1)
+    max_video_pixels: int = _setting(
+        3840 * 2160, "MAX_VIDEO_PIXELS", "largest video frame the upload page accepts (pixels; 4K UHD)",
+        shown="8 294 400 (3840x2160)", minimum=1)
+    max_video_jobs: int = _setting(8, "MAX_VIDEO_JOBS", "video jobs queued or running at once, all clients together "
+                                   "(503 with Retry-After above it)", minimum=1)
+    max_video_jobs_per_client: int = _setting(2, "MAX_VIDEO_JOBS_PER_CLIENT",
+                                              "video jobs one client address may have queued or running (429 above it)",
+                                              minimum=1)
     video_jobs_dir: Path | None = _setting(
         None, "FACEMASK_VIDEO_JOBS_DIR", "where the upload page's video jobs keep their files",
         shown="`facemask-video-jobs` in the system temp folder")
@@ -73,8 +81,11 @@ class Settings:
     gunicorn_worker_class: str = _setting("gevent", "GUNICORN_WORKER_CLASS",
                                           "gunicorn worker type (`gevent`, `gthread`, `sync`)")
     gunicorn_threads: int = _setting(1, "GUNICORN_THREADS", "threads per worker (gthread only)", minimum=1)
-    gunicorn_worker_connections: int = _setting(1000, "GUNICORN_WORKER_CONNECTIONS",
+    gunicorn_worker_connections: int = _setting(4000, "GUNICORN_WORKER_CONNECTIONS",
                                                 "open connections per gevent worker", minimum=1)
+    body_idle_timeout_s: float = _setting(
+        20.0, "BODY_IDLE_TIMEOUT_S", "seconds a request body may send nothing before the request is dropped (408)",
+        shown="20", minimum=0.001)
     gunicorn_timeout: int = _setting(60, "GUNICORN_TIMEOUT", "seconds before gunicorn replaces a stuck worker",
                                      minimum=1)
     access_log: bool = _setting(False, "ACCESS_LOG", "`1`: gunicorn logs every request to stdout", shown="0")

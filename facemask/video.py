@@ -55,6 +55,10 @@ class VideoSourceError(FacemaskError, ValueError):
     """The video, camera or stream cannot be opened; the message is one line for the terminal."""
 
 
+class VideoOutputError(ValueError):
+    """The annotated video cannot be written (e.g. frames the encoder refuses); one line for the terminal."""
+
+
 def describe_source(spec: str) -> tuple[str, int | str]:
     """("camera", index), ("stream", url) or ("file", path) for what the user passed as --in_path."""
     text = str(spec).strip()
@@ -72,8 +76,13 @@ class VideoSource:
     `max_failures` failures in a row (the end of a file, a camera unplugged, a stream that went away).
     """
 
-    def __init__(self, spec: str, max_failures: int = 25):
+    def __init__(self, spec: str, max_failures: int = 25, max_pixels: int | None = None,
+                 shrink_to_pixels: int | None = None):
+        """max_pixels: a frame with more pixels ends the reading with VideoSourceError (a raw stream may change its
+        size after the first frame). shrink_to_pixels: larger frames are scaled down to this many pixels as they are
+        read, so the frames queued between decoding, analysis and output stay small."""
         self.kind, self.target = describe_source(spec)
+        self.max_pixels, self.shrink_to_pixels = max_pixels, shrink_to_pixels
         self.live = self.kind != "file"
         if self.kind == "file" and not Path(self.target).is_file():
             raise VideoSourceError(f"input video not found: {self.target}")
@@ -103,6 +112,13 @@ class VideoSource:
                 return
             ok, frame = self.capture.read()
             if ok and frame is not None and frame.size:
+                if self.max_pixels is not None and frame.shape[0] * frame.shape[1] > self.max_pixels:
+                    raise VideoSourceError(f"frame {self.read_count + 1} is {frame.shape[1]}x{frame.shape[0]} "
+                                           f"pixels, the limit here is {self.max_pixels:,}")
+                if self.shrink_to_pixels is not None and frame.shape[0] * frame.shape[1] > self.shrink_to_pixels:
+                    scale = (self.shrink_to_pixels / (frame.shape[0] * frame.shape[1])) ** 0.5
+                    frame = cv2.resize(frame, (max(1, round(frame.shape[1] * scale)),
+                                               max(1, round(frame.shape[0] * scale))), interpolation=cv2.INTER_AREA)
                 # Failures followed by a good frame were unreadable frames; a final run of failures is the end.
                 if failures:
                     LOG.info("%s: skipped %d unreadable frame(s) after frame %d", self.name, failures,
@@ -553,6 +569,9 @@ class _Output:
             codec = "VP80" if self.out_path.suffix.lower() == ".webm" else "mp4v"  # browsers play VP8 WebM
             self.writer = cv2.VideoWriter(str(self.out_path), cv2.VideoWriter_fourcc(*codec), self.fps,
                                           (image.shape[1], image.shape[0]))
+            if not self.writer.isOpened():  # e.g. 1x1 frames, or wider than the codec allows: nothing is written
+                raise VideoOutputError(f"cannot write a {image.shape[1]}x{image.shape[0]} video to {self.out_path} "
+                                       f"(the {codec} encoder refuses this size or the file cannot be created)")
         self.writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         self.record.add(frame.record)
         self.written += 1

@@ -6,7 +6,7 @@ from flask import Flask
 from classification.app.routes import blueprint
 from facemask.classifier import MaskClassifier
 from facemask.errors import LOGGER, configure_logging
-from facemask.service import Metrics, configure_upload_limit, install_error_handlers
+from facemask.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
 from facemask.settings import Settings
 
 
@@ -18,6 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["settings"] = settings
     configure_upload_limit(app, settings)
     install_error_handlers(app)
+    install_security_headers(app)
     # Loaded once per worker at start-up; a broken model stops the worker from booting instead of failing requests.
     app.extensions["classifier"] = MaskClassifier.from_settings(settings)
     app.extensions["metrics"] = Metrics(app, "classifier", app.extensions["classifier"].classes)

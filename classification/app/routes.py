@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 from facemask.classifier import MaskClassifier
 from facemask.crops import resize_crop
 from facemask.images import ImageError, declared_pixels, decode_image
-from facemask.service import ApiError, uploaded_files
+from facemask.service import ApiError, request_body, uploaded_files
 from facemask.settings import Settings
 
 blueprint = Blueprint("classification", __name__)
@@ -41,7 +41,7 @@ def classify():
     A body of type application/x-npy is one uint8 array (N, H, W, 3) of RGB crops.
     """
     if request.mimetype == NPY_MEDIA_TYPE:
-        return _classify_array(request.get_data(cache=False))
+        return _classify_array(request_body())
     limits = _settings()
     files = uploaded_files()
     if not files:
@@ -94,22 +94,37 @@ def _classified(results: list[dict], crops, crop_slots: list[int]):
 def _classify_array(body: bytes):
     if not body:
         raise ApiError(400, "empty body: send one .npy array of shape (N, H, W, 3), dtype uint8")
+    stream = io.BytesIO(body)
     try:
-        with current_app.extensions["metrics"].stage("decode"):
-            # allow_pickle=False: a request can never make the service unpickle objects.
-            batch = np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+        # The header alone first: np.load allocates what the header declares, and a 100-byte body declaring
+        # (1, 100000, 100000, 3) raised MemoryError (a 500). The array is then read only when it is all there.
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(stream))
+        if read_header is None:
+            raise ValueError("unsupported .npy format version (1.0 and 2.0 are read)")
+        shape, fortran_order, dtype = read_header(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as error:
         raise ApiError(400, f"not a .npy array: {error}") from None
-    if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
-        raise ApiError(400, f"expected a uint8 array of shape (N, H, W, 3), got {batch.dtype} {list(batch.shape)}")
-    count, height, width = batch.shape[:3]
-    if count == 0 or height == 0 or width == 0:
-        raise ApiError(400, f"array holds no crop: shape {list(batch.shape)}")
+    if dtype.hasobject:
+        raise ApiError(400, "not a .npy array of numbers: pickled objects are refused")
+    if dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or fortran_order:
+        order = " (Fortran order)" if fortran_order else ""
+        raise ApiError(400, f"expected a uint8 array of shape (N, H, W, 3) in C order, got {dtype} "
+                            f"{list(shape)}{order}")
+    count, height, width = shape[:3]
+    if min(count, height, width) <= 0:
+        raise ApiError(400, f"array holds no crop: shape {list(shape)}")
     limit = _settings().max_crops_per_request
     if count > limit:
         raise ApiError(413, f"too many crops in one request: {count} > {limit}")
     if max(height, width) > MAX_ARRAY_CROP_SIDE:
         raise ApiError(413, f"crops of {width}x{height} px exceed {MAX_ARRAY_CROP_SIDE} px per side")
+    declared = count * height * width * 3
+    if len(body) - stream.tell() != declared:
+        raise ApiError(400, f"not a .npy array: the header declares {list(shape)} ({declared:,} bytes), the body "
+                            f"holds {len(body) - stream.tell():,}")
+    with current_app.extensions["metrics"].stage("decode"):
+        batch = np.frombuffer(body, dtype=np.uint8, offset=stream.tell()).reshape(shape)
     results = [{"index": i, "filename": f"crop_{i}"} for i in range(count)]
     return _classified(results, list(batch), list(range(count)))
 

@@ -13,7 +13,7 @@ from facemask.detector import create_detector
 from facemask.errors import LOGGER, configure_logging
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.results import UNCLASSIFIED
-from facemask.service import Metrics, configure_upload_limit, install_error_handlers
+from facemask.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
 from facemask.settings import Settings
 
 
@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["settings"] = settings
     configure_upload_limit(app, settings)
     install_error_handlers(app)
+    install_security_headers(app)
     app.extensions["pipeline"] = MaskPipeline(create_detector(settings.detector_model, settings.ort_threads),
                                               ClassifierClient.from_settings(settings))
     app.extensions["metrics"] = Metrics(app, "detection", (*CLASSES, UNCLASSIFIED))
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(blueprint)
     app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"], app.extensions["metrics"],
-                                             settings.video_jobs_folder, settings.max_video_frames)
+                                             settings.video_jobs_folder, settings.max_video_frames, settings)
     app.register_blueprint(web_blueprint)
     LOGGER.info("detection service: detector %s, classifier %s, upload limit %g MB, video jobs in %s (at most %d "
                 "frames)", app.extensions["pipeline"].detector.model_source, settings.classifier_url,

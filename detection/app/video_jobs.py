@@ -9,11 +9,14 @@ Each worker annotates one video at a time (a one-thread executor); more uploads 
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import logging
 import os
 import shutil
+import socket
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +29,7 @@ from facemask.detector import Face, PyramidFaceDetector
 from facemask.errors import FacemaskError
 from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
 from facemask.runner import InputError, annotate_video
-from facemask.service import Metrics
+from facemask.service import Metrics, public_detector_config
 from facemask.settings import Settings
 from facemask.video import VIDEO_DETECT_OPTIONS
 
@@ -34,10 +37,24 @@ DEFAULT_MAX_VIDEO_FRAMES = Settings.max_video_frames  # one minute at 30 frames/
 LOG = logging.getLogger("facemask.detection")  # under the package logger, which create_app configures
 JOB_LIFETIME_S = 3600
 JOB_ID_LENGTH = 32
+KEPT_FINISHED_JOBS = 50  # finished jobs beyond this many are removed, oldest first: the folder's size stays bounded
+MIN_FRAME_SIDE, MAX_FRAME_SIDE = 2, 16383  # what the VP8 encoder of the annotated WebM accepts
+# Larger frames are annotated at Full HD: a 4K video kept 25 MB frames queued between decoding, analysis and output
+# and took a worker past 1 GB (bench.robustness); the detector sees at most 1024 px of a frame anyway.
+ANNOTATED_PIXELS = 1920 * 1080
+ACTIVE = ("queued", "running")
 
 
 class VideoRejected(FacemaskError, ValueError):
     """The upload is not a video this service will annotate; the message is meant for the user."""
+
+
+class JobsBusy(RuntimeError):
+    """Too many video jobs queued, for this client (429) or in all (503); retry_after in seconds."""
+
+    def __init__(self, status: int, message: str, retry_after: int):
+        super().__init__(message)
+        self.status, self.retry_after = status, retry_after
 
 
 class _VideoDetector:
@@ -89,80 +106,158 @@ def _let_requests_run() -> None:
 
 class VideoJobs:
     def __init__(self, pipeline: MaskPipeline, metrics: Metrics | None = None, folder: Path | None = None,
-                 max_frames: int | None = None):
+                 max_frames: int | None = None, settings: Settings | None = None):
+        settings = settings or Settings()
         # Its own client: the request threads' client is not shared with this background thread. One retry, not
         # three: a classifier that dies mid-video should not add seconds of back-off to every remaining frame.
         self.pipeline = MaskPipeline(_VideoDetector(pipeline.detector, metrics),  # type: ignore[arg-type]  # duck
                                      _TimedClient(pipeline.client.url, metrics, retries=1,
                                                   deadline=pipeline.client.deadline))
-        self.folder = Path(folder or Settings().video_jobs_folder)
+        self.folder = Path(folder or settings.video_jobs_folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.max_frames = max_frames or DEFAULT_MAX_VIDEO_FRAMES
+        self.max_frames = max_frames or settings.max_video_frames
+        self.max_pixels = settings.max_video_pixels
+        self.max_jobs, self.max_jobs_per_client = settings.max_video_jobs, settings.max_video_jobs_per_client
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-job")
+        self.worker = _process_token(os.getpid())
 
-    def submit(self, filename: str, data: bytes) -> dict:
-        """Check the upload is a readable, short enough video, then queue it; raises VideoRejected otherwise, and
-        ClassifierUnavailable rather than queue a whole video of unclassified faces."""
+    def submit(self, filename: str, data: bytes, client: str = "") -> dict:
+        """Check the upload is a readable, short enough video, then queue it; raises VideoRejected otherwise,
+        JobsBusy when the queue is full, and ClassifierUnavailable rather than queue a whole video of unclassified
+        faces."""
         if _is_image(data):  # OpenCV would open a photo as a one-frame video
             raise VideoRejected("a photo, not a video (photos go to POST /detect)")
         if not self.pipeline.client.is_ready():
-            raise ClassifierUnavailable(f"the classifier at {self.pipeline.client.url} is not answering: "
-                                        "try again when it is back")
-        self._remove_old_jobs()
-        job_id = uuid.uuid4().hex
-        folder = self.folder / job_id
-        folder.mkdir()
+            raise ClassifierUnavailable("the classifier is not answering: try again when it is back")
+        # Every worker process takes jobs: the count and the new job's folder are made under one lock on the folder.
+        with open(self.folder / ".submit.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._check_queue(client)
+            job_id = uuid.uuid4().hex
+            folder = self.folder / job_id
+            folder.mkdir()
+            (folder / "client").write_text(client)
+            self._write_status(job_id, {"id": job_id, "filename": filename, "state": "checking",
+                                        "worker": self.worker})
         # The suffix helps OpenCV pick a demuxer; only letters and digits of it reach the file system.
         suffix = "".join(c for c in Path(filename).suffix.lower() if c.isascii() and c.isalnum())[:7]
         source = folder / f"input.{suffix or 'video'}"
-        source.write_bytes(data)
         try:
+            source.write_bytes(data)
             frames_total = self._count_frames(source)
-        except VideoRejected:
+        except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         status = {"id": job_id, "filename": filename, "state": "queued", "frames_done": 0,
                   "frames_total": frames_total}
-        self._write_status(job_id, status)
+        self._write_status(job_id, {**status, "worker": self.worker})
         self.executor.submit(self._run, job_id, source, filename, frames_total)
         return status
+
+    def _check_queue(self, client: str) -> None:
+        jobs = self._jobs()
+        active = [job for job in jobs if job["state"] in (*ACTIVE, "checking")]
+        retry_after = 30 * max(1, len(active))  # a short video takes tens of seconds
+        mine = sum(1 for job in active if self._client_of(job["id"]) == client)
+        if mine >= self.max_jobs_per_client:
+            raise JobsBusy(429, f"{mine} of your videos are still waiting or being annotated (the limit is "
+                                f"{self.max_jobs_per_client}): send more when they are done", retry_after)
+        if len(active) >= self.max_jobs:
+            raise JobsBusy(503, f"{len(active)} videos are waiting or being annotated, the most this service "
+                                "queues: try again later", retry_after)
+        finished = sorted((job for job in jobs if job["state"] not in (*ACTIVE, "checking")),
+                          key=lambda job: job["mtime"])
+        for job in finished[:max(0, len(finished) - KEPT_FINISHED_JOBS + 1)]:
+            shutil.rmtree(self.folder / job["id"], ignore_errors=True)
+
+    def _client_of(self, job_id: str) -> str | None:
+        try:
+            return (self.folder / job_id / "client").read_text()
+        except OSError:
+            return None
+
+    def _jobs(self) -> list[dict]:
+        """Every job's status (stale ones marked failed, expired ones removed), with its folder's mtime."""
+        cutoff, jobs = time.time() - JOB_LIFETIME_S, []
+        for folder in self.folder.iterdir():
+            if not folder.is_dir() or self._job_folder(folder.name) is None:
+                continue
+            try:
+                mtime = folder.stat().st_mtime
+                if mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    continue
+                status = self.status(folder.name)
+            except (OSError, ValueError):  # removed meanwhile, or a status being replaced
+                continue
+            if status is not None:
+                jobs.append({**status, "mtime": mtime})
+        return jobs
 
     def _count_frames(self, source: Path) -> int:
         capture = cv2.VideoCapture(str(source))
         try:
-            if not capture.isOpened() or not capture.read()[0]:
+            # The container's frame size first: refused without decoding a frame (8000x8000: 192 MB each).
+            declared = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+            self._check_frame_size(*declared)
+            ok, frame = capture.read() if capture.isOpened() else (False, None)
+            if not ok or frame is None:
                 raise VideoRejected("not a video (format not recognised, empty or corrupt)")
+            height, width = frame.shape[:2]
+            self._check_frame_size(width, height)
+            del frame
             frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            if frames <= 0:
+                # Raw streams (H.263, MJPEG) have no frame count: OpenCV reported a huge negative number, which
+                # let a 9,000-frame stream through as one frame (issue 27). Counted here, up to the limit.
+                frames = 1
+                while frames <= self.max_frames and capture.grab():
+                    frames += 1
         finally:
             capture.release()
         if frames > self.max_frames:
-            raise VideoRejected(f"video too long: {frames} frames, the limit is {self.max_frames} (MAX_VIDEO_FRAMES)")
-        return max(frames, 1)
+            more = "more than " if frames == self.max_frames + 1 else ""
+            raise VideoRejected(f"video too long: {more}{frames} frames, the limit is {self.max_frames} "
+                                "(MAX_VIDEO_FRAMES)")
+        return frames
+
+    def _check_frame_size(self, width: int, height: int) -> None:
+        if width * height > self.max_pixels:
+            raise VideoRejected(f"video frames too large: {width}x{height} pixels, the limit is "
+                                f"{self.max_pixels:,} (MAX_VIDEO_PIXELS)")
+        if width and height and (min(width, height) < MIN_FRAME_SIDE or max(width, height) > MAX_FRAME_SIDE):
+            raise VideoRejected(f"video frames of {width}x{height} pixels cannot be annotated: each side must be "
+                                f"{MIN_FRAME_SIDE} to {MAX_FRAME_SIDE} pixels")
 
     def _run(self, job_id: str, source: Path, filename: str, frames_total: int) -> None:
         folder = source.parent
         status = {"id": job_id, "filename": filename, "state": "running", "frames_done": 0,
                   "frames_total": frames_total}
-        self._write_status(job_id, status)
+        self._write_status(job_id, {**status, "worker": self.worker})
         last_written = [0.0]
 
         def on_frame(done: int, total: int | None) -> None:
             if time.monotonic() - last_written[0] > 0.25:  # status.json a few times a second, not every frame
                 last_written[0] = time.monotonic()
-                self._write_status(job_id, {**status, "frames_done": done, "frames_total": total or frames_total})
+                self._write_status(job_id, {**status, "frames_done": done, "frames_total": total or frames_total,
+                                            "worker": self.worker})
 
         try:
-            summary = annotate_video(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame)
+            summary = annotate_video(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame,
+                                     max_pixels=self.max_pixels, shrink_to_pixels=ANNOTATED_PIXELS)
         except (InputError, cv2.error, OSError) as error:
-            message = str(error).replace(str(source), filename)  # the user's file name, not the server's path
+            message = str(error).replace(str(source), filename).replace(str(folder) + os.sep, "")  # no server paths
             LOG.warning("video job %s (%s) failed: %s", job_id, filename, message)
             self._write_status(job_id, {**status, "state": "failed", "error": message})
+            (folder / "annotated.webm").unlink(missing_ok=True)
             return
         finally:
             source.unlink(missing_ok=True)
         record_path = folder / "annotated.json"
         record = json.loads(record_path.read_text())
-        record.update(source=filename, output=Path(filename).stem + "_annotated.webm")  # no server paths
+        record.pop("classifier_url", None)
+        record.update(source=filename, output=Path(filename).stem + "_annotated.webm",  # no server paths
+                      detector=public_detector_config(record.get("detector", {})))
         record_path.write_text(json.dumps(record))
         classifier_errors = list(summary.classifier_errors.values())
         LOG.info("video job %s (%s) done: %d frame(s), people %s, %d classifier error(s)", job_id, filename,
@@ -175,9 +270,20 @@ class VideoJobs:
             **({"error": classifier_errors[0]} if classifier_errors else {})})
 
     def status(self, job_id: str) -> dict | None:
+        """The job's status as the page sees it; a queued or running job whose worker process is gone (killed,
+        or stopped by a restart) is marked failed here, so that nothing polls it for ever."""
         folder = self._job_folder(job_id)
         path = folder / "status.json" if folder else None
-        return json.loads(path.read_text()) if path and path.is_file() else None
+        if not (path and path.is_file()):
+            return None
+        status = json.loads(path.read_text())
+        worker = status.pop("worker", None)
+        if status["state"] in (*ACTIVE, "checking") and worker is not None and not _process_alive(worker):
+            status = {**status, "state": "failed",
+                      "error": "the service stopped before this video was annotated: please upload it again"}
+            LOG.warning("video job %s: its worker is gone, marked failed", job_id)
+            self._write_status(job_id, status)
+        return status
 
     def result_file(self, job_id: str, kind: str) -> Path | None:
         folder = self._job_folder(job_id)
@@ -192,20 +298,37 @@ class VideoJobs:
 
     def _write_status(self, job_id: str, status: dict) -> None:
         path = self.folder / job_id / "status.json"
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         temporary.write_text(json.dumps(status))
         temporary.replace(path)  # readers never see half a file
 
-    def _remove_old_jobs(self) -> None:
-        cutoff = time.time() - JOB_LIFETIME_S
-        for folder in self.folder.iterdir():
-            if folder.is_dir() and folder.stat().st_mtime < cutoff:
-                shutil.rmtree(folder, ignore_errors=True)
+
+def _process_token(pid: int) -> str:
+    """Host, pid and start time of a process: a pid reused later by another process does not pass for it."""
+    try:
+        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        started = "?"
+    return f"{socket.gethostname()}:{pid}:{started}"
+
+
+def _process_alive(token: str) -> bool:
+    """False only for a process of this host that is gone; a job folder shared by several hosts keeps theirs."""
+    host, pid, started = token.rsplit(":", 2)
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return started == "?" or _process_token(int(pid)) == token
 
 
 def _is_image(data: bytes) -> bool:
     try:
-        with Image.open(io.BytesIO(data)):
-            return True
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format != "MPEG"  # Pillow identifies MPEG-1 video (.m1v, .mpg) as an image format
     except (UnidentifiedImageError, OSError, ValueError):
         return False

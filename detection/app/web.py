@@ -5,11 +5,12 @@ POST /detect?annotated=1, videos to POST /videos, whose progress is polled at GE
 """
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify, send_file, send_from_directory, url_for
+from flask import Blueprint, current_app, jsonify, request, send_file, send_from_directory, url_for
 
-from detection.app.video_jobs import VideoJobs, VideoRejected
+from detection.app.video_jobs import JobsBusy, VideoJobs, VideoRejected
 from facemask.paths import REPO_ROOT
 from facemask.pipeline import ClassifierUnavailable
 from facemask.service import ApiError, uploaded_files
@@ -18,6 +19,7 @@ STATIC = Path(__file__).parent / "static"
 # The bundled sample photos, offered on the page as examples; a checkout has them, an installed package does not (the
 # page then shows no examples).
 SAMPLES = REPO_ROOT / "sample-images"
+MAX_NAME_LENGTH = 200
 blueprint = Blueprint("web", __name__)
 
 
@@ -50,15 +52,25 @@ def submit_video():
     if len(files) != 1:
         raise ApiError(400, f"send exactly one video (multipart field 'video' or a raw body), got {len(files)}")
     name, data = files[0]
+    name = _display_name(name)
     if not data:
         raise ApiError(400, f"{name}: empty file")
     try:
-        status = _jobs().submit(name, data)
+        status = _jobs().submit(name, data, client=request.remote_addr or "")
     except VideoRejected as error:
         raise ApiError(400, f"{name}: {error}") from None
+    except JobsBusy as error:
+        raise ApiError(error.status, f"{name}: {error}", headers={"Retry-After": str(error.retry_after)}) from None
     except ClassifierUnavailable as error:
-        raise ApiError(503, f"{name}: {error}") from None
+        raise ApiError(503, f"{name}: {error}", headers={"Retry-After": "10"}) from None
     return jsonify({**status, "status_url": url_for("web.video_status", job_id=status["id"])}), 202
+
+
+def _display_name(name: str) -> str:
+    """The upload's name as shown and offered back for download: control characters (NUL, \\x01, DEL...) made a
+    Content-Disposition header gunicorn refused with an HTML 500 (issue 27); they become "_"."""
+    cleaned = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in name)
+    return cleaned[:MAX_NAME_LENGTH] or "video"
 
 
 @blueprint.get("/videos/<job_id>")
