@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import argparse
 import http.server
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import cv2
+
+from facemask.local_server import REPO_ROOT, free_port
 
 BOUNDARY = b"frame"
 
@@ -57,6 +62,27 @@ def serve(jpegs: list[bytes], fps: float, port: int) -> None:
     server.daemon_threads = True
     print(f"serving on http://127.0.0.1:{server.server_address[1]}/", flush=True)
     server.serve_forever()
+
+
+class CameraProcess:
+    """This server in a process of its own on a fixed port, so a test can kill it and bring it back."""
+
+    def __init__(self, video: Path, fps: float | None = None):
+        self.video, self.fps, self.port, self.process = video, fps, free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}/door.mjpg"
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "bench.mjpeg_stream", "--video", str(self.video), "--port", str(self.port)]
+        self.process = subprocess.Popen(command + (["--fps", str(self.fps)] if self.fps else []), cwd=REPO_ROOT,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.process.stdout.readline()
+        if "serving on" not in line:
+            raise RuntimeError(f"the MJPEG camera did not start: {line.strip()}")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def main(argv=None) -> None:

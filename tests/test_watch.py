@@ -4,13 +4,12 @@ classifier service and models, the recordings it writes and its live view."""
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +18,9 @@ import numpy as np
 import pytest
 import requests
 
+from bench.mjpeg_stream import CameraProcess
 from bench.synthetic_video import camera_windows, render
+from bench.watch_soak import WebhookReceiver, start_watch, wait_for, watch_status
 from facemask.detector import RetinaFaceDetector
 from facemask.drawing import GREEN, RED
 from facemask.images import decode_image
@@ -41,77 +42,6 @@ def write_clip(path: Path, frames: int, fourcc: str = "MJPG") -> list[np.ndarray
         writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     writer.release()
     return pictures
-
-
-class Camera:
-    """bench/mjpeg_stream.py in a process of its own, on a fixed port, so it can be killed and brought back."""
-
-    def __init__(self, video: Path, fps: float = 10.0):
-        self.video, self.fps, self.port, self.process = video, fps, free_port(), None
-        self.url = f"http://127.0.0.1:{self.port}/door.mjpg"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "bench.mjpeg_stream", "--video", str(self.video),
-                                         "--port", str(self.port), "--fps", str(self.fps)], cwd=REPO_ROOT,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert "serving on" in self.process.stdout.readline()
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-
-class Receiver:
-    """A webhook receiver on loopback that records every POST; `delay` makes it slow, stop() takes it down."""
-
-    def __init__(self):
-        self.port, self.received, self.delay, self.server = free_port(), [], 0.0, None
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-
-    def start(self) -> None:
-        receiver = self
-
-        class Hook(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                time.sleep(receiver.delay)
-                receiver.received.append((self.headers["Idempotency-Key"], body))
-                self.send_response(204)
-                self.end_headers()
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Hook)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def start_watch(source: str, classifier_url: str, *options, listen: int | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "facemask.watch", "--source", source, "--classifier-url", classifier_url,
-               "--listen", f"127.0.0.1:{listen}" if listen else "none", *map(str, options)]
-    return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "FACEMASK_ORT_THREADS": "1"})
-
-
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-
-
-def counts(port: int) -> dict:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/counts", timeout=5).json()
-    except requests.RequestException:
-        return {}
 
 
 def mjpeg_frames(url: str, wanted: int, seconds: float = 20.0) -> list[np.ndarray]:
@@ -139,7 +69,7 @@ def stop(process: subprocess.Popen) -> tuple[int, str, str]:
 
 def test_watch_resumes_after_a_stream_drop_and_delivers_every_event_once(classifier_service, tmp_path):
     write_clip(tmp_path / "door.avi", 40)
-    camera, receiver, port = Camera(tmp_path / "door.avi"), Receiver(), free_port()
+    camera, receiver, port = CameraProcess(tmp_path / "door.avi", fps=10.0), WebhookReceiver(), free_port()
     camera.start()
     receiver.delay = 1.0  # slow: one event a second
     receiver.start()
@@ -148,7 +78,8 @@ def test_watch_resumes_after_a_stream_drop_and_delivers_every_event_once(classif
                         "--webhook", receiver.url, "--event-labels", ALL_LABELS, "--reconnect-max", "1",
                         "--webhook-timeout", "5", listen=port)
     try:
-        status = wait_for(lambda: (s := counts(port)) and s["people"]["total"] >= 6 and s, 90, "six people counted")
+        status = wait_for(lambda: (s := watch_status(port)) and s["people"]["total"] >= 6 and s, 90,
+                          "six people counted")
         assert status["connected"] and status["camera"] == "door"
         assert status["people"]["by_label"] == {"with_mask": 3, "without_mask": 3}
         before = status["track_ids_in_view"]
@@ -163,18 +94,18 @@ def test_watch_resumes_after_a_stream_drop_and_delivers_every_event_once(classif
         wait_for(lambda: receiver.received, 30, "the first event at the slow receiver")
         receiver.stop()  # down, with events still queued behind the slow ones
         camera.kill()  # and the camera drops off the network
-        wait_for(lambda: not counts(port).get("connected", True), 20, "the watch to notice the drop")
+        wait_for(lambda: not watch_status(port).get("connected", True), 20, "the watch to notice the drop")
         assert requests.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code == 503
         time.sleep(3)
         camera.start()
         back_at = time.monotonic()
-        wait_for(lambda: counts(port).get("connected"), 15, "the watch to resume")
+        wait_for(lambda: watch_status(port).get("connected"), 15, "the watch to resume")
         resumed_after = time.monotonic() - back_at
         assert resumed_after < 5, f"resumed {resumed_after:.1f} s after the stream came back"
         receiver.delay = 0.0
         receiver.start()  # up again
 
-        status = wait_for(lambda: (s := counts(port)) and s["frames"] > status["frames"] + 20
+        status = wait_for(lambda: (s := watch_status(port)) and s["frames"] > status["frames"] + 20
                           and s["events"]["queued"] == 0 and s["events"]["sent"] == s["events"]["raised"] and s,
                           60, "every event delivered")
         assert status["reconnects"] == 1
@@ -257,3 +188,46 @@ def test_bad_arguments_are_one_line_errors(arguments, message):
     result = subprocess.run([sys.executable, "-m", "facemask.watch", "--listen", "none", *arguments],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
+
+
+def test_live_view_in_a_browser(classifier_service, tmp_path):
+    """Headless Chromium (skips without it, as tests/test_web_page.py does) opens the live view and sees frames
+    arrive: the picture changes between two looks, and the counts fill in."""
+    chromium = os.environ.get("CHROMIUM_BINARY") or shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
+    if not (chromium and chromedriver):
+        pytest.skip("headless Chromium not found: apt-get install chromium chromium-driver")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    write_clip(tmp_path / "door.avi", 40)
+    camera, port = CameraProcess(tmp_path / "door.avi", fps=10.0), free_port()
+    camera.start()
+    watch = start_watch(camera.url, classifier_service.url, "--camera", "door", listen=port)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1000,900", "--no-first-run", "--disable-background-networking"):
+        options.add_argument(argument)
+    browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=chromedriver), options=options)
+    try:
+        wait_for(lambda: watch_status(port).get("frames"), 90, "the watch's first frame")
+        browser.set_page_load_timeout(30)
+        browser.get(f"http://127.0.0.1:{port}/")
+        image = browser.find_element("id", "live")
+        WebDriverWait(browser, 30).until(lambda b: b.execute_script("return arguments[0].naturalWidth", image) == 640)
+        snapshot = """const image = arguments[0], canvas = document.createElement("canvas");
+            canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+            const context = canvas.getContext("2d"); context.drawImage(image, 0, 0);
+            return Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data.filter(
+                (_, i) => i % 4096 === 0));"""
+        first = browser.execute_script(snapshot, image)
+        WebDriverWait(browser, 30).until(lambda b: b.execute_script(snapshot, image) != first)
+        WebDriverWait(browser, 30).until(
+            lambda b: b.find_element("id", "state").text.startswith("Watching")
+            and b.find_elements("css selector", "#people li"))
+        assert "people" in browser.find_element("id", "state").text
+    finally:
+        browser.quit()
+        stop(watch)
+        camera.kill()
