@@ -341,20 +341,23 @@ class Publisher:
 
     def _run(self) -> None:
         while (frame := self.queue.get()) is not None:
-            streamed = self.live.wants_frame()
-            if self.recorder is None and not streamed:
-                continue
-            picture = anonymize(frame.image, [face.box for face in frame.record["faces"]], self.privacy)
-            drawn = draw_faces(picture, frame.shown)
             try:
-                if self.recorder is not None:
-                    self.recorder.write(drawn)
-            except (OSError, cv2.error) as error:  # a full disk must not end the watch; events go on
+                self._publish(frame)
+            except Exception as error:  # noqa: BLE001 (a full disk must not stop the watch: counts and events go on)
                 if not self.failure_logged:
-                    log.error("recording failed: %s", error)
+                    log.error("recording or live view failed: %s: %s", type(error).__name__, error)
                     self.failure_logged = True
-            if streamed:
-                self.live.publish(drawn)
+
+    def _publish(self, frame: FinishedFrame) -> None:
+        streamed = self.live.wants_frame()
+        if self.recorder is None and not streamed:
+            return
+        picture = anonymize(frame.image, [face.box for face in frame.record["faces"]], self.privacy)
+        drawn = draw_faces(picture, frame.shown)
+        if self.recorder is not None:
+            self.recorder.write(drawn)
+        if streamed:
+            self.live.publish(drawn)
 
     def close(self) -> None:
         self.queue.put(None)
@@ -388,55 +391,55 @@ class Watch:
         self._rate_started, self._rate_frames = time.monotonic(), 0
 
     # ---------------------------------------------------------------------------------- source and reconnects
-    def _open(self, should_stop: Callable[[], str | None], lost_at: float | None) -> VideoSource | None:
+    def _open(self, should_stop: Callable[[], str | None]) -> VideoSource | None:
         """The source, reopened with exponential backoff while it cannot be; None when stopped meanwhile."""
         pause, tries = self.options.reconnect_min_s, 0
         while not should_stop():
             tries += 1
             try:
-                source = VideoSource(self.source, stream_timeout_s=self.options.stream_timeout_s)
+                return VideoSource(self.source, stream_timeout_s=self.options.stream_timeout_s)
             except VideoSourceError as error:
                 if describe_source(self.source)[0] == "file":
                     raise
                 if tries == 1 or tries % 10 == 0:
                     log.warning("%s; trying again (try %d, next in %.1f s)", error, tries, pause)
-                deadline = time.monotonic() + pause
-                while time.monotonic() < deadline and not should_stop():
-                    time.sleep(0.05)
+                self._pause(pause, should_stop)
                 pause = min(pause * 2, self.options.reconnect_max_s)
-                continue
-            if lost_at is None:
-                log.info("watching %s (%s, %.0f frames/s) as camera %r", redacted(self.source), source.kind,
-                         source.fps, self.options.camera)
-            else:
-                self.reconnects += 1
-                self.metrics.reconnected()
-                log.info("source back after %.1f s (%d tries): watching again; track ids and counts carry on",
-                         time.monotonic() - lost_at, tries)
-            return source
         return None
+
+    @staticmethod
+    def _pause(seconds: float, should_stop: Callable[[], str | None]) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not should_stop():
+            time.sleep(0.05)
 
     def run(self, should_stop: Callable[[], str | None] = lambda: None) -> str | None:
         """Watch until should_stop() returns a reason (returned), or a file source ends (None)."""
-        lost_at, stopped = None, None
+        lost_at, pause = None, self.options.reconnect_min_s
         try:
             while True:
-                source = self._open(should_stop, lost_at)
+                source = self._open(should_stop)
                 if source is None:
                     return should_stop()
-                stopped, delivered = self._watch(source, should_stop)
+                stopped, delivered = self._watch(source, should_stop, lost_at)
                 if stopped or source.kind == "file":
                     return stopped
-                lost_at = time.monotonic()
-                self._set_connected(False)
-                log.warning("source lost after %d frame(s) (%s); reconnecting with backoff", delivered,
-                            "stream ended" if delivered else "no frames")
+                if delivered:
+                    lost_at, pause = time.monotonic(), self.options.reconnect_min_s
+                    self._set_connected(False)
+                    log.warning("source lost after %d frame(s); reconnecting with backoff", delivered)
+                else:  # it opens but sends nothing (a camera still booting): wait before the next try
+                    self._pause(pause, should_stop)
+                    pause = min(pause * 2, self.options.reconnect_max_s)
         finally:
             if self.annotator is not None:
                 self._finished(self.annotator.flush())
 
-    def _watch(self, source: VideoSource, should_stop: Callable[[], str | None]) -> tuple[str | None, int]:
+    def _watch(self, source: VideoSource, should_stop: Callable[[], str | None],
+               lost_at: float | None) -> tuple[str | None, int]:
         if self.annotator is None:
+            log.info("watching %s (%s, %.0f frames/s) as camera %r", redacted(self.source), source.kind,
+                     source.fps, self.options.camera)
             self.annotator = VideoAnnotator(self.pipeline, source.fps, self.video_settings)
             recorder = None
             if self.options.record_dir is not None:
@@ -449,6 +452,11 @@ class Watch:
             for image in reader:
                 if not delivered:
                     self._set_connected(True)
+                    if lost_at is not None:
+                        self.reconnects += 1
+                        self.metrics.reconnected()
+                        log.info("source back after %.1f s: watching again; track ids and counts carry on",
+                                 time.monotonic() - lost_at)
                 delivered += 1
                 self._finished(self.annotator.push(image))
                 stopped = should_stop()
@@ -506,7 +514,10 @@ class Watch:
         self.metrics.event("raised")
         log.info("event %s: track #%d %s (%.2f)", event["id"], face.track_id, face.label, face.score or 0.0)
         if self.events_log is not None:
-            self.events_log.write(event)
+            try:
+                self.events_log.write(event)
+            except OSError as error:  # a full disk: the webhook still gets the event
+                log.error("cannot write event %s to the events file: %s", event["id"], error)
         if self.webhook is not None:
             self.webhook.submit(event)
 
@@ -543,7 +554,7 @@ class Watch:
         return {"camera": self.options.camera, "source": redacted(self.source), "connected": self.connected,
                 "since": self.started, "frames": self.frames, "frames_per_second": round(self.fps, 2),
                 "reconnects": self.reconnects, "in_view": self.in_view, "track_ids_in_view": self.track_ids_in_view,
-                "people": {"total": sum(self.people.values()), "by_label": dict(sorted(self.people.items()))},
+                "people": {"total": sum(self.people.values()), "by_label": dict(sorted(dict(self.people).items()))},
                 "events": events, "privacy": self.options.privacy}
 
     def close(self) -> None:

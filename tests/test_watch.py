@@ -27,6 +27,7 @@ from facemask.images import decode_image
 from facemask.local_server import REPO_ROOT, free_port
 from facemask.privacy import anonymize
 from facemask.video import VIDEO_DETECT_OPTIONS
+from facemask.watch import parse_args
 
 SAMPLES = REPO_ROOT / "sample-images"
 ALL_LABELS = "with_mask,without_mask,incorrect"
@@ -231,3 +232,21 @@ def test_live_view_in_a_browser(classifier_service, tmp_path):
         browser.quit()
         stop(watch)
         camera.kill()
+
+
+def test_the_kubernetes_example_is_valid_and_runs_this_cli():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed")
+    yaml = pytest.importorskip("yaml")
+    documents = [doc for doc in yaml.safe_load_all((REPO_ROOT / "k8s" / "examples" / "watch.yaml").read_text())
+                 if doc]
+    for doc in documents:
+        for version in ("1.27.0", kubernetes_validate.latest_version()):
+            kubernetes_validate.validate(doc, version, strict=True)
+    deployment, service = documents
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "facemask.watch"]
+    args = parse_args([argument.replace("$(CAMERA_URL)", "rtsp://camera/stream") for argument in container["args"]])
+    assert args.listen == ("0.0.0.0", container["ports"][0]["containerPort"])
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    assert container["image"] == compose["services"]["detection"]["image"], "runs in the detection image"
