@@ -169,6 +169,7 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
                      f"each ≈ {fmt(1 / max(1, len(shares)))}", "scale_out.md"))
     rows += video_rows(sources)
     rows += robustness_rows(sources)
+    rows += watch_rows(sources)
     return rows, sources
 
 
@@ -258,6 +259,26 @@ def robustness_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def watch_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
+    """Issue 26: the camera watch over a long run (bench.watch_soak)."""
+    results = load("watch_soak")
+    if not results:
+        return []
+    sources.append(f"watch_soak ({results['meta']['date']})")
+    baseline, soak = (table(results, "Watch over time") + [{}, {}])[:2]
+    if not soak:
+        return []
+    return [(f"Camera watch, {results['meta']['minutes']:g} min soak with events (looping MJPEG camera): frames/s "
+             "with / without events; while the webhook was down; memory; open files after warm-up; resume after "
+             "a 10 s camera outage; events delivered exactly once",
+             f"{soak['frames/s mean']:.1f} / {baseline['frames/s mean']:.1f} "
+             f"({soak['frames/s mean'] / baseline['frames/s mean']:.2f}); "
+             f"{soak.get('frames/s while webhook down', 0):.1f}; {soak['RSS growth %']:+.1f} %; "
+             f"{soak['open files at warm-up']} -> {soak['open files max after']}; "
+             f"{soak.get('resume s after camera back', float('nan')):.1f} s; {soak['every event exactly once']}",
+             "within 10 %; within 10 %; ≤ +5 %; flat; ≤ 5 s; True", "watch_soak.md")]
+
+
 def render() -> str:
     rows, sources = summary_rows()
     machine = ""
@@ -290,6 +311,7 @@ def render() -> str:
               "python -m bench.video_speed        # video frames/s tracked vs per frame; /classify .npy vs raw",
               "python -m bench.video_tracking     # tracks on synthetic videos from held-out photos: IDF1, MOTA",
               "python -m bench.robustness         # slow clients, worst-case worker memory, hung classifier",
+              "python -m bench.watch_soak         # camera watch over 10 min: memory, files, frames/s, outages",
               "python -m bench.report             # this table", "```"]
     return "\n".join(lines)
 

@@ -218,7 +218,8 @@ def main(argv=None) -> Report:
     report = Report("watch_soak", "Camera watch soak: memory, open files, frames/s, reconnects, events",
                     command_line("bench.watch_soak", argv), **({"out_dir": args.out_dir} if args.out_dir else {}),
                     minutes=args.minutes, baseline_minutes=args.baseline_minutes, warm_up_s=args.warm_up,
-                    source="looping MJPEG camera on loopback, 25 frames/s, pan over sample-images/group_mixed.jpg")
+                    source="looping MJPEG camera on loopback, 25 frames/s, pan over sample-images/group_mixed.jpg",
+                    watch="one process, FACEMASK_ORT_THREADS=1, detector every 3rd frame; classifier: 2 workers")
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:
         clip = pan_clip(Path(tmp) / "pan.avi")
         phases = [run_phase("baseline (no events)", classifier.url, clip, 60 * args.baseline_minutes, args.sample,

@@ -69,6 +69,7 @@ class WatchOptions:
     webhook_url: str | None = None
     webhook_timeout_s: float = 10.0
     webhook_queue: int = 1000  # events waiting for the webhook; more are dropped (and stay in the JSON Lines)
+    webhook_retry_min_s: float = 0.5  # first pause before an event is tried again, doubled each time
     webhook_retry_max_s: float = 10.0  # longest pause between two tries of one event
     webhook_give_up_s: float = 3600.0  # an event not delivered within this long is given up (counted failed)
     thumbnails: bool = False
@@ -207,7 +208,7 @@ class WebhookSender:
             self.metrics.event(outcome)
 
     def _deliver(self, queued_at: float, event: dict) -> str:
-        pause, tries, timeout = self.options.reconnect_min_s, 0, self.options.webhook_timeout_s
+        pause, tries, timeout = self.options.webhook_retry_min_s, 0, self.options.webhook_timeout_s
         while True:
             tries += 1
             try:

@@ -27,7 +27,7 @@ from facemask.images import decode_image
 from facemask.local_server import REPO_ROOT, free_port
 from facemask.privacy import anonymize
 from facemask.video import VIDEO_DETECT_OPTIONS
-from facemask.watch import parse_args
+from facemask.watch import WatchMetrics, WatchOptions, WebhookSender, parse_args
 
 SAMPLES = REPO_ROOT / "sample-images"
 ALL_LABELS = "with_mask,without_mask,incorrect"
@@ -250,3 +250,23 @@ def test_the_kubernetes_example_is_valid_and_runs_this_cli():
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     assert container["image"] == compose["services"]["detection"]["image"], "runs in the detection image"
+
+
+def test_a_full_webhook_queue_drops_new_events_without_waiting_and_delivers_the_rest_once():
+    receiver = WebhookReceiver()  # not started yet: connections are refused
+    options = WatchOptions(webhook_queue=2, webhook_retry_min_s=0.05, webhook_retry_max_s=0.2, webhook_timeout_s=2)
+    sender = WebhookSender(receiver.url, options, WatchMetrics("door"))
+    started = time.monotonic()
+    for number in range(6):
+        sender.submit({"id": f"event-{number}"})
+    assert time.monotonic() - started < 0.5, "submitting never waits for the receiver"
+    assert sender.dropped in (3, 4)  # one may already be in flight, two wait in the queue
+    receiver.start()
+    try:
+        wait_for(lambda: sender.sent == 6 - sender.dropped, 20, "the queued events")
+        sender.close()
+    finally:
+        receiver.stop()
+    ids = [key for key, _ in receiver.received]
+    assert len(ids) == len(set(ids)) == 6 - sender.dropped and ids[0] == "event-0"
+    assert sender.failed == 0
