@@ -54,6 +54,7 @@ from facemask.privacy import PRIVACY_MODES, anonymize  # noqa: E402
 from facemask.results import UNCLASSIFIED, FaceResult  # noqa: E402
 from facemask.runner import StopSignals  # noqa: E402
 from facemask.settings import Settings, SettingsError  # noqa: E402
+# _ReadAhead is the decode-ahead thread of infer.py's video path, reused as it is rather than copied.
 from facemask.video import (VIDEO_DETECT_OPTIONS, FinishedFrame, Track, VideoAnnotator, VideoSettings,  # noqa: E402
                             VideoSource, VideoSourceError, _ReadAhead, describe_source)
 
