@@ -472,6 +472,11 @@ class Watch:
     def _set_connected(self, value: bool) -> None:
         self.connected = value
         self.metrics.connected(value)
+        # frames/s restarts its count with the source: no stale rate while it is away, no outage averaged in
+        self._rate_started, self._rate_frames = time.monotonic(), self.frames
+        if not value:
+            self.fps = 0.0
+            self.metrics.frames_per_second(0.0)
 
     # ------------------------------------------------------------------------------------------- people, events
     def _finished(self, frames: list[FinishedFrame]) -> None:
