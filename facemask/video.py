@@ -77,16 +77,22 @@ class VideoSource:
     """
 
     def __init__(self, spec: str, max_failures: int = 25, max_pixels: int | None = None,
-                 shrink_to_pixels: int | None = None):
+                 shrink_to_pixels: int | None = None, stream_timeout_s: float | None = None):
         """max_pixels: a frame with more pixels ends the reading with VideoSourceError (a raw stream may change its
         size after the first frame). shrink_to_pixels: larger frames are scaled down to this many pixels as they are
-        read, so the frames queued between decoding, analysis and output stay small."""
+        read, so the frames queued between decoding, analysis and output stay small. stream_timeout_s: a stream that
+        sends nothing this long ends the reading (the watch then reopens it)."""
         self.kind, self.target = describe_source(spec)
         self.max_pixels, self.shrink_to_pixels = max_pixels, shrink_to_pixels
         self.live = self.kind != "file"
         if self.kind == "file" and not Path(self.target).is_file():
             raise VideoSourceError(f"input video not found: {self.target}")
-        self.capture = cv2.VideoCapture(self.target)
+        if self.kind == "stream" and stream_timeout_s:  # a stalled stream ends instead of blocking read() for 30 s
+            milliseconds = int(stream_timeout_s * 1000)
+            self.capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, milliseconds, cv2.CAP_PROP_READ_TIMEOUT_MSEC, milliseconds])
+        else:
+            self.capture = cv2.VideoCapture(self.target)
         if not self.capture.isOpened():
             what = {"camera": f"camera {self.target}", "stream": f"stream {self.target}"}.get(
                 self.kind, f"video (corrupt, empty or unsupported format): {self.target}")
@@ -440,14 +446,17 @@ class VideoAnnotator:
             track.shown = result.label
         return result
 
+    def counts_as_person(self, track: Track) -> bool:
+        settings = self.settings
+        return (track.detections >= settings.min_track_detections and track.frames >= settings.min_track_s * self.fps
+                and track.best_score >= settings.confirm_score)
+
     def summary(self) -> dict:
         """People seen in the video: tracks with their overall label, time on screen, first and last frame."""
         tracks, by_label = [], {}
         for track in sorted(self.tracks.values(), key=lambda t: t.first_frame):
             label, probabilities = track.smoother.overall()
-            counted = (track.detections >= self.settings.min_track_detections
-                       and track.frames >= self.settings.min_track_s * self.fps
-                       and track.best_score >= self.settings.confirm_score)
+            counted = self.counts_as_person(track)
             label = label or UNCLASSIFIED
             if counted:
                 by_label[label] = by_label.get(label, 0) + 1
