@@ -119,7 +119,7 @@ class ClassifierClient:
             last_error = f"HTTP {response.status_code}"
         within = f" within the {self.deadline:.0f} s deadline" if deadline_at is not None else ""
         reason = f"failed after {tries} attempt(s){within}: {last_error}"
-        LOG.warning("classifier at %s unavailable: %s", self.url, reason)
+        LOG.warning("classifier at %s unavailable after %d attempt(s)%s: %s", self.url, tries, within, last_error)
         if self._down_since is None:
             self._down_since = time.monotonic()
         self._down_reason, self._probe_at = reason, time.monotonic() + CIRCUIT_COOLDOWN_S

@@ -198,8 +198,10 @@ class VideoJobs:
         capture = cv2.VideoCapture(str(source))
         try:
             # The container's frame size first: refused without decoding a frame (8000x8000: 192 MB each).
+            # A file OpenCV cannot open declares no size (-1 or 0): it is "not a video", not a size problem.
             declared = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-            self._check_frame_size(*declared)
+            if capture.isOpened() and min(declared) > 0:
+                self._check_frame_size(*declared)
             ok, frame = capture.read() if capture.isOpened() else (False, None)
             if not ok or frame is None:
                 raise VideoRejected("not a video (format not recognised, empty or corrupt)")
