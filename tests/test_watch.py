@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from facemask.local_server import REPO_ROOT, free_port
 from facemask.privacy import anonymize
 from facemask.video import VIDEO_DETECT_OPTIONS
 from facemask.watch import WatchMetrics, WatchOptions, WebhookSender, parse_args
+from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium
 
 SAMPLES = REPO_ROOT / "sample-images"
 ALL_LABELS = "with_mask,without_mask,incorrect"
@@ -194,23 +193,16 @@ def test_bad_arguments_are_one_line_errors(arguments, message):
 def test_live_view_in_a_browser(classifier_service, tmp_path):
     """Headless Chromium (skips without it, as tests/test_web_page.py does) opens the live view and sees frames
     arrive: the picture changes between two looks, and the counts fill in."""
-    chromium = os.environ.get("CHROMIUM_BINARY") or shutil.which("chromium") or shutil.which("chromium-browser")
-    chromedriver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
-    if not (chromium and chromedriver):
-        pytest.skip("headless Chromium not found: apt-get install chromium chromium-driver")
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(MISSING)
     from selenium.webdriver.support.ui import WebDriverWait
 
     write_clip(tmp_path / "door.avi", 40)
     camera, port = CameraProcess(tmp_path / "door.avi", fps=10.0), free_port()
     camera.start()
     watch = start_watch(camera.url, classifier_service.url, "--camera", "door", listen=port)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1000,900", "--no-first-run", "--disable-background-networking"):
-        options.add_argument(argument)
-    browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=chromedriver), options=options)
+    browser = start_chromium(webdriver, "1000,900")
     try:
         wait_for(lambda: watch_status(port).get("frames"), 90, "the watch's first frame")
         browser.set_page_load_timeout(30)

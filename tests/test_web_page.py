@@ -13,7 +13,6 @@ import json
 import math
 import os
 import re
-import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -24,13 +23,10 @@ import pytest
 
 from facemask.images import decode_image
 from facemask.local_server import REPO_ROOT, LocalService, free_port
+from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium
 
-CHROMIUM = os.environ.get("CHROMIUM_BINARY") or shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="headless Chromium not found: apt-get install chromium chromium-driver (.ci/run does this as root)")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason=MISSING)]
 
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
@@ -60,16 +56,9 @@ def fake_camera_file(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
     camera = fake_camera_file(tmp_path_factory.mktemp("camera"))
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1366,900", "--no-first-run", "--disable-background-networking",
-                     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                     f"--use-file-for-fake-video-capture={camera}"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    driver = start_chromium(webdriver, "1366,900", "--use-fake-device-for-media-stream",
+                            "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={camera}")
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
