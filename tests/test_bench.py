@@ -242,3 +242,13 @@ def test_detector_options_on_held_out_photos(tmp_path):
     for points in result["curves"].values():  # a higher threshold never finds more
         assert all(a["all"] >= b["all"] and a["fp"] >= b["fp"] for a, b in zip(points, points[1:]))
     assert (tmp_path / "opt.png").stat().st_size > 10_000
+
+
+def test_classifier_selection_keeps_the_close_up_bar_before_real_photo_accuracy():
+    from bench.select_classifier import CLOSE_UP_BAR, choose
+
+    rows = [{"candidate": "loses_close_ups", "real_acc3": 0.95, "crop_set_two_labels": CLOSE_UP_BAR - 0.001},
+            {"candidate": "keeps_them", "real_acc3": 0.90, "crop_set_two_labels": CLOSE_UP_BAR},
+            {"candidate": "weaker", "real_acc3": 0.89, "crop_set_two_labels": 0.999}]
+    assert choose(rows)["candidate"] == "keeps_them"
+    assert choose(rows[:1]) is None

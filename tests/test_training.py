@@ -195,6 +195,8 @@ def test_distillation_pulls_the_training_loss_towards_the_teachers_and_leaves_va
     callback = DistillationCallback([CLASSIFIER_MODEL], student_classes, crops.SERVED, alpha=0.5, temperature=2.0)
     expected = torch.from_numpy(teacher.session.run(None, {teacher.input_name: batch.numpy()})[0][:, ::-1].copy())
     assert torch.allclose(callback.teacher_probabilities(batch), expected, atol=1e-5)
+    on_torch = DistillationCallback([CLASSIFIER_MODEL], student_classes, crops.SERVED, on_torch=True)
+    assert torch.allclose(on_torch.teacher_probabilities(batch), expected, atol=1e-4)  # how a GPU run teaches
 
     hard = torch.tensor(0.8)
     agreeing = torch.log(expected)  # logits whose softmax is the teachers' answer: nothing left to match
@@ -224,3 +226,17 @@ def test_a_three_class_teacher_distils_into_a_two_class_student(prepared, tmp_pa
     config = json.loads((run / "train_config.json").read_text())
     assert config["teacher"] == [str(CLASSIFIER_MODEL)] and config["classes"] == ["with_mask", "without_mask"]
     assert MaskClassifier(run / "model.onnx").classes == ["with_mask", "without_mask"]
+
+
+def test_mixup_trains_and_exports_and_refuses_to_combine_with_teachers(prepared, tmp_path):
+    from facemask.paths import CLASSIFIER_MODEL
+    from training import train
+
+    run = tmp_path / "run"
+    train.main(["--prepared", str(prepared), "--epochs", "1", "--lr", "2e-3", "--batch-size", "16", "--mixup", "0.4",
+                "--out", str(run)])
+    assert json.loads((run / "train_config.json").read_text())["mixup"] == 0.4
+    assert MaskClassifier(run / "model.onnx").classes == ["with_mask", "without_mask"]
+    with pytest.raises(SystemExit):
+        train.main(["--prepared", str(prepared), "--epochs", "1", "--mixup", "0.4", "--teacher", str(CLASSIFIER_MODEL),
+                    "--out", str(tmp_path / "both")])

@@ -24,6 +24,7 @@ from fastai.layers import ConvLayer, Flatten
 from fastai.vision.all import (
     CrossEntropyLossFlat,
     Learner,
+    MixUp,
     accuracy,
     create_vision_model,
     model_meta,
@@ -144,6 +145,9 @@ def run(argv=None) -> Path:
     parser.add_argument("--distill-alpha", type=float, default=0.5,
                         help="with --teacher: share of the hard-label loss in the training loss")
     parser.add_argument("--distill-temperature", type=float, default=2.0, help="with --teacher: softening")
+    parser.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                        help="blend pairs of training crops and their labels (fastai MixUp, Beta(ALPHA, ALPHA); "
+                             "0: off)")
     parser.add_argument("--num-workers", type=int, default=0, help="data loader processes (0: in the main one)")
     parser.add_argument("--exclude-datasets", nargs="+", default=[], metavar="NAME",
                         help="leave these data sets of the manifest out (e.g. synthetic_masks, the drawn masks)")
@@ -196,6 +200,10 @@ def run(argv=None) -> Path:
     if args.teacher:
         callbacks.append(DistillationCallback(args.teacher, list(dls.vocab), geometry, args.distill_alpha,
                                               args.distill_temperature))
+    if args.mixup > 0:
+        if args.teacher:
+            parser.error("--mixup and --teacher do not combine: the teachers would see the blended crops")
+        callbacks.append(MixUp(args.mixup))
     if args.pretrained:
         learner.fine_tune(args.epochs, base_lr=args.lr, cbs=callbacks)
     else:
