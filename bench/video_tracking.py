@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.common import Report, add_scene_arguments, command_line, parse_long_side, scenes_from_args
 from bench.synthetic_video import MOTIONS, GroundTruthFrame, write_video
-from facemask.annotations import iou_matrix
+from facemask.boxes import iou_matrix
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
 from facemask.local_server import LocalService

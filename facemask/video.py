@@ -24,8 +24,8 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
+from facemask.boxes import overlap_of_smaller, widths_heights
 from facemask.crops import SERVED, CropGeometry, crop_face
-from facemask.detector import overlap_of_smaller
 from facemask.drawing import draw_faces
 from facemask.errors import FacemaskError, OptionError
 from facemask.pipeline import ClassifierUnavailable, MaskPipeline
@@ -325,7 +325,7 @@ class VideoAnnotator:
             track.last_frame, track.frames = index, track.frames + 1
             track.last_box = face.box
             if face.box[0] > 1 and face.box[1] > 1 and face.box[2] < width - 1 and face.box[3] < height - 1:
-                track.full_size = face.box[2:] - face.box[:2]
+                track.full_size = widths_heights(face.box)
             self.recent[track.track_id] = track
             track.detections += face.detected
             track.missed = 0 if face.detected else track.missed
@@ -364,7 +364,7 @@ class VideoAnnotator:
                     or track.signature is None or track.last_box is None:
                 continue
             lost_box = restored_box(track.last_box, track.full_size if track.full_size is not None
-                                    else track.last_box[2:] - track.last_box[:2], width, height)
+                                    else widths_heights(track.last_box), width, height)
             distance = reid_distance(face.box, lost_box, settings.reid_offset, settings.reid_size_ratio)
             if distance is None or (best_distance is not None and distance >= best_distance):
                 continue

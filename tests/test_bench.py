@@ -12,7 +12,8 @@ from PIL import Image
 from bench import detection_recall, end_to_end
 from bench.common import SCENE_SPLIT_FILE as SPLIT_FILE
 from bench.common import SCENES_DIR, average_precision, expand_boxes, markdown_table
-from facemask.annotations import DatasetError, greedy_match, iou_matrix, load_scenes, parse_voc, subsample
+from facemask.annotations import DatasetError, greedy_match, load_scenes, parse_voc, subsample
+from facemask.boxes import iou_matrix
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
 from facemask.results import FaceResult

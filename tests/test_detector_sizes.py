@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench import detection_sizes
-from facemask.annotations import iou_matrix
+from facemask.boxes import iou_matrix
 from facemask.detector import AUTO, DetectOptions, RetinaFaceDetector, suppress_contained
 from facemask.images import decode_image
 

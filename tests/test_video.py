@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from bench.synthetic_video import camera_windows, render
+from facemask.boxes import iou
 from facemask.crops import crop_face
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image, encode_png
@@ -146,15 +147,8 @@ def test_optical_flow_keeps_boxes_on_faces_between_detector_runs(tmp_path):
     inside = [f for f in faces if f.box[0] > 2 and f.box[1] > 2 and f.box[2] < 638 and f.box[3] < 478]
     assert len(inside) >= 4
     for face in inside:  # every followed face still sits on a detected face 7 frames later (cut faces aside)
-        best = max(truth.values(), key=lambda box: _iou(box, face.box))
-        assert _iou(best, face.box) > 0.5
-
-
-def _iou(a, b) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - width * height
-    return width * height / union
+        best = max(truth.values(), key=lambda box: iou(box, face.box))
+        assert iou(best, face.box) > 0.5
 
 
 # ----------------------------------------------------------------------------------------- the CLI on video
