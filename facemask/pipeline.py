@@ -16,7 +16,14 @@ from facemask.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry, crop_face
 from facemask.detector import Face, PyramidFaceDetector, create_detector
 from facemask.errors import FacemaskError, OptionError
 from facemask.images import encode_png
-from facemask.results import UNCLASSIFIED, FaceResult, FrameResult  # noqa: F401  (other branches import them here)
+from facemask.results import (  # noqa: F401  (UNCLASSIFIED: other branches import it here)
+    UNCLASSIFIED,
+    FaceResult,
+    FrameResult,
+    NotClassified,
+    Prediction,
+    prediction_from_json,
+)
 from facemask.settings import Settings
 
 DEFAULT_CLASSIFIER_URL = Settings.classifier_url
@@ -125,11 +132,15 @@ class ClassifierClient:
         self._down_reason, self._probe_at = reason, time.monotonic() + CIRCUIT_COOLDOWN_S
         raise ClassifierUnavailable(f"classifier {reason}")
 
-    def classify(self, crops: list[np.ndarray]) -> list[dict]:
-        """One result per crop, in order. A crowd is sent in chunks that stay under the service's per-request limit."""
-        results = []
+    def classify(self, crops: list[np.ndarray]) -> list[Prediction]:
+        """One prediction per crop, in order. A crowd is sent in chunks that stay under the service's per-request
+        limit."""
+        results: list[Prediction] = []
         deadline_at = time.monotonic() + self.deadline
-        as_array = bool(crops) and self._sends_arrays(deadline_at) and len({crop.shape for crop in crops}) == 1
+        as_array = bool(crops) and self._sends_arrays(deadline_at)
+        if as_array and len({crop.shape for crop in crops}) > 1:
+            LOG.debug("crops of %d sizes cannot share one array: sent as PNG files", len({c.shape for c in crops}))
+            as_array = False
         for start in range(0, len(crops), CROPS_PER_REQUEST):
             chunk = crops[start:start + CROPS_PER_REQUEST]
             if as_array:
@@ -144,7 +155,7 @@ class ClassifierClient:
             if response.status_code != 200:
                 LOG.warning("classifier rejected the crops: HTTP %s %s", response.status_code, response.text[:200])
                 raise ClassifierUnavailable(f"classifier rejected the crops: HTTP {response.status_code}")
-            results += response.json()["results"]
+            results += [prediction_from_json(result) for result in response.json()["results"]]
         return results
 
     def _cached_info(self, deadline_at: float | None = None) -> dict:
@@ -205,7 +216,8 @@ class MaskPipeline:
             predictions = self.client.classify([crop_face(image_rgb, face.landmarks, face.box, geometry)
                                                 for face in faces])
         except ClassifierUnavailable as failure:
-            error, predictions = str(failure), [{"error": str(failure)}] * len(faces)
+            error = str(failure)
+            predictions = [NotClassified(error)] * len(faces)
         finished = time.perf_counter()
 
         results = [FaceResult.from_prediction(face.box, face.landmarks, face.score, prediction)

@@ -29,7 +29,7 @@ from facemask.crops import SERVED, CropGeometry, crop_face
 from facemask.drawing import draw_faces
 from facemask.errors import FacemaskError, OptionError
 from facemask.pipeline import ClassifierUnavailable, MaskPipeline
-from facemask.results import UNCLASSIFIED, FaceResult
+from facemask.results import UNCLASSIFIED, Classification, FaceResult, NotClassified, Prediction
 from facemask.tracking import (
     FaceTracker,
     LabelSmoother,
@@ -409,17 +409,17 @@ class VideoAnnotator:
         started = time.perf_counter()
         if pending.job is not None:
             try:
-                results = pending.job.result()
+                results: list[Prediction] = pending.job.result()
             except ClassifierUnavailable as failure:
-                results = [{"error": str(failure)}] * len(pending.targets)
+                results = [NotClassified(str(failure))] * len(pending.targets)
                 self.errors[f"frame {pending.index}"] = str(failure)
             for track_id, result in zip(pending.targets, results):
                 track = self.tracks[track_id]
-                if "probabilities" in result and result.get("probabilities"):
-                    track.smoother.add(result["probabilities"])
+                if isinstance(result, Classification):
+                    track.smoother.add(result.probabilities)
                     track.error = None
                 else:
-                    track.error = result.get("error", "no prediction")
+                    track.error = result.error
         self.timing["classify_wait"] += time.perf_counter() - started
         faces = [self._face_result(face) for face in pending.faces]
         shown = [face for face in faces if face.confirmed]
@@ -431,12 +431,8 @@ class VideoAnnotator:
     def _face_result(self, face: TrackedFace) -> FaceResult:
         track = self.tracks[face.track_id]
         label = track.smoother.label
-        if label is None:
-            prediction = {"error": track.error or "not classified"}
-        else:
-            mean = track.smoother.mean()
-            prediction = {"label": label, "score": round(mean[label], 5),
-                          "probabilities": {name: round(value, 5) for name, value in mean.items()}}
+        prediction: Prediction = (NotClassified(track.error or "not classified") if label is None
+                                  else Classification.from_probabilities(track.smoother.mean(), label))
         result = FaceResult.from_prediction(face.box, face.landmarks, face.det_score, prediction,
                                             track_id=face.track_id, source="detected" if face.detected else "followed",
                                             confirmed=track.best_score >= self.settings.confirm_score)

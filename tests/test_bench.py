@@ -16,7 +16,7 @@ from facemask.annotations import DatasetError, greedy_match, load_scenes, parse_
 from facemask.boxes import iou_matrix
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
-from facemask.results import FaceResult
+from facemask.results import Classification, FaceResult
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample-images"
 
@@ -97,8 +97,7 @@ def test_end_to_end_scoring_hand_made_scene(tmp_path):
 
     def face(box, det_score, label, p):
         other = "without_mask" if label == "with_mask" else "with_mask"
-        return FaceResult.from_prediction(box, [], det_score, {"label": label, "score": p,
-                                                                 "probabilities": {label: p, other: 1 - p}})
+        return FaceResult.from_prediction(box, [], det_score, Classification(label, p, {label: p, other: 1 - p}))
 
     predictions = [[face([0, 0, 20, 20], 0.9, "with_mask", 0.8),        # right
                     face([50, 0, 70, 20], 0.8, "with_mask", 0.6),       # wrong label
@@ -123,8 +122,8 @@ def test_end_to_end_scores_three_classes_when_the_classifier_knows_incorrect(tmp
     classes = ["incorrect", "with_mask", "without_mask"]
 
     def face(box, label, p=0.8):
-        return FaceResult.from_prediction(box, [], 0.9, {"label": label, "score": p, "probabilities": {
-            c: p if c == label else (1 - p) / 2 for c in classes}})
+        return FaceResult.from_prediction(box, [], 0.9, Classification(label, p, {
+            c: p if c == label else (1 - p) / 2 for c in classes}))
 
     predictions = [[face([0, 0, 20, 20], "with_mask"), face([50, 0, 70, 20], "without_mask"),
                     face([100, 0, 120, 20], "incorrect"), face([200, 0, 220, 20], "with_mask", 0.6)]]

@@ -11,7 +11,7 @@ from facemask import crops
 from facemask.detector import DetectOptions, RetinaFaceDetector
 from facemask.drawing import AMBER, GREEN, RED, draw_faces, style_for, text_colour_on
 from facemask.images import ImageError, decode_image
-from facemask.results import FaceResult
+from facemask.results import Classification, FaceResult
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_decode_image_refuses_decompression_bombs():
 
 
 def _face(box, label, score):
-    return FaceResult.from_prediction(box, [], 0.99, {"label": label, "score": score, "probabilities": {label: score}})
+    return FaceResult.from_prediction(box, [], 0.99, Classification(label, score, {label: score}))
 
 
 def test_draw_faces_colours_boxes_by_label():

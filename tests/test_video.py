@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -101,16 +102,18 @@ def test_bad_npy_bodies_get_json_4xx(classifier_service, body, status, message):
     assert response.status_code == status and message in response.json()["error"]
 
 
-def test_client_sends_arrays_when_the_service_offers_them(classifier_service):
+def test_client_sends_arrays_when_the_service_offers_them(classifier_service, caplog):
     crops = crops_of()
     client = ClassifierClient(classifier_service.url)
     results = client.classify(crops)
     assert client.transport == "npy" and len(results) == len(crops)
     multipart = ClassifierClient(classifier_service.url, transport="multipart").classify(crops)
-    assert [r["label"] for r in results] == [r["label"] for r in multipart]
+    assert [r.label for r in results] == [r.label for r in multipart]
     # Crops of different sizes cannot share one array: the client falls back to files for that call.
-    mixed = client.classify([crops[0], cv2.resize(crops[1], (64, 64))])
-    assert [r["filename"] for r in mixed] == ["face_0.png", "face_1.png"]
+    with caplog.at_level(logging.DEBUG, logger="facemask.pipeline"):
+        mixed = client.classify([crops[0], cv2.resize(crops[1], (64, 64))])
+    assert "sent as PNG files" in caplog.text
+    assert [r.label for r in mixed] == [results[0].label, multipart[1].label]
 
 
 # ----------------------------------------------------------------------------------------- tracking pieces
