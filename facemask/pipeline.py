@@ -8,6 +8,7 @@ import io
 import itertools
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import requests
@@ -200,24 +201,66 @@ class ClassifierClient:
         return False
 
 
+@dataclass
+class Classified:
+    """One prediction per crop, in order, and why the classifier gave none (None when it answered)."""
+
+    predictions: list[Prediction]
+    error: str | None = None
+
+
+class FaceClassifier:
+    """The crop -> classify step of both photos and video frames, with one policy for a classifier that cannot be
+    reached.
+
+    - Crops are cut at the geometry the served model was trained on (its /info), asked once and then cached by the
+      client. A crop cut at a guessed geometry is never classified.
+    - Each request gets the client's retries within one deadline; a classifier found down then fails at once for
+      CIRCUIT_COOLDOWN_S, after which one quick /ready probe decides whether it is asked again (every attempt and
+      the giving up are logged by the client, on the `facemask.pipeline` logger).
+    - Faces it gives no answer for are kept, NotClassified with the reason: nothing is dropped or raised.
+    """
+
+    def __init__(self, client: ClassifierClient):
+        self.client = client
+
+    def geometry(self) -> tuple[CropGeometry, str | None]:
+        """The served model's crop geometry and None; while the classifier cannot be reached, the shipped model's
+        (SERVED) and why: crops cut then serve the caller's own comparisons, classify() does not send them."""
+        try:
+            return self.client.crop_geometry(), None
+        except ClassifierUnavailable as failure:
+            return SERVED, str(failure)
+
+    def classify(self, crops: list[np.ndarray], unavailable: str | None = None) -> Classified:
+        """The crops' predictions; `unavailable` (from geometry()) answers them all with that reason, unsent."""
+        if unavailable is None and crops:
+            try:
+                return Classified(self.client.classify(crops))
+            except ClassifierUnavailable as failure:
+                unavailable = str(failure)
+        if unavailable is None:
+            return Classified([])
+        return Classified([NotClassified(unavailable)] * len(crops), unavailable)
+
+    def classify_faces(self, image_rgb: np.ndarray, faces: list[Face]) -> Classified:
+        geometry, unavailable = self.geometry() if faces else (SERVED, None)
+        return self.classify([crop_face(image_rgb, face.landmarks, face.box, geometry) for face in faces], unavailable)
+
+
 class MaskPipeline:
     def __init__(self, detector: PyramidFaceDetector | None = None, client: ClassifierClient | None = None):
         self.detector = detector or create_detector()
         self.client = client or ClassifierClient()
+        self.classifier = FaceClassifier(self.client)
 
     def process(self, image_rgb: np.ndarray) -> FrameResult:
         """Every detected face appears in the result: classified, or marked unclassified with the reason."""
         started = time.perf_counter()
         faces: list[Face] = self.detector.detect(image_rgb)
         detected = time.perf_counter()
-        error = None
-        try:
-            geometry = self.client.crop_geometry() if faces else SERVED
-            predictions = self.client.classify([crop_face(image_rgb, face.landmarks, face.box, geometry)
-                                                for face in faces])
-        except ClassifierUnavailable as failure:
-            error = str(failure)
-            predictions = [NotClassified(error)] * len(faces)
+        classified = self.classifier.classify_faces(image_rgb, faces)
+        predictions, error = classified.predictions, classified.error
         finished = time.perf_counter()
 
         results = [FaceResult.from_prediction(face.box, face.landmarks, face.score, prediction)

@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 
 from facemask.boxes import overlap_of_smaller, widths_heights
-from facemask.crops import SERVED, CropGeometry, crop_face
+from facemask.crops import CropGeometry, crop_face
 from facemask.drawing import draw_faces
 from facemask.errors import FacemaskError, OptionError
-from facemask.pipeline import ClassifierUnavailable, MaskPipeline
+from facemask.pipeline import Classified, MaskPipeline
 from facemask.results import UNCLASSIFIED, Classification, FaceResult, NotClassified, Prediction
 from facemask.tracking import (
     FaceTracker,
@@ -230,9 +230,6 @@ def _thumbnail(crop: np.ndarray) -> np.ndarray:
                       ).astype(np.float32) / 255.0
 
 
-GEOMETRY_RETRY_S = 30.0
-
-
 class VideoAnnotator:
     """Feed frames in order with `push`; finished frames come back in order (annotated image + frame record, whose
     faces are FaceResults)."""
@@ -248,8 +245,7 @@ class VideoAnnotator:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
         self.index, self.previous_gray, self.previous_small, self.faces = 0, None, None, []
         self.detector_runs, self.crops_classified, self.errors, self.untracked = 0, 0, {}, 0
-        self._crop_geometry: CropGeometry | None = None
-        self._geometry_retry_at = 0.0
+        self._frame_geometry: tuple[CropGeometry, str | None] | None = None
         # Seconds per stage; decode, draw and encode run on threads of their own (annotate_stream) and overlap.
         self.timing = {"decode": 0.0, "detect": 0.0, "follow": 0.0, "track": 0.0, "classify_wait": 0.0, "draw": 0.0,
                        "encode": 0.0}
@@ -307,6 +303,7 @@ class VideoAnnotator:
         self.previous_gray, self.previous_small, self.faces = gray, small, faces
 
         targets, crops, shown_faces = [], [], []
+        self._frame_geometry = None
         height, width = gray.shape[:2]
         for face in faces:
             if face.track_id is None:  # norfair takes every face (no initialization delay); never drop one
@@ -338,7 +335,8 @@ class VideoAnnotator:
                            if index - track.last_frame <= settings.reid_s * self.fps}
         job = None
         if crops:
-            job = self.executor.submit(self.pipeline.client.classify, crops)
+            unavailable = self._frame_geometry[1] if self._frame_geometry else None
+            job = self.executor.submit(self.pipeline.classifier.classify, crops, unavailable)
             self.crops_classified += len(crops)
         self.timing["track"] += time.perf_counter() - started
         return _Pending(index, image, shown_faces, detect, job, targets)
@@ -378,15 +376,10 @@ class VideoAnnotator:
         return best
 
     def _classifier_geometry(self) -> CropGeometry:
-        """Asked of the service once per video. While it cannot be reached, crops are cut at the served geometry
-        (their classify calls fail and the faces are shown unclassified, as before) and it is asked again at
-        most every GEOMETRY_RETRY_S, so a classifier that is down does not stall every face of every frame."""
-        if self._crop_geometry is None and time.monotonic() >= self._geometry_retry_at:
-            try:
-                self._crop_geometry = self.pipeline.client.crop_geometry()
-            except ClassifierUnavailable:
-                self._geometry_retry_at = time.monotonic() + GEOMETRY_RETRY_S
-        return self._crop_geometry or SERVED
+        """The crop geometry for this frame, asked (FaceClassifier.geometry) when the frame first needs a crop."""
+        if self._frame_geometry is None:
+            self._frame_geometry = self.pipeline.classifier.geometry()
+        return self._frame_geometry[0]
 
     def _wants_classification(self, track: Track, face: TrackedFace, index: int, image, crops: list) -> bool:
         settings = self.settings
@@ -408,12 +401,10 @@ class VideoAnnotator:
     def _finish(self, pending: _Pending) -> FinishedFrame:
         started = time.perf_counter()
         if pending.job is not None:
-            try:
-                results: list[Prediction] = pending.job.result()
-            except ClassifierUnavailable as failure:
-                results = [NotClassified(str(failure))] * len(pending.targets)
-                self.errors[f"frame {pending.index}"] = str(failure)
-            for track_id, result in zip(pending.targets, results):
+            classified: Classified = pending.job.result()
+            if classified.error is not None:
+                self.errors[f"frame {pending.index}"] = classified.error
+            for track_id, result in zip(pending.targets, classified.predictions):
                 track = self.tracks[track_id]
                 if isinstance(result, Classification):
                     track.smoother.add(result.probabilities)

@@ -26,8 +26,10 @@ from facemask.crops import crop_face
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image, encode_png
 from facemask.local_server import REPO_ROOT
-from facemask.pipeline import ClassifierClient
+from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.results import UNCLASSIFIED
 from facemask.tracking import LabelSmoother, TrackedFace, follow_faces, to_gray
+from facemask.video import VideoAnnotator, VideoSettings
 
 SAMPLES = REPO_ROOT / "sample-images"
 
@@ -114,6 +116,28 @@ def test_client_sends_arrays_when_the_service_offers_them(classifier_service, ca
         mixed = client.classify([crops[0], cv2.resize(crops[1], (64, 64))])
     assert "sent as PNG files" in caplog.text
     assert [r.label for r in mixed] == [results[0].label, multipart[1].label]
+
+
+def test_photos_and_video_frames_share_one_policy_for_an_unreachable_classifier(caplog):
+    """The crop -> classify step (FaceClassifier) of both paths: every face kept, unclassified with the reason,
+    the reason recorded, the attempts logged; a classifier found down is not waited for again on every frame."""
+    image = decode_image(SAMPLES / "group_mixed.jpg")
+    client = ClassifierClient("http://127.0.0.1:9", retries=2, backoff=0.05, deadline=5)  # nothing listens
+    pipeline = MaskPipeline(RetinaFaceDetector(), client)
+    with caplog.at_level(logging.INFO, logger="facemask"):
+        photo = pipeline.process(image)
+    assert len(photo.faces) >= 5 and photo.error and "attempt" in photo.error
+    assert all(face.status == UNCLASSIFIED and face.error == photo.error for face in photo.faces)
+    assert [r.getMessage().split("attempt ")[1][0] for r in caplog.records if "attempt" in r.getMessage()
+            and r.levelno == logging.INFO] == ["1", "2", "3"]
+
+    annotator = VideoAnnotator(pipeline, fps=25.0, settings=VideoSettings(classify_lag=0))
+    started = time.monotonic()
+    frames = [frame for _ in range(6) for frame in annotator.push(image)] + annotator.flush()
+    assert time.monotonic() - started < 10  # the circuit is open: no frame waits out retries again
+    faces = [face for frame in frames for face in frame.record["faces"]]
+    assert len(frames) == 6 and len(faces) >= 30 and all(face.status == UNCLASSIFIED and face.error for face in faces)
+    assert annotator.errors and all("classifier" in reason for reason in annotator.errors.values())
 
 
 # ----------------------------------------------------------------------------------------- tracking pieces
