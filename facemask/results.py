@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Iterable
 
+import numpy as np
+
 UNCLASSIFIED = "unclassified"
 CLASSIFIED = "classified"
 
@@ -28,6 +30,17 @@ def rounded_landmarks(landmarks: Iterable) -> Landmarks:
 
 def rounded_det_score(score: float) -> float:
     return round(float(score), 4)
+
+
+@dataclass
+class Face:
+    """One detected face in original-image pixels, as the detector gives it. The face types share their names:
+    box, landmarks and det_score (the detector's confidence) here, in tracking.TrackedFace (which adds how the
+    face was found and its track) and in FaceResult (which adds the classifier's label, score and probabilities)."""
+
+    box: np.ndarray  # (4,) float32 x1, y1, x2, y2
+    landmarks: np.ndarray  # (5, 2) float32: right eye, left eye, nose, right mouth corner, left mouth corner
+    det_score: float
 
 
 @dataclass(frozen=True)

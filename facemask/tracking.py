@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from facemask.boxes import centre, clip_to_image, iou, longest_side, shortest_side, widths_heights
+from facemask.results import Face
 
 if TYPE_CHECKING:
     from norfair import Detection
@@ -30,13 +31,10 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class TrackedFace:
-    """A face in one frame: where it is, how it was found (detected or followed by flow) and its track."""
+class TrackedFace(Face):
+    """A face in one frame: where it is, how it was found (detected, or followed by optical flow) and its track."""
 
-    box: np.ndarray  # (4,) x1, y1, x2, y2
-    landmarks: np.ndarray  # (5, 2)
-    det_score: float
-    detected: bool
+    detected: bool = True
     track_id: int | None = None
 
     @property

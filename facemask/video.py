@@ -281,7 +281,7 @@ class VideoAnnotator:
         self.timing["follow"] += time.perf_counter() - started
         started = time.perf_counter()
         if detect:
-            faces = [TrackedFace(box=f.box, landmarks=f.landmarks, det_score=f.score, detected=True)
+            faces = [TrackedFace(box=f.box, landmarks=f.landmarks, det_score=f.det_score, detected=True)
                      for f in self.pipeline.detector.detect(image)]
             self.detector_runs += 1
             self.timing["detect"] += time.perf_counter() - started

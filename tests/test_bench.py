@@ -159,7 +159,7 @@ def test_threshold_applied_after_detection_equals_detecting_at_it():
     image = decode_image(SAMPLES / "group_mixed.jpg")
     detector = RetinaFaceDetector()
     strict = detector.prepare(long_side=640, score_threshold=0.8).detect(image)
-    loose = [f for f in detector.prepare(long_side=640, score_threshold=0.3).detect(image) if f.score >= 0.8]
+    loose = [f for f in detector.prepare(long_side=640, score_threshold=0.3).detect(image) if f.det_score >= 0.8]
     assert len(strict) >= 3 and len(loose) == len(strict)
     np.testing.assert_allclose([f.box for f in loose], [f.box for f in strict])
 

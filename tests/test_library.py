@@ -36,7 +36,7 @@ def test_detector_finds_every_labelled_face(detector, sample_paths, sample_label
             # Landmarks sit inside the face box and eyes are above the mouth.
             assert np.all((face.landmarks >= [x1, y1]) & (face.landmarks <= [x2, y2]))
             assert face.landmarks[:2, 1].mean() < face.landmarks[3:, 1].mean()
-            assert 0.5 <= face.score <= 1.0
+            assert 0.5 <= face.det_score <= 1.0
 
 
 def test_detector_scale_policy_maps_boxes_back_to_the_original_image(detector, sample_paths):

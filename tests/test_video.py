@@ -166,7 +166,7 @@ def test_optical_flow_keeps_boxes_on_faces_between_detector_runs(tmp_path):
         assert ok
         frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     detector = RetinaFaceDetector().prepare(long_side=1024, upscale=False)
-    faces = [TrackedFace(f.box, f.landmarks, f.score, True, i) for i, f in enumerate(detector.detect(frames[0]))]
+    faces = [TrackedFace(f.box, f.landmarks, f.det_score, True, i) for i, f in enumerate(detector.detect(frames[0]))]
     assert len(faces) >= 5
     for previous, frame in zip(frames, frames[1:]):
         faces = follow_faces(to_gray(previous), to_gray(frame), faces)
