@@ -184,17 +184,17 @@ def main(argv=None) -> Report | None:
                 started, cpu_started = time.perf_counter(), cpu_seconds(processes)
                 footer = annotate_stream(pipeline, VideoSource(str(video)), Path(tmp) / "new.mp4",
                                          VideoSettings(detect_every=detect_every), header={})
-                fps = footer["frames_total"] / (time.perf_counter() - started)
-                cpu_per_frame = (cpu_seconds(processes) - cpu_started) / max(footer["frames_total"], 1)
+                fps = footer.frames_total / (time.perf_counter() - started)
+                cpu_per_frame = (cpu_seconds(processes) - cpu_started) / max(footer.frames_total, 1)
                 rows.append({"frame": f"{size[0]}x{size[1]}",
                              "path": f"tracked: detector every {detect_every} frame(s), flow, .npy transport",
                              "frames/s": fps, "x per frame": fps / old_fps,
                              "CPU ms per frame": 1e3 * cpu_per_frame,
                              "frames/s 2 free cores could give": psutil.cpu_count() / cpu_per_frame,
-                             "people counted": footer["summary"]["people"]["total"],
-                             "crops classified": footer["summary"]["crops_classified"],
-                             **{f"{stage} ms": 1e3 * seconds / max(footer["frames_total"], 1)
-                                for stage, seconds in footer["summary"]["seconds"].items()}})
+                             "people counted": footer.summary.people.total,
+                             "crops classified": footer.summary.crops_classified,
+                             **{f"{stage} ms": 1e3 * seconds / max(footer.frames_total, 1)
+                                for stage, seconds in footer.summary.seconds.to_dict().items()}})
         if rows:
             report.table("End-to-end frames/s (decode, detect, track, classify, draw, encode)", rows,
                          "Target: >= 25 frames/s at 640x480 with up to 6 faces on 2 CPU cores. One run, same "

@@ -317,18 +317,18 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
         except OSError as error:  # the JSON record cannot be written: one line, not a traceback
             raise InputError(f"cannot write {error.filename or out_path}: {error.strerror or error}") from None
     summary = RunSummary()
-    if footer["frames_total"] == 0 and not stop.received:
+    if footer.frames_total == 0 and not stop.received:
         out_path.unlink(missing_ok=True)
         out_path.with_suffix(".json").unlink(missing_ok=True)
         raise InputError(f"video has no readable frames: {in_spec}")
     summary.processed.append(str(in_spec))
-    summary.classifier_errors.update(footer["classifier_errors"])
-    summary.people = footer["summary"]["people"]
-    summary.unreadable_frames = footer["unreadable_frames"]
-    summary.interrupted = footer["interrupted"]
-    for track in footer["summary"]["tracks"]:
-        if track["counted"]:
-            summary.add_counts({track["label"]: 1})
+    summary.classifier_errors.update(footer.classifier_errors)
+    summary.people = footer.summary.people.to_dict()
+    summary.unreadable_frames = footer.unreadable_frames
+    summary.interrupted = footer.interrupted
+    for track in footer.summary.tracks:
+        if track.counted:
+            summary.add_counts({track.label: 1})
     return summary
 
 

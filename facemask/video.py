@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import urlparse
@@ -40,6 +40,7 @@ from facemask.tracking import (
     restored_box,
     to_gray,
 )
+from facemask.video_summary import PeopleCount, StageTimes, TrackSummary, VideoRun, VideoSummary
 
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"}
 DEFAULT_FPS = 25.0
@@ -246,9 +247,7 @@ class VideoAnnotator:
         self.index, self.previous_gray, self.previous_small, self.faces = 0, None, None, []
         self.detector_runs, self.crops_classified, self.errors, self.untracked = 0, 0, {}, 0
         self._frame_geometry: tuple[CropGeometry, str | None] | None = None
-        # Seconds per stage; decode, draw and encode run on threads of their own (annotate_stream) and overlap.
-        self.timing = {"decode": 0.0, "detect": 0.0, "follow": 0.0, "track": 0.0, "classify_wait": 0.0, "draw": 0.0,
-                       "encode": 0.0}
+        self.timing = StageTimes()
 
     def push(self, image_rgb: np.ndarray) -> list[FinishedFrame]:
         self.pending.append(self._analyse(image_rgb))
@@ -278,13 +277,13 @@ class VideoAnnotator:
         if self.previous_gray is not None and self.previous_gray.shape != gray.shape:
             self.faces = []  # the picture changed size: nothing to follow, the detector starts afresh
         followed = follow_faces(self.previous_gray, gray, self.faces) if self.faces else []
-        self.timing["follow"] += time.perf_counter() - started
+        self.timing.follow += time.perf_counter() - started
         started = time.perf_counter()
         if detect:
             faces = [TrackedFace(box=f.box, landmarks=f.landmarks, det_score=f.det_score, detected=True)
                      for f in self.pipeline.detector.detect(image)]
             self.detector_runs += 1
-            self.timing["detect"] += time.perf_counter() - started
+            self.timing.detect += time.perf_counter() - started
         else:
             faces = followed
         started = time.perf_counter()
@@ -338,7 +337,7 @@ class VideoAnnotator:
             unavailable = self._frame_geometry[1] if self._frame_geometry else None
             job = self.executor.submit(self.pipeline.classifier.classify, crops, unavailable)
             self.crops_classified += len(crops)
-        self.timing["track"] += time.perf_counter() - started
+        self.timing.track += time.perf_counter() - started
         return _Pending(index, image, shown_faces, detect, job, targets)
 
     def _new_track(self, tracker_id: int, index: int) -> Track:
@@ -411,7 +410,7 @@ class VideoAnnotator:
                     track.error = None
                 else:
                     track.error = result.error
-        self.timing["classify_wait"] += time.perf_counter() - started
+        self.timing.classify_wait += time.perf_counter() - started
         faces = [self._face_result(face) for face in pending.faces]
         shown = [face for face in faces if face.confirmed]
         labels = [face.label for face in shown]
@@ -438,30 +437,27 @@ class VideoAnnotator:
         return (track.detections >= settings.min_track_detections and track.frames >= settings.min_track_s * self.fps
                 and track.best_score >= settings.confirm_score)
 
-    def summary(self) -> dict:
+    def summary(self) -> VideoSummary:
         """People seen in the video: tracks with their overall label, time on screen, first and last frame."""
-        tracks, by_label = [], {}
+        tracks: list[TrackSummary] = []
+        by_label: dict[str, int] = {}
         for track in sorted(self.tracks.values(), key=lambda t: t.first_frame):
-            label, probabilities = track.smoother.overall()
+            overall, probabilities = track.smoother.overall()
             counted = self.counts_as_person(track)
-            label = label or UNCLASSIFIED
+            label = overall or UNCLASSIFIED
             if counted:
                 by_label[label] = by_label.get(label, 0) + 1
-            tracks.append({"track_id": track.track_id, "label": label,
-                           "probabilities": {k: round(v, 5) for k, v in probabilities.items()},
-                           "first_frame": track.first_frame, "last_frame": track.last_frame,
-                           "first_time_s": round(track.first_frame / self.fps, 3),
-                           "last_time_s": round(track.last_frame / self.fps, 3),
-                           "frames_on_screen": track.frames, "seconds_on_screen": round(track.frames / self.fps, 2),
-                           "detections": track.detections, "classifications": track.smoother.count,
-                           "label_changes": track.label_changes, "fragments": track.fragments,
-                           "counted": counted})
-        return {"people": {"total": sum(by_label.values()), "by_label": dict(sorted(by_label.items())),
-                           "rule": f"tracks detected in at least {self.settings.min_track_detections} frames, "
-                                   f"in view at least {self.settings.min_track_s} s, once with a score of at least "
-                                   f"{self.settings.confirm_score}"},
-                "tracks": tracks, "detector_runs": self.detector_runs, "crops_classified": self.crops_classified,
-                "seconds": {k: round(v, 2) for k, v in self.timing.items()}}
+            tracks.append(TrackSummary(
+                track_id=track.track_id, label=label, probabilities={k: round(v, 5) for k, v in probabilities.items()},
+                first_frame=track.first_frame, last_frame=track.last_frame,
+                first_time_s=round(track.first_frame / self.fps, 3), last_time_s=round(track.last_frame / self.fps, 3),
+                frames_on_screen=track.frames, seconds_on_screen=round(track.frames / self.fps, 2),
+                detections=track.detections, classifications=track.smoother.count,
+                label_changes=track.label_changes, fragments=track.fragments, counted=counted))
+        rule = (f"tracks detected in at least {self.settings.min_track_detections} frames, in view at least "
+                f"{self.settings.min_track_s} s, once with a score of at least {self.settings.confirm_score}")
+        people = PeopleCount(total=sum(by_label.values()), by_label=dict(sorted(by_label.items())), rule=rule)
+        return VideoSummary(people, tracks, self.detector_runs, self.crops_classified, replace(self.timing))
 
 
 class JsonFramesWriter:
@@ -487,19 +483,19 @@ class JsonFramesWriter:
 class _ReadAhead:
     """Frames decoded on a thread of their own, a few ahead of the analysis (OpenCV's decoder releases the GIL)."""
 
-    def __init__(self, frames: Iterator[np.ndarray], timing: dict, depth: int = 4):
+    def __init__(self, frames: Iterator[np.ndarray], timing: StageTimes, depth: int = 4):
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._pump, args=(frames, timing), name="decode", daemon=True)
         self.thread.start()
 
-    def _pump(self, frames: Iterator[np.ndarray], timing: dict) -> None:
+    def _pump(self, frames: Iterator[np.ndarray], timing: StageTimes) -> None:
         item: object = _END
         try:
             while not self.stopping.is_set():
                 started = time.perf_counter()
                 frame = next(frames, None)
-                timing["decode"] += time.perf_counter() - started
+                timing.decode += time.perf_counter() - started
                 if frame is None:
                     break
                 self._put(frame)
@@ -534,7 +530,7 @@ class _Output:
     """Draws, encodes and records finished frames on a thread of their own, in order, overlapping the analysis of
     the next frames (OpenCV's drawing and encoder release the GIL). An error there is raised in the caller."""
 
-    def __init__(self, out_path: Path, fps: float, record: JsonFramesWriter, timing: dict,
+    def __init__(self, out_path: Path, fps: float, record: JsonFramesWriter, timing: StageTimes,
                  progress: Callable[[int], None], depth: int = 8):
         self.out_path, self.fps, self.record, self.timing, self.progress = out_path, fps, record, timing, progress
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -571,8 +567,8 @@ class _Output:
         self.writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         self.record.add(frame.record)
         self.written += 1
-        self.timing["draw"] += drawn - started
-        self.timing["encode"] += time.perf_counter() - drawn
+        self.timing.draw += drawn - started
+        self.timing.encode += time.perf_counter() - drawn
         self.progress(1)
 
     def close(self) -> None:
@@ -590,7 +586,7 @@ _END = object()
 
 def annotate_stream(pipeline: MaskPipeline, source: VideoSource, out_path: Path, settings: VideoSettings,
                     header: dict, should_stop: Callable[[], str | None] = lambda: None,
-                    progress: Callable[[int], None] = lambda n: None) -> dict:
+                    progress: Callable[[int], None] = lambda n: None) -> VideoRun:
     """Annotate every frame of `source` into out_path (+ .json next to it); returns the footer written there.
 
     Decoding, analysis (detect, follow, track; classification on its own thread) and output (draw, encode, JSON)
@@ -622,8 +618,8 @@ def annotate_stream(pipeline: MaskPipeline, source: VideoSource, out_path: Path,
                 output.close()
             finally:
                 source.close()
-                footer = {"frames_total": output.written, "unreadable_frames": source.unreadable,
-                          "interrupted": stopped, "wall_s": round(time.perf_counter() - started, 2),
-                          "classifier_errors": annotator.errors, "summary": annotator.summary()}
-                record.close(footer)
+                footer = VideoRun(frames_total=output.written, unreadable_frames=source.unreadable,
+                                  interrupted=stopped, wall_s=round(time.perf_counter() - started, 2),
+                                  classifier_errors=annotator.errors, summary=annotator.summary())
+                record.close(footer.to_dict())
     return footer
