@@ -40,7 +40,9 @@ from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.runner import annotate_video_frames
 from facemask.settings import Settings
-from facemask.video import VIDEO_DETECT_OPTIONS, VideoSettings, VideoSource, annotate_stream
+from facemask.video import VIDEO_DETECT_OPTIONS, annotate_stream
+from facemask.video_source import VideoSource
+from facemask.video_tracks import VideoSettings
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 

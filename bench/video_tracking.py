@@ -32,7 +32,9 @@ from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.results import FaceResult
 from facemask.settings import Settings
-from facemask.video import VIDEO_LONG_SIDE, VideoSettings, VideoSource, annotate_stream
+from facemask.video import VIDEO_LONG_SIDE, annotate_stream
+from facemask.video_source import VideoSource
+from facemask.video_tracks import VideoSettings
 
 CLASSIFIED_LABELS = ("with_mask", "without_mask")
 MOT_METRICS = ["mota", "idf1", "num_switches", "num_false_positives", "num_misses", "num_objects", "recall",

@@ -3,7 +3,8 @@
     python -m facemask.watch --source rtsp://door-cam/stream --camera door --listen 0.0.0.0:8100 \\
         --events events.jsonl --webhook http://alerts.local/facemask --record recordings/
 
-A thin layer over the video path of infer.py (facemask.video.VideoAnnotator: detect, follow, track, classify):
+A thin layer over the video path of infer.py (facemask.video.VideoAnnotator: detect, follow, track, classify;
+facemask.video_source.ReadAhead: decoding ahead):
 - the source (any OpenCV source: camera index, rtsp://, http:// MJPEG, a file) is reopened with backoff whenever
   it drops; the annotator lives on, so track ids and people counts carry on across a short drop;
 - a person is counted once, when their track passes the same rule infer.py counts people by, and raises one
@@ -55,19 +56,10 @@ from facemask.privacy import PRIVACY_MODES, anonymize  # noqa: E402
 from facemask.results import UNCLASSIFIED, FaceResult  # noqa: E402
 from facemask.runner import StopSignals  # noqa: E402
 from facemask.settings import Settings, SettingsError  # noqa: E402
-
-# _ReadAhead is the decode-ahead thread of infer.py's video path, reused as it is rather than copied.
-from facemask.video import (  # noqa: E402
-    VIDEO_DETECT_OPTIONS,
-    FinishedFrame,
-    Track,
-    VideoAnnotator,
-    VideoSettings,
-    VideoSource,
-    VideoSourceError,
-    _ReadAhead,
-    describe_source,
-)
+from facemask.video import VIDEO_DETECT_OPTIONS, VideoAnnotator  # noqa: E402
+from facemask.video_output import FinishedFrame  # noqa: E402
+from facemask.video_source import ReadAhead, VideoSource, VideoSourceError, describe_source  # noqa: E402
+from facemask.video_tracks import VideoSettings  # noqa: E402
 
 log = logging.getLogger("facemask.watch")
 DEFAULT_EVENT_LABELS = (WITHOUT_MASK, INCORRECT)
@@ -459,7 +451,7 @@ class Watch:
                 recorder = SegmentRecorder(self.options.record_dir, self.options.camera, source.fps,
                                            self.options.segment_s, self.options.keep_segments)
             self.publisher = Publisher(self.options.privacy, recorder, self.live)
-        reader = _ReadAhead(source.frames(), self.annotator.timing)
+        reader = ReadAhead(source.frames(), self.annotator.timing)
         delivered, stopped = 0, None
         try:
             for image in reader:
@@ -510,9 +502,9 @@ class Watch:
             self._rate_started, self._rate_frames = now, self.frames
 
     def _person(self, face: FaceResult, frame: FinishedFrame) -> None:
-        annotator = self.annotator
-        track = annotator.tracks.get(face.track_id)
-        if track is None or face.label == UNCLASSIFIED or not annotator.counts_as_person(track):
+        book = self.annotator.book
+        track = book.tracks.get(face.track_id) if face.track_id is not None else None
+        if track is None or face.label == UNCLASSIFIED or not book.counts_as_person(track):
             return
         if track.track_id not in self.counted:
             self.counted.add(track.track_id)
@@ -545,20 +537,12 @@ class Watch:
         counted as unclassified when it goes."""
         annotator, settings = self.annotator, self.video_settings
         horizon = (max(settings.reid_s, settings.max_missing_s) + 2.0) * annotator.fps
-        gone: dict[int, Track] = {person: track for person, track in annotator.tracks.items()
-                                  if annotator.index - track.last_frame > horizon}
-        for person, track in gone.items():
-            if person not in self.counted and annotator.counts_as_person(track):
+        for person, track in annotator.book.retire(annotator.index, horizon).items():
+            if person not in self.counted and annotator.book.counts_as_person(track):
                 self.people[UNCLASSIFIED] += 1
                 self.metrics.person(UNCLASSIFIED)
-            del annotator.tracks[person]
             self.counted.discard(person)
             self.evented.discard(person)
-        retired = {id(track) for track in gone.values()}
-        for key in [key for key, track in annotator.track_of.items() if id(track) in retired]:
-            del annotator.track_of[key]
-        for person in [person for person, track in annotator.recent.items() if id(track) in retired]:
-            del annotator.recent[person]
         if len(annotator.errors) > 100:  # classifier errors by frame: keep the latest few for the log
             annotator.errors = dict(list(annotator.errors.items())[-20:])
 

@@ -29,7 +29,8 @@ from facemask.local_server import REPO_ROOT
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.results import UNCLASSIFIED
 from facemask.tracking import LabelSmoother, TrackedFace, follow_faces, to_gray
-from facemask.video import VideoAnnotator, VideoSettings
+from facemask.video import VideoAnnotator
+from facemask.video_tracks import VideoSettings
 
 SAMPLES = REPO_ROOT / "sample-images"
 
