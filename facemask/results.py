@@ -20,12 +20,21 @@ Box = tuple[float, float, float, float]
 Landmarks = tuple[tuple[float, float], ...]
 
 
+def as_box(values: Iterable) -> Box:
+    x1, y1, x2, y2 = values
+    return float(x1), float(y1), float(x2), float(y2)
+
+
+def as_landmarks(points: Iterable) -> Landmarks:
+    return tuple((float(x), float(y)) for x, y in points)
+
+
 def rounded_box(box: Iterable) -> Box:
-    return tuple(round(float(v), 1) for v in box)
+    return as_box(round(float(v), 1) for v in box)
 
 
 def rounded_landmarks(landmarks: Iterable) -> Landmarks:
-    return tuple((round(float(x), 1), round(float(y), 1)) for x, y in landmarks)
+    return as_landmarks((round(float(x), 1), round(float(y), 1)) for x, y in landmarks)
 
 
 def rounded_det_score(score: float) -> float:
@@ -123,8 +132,7 @@ class FaceResult:
         """A face read back from JSON (this product's files, or another system's faces in the same form, which may
         lack landmarks and status); values are taken as they are."""
         label = face.get("label", UNCLASSIFIED)
-        return cls(box=tuple(float(v) for v in face["box"]),
-                   landmarks=tuple(tuple(float(v) for v in point) for point in face.get("landmarks", ())),
+        return cls(box=as_box(face["box"]), landmarks=as_landmarks(face.get("landmarks", ())),
                    det_score=float(face["det_score"]), label=label, score=face.get("score"),
                    probabilities=face.get("probabilities"),
                    status=face.get("status", UNCLASSIFIED if label == UNCLASSIFIED else CLASSIFIED),

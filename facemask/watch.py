@@ -256,7 +256,9 @@ class SegmentRecorder:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.camera, self.fps, self.keep = folder, camera, fps, max(1, keep)
         self.segment_frames = max(1, round(segment_s * fps))
-        self.writer, self.size, self.frames, self.number = None, None, 0, 0
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.frames, self.number = 0, 0
 
     def segments(self) -> list[Path]:
         return sorted(self.folder.glob(f"{self.camera}_*.mp4"))
@@ -264,20 +266,21 @@ class SegmentRecorder:
     def write(self, image_rgb: np.ndarray) -> None:
         size = (image_rgb.shape[1], image_rgb.shape[0])
         if self.writer is None or self.frames >= self.segment_frames or size != self.size:
-            self._next_segment(size)
+            self.writer = self._next_segment(size)
         self.writer.write(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
         self.frames += 1
 
-    def _next_segment(self, size: tuple[int, int]) -> None:
+    def _next_segment(self, size: tuple[int, int]) -> cv2.VideoWriter:
         self.close()
         self.number += 1
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         path = self.folder / f"{self.camera}_{stamp}_{self.number:06d}.mp4"
-        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, size)
         self.size, self.frames = size, 0
         for old in self.segments()[:-self.keep]:
             old.unlink(missing_ok=True)
             log.info("recording: removed %s (retention: %d segments)", old.name, self.keep)
+        return writer
 
     def close(self) -> None:
         if self.writer is not None:
@@ -317,7 +320,10 @@ class LiveView:
         try:
             while True:
                 with self.condition:
-                    self.condition.wait_for(lambda seen=seen: self.closed or self.sequence != seen, timeout=2.0)
+                    def news(seen: int = seen) -> bool:
+                        return self.closed or self.sequence != seen
+
+                    self.condition.wait_for(news, timeout=2.0)
                     if self.closed:
                         return
                     if self.sequence == seen or self.jpeg is None:
@@ -487,7 +493,7 @@ class Watch:
             self.frames += 1
             self.metrics.frame()
             self.in_view = dict(Tally(face.label for face in frame.shown))
-            self.track_ids_in_view = sorted(face.track_id for face in frame.shown)
+            self.track_ids_in_view = sorted(face.track_id for face in frame.shown if face.track_id is not None)
             self.metrics.in_view(self.in_view)
             for face in frame.shown:
                 self._person(face, frame)
@@ -502,8 +508,10 @@ class Watch:
             self._rate_started, self._rate_frames = now, self.frames
 
     def _person(self, face: FaceResult, frame: FinishedFrame) -> None:
+        if self.annotator is None or face.track_id is None:
+            return
         book = self.annotator.book
-        track = book.tracks.get(face.track_id) if face.track_id is not None else None
+        track = book.tracks.get(face.track_id)
         if track is None or face.label == UNCLASSIFIED or not book.counts_as_person(track):
             return
         if track.track_id not in self.counted:
@@ -536,6 +544,8 @@ class Watch:
         (the tracker's patience, re-identification) plus a margin; one that qualified but never got a label is
         counted as unclassified when it goes."""
         annotator, settings = self.annotator, self.video_settings
+        if annotator is None:
+            return
         horizon = (max(settings.reid_s, settings.max_missing_s) + 2.0) * annotator.fps
         for person, track in annotator.book.retire(annotator.index, horizon).items():
             if person not in self.counted and annotator.book.counts_as_person(track):
