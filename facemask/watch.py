@@ -48,6 +48,7 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest  # noqa: E402
 
+from facemask.boxes import longest_side  # noqa: E402
 from facemask.classes import INCORRECT, WITHOUT_MASK  # noqa: E402
 from facemask.detector import DEFAULT_SCORE_THRESHOLD, create_detector  # noqa: E402
 from facemask.drawing import draw_faces  # noqa: E402
@@ -582,7 +583,7 @@ class Watch:
 def thumbnail(image_rgb: np.ndarray, box, size: int = 128) -> str:
     """The face and a margin around it, at most `size` px, as base64 JPEG (only with --thumbnails)."""
     x1, y1, x2, y2 = box
-    grow = 0.2 * max(x2 - x1, y2 - y1)
+    grow = 0.2 * longest_side(box)
     height, width = image_rgb.shape[:2]
     x1, y1 = int(max(0, x1 - grow)), int(max(0, y1 - grow))
     x2, y2 = int(min(width, x2 + grow)), int(min(height, y2 + grow))
