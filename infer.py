@@ -47,7 +47,8 @@ from facemask.runner import (  # noqa: E402
     plan_video_output,
 )
 from facemask.settings import Settings, SettingsError  # noqa: E402
-from facemask.video import VIDEO_DETECT_OPTIONS, VIDEO_LONG_SIDE, VideoSettings  # noqa: E402
+from facemask.video import VIDEO_DETECT_OPTIONS, VIDEO_LONG_SIDE  # noqa: E402
+from facemask.video_tracks import VideoSettings  # noqa: E402
 
 
 def truthy(value: str) -> bool:

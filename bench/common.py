@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask.annotations import SCENE_CLASSES, DatasetError, average_precision, expand_boxes, load_scenes, subsample  # noqa: F401 (re-exported)
+from facemask.annotations import SCENE_CLASSES, DatasetError, average_precision, load_scenes, subsample  # noqa: F401 (re-exported)
+from facemask.boxes import expand_boxes  # noqa: F401 (re-exported)
 from facemask.detector import parse_long_side  # noqa: F401 (re-exported)
 from facemask.images import list_images
 from facemask.paths import REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE  # noqa: F401 (re-exported)

@@ -45,6 +45,7 @@ from facemask.annotations import (
     scene_recall,
     subsample,
 )
+from facemask.boxes import centre, widths_heights
 from facemask.detector import (
     DEFAULT_LONG_SIDE,
     DEFAULT_SCORE_THRESHOLD,
@@ -173,18 +174,19 @@ FACE_SIZE_BINS = (0, 10, 15, 20, 30, 50, 100000)
 
 def recall_by_size(detections: list, annotations: list, threshold: float) -> list[dict]:
     """Recall at IoU 0.5 and 0.3 per bin of annotated face size: where the misses are."""
-    sizes, hits = [], {0.5: [], 0.3: []}
+    face_sizes: list[float] = []
+    hits: dict[float, list[bool]] = {0.5: [], 0.3: []}
     for (boxes, scores), annotation in zip(detections, annotations):
         keep = scores >= threshold
-        sizes += list(np.minimum(*(annotation.boxes[:, 2:] - annotation.boxes[:, :2]).T))
+        face_sizes += list(widths_heights(annotation.boxes).min(axis=1))
         for iou in hits:
             matches = greedy_match(boxes[keep], scores[keep], annotation.boxes, iou)
             found = set(matches[matches >= 0].tolist())
             hits[iou] += [index in found for index in range(len(annotation.boxes))]
-    sizes = np.array(sizes)
+    size_of_face = np.array(face_sizes)
     rows = []
     for low, high in zip(FACE_SIZE_BINS, FACE_SIZE_BINS[1:]):
-        in_bin = (sizes >= low) & (sizes < high)
+        in_bin = (size_of_face >= low) & (size_of_face < high)
         name = f"{low}-{high} px" if high < FACE_SIZE_BINS[-1] else f">= {low} px"
         rows.append({"face size": name, "faces": int(in_bin.sum()),
                      **{f"recall@{iou}": float(np.mean(np.array(h)[in_bin])) if in_bin.any() else float("nan")
@@ -199,9 +201,9 @@ def box_geometry(detections: list, annotations: list, threshold: float) -> dict:
         keep = scores >= threshold
         matches = greedy_match(boxes[keep], scores[keep], annotation.boxes, FALSE_POSITIVE_IOU)
         for det, gt in zip(boxes[keep][matches >= 0], annotation.boxes[matches[matches >= 0]]):
-            size = det[2:] - det[:2]
-            ratios.append((gt[2:] - gt[:2]) / size)
-            shifts.append(((gt[:2] + gt[2:]) - (det[:2] + det[2:])) / 2 / size)
+            size = widths_heights(det)
+            ratios.append(widths_heights(gt) / size)
+            shifts.append((centre(gt) - centre(det)) / size)
     if not ratios:
         return {}
     count, ratios, shifts = len(ratios), np.median(ratios, axis=0), np.median(shifts, axis=0)

@@ -38,14 +38,14 @@ from tqdm import tqdm
 
 from bench.common import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR, Report, command_line
 from bench.detection_recall import detector_training_crops
-from facemask.annotations import FALSE_POSITIVE_IOU, DatasetError, greedy_match, iou_matrix, load_scenes, scene_recall
+from facemask.annotations import FALSE_POSITIVE_IOU, DatasetError, greedy_match, load_scenes, scene_recall
+from facemask.boxes import iou_matrix, overlap_of_smaller, widths_heights
 from facemask.detector import (
     DetectOptions,
     PyramidFaceDetector,
     RetinaFaceDetector,
     boxes_and_scores,
     create_detector,
-    overlap_of_smaller,
 )
 from facemask.images import decode_image, list_images
 from facemask.paths import CENTERFACE_MODEL
@@ -318,11 +318,11 @@ def benchmark_scenes(scenes, policies, report: Report, split_name: str = "test")
                      "incorrect@0.5": recall["recall@0.5"]["mask_weared_incorrect"],
                      "all@0.5": recall["recall@0.5"]["all"], "all@0.3": recall["recall@0.3"]["all"],
                      "duplicates/face": float(duplicates.mean()), "FP/img": recall["fp_per_image"]})
-        sizes = np.concatenate([np.minimum(*(a.boxes[:, 2:] - a.boxes[:, :2]).T) for a in scenes])
+        face_sizes = np.concatenate([widths_heights(a.boxes).min(axis=1) for a in scenes])
         hits = {iou: np.concatenate([classify_boxes(f, a.boxes, iou=iou)[0] for f, a in zip(found, scenes)])
                 for iou in (0.5, 0.3)}
-        for name in dict.fromkeys(size_bin(s, SCENE_FACE_BINS) for s in sorted(sizes)):
-            chosen = np.array([size_bin(s, SCENE_FACE_BINS) == name for s in sizes])
+        for name in dict.fromkeys(size_bin(s, SCENE_FACE_BINS) for s in sorted(face_sizes)):
+            chosen = np.array([size_bin(s, SCENE_FACE_BINS) == name for s in face_sizes])
             by_size.append({"policy": policy.name, "face size": name, "faces": int(chosen.sum()),
                             "recall@0.5": float(hits[0.5][chosen].mean()),
                             "recall@0.3": float(hits[0.3][chosen].mean()),

@@ -54,7 +54,7 @@ def detect_variant(detector: RetinaFaceDetector, image: np.ndarray, passes, thre
             if mirrored:
                 box[[0, 2]] = width - box[[2, 0]]
             boxes.append(box)
-            scores.append(face.score)
+            scores.append(face.det_score)
     boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
     scores = np.array(scores, dtype=np.float32)
     if len(passes) > 1:

@@ -36,7 +36,8 @@ from bench.common import (
     run_name,
     scenes_from_args,
 )
-from facemask.annotations import IOU_THRESHOLDS, greedy_match, iou_matrix
+from facemask.annotations import IOU_THRESHOLDS, greedy_match
+from facemask.boxes import iou_matrix
 from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
 from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, PyramidFaceDetector, create_detector
 from facemask.images import decode_image

@@ -51,13 +51,13 @@ def main(argv=None) -> dict:
                     continue
                 points = np.stack([face.landmarks for face in faces])
                 outside = ~eyes_in_view(points, height, width)
-                match = greedy_match([f.box for f in faces], [f.score for f in faces], annotation.boxes, 0.3) \
+                match = greedy_match([f.box for f in faces], [f.det_score for f in faces], annotation.boxes, 0.3) \
                     if len(annotation.boxes) else [-1] * len(faces)
                 for face, out, gt in zip(faces, outside, match):
                     if out:
                         (matched if gt >= 0 else unmatched)[name] += 1
                         if name == "without the check" and gt >= 0:
-                            scores.append(face.score)
+                            scores.append(face.det_score)
     rows.append({"input": "2,279 annotated photos (scenes + real web photos, all splits)",
                  "measure": "eyes-outside boxes on an annotated face (IoU 0.3)", **matched})
     rows.append({"input": "2,279 annotated photos (scenes + real web photos, all splits)",

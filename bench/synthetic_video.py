@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facemask.boxes import areas, clip_to_image, widths_heights
+
 MOTIONS = ("pan", "zoom", "shake", "pan+zoom+shake")
 
 
@@ -60,11 +62,10 @@ def ground_truth(boxes: np.ndarray, labels: list[str], window, size: tuple[int, 
     x0, y0, width = window
     scale = size[0] / width
     moved = (boxes - np.array([x0, y0, x0, y0])) * scale
-    clipped = np.clip(moved, 0, [size[0], size[1], size[0], size[1]])
-    area = lambda b: np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)  # noqa: E731
-    visible = area(clipped) / np.maximum(area(moved), 1e-6)
+    clipped = clip_to_image(moved, size[0], size[1])
+    visible = areas(clipped) / np.maximum(areas(moved), 1e-6)
     present = visible > 0
-    small = np.minimum(moved[:, 2] - moved[:, 0], moved[:, 3] - moved[:, 1]) < min_face
+    small = widths_heights(moved).min(axis=1) < min_face
     ids = [int(i) for i in np.flatnonzero(present)]
     return GroundTruthFrame(ids=ids, boxes=clipped[present].astype(np.float32), labels=[labels[i] for i in ids],
                             ignored=[bool(small[i] or visible[i] < min_visible) for i in ids])

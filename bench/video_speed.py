@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -35,12 +36,14 @@ from bench.synthetic_video import camera_windows, render
 from facemask.classifier import MaskClassifier
 from facemask.crops import crop_face
 from facemask.detector import DEFAULT_LONG_SIDE, RetinaFaceDetector
+from facemask.drawing import draw_faces
 from facemask.images import decode_image, list_images
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
-from facemask.runner import annotate_video_frames
 from facemask.settings import Settings
-from facemask.video import VIDEO_DETECT_OPTIONS, VideoSettings, VideoSource, annotate_stream
+from facemask.video import VIDEO_DETECT_OPTIONS, annotate_stream
+from facemask.video_source import VideoSource
+from facemask.video_tracks import VideoSettings
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 
@@ -55,11 +58,33 @@ def pan_video(path: Path, size: tuple[int, int], frames: int) -> Path:
 
 
 def per_frame_path(pipeline: MaskPipeline, video: Path, out: Path) -> int:
-    """The video loop infer.py ran before tracks (runner.annotate_video_frames, the web page's path until it took
-    the tracked one): analyse, draw and write every frame. Returns the number of frames."""
-    done: list[int] = []
-    annotate_video_frames(pipeline, video, out, on_frame=lambda frames, _total: done.append(frames))
-    return done[-1] if done else 0
+    """The video loop infer.py ran before tracks (the web page's path too, until it took the tracked one): detect
+    and classify every frame, draw it, write it, and the JSON of every frame at the end. Returns the number of
+    frames. The product no longer has it; it is kept here as the baseline."""
+    capture = cv2.VideoCapture(str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    writer, frames, index = None, [], 0
+    try:
+        while True:
+            ok, frame_bgr = capture.read()
+            if not ok:
+                break
+            frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+            if writer is None:
+                size = (frame.shape[1], frame.shape[0])
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+            result = pipeline.process(frame)
+            frames.append({"frame": index, "time_s": round(index / fps, 3), **result.to_dict()})
+            writer.write(cv2.cvtColor(draw_faces(frame, result.faces), cv2.COLOR_RGB2BGR))
+            index += 1
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    record = {"source": str(video), "output": str(out), "fps": fps, "frames_total": index, "detect_every": 1,
+              "detector": pipeline.detector.config(), "classifier_url": pipeline.client.url, "frames": frames}
+    out.with_suffix(".json").write_text(json.dumps(record))
+    return index
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -184,17 +209,17 @@ def main(argv=None) -> Report | None:
                 started, cpu_started = time.perf_counter(), cpu_seconds(processes)
                 footer = annotate_stream(pipeline, VideoSource(str(video)), Path(tmp) / "new.mp4",
                                          VideoSettings(detect_every=detect_every), header={})
-                fps = footer["frames_total"] / (time.perf_counter() - started)
-                cpu_per_frame = (cpu_seconds(processes) - cpu_started) / max(footer["frames_total"], 1)
+                fps = footer.frames_total / (time.perf_counter() - started)
+                cpu_per_frame = (cpu_seconds(processes) - cpu_started) / max(footer.frames_total, 1)
                 rows.append({"frame": f"{size[0]}x{size[1]}",
                              "path": f"tracked: detector every {detect_every} frame(s), flow, .npy transport",
                              "frames/s": fps, "x per frame": fps / old_fps,
                              "CPU ms per frame": 1e3 * cpu_per_frame,
                              "frames/s 2 free cores could give": psutil.cpu_count() / cpu_per_frame,
-                             "people counted": footer["summary"]["people"]["total"],
-                             "crops classified": footer["summary"]["crops_classified"],
-                             **{f"{stage} ms": 1e3 * seconds / max(footer["frames_total"], 1)
-                                for stage, seconds in footer["summary"]["seconds"].items()}})
+                             "people counted": footer.summary.people.total,
+                             "crops classified": footer.summary.crops_classified,
+                             **{f"{stage} ms": 1e3 * seconds / max(footer.frames_total, 1)
+                                for stage, seconds in footer.summary.seconds.to_dict().items()}})
         if rows:
             report.table("End-to-end frames/s (decode, detect, track, classify, draw, encode)", rows,
                          "Target: >= 25 frames/s at 640x480 with up to 6 faces on 2 CPU cores. One run, same "

@@ -25,14 +25,16 @@ import numpy as np
 
 from bench.common import Report, add_scene_arguments, command_line, parse_long_side, scenes_from_args
 from bench.synthetic_video import MOTIONS, GroundTruthFrame, write_video
-from facemask.annotations import iou_matrix
+from facemask.boxes import iou_matrix
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
 from facemask.local_server import LocalService
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.results import FaceResult
 from facemask.settings import Settings
-from facemask.video import VIDEO_LONG_SIDE, VideoSettings, VideoSource, annotate_stream
+from facemask.video import VIDEO_LONG_SIDE, annotate_stream
+from facemask.video_source import VideoSource
+from facemask.video_tracks import VideoSettings
 
 CLASSIFIED_LABELS = ("with_mask", "without_mask")
 MOT_METRICS = ["mota", "idf1", "num_switches", "num_false_positives", "num_misses", "num_objects", "recall",

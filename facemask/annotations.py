@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemask.boxes import expand_boxes, iou_matrix
 from facemask.errors import FacemaskError
 
 SCENE_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
@@ -70,20 +71,6 @@ def load_scenes(images_dir: Path, annotations_dir: Path, limit: int | None = Non
     return subsample(annotations, limit, seed)
 
 
-def iou_matrix(a, b) -> np.ndarray:
-    """(len(a), len(b)) intersection over union of x1, y1, x2, y2 boxes."""
-    a, b = np.asarray(a, dtype=np.float64).reshape(-1, 4), np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-
-    def area(boxes):
-        return np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
-
-    union = area(a)[:, None] + area(b)[None, :] - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
-
-
 def greedy_match(pred_boxes, pred_scores, gt_boxes, iou_threshold: float) -> np.ndarray:
     """One-to-one matching: the highest-scoring prediction first takes the free ground truth it overlaps most.
 
@@ -101,19 +88,6 @@ def greedy_match(pred_boxes, pred_scores, gt_boxes, iou_threshold: float) -> np.
         if candidates[best] >= iou_threshold:
             matches[i], taken[best] = best, True
     return matches
-
-
-def expand_boxes(boxes, factor: float, factor_y: float | None = None, shift_y: float = 0.0) -> np.ndarray:
-    """Scale boxes about their centres (factor_y: vertically, default factor), then move them down by shift_y
-    box heights: to compare tight face boxes with annotations drawn to another convention."""
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    factor_y = factor if factor_y is None else factor_y
-    if factor == factor_y == 1.0 and shift_y == 0.0:
-        return boxes
-    size = boxes[:, 2:] - boxes[:, :2]
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2 + size * np.array([0.0, shift_y], dtype=np.float32)
-    half = size / 2 * np.array([factor, factor_y], dtype=np.float32)
-    return np.concatenate([centres - half, centres + half], axis=1)
 
 
 def scene_recall(detections: list, annotations: list, threshold: float, box_transform=(1.0, 1.0, 0.0),

@@ -9,6 +9,7 @@ import numpy as np
 from facemask import crops
 from facemask.errors import ModelError, ModelNotFoundError
 from facemask.paths import CLASSIFIER_MODEL
+from facemask.results import Classification
 from facemask.sessions import load_session
 from facemask.settings import Settings
 
@@ -73,8 +74,6 @@ class MaskClassifier:
             outputs.append(self.session.run(None, {self.input_name: batch})[0])
         return np.concatenate(outputs)
 
-    def describe(self, probabilities: np.ndarray) -> list[dict]:
-        """JSON-ready label, score and all class probabilities per row."""
-        return [{"label": self.classes[int(np.argmax(row))], "score": round(float(np.max(row)), 5),
-                 "probabilities": {c: round(float(p), 5) for c, p in zip(self.classes, row)}}
-                for row in probabilities]
+    def describe(self, probabilities: np.ndarray) -> list[Classification]:
+        """Label, score and all class probabilities per row of predict()'s output."""
+        return [Classification.from_probabilities(dict(zip(self.classes, row))) for row in probabilities]

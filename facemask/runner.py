@@ -12,21 +12,16 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-import cv2
 from tqdm import tqdm
 
 from facemask.drawing import draw_faces, style_for
 from facemask.errors import FacemaskError
 from facemask.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg, list_images
 from facemask.pipeline import MaskPipeline
-from facemask.video import (
-    VideoOutputError,
-    VideoSettings,
-    VideoSource,
-    VideoSourceError,
-    annotate_stream,
-    describe_source,
-)
+from facemask.video import annotate_stream
+from facemask.video_output import VideoOutputError
+from facemask.video_source import VideoSource, VideoSourceError, describe_source
+from facemask.video_tracks import VideoSettings
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
 
@@ -228,7 +223,7 @@ def _annotate_each(pipeline: MaskPipeline, pairs: list[tuple[Path, Path]], summa
 
 
 def plan_video_output(in_spec: str, out_path: Path) -> Path:
-    """Output video path for a file, camera index or stream URL (see facemask.video.describe_source)."""
+    """Output video path for a file, camera index or stream URL (see facemask.video_source.describe_source)."""
     kind, target = describe_source(in_spec)
     if kind == "file":
         in_path = Path(str(target))
@@ -317,69 +312,16 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
         except OSError as error:  # the JSON record cannot be written: one line, not a traceback
             raise InputError(f"cannot write {error.filename or out_path}: {error.strerror or error}") from None
     summary = RunSummary()
-    if footer["frames_total"] == 0 and not stop.received:
+    if footer.frames_total == 0 and not stop.received:
         out_path.unlink(missing_ok=True)
         out_path.with_suffix(".json").unlink(missing_ok=True)
         raise InputError(f"video has no readable frames: {in_spec}")
     summary.processed.append(str(in_spec))
-    summary.classifier_errors.update(footer["classifier_errors"])
-    summary.people = footer["summary"]["people"]
-    summary.unreadable_frames = footer["unreadable_frames"]
-    summary.interrupted = footer["interrupted"]
-    for track in footer["summary"]["tracks"]:
-        if track["counted"]:
-            summary.add_counts({track["label"]: 1})
-    return summary
-
-
-def annotate_video_frames(pipeline: MaskPipeline, in_path: Path, out_path: Path, detect_every: int = 1,
-                   on_frame: Callable[[int, int | None], None] | None = None) -> RunSummary:
-    """Annotated video + JSON sidecar, frame by frame with no tracks: the path before tracks, kept as the baseline
-    of bench/video_speed.py. infer.py and the web page's video jobs use the tracked annotate_video.
-
-    detect_every > 1 runs detection and classification on every n-th frame and draws the last result on the
-    frames between (a speed/latency trade-off for real-time use; the JSON says which frames were analysed).
-    An out_path ending in .webm is written as VP8, which browsers play; anything else as MPEG-4 part 2.
-    on_frame(frames done, frames total or None) replaces the terminal progress bar (the web page's progress).
-    """
-    capture = cv2.VideoCapture(str(in_path))
-    if not capture.isOpened():
-        raise InputError(f"cannot open video (corrupt, empty or unsupported format): {in_path}")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    writer, frames, summary, last = None, [], RunSummary(), None
-    try:
-        with tqdm(total=total, desc="frames", unit="frame", disable=on_frame is not None) as progress:
-            index = 0
-            while True:
-                ok, frame_bgr = capture.read()
-                if not ok:
-                    break
-                frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-                if writer is None:
-                    codec = "VP80" if out_path.suffix.lower() == ".webm" else "mp4v"
-                    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*codec), fps,  # type: ignore[attr-defined]
-                                             (frame.shape[1], frame.shape[0]))
-                if last is None or index % detect_every == 0:
-                    last = pipeline.process(frame)
-                    frames.append({"frame": index, "time_s": round(index / fps, 3), **last.to_dict()})
-                    summary.add_counts(last.counts)
-                    if last.error:
-                        summary.classifier_errors[f"frame {index}"] = last.error
-                writer.write(cv2.cvtColor(draw_faces(frame, last.faces), cv2.COLOR_RGB2BGR))
-                index += 1
-                progress.update(1)
-                if on_frame is not None:
-                    on_frame(index, total)
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-    if index == 0:
-        raise InputError(f"video has no readable frames: {in_path}")
-    summary.processed.append(str(in_path))
-    record = {"source": str(in_path), "output": str(out_path), "fps": fps, "frames_total": index,
-              "detect_every": detect_every, "detector": pipeline.detector.config(),
-              "classifier_url": pipeline.client.url, "frames": frames}
-    out_path.with_suffix(".json").write_text(json.dumps(record))
+    summary.classifier_errors.update(footer.classifier_errors)
+    summary.people = footer.summary.people.to_dict()
+    summary.unreadable_frames = footer.unreadable_frames
+    summary.interrupted = footer.interrupted
+    for track in footer.summary.tracks:
+        if track.counted:
+            summary.add_counts({track.label: 1})
     return summary

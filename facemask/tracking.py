@@ -22,24 +22,24 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from facemask.boxes import centre, clip_to_image, iou, longest_side, shortest_side, widths_heights
+from facemask.results import Face
+
 if TYPE_CHECKING:
     from norfair import Detection
 
 
 
 @dataclass
-class TrackedFace:
-    """A face in one frame: where it is, how it was found (detected or followed by flow) and its track."""
+class TrackedFace(Face):
+    """A face in one frame: where it is, how it was found (detected, or followed by optical flow) and its track."""
 
-    box: np.ndarray  # (4,) x1, y1, x2, y2
-    landmarks: np.ndarray  # (5, 2)
-    det_score: float
-    detected: bool
+    detected: bool = True
     track_id: int | None = None
 
     @property
     def size(self) -> float:
-        return float(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+        return shortest_side(self.box)
 
 
 class FaceTracker:
@@ -75,14 +75,14 @@ class FaceTracker:
     def _distance(self, detection: Detection, tracked) -> float:
         box = self.predicted.get(tracked.id)
         if box is not None:
-            return 1.0 - _iou(detection.points.reshape(4), box)
+            return 1.0 - iou(detection.points.reshape(4), box)
         # A track that flow lost (the face left the view, or was hidden) is matched by where it was last seen,
         # which may be far off by now: allow a centre within ~1.5 face sizes and a similar size instead of overlap.
         last, new = tracked.last_detection.points.reshape(4), detection.points.reshape(4)
-        size_last, size_new = max(last[2] - last[0], last[3] - last[1]), max(new[2] - new[0], new[3] - new[1])
+        size_last, size_new = longest_side(last), longest_side(new)
         if not 0.6 <= size_new / max(size_last, 1e-6) <= 1.6:
             return 1.0
-        offset = np.hypot(*((new[:2] + new[2:]) - (last[:2] + last[2:])) / 2) / max(size_new, 1e-6)
+        offset = np.hypot(*(centre(new) - centre(last))) / max(size_new, 1e-6)
         return float(min(1.0, offset / 2.0))
 
     def update(self, faces: list[TrackedFace], predicted: dict[int, np.ndarray] | None = None) -> None:
@@ -101,16 +101,6 @@ class FaceTracker:
                 faces[index].track_id = int(tracked.id)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    intersection = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
-    return float(intersection / union) if union > 0 else 0.0
-
-
 def appearance(crop_rgb: np.ndarray) -> np.ndarray:
     """Hue-saturation histogram of a face crop: a signature that survives changes of scale and position and costs
     microseconds, enough to tell apart the few people who leave and come back at the same place within seconds."""
@@ -123,7 +113,7 @@ def restored_box(box: np.ndarray, full_size: np.ndarray, width: int, height: int
     """A box that optical flow clipped to the frame as its face left the view, grown back to the face's full size
     on the side beyond the frame edge: where the face is, not the sliver that was still visible."""
     box = np.asarray(box, dtype=np.float32).copy()
-    grow_w, grow_h = full_size[0] - (box[2] - box[0]), full_size[1] - (box[3] - box[1])
+    grow_w, grow_h = full_size - widths_heights(box)
     if grow_w > 0:
         if box[0] <= 1:
             box[0] -= grow_w
@@ -140,11 +130,10 @@ def restored_box(box: np.ndarray, full_size: np.ndarray, width: int, height: int
 def reid_distance(new_box: np.ndarray, lost_box: np.ndarray, max_offset: float, max_size_ratio: float) -> float | None:
     """How far a new face is from where a lost track was last seen, in face sizes; None when it is too far or of
     too different a size to be the same person."""
-    size_new = max(new_box[2] - new_box[0], new_box[3] - new_box[1], 1e-6)
-    size_lost = max(lost_box[2] - lost_box[0], lost_box[3] - lost_box[1], 1e-6)
+    size_new, size_lost = max(longest_side(new_box), 1e-6), max(longest_side(lost_box), 1e-6)
     if max(size_new / size_lost, size_lost / size_new) > max_size_ratio:
         return None
-    offset = float(np.hypot(*((new_box[:2] + new_box[2:]) - (lost_box[:2] + lost_box[2:])) / 2)) / size_lost
+    offset = float(np.hypot(*(centre(new_box) - centre(lost_box)))) / size_lost
     return offset if offset <= max_offset else None
 
 
@@ -164,13 +153,12 @@ def _face_points(face: TrackedFace) -> np.ndarray:
 def _apply(face: TrackedFace, matrix: np.ndarray, width: int, height: int) -> TrackedFace | None:
     """The face moved by a 2x3 similarity; None when it left the frame."""
     scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
-    centre = (face.box[:2] + face.box[2:]) / 2
-    half = (face.box[2:] - face.box[:2]) / 2 * scale
-    new_centre = matrix[:, :2] @ centre + matrix[:, 2]
+    half = widths_heights(face.box) / 2 * scale
+    new_centre = matrix[:, :2] @ centre(face.box) + matrix[:, 2]
     box = np.concatenate([new_centre - half, new_centre + half])
     if box[2] <= 1 or box[3] <= 1 or box[0] >= width - 1 or box[1] >= height - 1:
         return None
-    box = np.clip(box, 0, [width, height, width, height]).astype(np.float32)
+    box = clip_to_image(box, width, height).astype(np.float32)
     landmarks = (face.landmarks @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
     return TrackedFace(box=box, landmarks=landmarks, det_score=face.det_score, detected=False,
                        track_id=face.track_id)

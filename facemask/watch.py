@@ -3,7 +3,8 @@
     python -m facemask.watch --source rtsp://door-cam/stream --camera door --listen 0.0.0.0:8100 \\
         --events events.jsonl --webhook http://alerts.local/facemask --record recordings/
 
-A thin layer over the video path of infer.py (facemask.video.VideoAnnotator: detect, follow, track, classify):
+A thin layer over the video path of infer.py (facemask.video.VideoAnnotator: detect, follow, track, classify;
+facemask.video_source.ReadAhead: decoding ahead):
 - the source (any OpenCV source: camera index, rtsp://, http:// MJPEG, a file) is reopened with backoff whenever
   it drops; the annotator lives on, so track ids and people counts carry on across a short drop;
 - a person is counted once, when their track passes the same rule infer.py counts people by, and raises one
@@ -47,6 +48,7 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest  # noqa: E402
 
+from facemask.boxes import longest_side  # noqa: E402
 from facemask.classes import INCORRECT, WITHOUT_MASK  # noqa: E402
 from facemask.detector import DEFAULT_SCORE_THRESHOLD, create_detector  # noqa: E402
 from facemask.drawing import draw_faces  # noqa: E402
@@ -55,19 +57,10 @@ from facemask.privacy import PRIVACY_MODES, anonymize  # noqa: E402
 from facemask.results import UNCLASSIFIED, FaceResult  # noqa: E402
 from facemask.runner import StopSignals  # noqa: E402
 from facemask.settings import Settings, SettingsError  # noqa: E402
-
-# _ReadAhead is the decode-ahead thread of infer.py's video path, reused as it is rather than copied.
-from facemask.video import (  # noqa: E402
-    VIDEO_DETECT_OPTIONS,
-    FinishedFrame,
-    Track,
-    VideoAnnotator,
-    VideoSettings,
-    VideoSource,
-    VideoSourceError,
-    _ReadAhead,
-    describe_source,
-)
+from facemask.video import VIDEO_DETECT_OPTIONS, VideoAnnotator  # noqa: E402
+from facemask.video_output import FinishedFrame  # noqa: E402
+from facemask.video_source import ReadAhead, VideoSource, VideoSourceError, describe_source  # noqa: E402
+from facemask.video_tracks import VideoSettings  # noqa: E402
 
 log = logging.getLogger("facemask.watch")
 DEFAULT_EVENT_LABELS = (WITHOUT_MASK, INCORRECT)
@@ -264,7 +257,9 @@ class SegmentRecorder:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.camera, self.fps, self.keep = folder, camera, fps, max(1, keep)
         self.segment_frames = max(1, round(segment_s * fps))
-        self.writer, self.size, self.frames, self.number = None, None, 0, 0
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.frames, self.number = 0, 0
 
     def segments(self) -> list[Path]:
         return sorted(self.folder.glob(f"{self.camera}_*.mp4"))
@@ -272,20 +267,21 @@ class SegmentRecorder:
     def write(self, image_rgb: np.ndarray) -> None:
         size = (image_rgb.shape[1], image_rgb.shape[0])
         if self.writer is None or self.frames >= self.segment_frames or size != self.size:
-            self._next_segment(size)
+            self.writer = self._next_segment(size)
         self.writer.write(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
         self.frames += 1
 
-    def _next_segment(self, size: tuple[int, int]) -> None:
+    def _next_segment(self, size: tuple[int, int]) -> cv2.VideoWriter:
         self.close()
         self.number += 1
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         path = self.folder / f"{self.camera}_{stamp}_{self.number:06d}.mp4"
-        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, size)
         self.size, self.frames = size, 0
         for old in self.segments()[:-self.keep]:
             old.unlink(missing_ok=True)
             log.info("recording: removed %s (retention: %d segments)", old.name, self.keep)
+        return writer
 
     def close(self) -> None:
         if self.writer is not None:
@@ -325,7 +321,10 @@ class LiveView:
         try:
             while True:
                 with self.condition:
-                    self.condition.wait_for(lambda seen=seen: self.closed or self.sequence != seen, timeout=2.0)
+                    def news(seen: int = seen) -> bool:
+                        return self.closed or self.sequence != seen
+
+                    self.condition.wait_for(news, timeout=2.0)
                     if self.closed:
                         return
                     if self.sequence == seen or self.jpeg is None:
@@ -459,7 +458,7 @@ class Watch:
                 recorder = SegmentRecorder(self.options.record_dir, self.options.camera, source.fps,
                                            self.options.segment_s, self.options.keep_segments)
             self.publisher = Publisher(self.options.privacy, recorder, self.live)
-        reader = _ReadAhead(source.frames(), self.annotator.timing)
+        reader = ReadAhead(source.frames(), self.annotator.timing)
         delivered, stopped = 0, None
         try:
             for image in reader:
@@ -495,7 +494,7 @@ class Watch:
             self.frames += 1
             self.metrics.frame()
             self.in_view = dict(Tally(face.label for face in frame.shown))
-            self.track_ids_in_view = sorted(face.track_id for face in frame.shown)
+            self.track_ids_in_view = sorted(face.track_id for face in frame.shown if face.track_id is not None)
             self.metrics.in_view(self.in_view)
             for face in frame.shown:
                 self._person(face, frame)
@@ -510,9 +509,11 @@ class Watch:
             self._rate_started, self._rate_frames = now, self.frames
 
     def _person(self, face: FaceResult, frame: FinishedFrame) -> None:
-        annotator = self.annotator
-        track = annotator.tracks.get(face.track_id)
-        if track is None or face.label == UNCLASSIFIED or not annotator.counts_as_person(track):
+        if self.annotator is None or face.track_id is None:
+            return
+        book = self.annotator.book
+        track = book.tracks.get(face.track_id)
+        if track is None or face.label == UNCLASSIFIED or not book.counts_as_person(track):
             return
         if track.track_id not in self.counted:
             self.counted.add(track.track_id)
@@ -544,21 +545,15 @@ class Watch:
         (the tracker's patience, re-identification) plus a margin; one that qualified but never got a label is
         counted as unclassified when it goes."""
         annotator, settings = self.annotator, self.video_settings
+        if annotator is None:
+            return
         horizon = (max(settings.reid_s, settings.max_missing_s) + 2.0) * annotator.fps
-        gone: dict[int, Track] = {person: track for person, track in annotator.tracks.items()
-                                  if annotator.index - track.last_frame > horizon}
-        for person, track in gone.items():
-            if person not in self.counted and annotator.counts_as_person(track):
+        for person, track in annotator.book.retire(annotator.index, horizon).items():
+            if person not in self.counted and annotator.book.counts_as_person(track):
                 self.people[UNCLASSIFIED] += 1
                 self.metrics.person(UNCLASSIFIED)
-            del annotator.tracks[person]
             self.counted.discard(person)
             self.evented.discard(person)
-        retired = {id(track) for track in gone.values()}
-        for key in [key for key, track in annotator.track_of.items() if id(track) in retired]:
-            del annotator.track_of[key]
-        for person in [person for person, track in annotator.recent.items() if id(track) in retired]:
-            del annotator.recent[person]
         if len(annotator.errors) > 100:  # classifier errors by frame: keep the latest few for the log
             annotator.errors = dict(list(annotator.errors.items())[-20:])
 
@@ -588,7 +583,7 @@ class Watch:
 def thumbnail(image_rgb: np.ndarray, box, size: int = 128) -> str:
     """The face and a margin around it, at most `size` px, as base64 JPEG (only with --thumbnails)."""
     x1, y1, x2, y2 = box
-    grow = 0.2 * max(x2 - x1, y2 - y1)
+    grow = 0.2 * longest_side(box)
     height, width = image_rgb.shape[:2]
     x1, y1 = int(max(0, x1 - grow)), int(max(0, y1 - grow))
     x2, y2 = int(min(width, x2 + grow)), int(min(height, y2 + grow))

@@ -12,10 +12,11 @@ from PIL import Image
 from bench import detection_recall, end_to_end
 from bench.common import SCENE_SPLIT_FILE as SPLIT_FILE
 from bench.common import SCENES_DIR, average_precision, expand_boxes, markdown_table
-from facemask.annotations import DatasetError, greedy_match, iou_matrix, load_scenes, parse_voc, subsample
+from facemask.annotations import DatasetError, greedy_match, load_scenes, parse_voc, subsample
+from facemask.boxes import iou_matrix
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image
-from facemask.results import FaceResult
+from facemask.results import Classification, FaceResult
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample-images"
 
@@ -96,8 +97,7 @@ def test_end_to_end_scoring_hand_made_scene(tmp_path):
 
     def face(box, det_score, label, p):
         other = "without_mask" if label == "with_mask" else "with_mask"
-        return FaceResult.from_prediction(box, [], det_score, {"label": label, "score": p,
-                                                                 "probabilities": {label: p, other: 1 - p}})
+        return FaceResult.from_prediction(box, [], det_score, Classification(label, p, {label: p, other: 1 - p}))
 
     predictions = [[face([0, 0, 20, 20], 0.9, "with_mask", 0.8),        # right
                     face([50, 0, 70, 20], 0.8, "with_mask", 0.6),       # wrong label
@@ -122,8 +122,8 @@ def test_end_to_end_scores_three_classes_when_the_classifier_knows_incorrect(tmp
     classes = ["incorrect", "with_mask", "without_mask"]
 
     def face(box, label, p=0.8):
-        return FaceResult.from_prediction(box, [], 0.9, {"label": label, "score": p, "probabilities": {
-            c: p if c == label else (1 - p) / 2 for c in classes}})
+        return FaceResult.from_prediction(box, [], 0.9, Classification(label, p, {
+            c: p if c == label else (1 - p) / 2 for c in classes}))
 
     predictions = [[face([0, 0, 20, 20], "with_mask"), face([50, 0, 70, 20], "without_mask"),
                     face([100, 0, 120, 20], "incorrect"), face([200, 0, 220, 20], "with_mask", 0.6)]]
@@ -159,7 +159,7 @@ def test_threshold_applied_after_detection_equals_detecting_at_it():
     image = decode_image(SAMPLES / "group_mixed.jpg")
     detector = RetinaFaceDetector()
     strict = detector.prepare(long_side=640, score_threshold=0.8).detect(image)
-    loose = [f for f in detector.prepare(long_side=640, score_threshold=0.3).detect(image) if f.score >= 0.8]
+    loose = [f for f in detector.prepare(long_side=640, score_threshold=0.3).detect(image) if f.det_score >= 0.8]
     assert len(strict) >= 3 and len(loose) == len(strict)
     np.testing.assert_allclose([f.box for f in loose], [f.box for f in strict])
 

@@ -132,8 +132,8 @@ def test_client_splits_a_crowd_into_requests_the_service_accepts(classifier_serv
     crowd = (crops * (2 * CROPS_PER_REQUEST // len(crops) + 2))[: 2 * CROPS_PER_REQUEST + 5]
     results = ClassifierClient(classifier_service.url).classify(crowd)
     assert len(results) == len(crowd)
-    assert [r["label"] for r in results[:len(labels)]] == labels
-    assert [r["label"] for r in results[-len(labels):]] == [labels[(len(crowd) - len(labels) + i) % len(labels)]
+    assert [r.label for r in results[:len(labels)]] == labels
+    assert [r.label for r in results[-len(labels):]] == [labels[(len(crowd) - len(labels) + i) % len(labels)]
                                                            for i in range(len(labels))]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench import detection_sizes
-from facemask.annotations import iou_matrix
+from facemask.boxes import iou_matrix
 from facemask.detector import AUTO, DetectOptions, RetinaFaceDetector, suppress_contained
 from facemask.images import decode_image
 
@@ -92,7 +92,7 @@ def test_per_call_options_leave_the_detector_unchanged(detector, group_photo):
     before = detector.config()
     one_pass = detector.detect(group_photo, DetectOptions(long_side=640, score_threshold=0.9))
     assert detector.config() == before and before["long_side"] == AUTO
-    assert all(f.score >= 0.9 for f in one_pass)
+    assert all(f.det_score >= 0.9 for f in one_pass)
     assert len(detector.detect(group_photo)) >= len(one_pass)
 
 

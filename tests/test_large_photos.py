@@ -21,7 +21,7 @@ from facemask.detector import (
 )
 from facemask.images import decode_image, encode_jpeg
 from facemask.paths import REPO_ROOT
-from facemask.results import FaceResult
+from facemask.results import FaceResult, NotClassified
 
 GIB = 1024 ** 3
 
@@ -88,8 +88,8 @@ def test_ordinary_photos_take_the_path_they_took_before(detector, sample_paths):
 def test_every_face_of_a_crowd_is_one_box_faces_on_tile_edges_included(detector, crowd):
     image, centres, labels = crowd
     faces = detector.detect(image)
-    scores = crowd_scores([FaceResult.from_prediction(f.box, f.landmarks, f.score, {"error": "-"}) for f in faces],
-                          centres, labels)
+    unclassified = [FaceResult.from_prediction(f.box, f.landmarks, f.det_score, NotClassified("-")) for f in faces]
+    scores = crowd_scores(unclassified, centres, labels)
     assert scores["found"] >= 0.95 * len(labels)
     assert scores["faces with several boxes"] == 0 and scores["boxes on no face"] == 0
     # Faces that a tile edge cuts: each is still exactly one box (crowd_scores counts one box per centre).

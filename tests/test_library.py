@@ -11,7 +11,7 @@ from facemask import crops
 from facemask.detector import DetectOptions, RetinaFaceDetector
 from facemask.drawing import AMBER, GREEN, RED, draw_faces, style_for, text_colour_on
 from facemask.images import ImageError, decode_image
-from facemask.results import FaceResult
+from facemask.results import Classification, FaceResult
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_detector_finds_every_labelled_face(detector, sample_paths, sample_label
             # Landmarks sit inside the face box and eyes are above the mouth.
             assert np.all((face.landmarks >= [x1, y1]) & (face.landmarks <= [x2, y2]))
             assert face.landmarks[:2, 1].mean() < face.landmarks[3:, 1].mean()
-            assert 0.5 <= face.score <= 1.0
+            assert 0.5 <= face.det_score <= 1.0
 
 
 def test_detector_scale_policy_maps_boxes_back_to_the_original_image(detector, sample_paths):
@@ -156,7 +156,7 @@ def test_decode_image_refuses_decompression_bombs():
 
 
 def _face(box, label, score):
-    return FaceResult.from_prediction(box, [], 0.99, {"label": label, "score": score, "probabilities": {label: score}})
+    return FaceResult.from_prediction(box, [], 0.99, Classification(label, score, {label: score}))
 
 
 def test_draw_faces_colours_boxes_by_label():

@@ -19,7 +19,7 @@ from facemask.pipeline import ClassifierClient, ClassifierUnavailable
 from facemask.runner import InputError
 from facemask.service import ApiError
 from facemask.settings import Settings, SettingsError
-from facemask.video import VideoSourceError
+from facemask.video_source import VideoSourceError
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 

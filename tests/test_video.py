@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -20,12 +21,16 @@ import pytest
 import requests
 
 from bench.synthetic_video import camera_windows, render
+from facemask.boxes import iou
 from facemask.crops import crop_face
 from facemask.detector import RetinaFaceDetector
 from facemask.images import decode_image, encode_png
 from facemask.local_server import REPO_ROOT
-from facemask.pipeline import ClassifierClient
+from facemask.pipeline import ClassifierClient, MaskPipeline
+from facemask.results import UNCLASSIFIED
 from facemask.tracking import LabelSmoother, TrackedFace, follow_faces, to_gray
+from facemask.video import VideoAnnotator
+from facemask.video_tracks import VideoSettings
 
 SAMPLES = REPO_ROOT / "sample-images"
 
@@ -100,16 +105,40 @@ def test_bad_npy_bodies_get_json_4xx(classifier_service, body, status, message):
     assert response.status_code == status and message in response.json()["error"]
 
 
-def test_client_sends_arrays_when_the_service_offers_them(classifier_service):
+def test_client_sends_arrays_when_the_service_offers_them(classifier_service, caplog):
     crops = crops_of()
     client = ClassifierClient(classifier_service.url)
     results = client.classify(crops)
     assert client.transport == "npy" and len(results) == len(crops)
     multipart = ClassifierClient(classifier_service.url, transport="multipart").classify(crops)
-    assert [r["label"] for r in results] == [r["label"] for r in multipart]
+    assert [r.label for r in results] == [r.label for r in multipart]
     # Crops of different sizes cannot share one array: the client falls back to files for that call.
-    mixed = client.classify([crops[0], cv2.resize(crops[1], (64, 64))])
-    assert [r["filename"] for r in mixed] == ["face_0.png", "face_1.png"]
+    with caplog.at_level(logging.DEBUG, logger="facemask.pipeline"):
+        mixed = client.classify([crops[0], cv2.resize(crops[1], (64, 64))])
+    assert "sent as PNG files" in caplog.text
+    assert [r.label for r in mixed] == [results[0].label, multipart[1].label]
+
+
+def test_photos_and_video_frames_share_one_policy_for_an_unreachable_classifier(caplog):
+    """The crop -> classify step (FaceClassifier) of both paths: every face kept, unclassified with the reason,
+    the reason recorded, the attempts logged; a classifier found down is not waited for again on every frame."""
+    image = decode_image(SAMPLES / "group_mixed.jpg")
+    client = ClassifierClient("http://127.0.0.1:9", retries=2, backoff=0.05, deadline=5)  # nothing listens
+    pipeline = MaskPipeline(RetinaFaceDetector(), client)
+    with caplog.at_level(logging.INFO, logger="facemask"):
+        photo = pipeline.process(image)
+    assert len(photo.faces) >= 5 and photo.error and "attempt" in photo.error
+    assert all(face.status == UNCLASSIFIED and face.error == photo.error for face in photo.faces)
+    assert [r.getMessage().split("attempt ")[1][0] for r in caplog.records if "attempt" in r.getMessage()
+            and r.levelno == logging.INFO] == ["1", "2", "3"]
+
+    annotator = VideoAnnotator(pipeline, fps=25.0, settings=VideoSettings(classify_lag=0))
+    started = time.monotonic()
+    frames = [frame for _ in range(6) for frame in annotator.push(image)] + annotator.flush()
+    assert time.monotonic() - started < 10  # the circuit is open: no frame waits out retries again
+    faces = [face for frame in frames for face in frame.record["faces"]]
+    assert len(frames) == 6 and len(faces) >= 30 and all(face.status == UNCLASSIFIED and face.error for face in faces)
+    assert annotator.errors and all("classifier" in reason for reason in annotator.errors.values())
 
 
 # ----------------------------------------------------------------------------------------- tracking pieces
@@ -138,7 +167,7 @@ def test_optical_flow_keeps_boxes_on_faces_between_detector_runs(tmp_path):
         assert ok
         frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     detector = RetinaFaceDetector().prepare(long_side=1024, upscale=False)
-    faces = [TrackedFace(f.box, f.landmarks, f.score, True, i) for i, f in enumerate(detector.detect(frames[0]))]
+    faces = [TrackedFace(f.box, f.landmarks, f.det_score, True, i) for i, f in enumerate(detector.detect(frames[0]))]
     assert len(faces) >= 5
     for previous, frame in zip(frames, frames[1:]):
         faces = follow_faces(to_gray(previous), to_gray(frame), faces)
@@ -146,15 +175,8 @@ def test_optical_flow_keeps_boxes_on_faces_between_detector_runs(tmp_path):
     inside = [f for f in faces if f.box[0] > 2 and f.box[1] > 2 and f.box[2] < 638 and f.box[3] < 478]
     assert len(inside) >= 4
     for face in inside:  # every followed face still sits on a detected face 7 frames later (cut faces aside)
-        best = max(truth.values(), key=lambda box: _iou(box, face.box))
-        assert _iou(best, face.box) > 0.5
-
-
-def _iou(a, b) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - width * height
-    return width * height / union
+        best = max(truth.values(), key=lambda box: iou(box, face.box))
+        assert iou(best, face.box) > 0.5
 
 
 # ----------------------------------------------------------------------------------------- the CLI on video

@@ -25,6 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from facemask.annotations import DatasetError
+from facemask.boxes import widths_heights
 from facemask.classes import INCORRECT
 from facemask.crops import SERVED, CropGeometry, crop_face
 from facemask.detector import DetectOptions, RetinaFaceDetector
@@ -53,9 +54,9 @@ def find_face(detector: RetinaFaceDetector, image: np.ndarray):
         return None, "no_face", None
 
     def area(face):
-        return float((face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
+        return float(np.prod(widths_heights(face.box)))
 
-    faces.sort(key=lambda f: area(f) * f.score, reverse=True)
+    faces.sort(key=lambda f: area(f) * f.det_score, reverse=True)
     if len(faces) > 1 and area(faces[1]) >= AMBIGUOUS_AREA_RATIO * area(faces[0]):
         return None, "ambiguous_faces", side
     return faces[0], "ok", side

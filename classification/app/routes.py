@@ -84,9 +84,9 @@ def _classified(results: list[dict], crops, crop_slots: list[int]):
     metrics = current_app.extensions["metrics"]
     with metrics.stage("classify"):
         predictions = classifier.predict(crops)
-    for slot, described in zip(crop_slots, classifier.describe(predictions)):
-        results[slot].update(described)
-        metrics.faces.labels(described["label"]).inc()
+    for slot, classification in zip(crop_slots, classifier.describe(predictions)):
+        results[slot].update(classification.to_dict())
+        metrics.faces.labels(classification.label).inc()
     return jsonify({"model_version": classifier.model_version, "count": len(results),
                     "errors": len(results) - len(crops), "results": results})
 

@@ -25,9 +25,10 @@ from pathlib import Path
 import cv2
 from PIL import Image, UnidentifiedImageError
 
-from facemask.detector import Face, PyramidFaceDetector
+from facemask.detector import PyramidFaceDetector
 from facemask.errors import FacemaskError
 from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
+from facemask.results import Face
 from facemask.runner import InputError, annotate_video
 from facemask.service import Metrics, public_detector_config
 from facemask.settings import Settings
