@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +29,7 @@ from facemask.tracking import FaceTracker, TrackedFace, follow_faces, to_gray
 from facemask.video_output import FinishedFrame, FrameWriter, JsonFramesWriter, VideoOutputError
 from facemask.video_source import ReadAhead, VideoSource, VideoSourceError, describe_source
 from facemask.video_summary import StageTimes, VideoRun, VideoSummary
-from facemask.video_tracks import Track, TrackBook, VideoSettings
+from facemask.video_tracks import FrameTracks, Track, TrackBook, VideoSettings
 
 # Callers import these from here, as from the one module this was.
 __all__ = ["VIDEO_DETECT_OPTIONS", "VIDEO_LONG_SIDE", "FinishedFrame", "JsonFramesWriter", "Track", "VideoAnnotator",
@@ -49,10 +49,9 @@ class _Pending:
 
     index: int
     image: np.ndarray
-    faces: list[TrackedFace]
+    tracks: FrameTracks  # its faces by person, whether each was confirmed then, the people it asked about
     detected: bool
     job: Future | None = None
-    targets: list[int] = field(default_factory=list)  # people (track ids), in the order of the crops sent
 
 
 class VideoAnnotator:
@@ -127,7 +126,7 @@ class VideoAnnotator:
             job = self.executor.submit(self.pipeline.classifier.classify, frame.crops, unavailable)
             self.crops_classified += len(frame.crops)
         self.timing.track += time.perf_counter() - started
-        return _Pending(index, image, frame.faces, detect, job, frame.targets)
+        return _Pending(index, image, frame, detect, job)
 
     def _classifier_geometry(self) -> CropGeometry:
         """The crop geometry for this frame, asked (FaceClassifier.geometry) when the frame first needs a crop."""
@@ -141,10 +140,11 @@ class VideoAnnotator:
             classified: Classified = pending.job.result()
             if classified.error is not None:
                 self.errors[f"frame {pending.index}"] = classified.error
-            for track_id, prediction in zip(pending.targets, classified.predictions):
+            for track_id, prediction in zip(pending.tracks.targets, classified.predictions):
                 self.book.classified(track_id, prediction)
         self.timing.classify_wait += time.perf_counter() - started
-        faces = [self.book.face_result(face) for face in pending.faces]
+        faces = [self.book.face_result(face, confirmed)
+                 for face, confirmed in zip(pending.tracks.faces, pending.tracks.confirmed)]
         shown = [face for face in faces if face.confirmed]
         labels = [face.label for face in shown]
         record = {"frame": pending.index, "time_s": round(pending.index / self.fps, 3), "detected": pending.detected,

@@ -96,6 +96,9 @@ class FrameTracks:
     """A frame's faces under the person they belong to, and the crops of the people due a classification."""
 
     faces: list[TrackedFace] = field(default_factory=list)  # track_id: the person's
+    # Whether each face's person was confirmed as of this frame: read when the frame is written, the track may
+    # already have been raised by frames analysed since, and the output would depend on thread timing.
+    confirmed: list[bool] = field(default_factory=list)
     targets: list[int] = field(default_factory=list)  # people to classify, in the order of `crops`
     crops: list[np.ndarray] = field(default_factory=list)
 
@@ -162,6 +165,7 @@ class TrackBook:
                 frame.targets.append(track.track_id)
                 frame.crops.append(crop)
             frame.faces.append(TrackedFace(face.box, face.landmarks, face.det_score, face.detected, track.track_id))
+            frame.confirmed.append(track.best_score >= settings.confirm_score)
         if len(self.recent) > 4 * max(len(faces), 8):
             self.recent = {key: track for key, track in self.recent.items()
                            if index - track.last_frame <= settings.reid_s * self.fps}
@@ -228,8 +232,9 @@ class TrackBook:
         else:
             track.error = prediction.error
 
-    def face_result(self, face: TrackedFace) -> FaceResult:
-        """The face as reported and drawn: its person's steady label, whether the person is confirmed."""
+    def face_result(self, face: TrackedFace, confirmed: bool | None = None) -> FaceResult:
+        """The face as reported and drawn: its person's steady label, whether the person is confirmed (as observe()
+        found for the face's frame; default: as of now)."""
         if face.track_id is None:
             raise ValueError("face_result takes the faces observe() returned, which carry their person's track_id")
         track = self.tracks[face.track_id]
@@ -238,7 +243,8 @@ class TrackBook:
                                   else Classification.from_probabilities(track.smoother.mean(), label))
         result = FaceResult.from_prediction(face.box, face.landmarks, face.det_score, prediction,
                                             track_id=face.track_id, source="detected" if face.detected else "followed",
-                                            confirmed=track.best_score >= self.settings.confirm_score)
+                                            confirmed=(track.best_score >= self.settings.confirm_score
+                                                       if confirmed is None else confirmed))
         if track.shown not in (None, UNCLASSIFIED) and result.label not in (track.shown, UNCLASSIFIED):
             track.label_changes += 1
         if result.label != UNCLASSIFIED:

@@ -120,3 +120,15 @@ def test_the_writer_writes_the_video_and_a_complete_json_record(photo_and_face, 
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     capture.release()
+
+
+def test_a_frame_reports_whether_its_person_was_confirmed_then_not_when_it_is_written(photo_and_face):
+    image, face = photo_and_face
+    settings = VideoSettings(confirm_score=face.det_score)
+    book = TrackBook(settings, fps=25.0)
+    doubtful = TrackedFace(face.box.copy(), face.landmarks.copy(), face.det_score - 0.1, True, 4)
+    first = book.observe([doubtful], image, 0, lambda: SERVED)
+    book.observe([tracked(face, 4)], image, 1, lambda: SERVED)  # analysed before frame 0 is written
+    assert first.confirmed == [False]
+    assert not book.face_result(first.faces[0], first.confirmed[0]).confirmed
+    assert book.face_result(first.faces[0]).confirmed  # as of now, which thread timing would decide
