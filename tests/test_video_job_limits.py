@@ -111,6 +111,7 @@ def small_queue(classifier_service, tmp_path_factory):
         yield service
 
 
+@pytest.mark.slow  # five 150-frame jobs annotated in full: over 15 s
 def test_the_job_queue_is_bounded_per_client_and_in_all(small_queue, face_clip):
     answers = [post_video(small_queue.url, f"mine{i}.mp4", face_clip) for i in range(3)]
     assert [status for status, _, _ in answers] == [202, 202, 429], answers[2]
