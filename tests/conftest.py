@@ -1,6 +1,7 @@
 """Shared fixtures: real gunicorn servers on loopback ports, the bundled sample images, small test files."""
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -10,6 +11,24 @@ from facemask.local_server import LocalService
 from facemask.paths import REPO_ROOT
 
 SAMPLES = REPO_ROOT / "sample-images"
+
+
+def _slow_as_a_whole(path: Path) -> bool:
+    """The module sets `pytestmark` to pytest.mark.slow, alone or in a list."""
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == "pytestmark" for target in node.targets):
+            marks = node.value.elts if isinstance(node.value, (ast.List, ast.Tuple)) else [node.value]
+            return any(ast.unparse(mark) == "pytest.mark.slow" for mark in marks)
+    return False
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With -m "not slow" (the inner loop), a module marked slow as a whole is not even imported: torch, onnx2torch,
+    pandas and selenium cost about 3 s of its collection. Its tests are then left out of the "deselected" count."""
+    if (" ".join(config.option.markexpr.split()) == "not slow" and collection_path.suffix == ".py"
+            and collection_path.name.startswith("test_") and _slow_as_a_whole(collection_path)):
+        return True
+    return None
 
 
 @pytest.fixture(scope="session")

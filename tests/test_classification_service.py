@@ -1,6 +1,7 @@
 """The classification service under gunicorn on a loopback port, driven over HTTP."""
 from __future__ import annotations
 
+import pytest
 import requests
 
 from facemask.crops import crop_face
@@ -137,6 +138,7 @@ def test_client_splits_a_crowd_into_requests_the_service_accepts(classifier_serv
                                                            for i in range(len(labels))]
 
 
+@pytest.mark.slow  # a service of its own, started and stopped
 def test_the_metrics_folder_a_service_makes_goes_with_it(tmp_path):
     import glob
     import os

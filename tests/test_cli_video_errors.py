@@ -73,6 +73,9 @@ def test_a_read_only_output_folder_is_one_line_and_exit_2(classifier_service, tm
     assert "permission denied" in one_error_line(result.stderr)
 
 
+# Slow: when the SIGTERM reaches gunicorn while its workers boot, they keep serving and the master waits out its
+# 30 s graceful_timeout before it kills them (1 s or 31 s a run, depending on that race).
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_while_the_local_classifier_starts_leaves_nothing_running(stop_signal, sample_paths):
     """The classifier the CLI starts takes 1-2 s to answer; a signal then left its gunicorn running (5 of 5)."""

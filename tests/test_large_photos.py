@@ -116,6 +116,7 @@ def twelve_megapixels():
     return encode_jpeg(image), centres, labels
 
 
+@pytest.mark.slow  # a 12 MP photo: seconds of tiled detection
 def test_a_12_mp_photo_through_the_service_within_its_limits(detection_service, twelve_megapixels):
     body, centres, labels = twelve_megapixels
     response = requests.post(detection_service.url + "/detect", params={"annotated": "1"},
@@ -130,6 +131,7 @@ def test_a_12_mp_photo_through_the_service_within_its_limits(detection_service, 
     assert max(detection_service.worker_peak_rss()) < 1 * GIB
 
 
+@pytest.mark.slow  # a 12 MP photo: seconds of tiled detection
 def test_a_12_mp_photo_through_the_cli_within_1_gb(classifier_service, twelve_megapixels, tmp_path):
     body, centres, labels = twelve_megapixels
     photo = tmp_path / "crowd.jpg"

@@ -12,6 +12,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("facemask", "training", "bench", "classification", "detection")
+TRAINING_STACK = {"torch", "torchvision", "fastai", "onnx2torch", "onnx"}  # optional, heavy: seconds to import
 
 
 def _module_name(path: Path) -> str:
@@ -37,6 +38,30 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
             continue
         found.update(name for name in names if name in modules)
     return found
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """Modules a file imports when it is imported: at module level, in if/try/with blocks too, not in functions."""
+    found, todo = set(), list(ast.parse(path.read_text(), filename=str(path)).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.update([node.module] + [f"{node.module}.{alias.name}" for alias in node.names])
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _loads_the_training_stack(name: str, modules: dict[str, Path], seen: set[str] | None = None) -> bool:
+    """Importing the module imports torch or fastai, itself or through the project modules it imports."""
+    seen = seen if seen is not None else set()
+    seen.add(name)
+    imported = _module_level_imports(modules[name])
+    return any(module.split(".")[0] in TRAINING_STACK for module in imported) or any(
+        _loads_the_training_stack(module, modules, seen) for module in imported if module in modules
+        and module not in seen)
 
 
 def _graph() -> dict[str, set[str]]:
@@ -108,12 +133,16 @@ def test_dependencies_point_towards_the_shared_library():
             assert not {m for m in reached if m.startswith(("training", "bench"))}, name
 
 
-@pytest.mark.parametrize("name", sorted(name for name in _project_modules() if not name.endswith("gunicorn.conf")))
+# Slow: the modules that import torch or fastai (training), about 4 s the first time; the rest are imported in the
+# inner loop.
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if _loads_the_training_stack(name, modules) else name
+    for modules in [_project_modules()] for name in sorted(modules) if not name.endswith("gunicorn.conf")])
 def test_every_module_imports(name):
     try:
         importlib.import_module(name)
     except ImportError as error:  # an optional heavy dependency (torch, fastai) absent here is not a layout problem
-        if error.name and error.name.split(".")[0] in {"torch", "torchvision", "fastai", "onnx2torch", "onnx"}:
+        if error.name and error.name.split(".")[0] in TRAINING_STACK:
             pytest.skip(f"{name} needs {error.name}")
         raise
 

@@ -99,6 +99,7 @@ def test_a_wide_crop_reframed_matches_the_narrow_crop_cut_directly(detector, sam
         crops.CropGeometry(96, 2.0)
 
 
+@pytest.mark.slow  # imports fastai and torch: about 4 s
 def test_model_input_normalisation_matches_training():
     from fastai.vision.all import Normalize
 

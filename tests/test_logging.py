@@ -14,7 +14,7 @@ from facemask.annotations import DatasetError
 from facemask.classifier import ModelMismatchError
 from facemask.errors import FacemaskError, ModelError, ModelNotFoundError, OptionError
 from facemask.images import ImageError
-from facemask.local_server import REPO_ROOT, LocalService, ServiceStartError, free_port
+from facemask.local_server import REPO_ROOT, ServiceStartError, free_port
 from facemask.pipeline import ClassifierClient, ClassifierUnavailable
 from facemask.runner import InputError
 from facemask.service import ApiError
@@ -81,8 +81,6 @@ def test_cli_bad_log_level_is_exit_2():
     assert result.returncode == 2 and result.stderr.startswith("error: FACEMASK_LOG_LEVEL must be one of")
 
 
-def test_services_log_their_configuration_at_start_up(tmp_path):
-    log = tmp_path / "classification.log"
-    with LocalService("classification", workers=1, log_path=log):
-        pass
-    assert "INFO facemask: classification service: model " in log.read_text()
+def test_services_log_their_configuration_at_start_up(classifier_service):
+    # The session's server (tests/conftest.py) writes its log to a file: no server of its own needed.
+    assert "INFO facemask: classification service: model " in classifier_service.log_path.read_text()

@@ -49,8 +49,14 @@ def odd_inputs(photo: Image.Image) -> dict[str, tuple[bytes, int]]:
     }
 
 
-def test_detection_service_handles_every_odd_input(detection_service, photo):
-    for name, (body, status) in odd_inputs(photo).items():
+@pytest.fixture(scope="module")
+def odd_cases(photo) -> dict[str, tuple[bytes, int]]:
+    """odd_inputs(photo), made once for the module: encoding them takes over a second."""
+    return odd_inputs(photo)
+
+
+def test_detection_service_handles_every_odd_input(detection_service, odd_cases):
+    for name, (body, status) in odd_cases.items():
         response = requests.post(detection_service.url + "/detect", data=body, timeout=60)
         assert response.status_code == status, f"{name}: {response.status_code} {response.text[:200]}"
         assert response.headers["Content-Type"].startswith("application/json"), name
@@ -58,7 +64,7 @@ def test_detection_service_handles_every_odd_input(detection_service, photo):
             assert isinstance(response.json()["faces"], list), name
         else:
             assert response.json()["error"], name
-    converted = requests.post(detection_service.url + "/detect", data=odd_inputs(photo)["cmyk jpeg"][0], timeout=60)
+    converted = requests.post(detection_service.url + "/detect", data=odd_cases["cmyk jpeg"][0], timeout=60)
     assert len(converted.json()["faces"]) == 6  # colour conversions keep the faces findable
 
 
@@ -76,6 +82,7 @@ def test_exif_rotated_photo_gets_boxes_on_the_faces(detection_service, photo, sa
         assert any(f["box"][0] <= x <= f["box"][2] and f["box"][1] <= y <= f["box"][3] for f in faces)
 
 
+@pytest.mark.slow  # a fuzzing run
 def test_classify_matches_its_openapi_document_under_fuzzing(classifier_service, tmp_path):
     """A bounded schemathesis run (loopback only) finds no 5xx and no response that breaks the schema."""
     schema = requests.get(classifier_service.url + "/openapi.json", timeout=5)
@@ -109,6 +116,7 @@ def test_sigterm_lets_in_flight_requests_finish(sample_paths, tmp_path):
     assert response.status_code == 200 and response.json()["count"] == 250
 
 
+@pytest.mark.slow  # a service of its own, a worker killed and a new one booted
 def test_a_killed_worker_is_replaced(tmp_path):
     with LocalService("classification", workers=1, log_path=tmp_path / "cls.log") as classifier:
         children = subprocess.run(["pgrep", "-P", str(classifier.process.pid)], capture_output=True, text=True)
@@ -143,10 +151,10 @@ def test_cli_never_writes_outside_the_output_folder(classifier_service, sample_p
     assert "ok.jpg" in " ".join(written) and json.loads(result.stdout.splitlines()[-1])["processed"] >= 1
 
 
-def test_cli_batch_of_odd_files_processes_the_good_and_reports_the_bad(classifier_service, photo, tmp_path):
+def test_cli_batch_of_odd_files_processes_the_good_and_reports_the_bad(classifier_service, odd_cases, tmp_path):
     folder, out = tmp_path / "in", tmp_path / "out"
     folder.mkdir()
-    cases = odd_inputs(photo)
+    cases = odd_cases
     for index, (name, (body, _)) in enumerate(cases.items()):
         (folder / f"{index:02d}_{name.replace(' ', '_')}.png").write_bytes(body)
     env = {**os.environ, "CLASSIFIER_URL": classifier_service.url}

@@ -82,6 +82,7 @@ def read_response(client: socket.socket) -> str:
     return (head + b"\r\n\r\n" + body).decode(errors="replace")
 
 
+@pytest.mark.slow  # waits out a time-out by design
 def test_a_stalled_body_is_dropped_with_408(tmp_path):
     """A client that sends its headers and 2 bytes of a 1 MB body held its connection for ever."""
     with LocalService("classification", workers=1, env={"BODY_IDLE_TIMEOUT_S": "2"},
@@ -96,6 +97,7 @@ def test_a_stalled_body_is_dropped_with_408(tmp_path):
     assert "nothing received for 2 s" in answer and 1.5 < waited < 10, (waited, answer[-200:])
 
 
+@pytest.mark.slow  # waits out the classify deadline by design
 def test_a_hung_classifier_is_waited_for_once_not_by_every_request(sample_paths, sample_labels, tmp_path):
     """8 clients on /detect with the classifier SIGSTOPped answered at 15, 16, 30, 31, 46... s: each waited its
     own deadline in turn. Once the classifier is known to be down, requests fail fast with 503 and every face."""

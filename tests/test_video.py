@@ -267,6 +267,7 @@ def test_unreadable_frames_are_skipped_and_counted(classifier_service, tmp_path)
     assert "3 unreadable frame(s) skipped" in result.stderr
 
 
+@pytest.mark.slow  # a second video run, from a server of its own; test_infer_video covers the video CLI fast
 def test_http_stream_source(classifier_service, tmp_path):
     served = tmp_path / "served"
     served.mkdir()

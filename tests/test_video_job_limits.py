@@ -111,6 +111,7 @@ def small_queue(classifier_service, tmp_path_factory):
         yield service
 
 
+@pytest.mark.slow  # five 150-frame jobs annotated in full: over 15 s
 def test_the_job_queue_is_bounded_per_client_and_in_all(small_queue, face_clip):
     answers = [post_video(small_queue.url, f"mine{i}.mp4", face_clip) for i in range(3)]
     assert [status for status, _, _ in answers] == [202, 202, 429], answers[2]
@@ -127,6 +128,7 @@ def test_the_job_queue_is_bounded_per_client_and_in_all(small_queue, face_clip):
     assert wait_for_job(small_queue.url, again["status_url"], timeout=300)["state"] == "done"
 
 
+@pytest.mark.slow  # a service of its own, a worker killed mid-job and a new one booted
 def test_jobs_of_a_killed_worker_are_marked_failed(small_queue, face_clip):
     """A worker killed mid-job left its job "running" (and the ones queued behind it) for ever."""
     submitted = [post_video(small_queue.url, f"job{i}.mp4", face_clip)[1] for i in range(2)]

@@ -67,6 +67,7 @@ def stop(process: subprocess.Popen) -> tuple[int, str, str]:
     return process.returncode, out, err
 
 
+@pytest.mark.slow  # a camera drop waited out, a slow webhook receiver: over 10 s
 def test_watch_resumes_after_a_stream_drop_and_delivers_every_event_once(classifier_service, tmp_path):
     write_clip(tmp_path / "door.avi", 40)
     camera, receiver, port = CameraProcess(tmp_path / "door.avi", fps=10.0), WebhookReceiver(), free_port()
@@ -190,6 +191,7 @@ def test_bad_arguments_are_one_line_errors(arguments, message):
     assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # a browser, as in tests/test_web_page.py
 def test_live_view_in_a_browser(classifier_service, tmp_path):
     """Headless Chromium (skips without it, as tests/test_web_page.py does) opens the live view and sees frames
     arrive: the picture changes between two looks, and the counts fill in."""
