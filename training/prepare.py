@@ -156,7 +156,7 @@ def main(argv=None) -> dict:
             continue
         row["box"] = json.dumps([round(float(v), 1) for v in face.box])
         save_crop(args.out, Path("crops") / label / (path.stem + ".png"),
-                  crop_face(image, face.landmarks, face.box, geometry), face, row)
+                  crop_face(image, face.landmarks, face.box, geometry), face.landmarks, face.det_score, row)
         dhashes[row["source"]] = imagehash.dhash(Image.fromarray(image), hash_size=8)
 
     used = [r for r in rows if r["status"] == "ok"]

@@ -58,5 +58,5 @@ def scene_rows(scenes: Path, out: Path, classes: list[str], fractions: dict[str,
                 continue
             face = faces[matches[index]]
             save_crop(out, Path("crops") / label / f"scene_{annotation.image.stem}_{index}.png",
-                      crop_face(image, face.landmarks, face.box, geometry), face, row)
+                      crop_face(image, face.landmarks, face.box, geometry), face.landmarks, face.det_score, row)
     return rows

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -229,8 +228,8 @@ def synthetic_rows(rows: list[dict], image_roots: dict[str, Path], out: Path, se
             synthetic = manifest_row(source=f"{row['source']}~{kind}{variant}", label=label, status="ok",
                                      box=row["box"], det_side=row["det_side"], group=row["group"],
                                      split=row["split"], dataset=SYNTHETIC_DATASET)
-            face = SimpleNamespace(landmarks=landmarks, score=float(row["det_score"] or 1.0))
             save_crop(out, Path("crops") / label / f"synth_{row['dataset']}_{name}.png",
-                      crop_face(drawn, landmarks, box, geometry), face, synthetic)
+                      crop_face(drawn, landmarks, box, geometry), landmarks,
+                      float(row["det_score"] or 1.0), synthetic)
             made.append(synthetic)
     return made
