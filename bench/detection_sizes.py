@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -167,12 +168,15 @@ class Policy:
     options: DetectOptions
 
 
-def load_policies(names: list[str], score_threshold: float | None) -> list[Policy]:
+def load_policies(names: list[str], score_threshold: float | None, candidate: Path | None = None) -> list[Policy]:
+    """The named policies, then a `candidate` detector file at the service's default options."""
     detectors: dict = {}
     settings = Settings.from_env()
     policies = []
-    for name in names:
-        model, options = POLICIES[name]
+    chosen = {name: POLICIES[name] for name in names}
+    if candidate is not None:
+        chosen[f"candidate-auto ({candidate.name})"] = (str(candidate), DetectOptions())
+    for name, (model, options) in chosen.items():
         if score_threshold is not None:
             options = replace(options, score_threshold=score_threshold)
         if model not in detectors:
@@ -404,6 +408,8 @@ def parse_args(argv=None):
     parser.add_argument("--every", type=int, default=3, help="every n-th held-out crop-set photo per class")
     parser.add_argument("--frame-photos", type=int, default=20, help="photos pasted per person height and frame size")
     parser.add_argument("--threshold", type=float, default=None, help="override every policy's score threshold")
+    parser.add_argument("--candidate", type=Path, default=None,
+                        help="also a detector ONNX not yet shipped (e.g. runs/detector/detector.onnx), `auto` options")
     parser.add_argument("--repeats", type=int, default=20, help="timing runs per input")
     parser.add_argument("--quick", action="store_true",
                         help="every 6th photo (a subset of every 3rd), 12 frame photos, a third of the scenes")
@@ -419,7 +425,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    policies = load_policies(args.policies, args.threshold)
+    if args.candidate is not None and not args.candidate.is_file():
+        sys.exit(f"error: candidate detector not found: {args.candidate}")
+    policies = load_policies(args.policies, args.threshold, args.candidate)
     report = Report(args.name, "Face detection at every face size", command_line("bench.detection_sizes", argv),
                     out_dir=args.out_dir, policies={p.name: {"model": p.detector.model_source,
                                                              **p.detector.config(), **vars(p.options)}

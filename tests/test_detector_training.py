@@ -19,7 +19,9 @@ from training.detector_model import MultiBoxLoss, encode_boxes, load_onnx, prior
 pytestmark = pytest.mark.slow  # minutes: torch training runs
 
 SCENES = REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-scenes-andrewmvd"
+REAL_PHOTOS = REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-ilc-2021"
 needs_scenes = pytest.mark.skipif(not SCENES.is_dir(), reason=f"dataset not found at {SCENES}")
+needs_real_photos = pytest.mark.skipif(not REAL_PHOTOS.is_dir(), reason=f"dataset not found at {REAL_PHOTOS}")
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +90,23 @@ def test_augmentation_keeps_boxes_and_landmarks_on_the_faces(group_photo, stock_
         assert (points[whole, 0, 0] < points[whole, 1, 0]).all()
 
 
+def test_heads_without_a_teacher_face_are_ignored_and_the_others_taught_in_the_scene_convention(group_photo,
+                                                                                              stock_faces, tmp_path):
+    from facemask.annotations import Annotation
+    from training.detector_data import real_photo_samples, to_head_box
+
+    path = tmp_path / "group.png"
+    path.write_bytes((SAMPLES / "group_mixed.jpg").read_bytes())
+    heads = np.array([f.box for f in stock_faces[:2]], dtype=np.float32) + np.array([-5, -20, 5, 5], np.float32)
+    annotation = Annotation(path, group_photo.shape[1], group_photo.shape[0], heads, ["with_mask", "without_mask"])
+    teacher = {path.name: [[stock_faces[0].box.tolist(), stock_faces[0].landmarks.tolist()], None]}
+    [sample] = real_photo_samples([annotation], teacher)
+    np.testing.assert_allclose(sample.boxes[0], to_head_box(stock_faces[0].box), atol=0.01)
+    assert sample.ignored.tolist() == [False, True] and np.isnan(sample.landmarks[1]).all()
+    blob, target = augment(sample, group_photo, 2048, np.random.default_rng(0), train=False)
+    assert target["ignored"].tolist() == [False, True], "the head no detector sees is neither face nor background"
+
+
 def test_default_detector_is_the_fine_tuned_model_and_stock_stays_selectable():
     assert FINE_TUNED_MODEL.is_file(), "detection/model/ must ship the fine-tuned detector"
     assert RetinaFaceDetector().model_source == str(FINE_TUNED_MODEL)
@@ -122,3 +141,21 @@ def test_tiny_detector_training_run_exports_a_working_onnx(tmp_path, group_photo
     assert 0.0 <= config["best"]["valid_all"] <= 1.0
     faces = RetinaFaceDetector(model=run / "detector.onnx").detect(group_photo)
     assert len(faces) >= 3  # one epoch at a low learning rate keeps the stock detector's ability
+
+
+@needs_scenes
+@needs_real_photos
+def test_real_photos_join_training_and_epoch_selection(tmp_path):
+    from training import train_detector
+
+    config = train_detector.main([
+        "--limit", "3", "--epochs", "1", "--crops-per-epoch", "0", "--size", "256", "--batch-size", "3",
+        "--threads", "1", "--workers", "0", "--split-file", str(tmp_path / "split.json"),
+        "--cache", str(tmp_path / "teacher.json"), "--real-photos", str(REAL_PHOTOS),
+        "--real-photos-cache", str(tmp_path / "teacher_real.json"), "--out", str(tmp_path / "run")])
+    assert config["real_photos_train"] == config["real_photos_valid"] == 3
+    best = config["best"]
+    assert 0.0 <= best["valid_real_ap"] <= 1.0 and 0.0 <= best["valid_real_all"] <= 1.0
+    assert best["selection"] == pytest.approx((best["valid_ap"] + best["valid_real_ap"]) / 2)
+    cached = json.loads((tmp_path / "teacher_real.json").read_text())
+    assert len(cached) == 3 and all(isinstance(heads, list) for heads in cached.values())

@@ -46,9 +46,11 @@ class FaceImage:
     path: Path
     boxes: np.ndarray
     landmarks: np.ndarray
-    kind: str  # "scene" or "crop"
+    kind: str  # "scene", "real photo" or "crop"
     long_sides: tuple[int, int] = field(default=(640, 1400))
     labels: tuple[str, ...] = ()
+    # Faces neither taught as faces nor as background (e.g. heads no detector sees: the back of a head).
+    ignored: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------------- split
@@ -85,6 +87,48 @@ def scene_samples(annotations: list[Annotation], landmarks: dict[str, list]) -> 
                 points[index] = face_points
         samples.append(FaceImage(annotation.image, annotation.boxes.copy(), points, "scene",
                                  labels=tuple(annotation.labels)))
+    return samples
+
+
+def teacher_faces(annotations: list[Annotation], cache: Path) -> dict[str, list]:
+    """Per photo of a whole-head set: per annotated head, the stock detector's [box, landmarks] for the face it
+    finds in it at IoU TEACHER_IOU (the issue's matching for whole-head boxes), or None."""
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    todo = [a for a in annotations if a.image.name not in known]
+    if todo:
+        detector = RetinaFaceDetector(model="stock").prepare(long_side=TEACHER_LONG_SIDE,
+                                                             score_threshold=TEACHER_THRESHOLD)
+        for annotation in tqdm(todo, desc="teacher faces", unit="img"):
+            faces = detector.detect(decode_image(annotation.image))
+            matches = greedy_match(annotation.boxes, [1.0] * len(annotation.boxes), [f.box for f in faces],
+                                   TEACHER_IOU)
+            known[annotation.image.name] = [[faces[m].box.round(2).tolist(), faces[m].landmarks.round(2).tolist()]
+                                            if m >= 0 else None for m in matches]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known))
+    return known
+
+
+def real_photo_samples(annotations: list[Annotation], teacher: dict[str, list]) -> list[FaceImage]:
+    """Whole-head photos (face-mask-ilc-2021) as detector training data in the scene annotators' box convention.
+
+    Their boxes take in the whole head, so a face the stock detector finds in a head is taught with the detector's
+    own box moved to the scene convention (to_head_box, as crop-set faces are) and its landmarks. A head it finds
+    no face in (the back of a head, a face hidden by hands or hair) is ignored: taught as background it would punish
+    a real face, taught as a face it would make the detector fire on heads, which the classifier cannot judge."""
+    samples = []
+    for annotation in annotations:
+        found = teacher[annotation.image.name]
+        boxes = annotation.boxes.copy()
+        points = np.full((len(boxes), 5, 2), np.nan, dtype=np.float32)
+        ignored = np.ones(len(boxes), dtype=bool)
+        for index, face in enumerate(found):
+            if face is not None:
+                boxes[index] = to_head_box(face[0])
+                points[index] = face[1]
+                ignored[index] = False
+        samples.append(FaceImage(annotation.image, boxes, points, "real photo", labels=tuple(annotation.labels),
+                                 ignored=ignored))
     return samples
 
 
@@ -138,6 +182,7 @@ def augment(sample: FaceImage, image: np.ndarray, size: int, rng: np.random.Gene
     image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
                        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     boxes, points = sample.boxes * scale, sample.landmarks * scale
+    ignored = sample.ignored if sample.ignored is not None else np.zeros(len(boxes), dtype=bool)
     height, width = image.shape[:2]
     x0 = int(rng.integers(0, width - size + 1)) if width > size else -int(rng.integers(0, size - width + 1))
     y0 = int(rng.integers(0, height - size + 1)) if height > size else -int(rng.integers(0, size - height + 1))
@@ -151,7 +196,7 @@ def augment(sample: FaceImage, image: np.ndarray, size: int, rng: np.random.Gene
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     inside = ((centres >= 0) & (centres < size)).all(axis=1)  # RetinaFace's rule: a cut face counts by its centre
     full_area = np.prod(boxes[inside, 2:] - boxes[inside, :2], axis=1).clip(min=1e-6)
-    boxes, points = boxes[inside].clip(0, size), points[inside]
+    boxes, points, ignored = boxes[inside].clip(0, size), points[inside], ignored[inside]
     cut = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) / full_area < min_visible_share
     if train:
         canvas = photometric(canvas, rng)
@@ -166,7 +211,7 @@ def augment(sample: FaceImage, image: np.ndarray, size: int, rng: np.random.Gene
     target = {"boxes": torch.from_numpy(boxes.astype(np.float32)).reshape(-1, 4),
               "landmarks": torch.from_numpy(np.nan_to_num(points).astype(np.float32)).reshape(-1, 5, 2),
               "has_landmarks": torch.from_numpy(has_points).reshape(-1),
-              "ignored": torch.from_numpy((sizes < MIN_TRAIN_FACE) | cut).reshape(-1)}
+              "ignored": torch.from_numpy((sizes < MIN_TRAIN_FACE) | cut | ignored).reshape(-1)}
     return torch.from_numpy(np.ascontiguousarray(blob)), target
 
 
