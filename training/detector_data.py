@@ -61,21 +61,27 @@ def scenes_in_split(scenes: Path, split: dict, name: str, limit: int | None = No
 
 
 # --------------------------------------------------------------------------------------------------- labels
-def teacher_landmarks(annotations: list[Annotation], cache: Path) -> dict[str, list]:
-    """Per scene image: per annotated face, the stock detector's 5 landmarks (or None where it finds no face)."""
+def _teacher_matches(annotations: list[Annotation], cache: Path, record, what: str) -> dict[str, list]:
+    """Per image: per annotated box, record(face) of the stock detector's face matched to it at TEACHER_IOU, or None;
+    cached in `cache` (computed once per image)."""
     known = json.loads(cache.read_text()) if cache.is_file() else {}
     todo = [a for a in annotations if a.image.name not in known]
     if todo:
         detector = RetinaFaceDetector(model="stock").prepare(long_side=TEACHER_LONG_SIDE,
                                                              score_threshold=TEACHER_THRESHOLD)
-        for annotation in tqdm(todo, desc="teacher landmarks", unit="img"):
+        for annotation in tqdm(todo, desc=f"teacher {what}", unit="img"):
             faces = detector.detect(decode_image(annotation.image))
             matches = greedy_match(annotation.boxes, [1.0] * len(annotation.boxes), [f.box for f in faces],
                                    TEACHER_IOU)
-            known[annotation.image.name] = [faces[m].landmarks.round(2).tolist() if m >= 0 else None for m in matches]
+            known[annotation.image.name] = [record(faces[m]) if m >= 0 else None for m in matches]
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(known))
     return known
+
+
+def teacher_landmarks(annotations: list[Annotation], cache: Path) -> dict[str, list]:
+    """Per scene image: per annotated face, the stock detector's 5 landmarks (or None where it finds no face)."""
+    return _teacher_matches(annotations, cache, lambda face: face.landmarks.round(2).tolist(), "landmarks")
 
 
 def scene_samples(annotations: list[Annotation], landmarks: dict[str, list]) -> list[FaceImage]:
@@ -93,20 +99,8 @@ def scene_samples(annotations: list[Annotation], landmarks: dict[str, list]) -> 
 def teacher_faces(annotations: list[Annotation], cache: Path) -> dict[str, list]:
     """Per photo of a whole-head set: per annotated head, the stock detector's [box, landmarks] for the face it
     finds in it at IoU TEACHER_IOU (the issue's matching for whole-head boxes), or None."""
-    known = json.loads(cache.read_text()) if cache.is_file() else {}
-    todo = [a for a in annotations if a.image.name not in known]
-    if todo:
-        detector = RetinaFaceDetector(model="stock").prepare(long_side=TEACHER_LONG_SIDE,
-                                                             score_threshold=TEACHER_THRESHOLD)
-        for annotation in tqdm(todo, desc="teacher faces", unit="img"):
-            faces = detector.detect(decode_image(annotation.image))
-            matches = greedy_match(annotation.boxes, [1.0] * len(annotation.boxes), [f.box for f in faces],
-                                   TEACHER_IOU)
-            known[annotation.image.name] = [[faces[m].box.round(2).tolist(), faces[m].landmarks.round(2).tolist()]
-                                            if m >= 0 else None for m in matches]
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(known))
-    return known
+    return _teacher_matches(annotations, cache,
+                            lambda face: [face.box.round(2).tolist(), face.landmarks.round(2).tolist()], "faces")
 
 
 def real_photo_samples(annotations: list[Annotation], teacher: dict[str, list]) -> list[FaceImage]:
