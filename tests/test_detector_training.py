@@ -154,6 +154,7 @@ def test_real_photos_join_training_and_epoch_selection(tmp_path):
         "--cache", str(tmp_path / "teacher.json"), "--real-photos", str(REAL_PHOTOS),
         "--real-photos-cache", str(tmp_path / "teacher_real.json"), "--out", str(tmp_path / "run")])
     assert config["real_photos_train"] == config["real_photos_valid"] == 3
+    assert config["scene_samples_per_epoch"] == config["train_scenes"] == 3, "real photos are counted apart"
     best = config["best"]
     assert 0.0 <= best["valid_real_ap"] <= 1.0 and 0.0 <= best["valid_real_all"] <= 1.0
     assert best["selection"] == pytest.approx((best["valid_ap"] + best["valid_real_ap"]) / 2)

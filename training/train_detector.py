@@ -215,33 +215,34 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def photos_in_split(folder: Path, limit: int, get_split: Callable[[], dict]):
+    """(train, valid, split) annotations of a Pascal VOC photo set, split by photo as get_split() says. A missing
+    folder or a malformed set or split file exits with one line."""
+    if not (folder / "annotations").is_dir():
+        raise SystemExit(f"error: {folder} needs images/ and annotations/ sub-folders")
+    try:
+        split = get_split()
+        return scenes_in_split(folder, split, "train", limit), scenes_in_split(folder, split, "valid", limit), split
+    except DatasetError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     warnings.filterwarnings("ignore", module="onnx2torch")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     wall_start, cpu_start = time.time(), cpu_seconds()
-    if not (args.scenes / "annotations").is_dir():
-        raise SystemExit(f"error: {args.scenes} needs images/ and annotations/ sub-folders")
-    try:
-        split = load_split(args.split_file) if args.split_file.is_file() else make_split(args.scenes, args.seed,
-                                                                                          args.split_file)
-        train_scenes = scenes_in_split(args.scenes, split, "train", args.limit)
-        valid_scenes = scenes_in_split(args.scenes, split, "valid", args.limit)
-    except DatasetError as error:
-        raise SystemExit(f"error: {error}") from None
+    train_scenes, valid_scenes, split = photos_in_split(
+        args.scenes, args.limit, lambda: load_split(args.split_file) if args.split_file.is_file()
+        else make_split(args.scenes, args.seed, args.split_file))
     photos = scene_samples(train_scenes, teacher_landmarks(train_scenes, args.cache))
     samples = photos + [p for p in photos if "without_mask" in p.labels] * (args.unmasked_repeat - 1)
+    scene_samples_per_epoch = len(samples)
     real_train, real_valid = [], []
     if args.real_photos:
-        if not (args.real_photos / "annotations").is_dir():
-            raise SystemExit(f"error: {args.real_photos} needs images/ and annotations/ sub-folders")
-        try:
-            real_split = load_split(args.real_photos_split)
-            real_train = scenes_in_split(args.real_photos, real_split, "train", args.limit)
-            real_valid = scenes_in_split(args.real_photos, real_split, "valid", args.limit)
-        except DatasetError as error:
-            raise SystemExit(f"error: {error}") from None
+        real_train, real_valid, _ = photos_in_split(args.real_photos, args.limit,
+                                                    lambda: load_split(args.real_photos_split))
         samples += real_photo_samples(real_train, teacher_faces(real_train, args.real_photos_cache))
     crop_pool = []
     if args.crops_per_epoch:
@@ -249,8 +250,8 @@ def main(argv=None) -> dict:
             raise SystemExit(f"error: {args.manifest} not found: run `python -m training.prepare` first, "
                              "or pass --crops-per-epoch 0 to train on scenes only")
         crop_pool = crop_set_samples(args.manifest, args.crops, long_sides=args.crop_long_sides)
-    scene_count = len(samples) - len(real_train)
-    print(f"train: {len(photos)} scenes ({sum(len(s.boxes) for s in photos)} faces; {scene_count} per epoch with "
+    print(f"train: {len(photos)} scenes ({sum(len(s.boxes) for s in photos)} faces; {scene_samples_per_epoch} per "
+          f"epoch with "
           f"unmasked photos repeated) + {args.crops_per_epoch} of "
           f"{len(crop_pool)} crop-set faces per epoch; valid: {len(valid_scenes)} scenes"
           + (f"; real photos: {len(real_train)} train, {len(real_valid)} valid" if args.real_photos else ""),
@@ -321,7 +322,7 @@ def main(argv=None) -> dict:
         "train_scenes": len(photos), "train_faces": int(sum(len(s.boxes) for s in photos)),
         "train_faces_with_teacher_landmarks": int(sum((~np.isnan(s.landmarks).any(axis=(1, 2))).sum()
                                                       for s in photos)),
-        "scene_samples_per_epoch": len(samples),
+        "scene_samples_per_epoch": scene_samples_per_epoch,
         "crop_pool": len(crop_pool), "valid_scenes": len(valid_scenes),
         "real_photos_train": len(real_train), "real_photos_valid": len(real_valid),
         "best_epoch": best["epoch"], "best": best, "stock": history[0],
