@@ -10,8 +10,8 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
-from facemask.errors import FacemaskError
-from facemask.settings import Settings
+from facemask.core.errors import FacemaskError
+from facemask.core.settings import Settings
 
 DEFAULT_MAX_UPLOAD_MB = Settings.max_upload_mb
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
