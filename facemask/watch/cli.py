@@ -20,6 +20,7 @@ Exit codes: 0 a file source ended; 2 bad arguments, a file source that cannot be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -37,14 +38,17 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
 from facemask.cli.runner import StopSignals  # noqa: E402
 from facemask.core.detector import DEFAULT_SCORE_THRESHOLD, create_detector  # noqa: E402
+from facemask.core.errors import FacemaskError  # noqa: E402
 from facemask.core.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
 from facemask.core.privacy import PRIVACY_MODES  # noqa: E402
 from facemask.core.settings import Settings, SettingsError  # noqa: E402
+from facemask.serving.local_server import LocalService, is_local  # noqa: E402
 from facemask.video.loop import VIDEO_DETECT_OPTIONS  # noqa: E402
 from facemask.video.source import VideoSourceError, describe_source  # noqa: E402
 from facemask.video.tracks import VideoSettings  # noqa: E402
 from facemask.watch.options import DEFAULT_EVENT_LABELS, WatchOptions  # noqa: E402
 from facemask.watch.server import make_server  # noqa: E402
+from facemask.watch.startup import output_problem, webhook_url  # noqa: E402
 from facemask.watch.watcher import Watch  # noqa: E402
 
 log = logging.getLogger("facemask.watch")
@@ -76,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="live view, /counts, /metrics, /health, /ready: HOST:PORT (default 127.0.0.1:8100; "
                              "0.0.0.0:8100 in a container), or none")
     parser.add_argument("--events", type=Path, default=None, help="append events to this JSON Lines file")
-    parser.add_argument("--webhook", default=None, help="POST every event (JSON) to this URL")
+    parser.add_argument("--webhook", type=webhook_url, default=None, help="POST every event (JSON) to this URL")
     parser.add_argument("--event-labels", default=",".join(DEFAULT_EVENT_LABELS),
                         help="labels that raise an event, comma-separated ('' for none; default: %(default)s)")
     parser.add_argument("--webhook-queue", type=int, default=defaults.webhook_queue,
@@ -99,10 +103,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--stream-timeout", type=float, default=defaults.stream_timeout_s,
                         help="a stream silent this long (s) counts as lost")
     parser.add_argument("--classifier-url", default=None, help="classifier base URL(s) (default: $CLASSIFIER_URL)")
+    parser.add_argument("--no-local-classifier", action="store_true",
+                        help="exit (code 3) instead of starting a classifier when none answers at a local URL")
     parser.add_argument("--detector", default=None, help="detector ONNX, 'stock' or 'centerface' (as infer.py)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
     parser.add_argument("--detect-every", type=int, default=VideoSettings.detect_every,
                         help="run the detector on every n-th frame; optical flow follows the faces in between")
+    parser.add_argument("--analysis-fps", type=float, default=None,
+                        help="analyse at most this many frames/s of a live camera, skipping the others before "
+                             "analysis (a detect rate; default: as many as the machine keeps up with, never a "
+                             "backlog)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
     for name in ("webhook_queue", "keep_segments"):
@@ -122,7 +132,7 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
         events_path=args.events, webhook_url=args.webhook, webhook_timeout_s=args.webhook_timeout,
         webhook_queue=args.webhook_queue, webhook_give_up_s=args.webhook_give_up, thumbnails=args.thumbnails,
         privacy=args.privacy, record_dir=args.record, segment_s=args.segment_seconds,
-        keep_segments=args.keep_segments, live_fps=args.live_fps,
+        keep_segments=args.keep_segments, live_fps=args.live_fps, analysis_fps=args.analysis_fps,
         reconnect_max_s=max(args.reconnect_max, WatchOptions.reconnect_min_s), stream_timeout_s=args.stream_timeout)
 
 
@@ -139,6 +149,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    problem = output_problem(args.record, args.events)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         settings = Settings.from_env()
         detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
@@ -147,11 +161,30 @@ def main(argv=None) -> int:
     except (SettingsError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if describe_source(args.source)[0] == "file" and not Path(args.source).is_file():
+        print(f"error: input video not found: {args.source}", file=sys.stderr)
+        return 2
     options = options_from_args(args)
     client = ClassifierClient(args.classifier_url or settings.classifier_url, deadline=settings.classify_deadline_s)
-    if not client.is_ready():
-        log.warning("no classifier answers at %s yet: faces stay unclassified until it does", client.url)
-    watch = Watch(MaskPipeline(detector, client), args.source, options, video_settings)
+    with contextlib.ExitStack() as stack:
+        if not client.is_ready():
+            if args.no_local_classifier or not is_local(client.url):
+                print(f"error: no classifier answers at {client.url} (start it, or leave out --no-local-classifier "
+                      "with a local URL to have the watch start one)", file=sys.stderr)
+                return 3
+            print(f"no classifier at {client.url}: starting one for this watch", file=sys.stderr)
+            try:
+                local = stack.enter_context(LocalService("classification"))
+            except FacemaskError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 3
+            client = ClassifierClient(local.url, deadline=settings.classify_deadline_s)
+        return watch_until_stopped(args, options, MaskPipeline(detector, client), video_settings)
+
+
+def watch_until_stopped(args: argparse.Namespace, options: WatchOptions, pipeline: MaskPipeline,
+                        video_settings: VideoSettings) -> int:
+    watch = Watch(pipeline, args.source, options, video_settings)
     server = None
     try:
         if args.listen is not None:

@@ -19,6 +19,20 @@ class WatchMetrics:
         self._frames = Counter("facemask_watch_frames", "Frames analysed", ["camera"], registry=self.registry)
         self._fps = Gauge("facemask_watch_frames_per_second", "Frames analysed per second, over the last seconds",
                           ["camera"], registry=self.registry)
+        self._camera_frames = Counter("facemask_watch_camera_frames", "Frames read from a live camera (analysed or "
+                                      "skipped)", ["camera"], registry=self.registry)
+        self._skipped_frames = Counter("facemask_watch_skipped_frames", "Frames of a live camera skipped before "
+                                       "analysis, to stay in real time or within --analysis-fps", ["camera"],
+                                       registry=self.registry)
+        self._camera_fps = Gauge("facemask_watch_camera_frames_per_second", "Frames read from the camera per "
+                                 "second, over the last seconds", ["camera"], registry=self.registry)
+        self._skipped_fps = Gauge("facemask_watch_skipped_frames_per_second", "Frames skipped before analysis per "
+                                  "second, over the last seconds", ["camera"], registry=self.registry)
+        self._recording_errors = Counter("facemask_watch_recording_errors", "Times the recording stopped on a disk "
+                                         "problem (full, read-only, gone)", ["camera", "error"],
+                                         registry=self.registry)
+        self._recording = Gauge("facemask_watch_recording", "1 while recordings are written", ["camera"],
+                                registry=self.registry)
         self._reconnects = Counter("facemask_watch_reconnects", "Times the source came back after a drop",
                                    ["camera"], registry=self.registry)
         self._connected = Gauge("facemask_watch_connected", "1 while the source delivers frames", ["camera"],
@@ -32,6 +46,8 @@ class WatchMetrics:
         for outcome in ("raised", "sent", "failed", "dropped"):
             self._events.labels(camera, outcome)
         self._frames.labels(camera)
+        self._camera_frames.labels(camera)
+        self._skipped_frames.labels(camera)
         self._reconnects.labels(camera)
 
     def person(self, label: str) -> None:
@@ -40,8 +56,21 @@ class WatchMetrics:
     def frame(self) -> None:
         self._frames.labels(self.camera).inc()
 
-    def frames_per_second(self, value: float) -> None:
-        self._fps.labels(self.camera).set(value)
+    def frames_per_second(self, analysed: float, camera: float = 0.0, skipped: float = 0.0) -> None:
+        self._fps.labels(self.camera).set(analysed)
+        self._camera_fps.labels(self.camera).set(camera)
+        self._skipped_fps.labels(self.camera).set(skipped)
+
+    def camera_frames(self, read: int, skipped: int) -> None:
+        self._camera_frames.labels(self.camera).inc(read)
+        self._skipped_frames.labels(self.camera).inc(skipped)
+
+    def recording(self, value: bool) -> None:
+        self._recording.labels(self.camera).set(int(value))
+
+    def recording_error(self, error: str) -> None:
+        self._recording_errors.labels(self.camera, error).inc()
+        self.recording(False)
 
     def reconnected(self) -> None:
         self._reconnects.labels(self.camera).inc()

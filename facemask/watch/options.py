@@ -32,6 +32,7 @@ class WatchOptions:
     segment_s: float = 300.0
     keep_segments: int = 24
     live_fps: float = 10.0
+    analysis_fps: float | None = None  # a live source's frames analysed per second at most (None: all it can)
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 4.0  # with the stream back, the watch resumes within this long (+ the open itself)
     stream_timeout_s: float = 10.0  # a stream that stalls this long without closing counts as dropped

@@ -8,6 +8,7 @@ import threading
 from facemask.core.drawing import draw_faces
 from facemask.core.privacy import anonymize
 from facemask.video.output import FinishedFrame
+from facemask.watch.cover import FaceCover
 from facemask.watch.live_view import LiveView
 from facemask.watch.recorder import SegmentRecorder
 
@@ -16,36 +17,42 @@ log = logging.getLogger("facemask.watch")
 
 class Publisher:
     """Anonymises, draws, records and streams finished frames on a thread of its own (OpenCV releases the GIL),
-    so the analysis of the next frames goes on meanwhile."""
+    so the analysis of the next frames goes on meanwhile. Every frame goes through the FaceCover, which holds it
+    until it knows what to blur there (facemask/watch/cover.py)."""
 
     def __init__(self, privacy: str, recorder: SegmentRecorder | None, live: LiveView):
         self.privacy, self.recorder, self.live = privacy, recorder, live
+        self.cover = FaceCover()
         self.queue: queue.Queue = queue.Queue(maxsize=8)
         self.failure_logged = False
         self.thread = threading.Thread(target=self._run, name="publish", daemon=True)
         self.thread.start()
 
     def put(self, frame: FinishedFrame) -> None:
-        if self.recorder is not None or self.live.clients:
-            self.queue.put(frame)
+        self.queue.put(frame)  # always: the cover learns where faces are from every frame
 
     def _run(self) -> None:
         while (frame := self.queue.get()) is not None:
+            self._publish_all(self.cover.push(frame))
+        self._publish_all(self.cover.flush())
+
+    def _publish_all(self, frames: list[tuple[FinishedFrame, list]]) -> None:
+        for frame, boxes in frames:
             try:
-                self._publish(frame)
+                self._publish(frame, boxes)
             except Exception as error:  # noqa: BLE001 (a full disk must not stop the watch: counts and events go on)
                 if not self.failure_logged:
                     log.error("recording or live view failed: %s: %s", type(error).__name__, error)
                     self.failure_logged = True
 
-    def _publish(self, frame: FinishedFrame) -> None:
+    def _publish(self, frame: FinishedFrame, boxes: list) -> None:
         streamed = self.live.wants_frame()
         if self.recorder is None and not streamed:
             return
-        picture = anonymize(frame.image, [face.box for face in frame.record["faces"]], self.privacy)
+        picture = anonymize(frame.image, boxes, self.privacy)
         drawn = draw_faces(picture, frame.shown)
         if self.recorder is not None:
-            self.recorder.write(drawn)
+            self.recorder.write(drawn, frame.record["captured_at"])
         if streamed:
             self.live.publish(drawn)
 

@@ -5,7 +5,7 @@ import logging
 import time
 import uuid
 from collections import Counter as Tally
-from typing import Callable
+from typing import Callable, Iterator
 
 from facemask.core.pipeline import MaskPipeline
 from facemask.core.results import UNCLASSIFIED, FaceResult
@@ -14,10 +14,12 @@ from facemask.video.output import FinishedFrame
 from facemask.video.source import ReadAhead, VideoSource, VideoSourceError, describe_source
 from facemask.video.tracks import VideoSettings
 from facemask.watch.events import EventLog, thumbnail
+from facemask.watch.lineage import TrackLineage
 from facemask.watch.live_view import LiveView
 from facemask.watch.metrics import WatchMetrics
 from facemask.watch.options import WatchOptions, redacted, utc_now
 from facemask.watch.publisher import Publisher
+from facemask.watch.realtime import CapturedFrame, LatestFrames
 from facemask.watch.recorder import SegmentRecorder
 from facemask.watch.webhook import WebhookSender
 
@@ -43,9 +45,15 @@ class Watch:
         self.track_ids_in_view: list[int] = []
         self.counted: set[int] = set()
         self.evented: set[int] = set()
+        self.lineage = TrackLineage()
         self.events_raised = 0
         self.started = utc_now()
         self._rate_started, self._rate_frames = time.monotonic(), 0
+        self.camera_frames, self.skipped_frames = 0, 0  # read from the camera; skipped before analysis
+        self.camera_fps = self.skipped_fps = 0.0
+        self._rate_camera, self._rate_skipped = 0, 0
+        self._reader_read = self._reader_skipped = 0  # of the current reader, counted so far
+        self._captured_at: dict[int, float] = {}  # wall-clock read time of the frames in analysis, by frame index
 
     # ---------------------------------------------------------------------------------- source and reconnects
     def _open(self, should_stop: Callable[[], str | None]) -> VideoSource | None:
@@ -97,16 +105,29 @@ class Watch:
         if self.annotator is None:
             log.info("watching %s (%s, %.0f frames/s) as camera %r", redacted(self.source), source.kind,
                      source.fps, self.options.camera)
-            self.annotator = VideoAnnotator(self.pipeline, source.fps, self.video_settings)
+            # Tracks count time in analysed frames: a live source is analysed at most analysis_fps a second.
+            fps = source.fps if source.kind == "file" or not self.options.analysis_fps \
+                else min(source.fps, self.options.analysis_fps)
+            self.annotator = VideoAnnotator(self.pipeline, fps, self.video_settings)
             recorder = None
             if self.options.record_dir is not None:
-                recorder = SegmentRecorder(self.options.record_dir, self.options.camera, source.fps,
-                                           self.options.segment_s, self.options.keep_segments)
+                recorder = SegmentRecorder(self.options.record_dir, self.options.camera, self.options.segment_s,
+                                           self.options.keep_segments, on_error=self.metrics.recording_error)
+                self.metrics.recording(True)
             self.publisher = Publisher(self.options.privacy, recorder, self.live)
-        reader = ReadAhead(source.frames(), self.annotator.timing)
+        reader: ReadAhead | LatestFrames
+        if source.kind == "file":  # a file is analysed whole, its frames timed by its frame rate
+            reader = ReadAhead(source.frames(), self.annotator.timing)
+            started, fps = time.time(), source.fps
+            frames: Iterator[CapturedFrame] = (CapturedFrame(image, started + number / fps)
+                                               for number, image in enumerate(reader))
+        else:
+            reader = LatestFrames(source.frames(), self.options.analysis_fps)
+            self._reader_read = self._reader_skipped = 0
+            frames = iter(reader)
         delivered, stopped = 0, None
         try:
-            for image in reader:
+            for captured in frames:
                 if not delivered:
                     self._set_connected(True)
                     if lost_at is not None:
@@ -115,28 +136,46 @@ class Watch:
                         log.info("source back after %.1f s: watching again; track ids and counts carry on",
                                  time.monotonic() - lost_at)
                 delivered += 1
-                self._finished(self.annotator.push(image))
+                if isinstance(reader, LatestFrames):
+                    self._count_camera_frames(reader)
+                self._captured_at[self.annotator.index] = captured.captured_at
+                self._finished(self.annotator.push(captured.image))
                 stopped = should_stop()
                 if stopped:
                     break
         finally:
             reader.stop()
+            if isinstance(reader, LatestFrames):
+                self._count_camera_frames(reader)
             source.close()
         return stopped, delivered
+
+    def _count_camera_frames(self, reader: LatestFrames) -> None:
+        read, skipped = reader.read - self._reader_read, reader.skipped - self._reader_skipped
+        self._reader_read, self._reader_skipped = reader.read, reader.skipped
+        if read or skipped:
+            self.camera_frames += read
+            self.skipped_frames += skipped
+            self.metrics.camera_frames(read, skipped)
 
     def _set_connected(self, value: bool) -> None:
         self.connected = value
         self.metrics.connected(value)
         # frames/s restarts its count with the source: no stale rate while it is away, no outage averaged in
         self._rate_started, self._rate_frames = time.monotonic(), self.frames
+        self._rate_camera, self._rate_skipped = self.camera_frames, self.skipped_frames
         if not value:
-            self.fps = 0.0
-            self.metrics.frames_per_second(0.0)
+            self.fps = self.camera_fps = self.skipped_fps = 0.0
+            self.metrics.frames_per_second(0.0, 0.0, 0.0)
 
     # ------------------------------------------------------------------------------------------- people, events
     def _finished(self, frames: list[FinishedFrame]) -> None:
         for frame in frames:
             self.frames += 1
+            frame.record["captured_at"] = self._captured_at.pop(frame.record["frame"], time.time())
+            self.lineage.observe(frame.record["captured_at"], [
+                (face.track_id, face.box, face.source == "detected") for face in frame.record["faces"]
+                if face.track_id is not None])
             self.metrics.frame()
             self.in_view = dict(Tally(face.label for face in frame.shown))
             self.track_ids_in_view = sorted(face.track_id for face in frame.shown if face.track_id is not None)
@@ -149,9 +188,13 @@ class Watch:
                 self._retire_tracks()
         now = time.monotonic()
         if now - self._rate_started >= 2.0:
-            self.fps = (self.frames - self._rate_frames) / (now - self._rate_started)
-            self.metrics.frames_per_second(self.fps)
+            elapsed = now - self._rate_started
+            self.fps = (self.frames - self._rate_frames) / elapsed
+            self.camera_fps = (self.camera_frames - self._rate_camera) / elapsed
+            self.skipped_fps = (self.skipped_frames - self._rate_skipped) / elapsed
+            self.metrics.frames_per_second(self.fps, self.camera_fps, self.skipped_fps)
             self._rate_started, self._rate_frames = now, self.frames
+            self._rate_camera, self._rate_skipped = self.camera_frames, self.skipped_frames
 
     def _person(self, face: FaceResult, frame: FinishedFrame) -> None:
         if self.annotator is None or face.track_id is None:
@@ -160,13 +203,19 @@ class Watch:
         track = book.tracks.get(face.track_id)
         if track is None or face.label == UNCLASSIFIED or not book.counts_as_person(track):
             return
+        person = self.lineage.line(track.track_id)  # a new track on a face already followed: the same person
         if track.track_id not in self.counted:
+            if not person & self.counted:
+                self.people[face.label] += 1
+                self.metrics.person(face.label)
+                log.debug("person counted: track #%d, %s", track.track_id, face.label)
+            else:
+                log.debug("track #%d continues a counted person: not counted again", track.track_id)
             self.counted.add(track.track_id)
-            self.people[face.label] += 1
-            self.metrics.person(face.label)
         if track.track_id not in self.evented and face.label in self.options.event_labels:
+            if not person & self.evented:
+                self._raise(face, frame)
             self.evented.add(track.track_id)
-            self._raise(face, frame)
 
     def _raise(self, face: FaceResult, frame: FinishedFrame) -> None:
         event = {"id": uuid.uuid4().hex, "time": utc_now(), "camera": self.options.camera,
@@ -193,7 +242,9 @@ class Watch:
         if annotator is None:
             return
         horizon = (max(settings.reid_s, settings.max_missing_s) + 2.0) * annotator.fps
-        for person, track in annotator.book.retire(annotator.index, horizon).items():
+        gone = annotator.book.retire(annotator.index, horizon)
+        self.lineage.retire(gone)
+        for person, track in gone.items():
             if person not in self.counted and annotator.book.counts_as_person(track):
                 self.people[UNCLASSIFIED] += 1
                 self.metrics.person(UNCLASSIFIED)
@@ -211,6 +262,8 @@ class Watch:
                           queued=self.webhook.queue.qsize())
         return {"camera": self.options.camera, "source": redacted(self.source), "connected": self.connected,
                 "since": self.started, "frames": self.frames, "frames_per_second": round(self.fps, 2),
+                "camera_frames": self.camera_frames, "camera_frames_per_second": round(self.camera_fps, 2),
+                "skipped_frames": self.skipped_frames, "skipped_frames_per_second": round(self.skipped_fps, 2),
                 "reconnects": self.reconnects, "in_view": self.in_view, "track_ids_in_view": self.track_ids_in_view,
                 "people": {"total": sum(self.people.values()), "by_label": dict(sorted(dict(self.people).items()))},
                 "events": events, "privacy": self.options.privacy}
