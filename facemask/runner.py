@@ -95,16 +95,17 @@ def plan_image_outputs(in_path: Path, out_path: Path, allow_nested: bool = False
         _refuse_overwriting_inputs(pairs)
         return pairs
     in_root, out_root = in_path.resolve(), out_path.resolve()
-    if out_root == in_root:
+    # Compared by identity (device and inode), not by name: a bind mount or another name of the same folder is it.
+    if out_root == in_root or _same_file(in_root, out_root):
         raise InputError(f"--out_path is the input folder {in_path}: the outputs would replace the originals; "
                          "choose another folder")
-    nested = out_root.is_relative_to(in_root)
+    nested = out_root.is_relative_to(in_root) or any(_same_file(in_root, parent) for parent in out_root.parents)
     if nested and not allow_nested:
         raise InputError(f"--out_path {out_path} is inside the input folder: its outputs would be read as inputs on "
                          "the next run; choose another folder or add --allow-nested-output")
     images = list_images(in_path) + _broken_image_links(in_path)
     if nested:  # earlier outputs are not inputs
-        images = [image for image in images if not image.parent.resolve().is_relative_to(out_root)]
+        images = [image for image in images if not _within(image.parent.resolve(), out_root)]
     if not images:
         raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {in_path}")
     images.sort()
@@ -141,11 +142,36 @@ def _distinct_targets(relative_inputs: list[Path]) -> list[Path]:
     return targets
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of what the path names, following links; None when nothing is there."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    identity = _identity(first)
+    return identity is not None and identity == _identity(second)
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """path is folder or lies inside it, by name or by identity (the folder reached through another name)."""
+    return path.is_relative_to(folder) or any(_same_file(folder, parent) for parent in (path, *path.parents))
+
+
 def _refuse_overwriting_inputs(pairs: list[tuple[Path, Path]]) -> None:
-    inputs = {source.resolve() for source, _ in pairs if source.exists()}
-    for source, target in pairs:
+    """An output that is an input under another name (a hard link, a symbolic link, a bind mount) would be written
+    while it is read: compared by identity (device and inode), not by path (issue 35: a hard link to the input video
+    was overwritten)."""
+    inputs = {identity: source for source, _ in pairs if (identity := _identity(source)) is not None}
+    resolved = {source.resolve(): source for source, _ in pairs if source.exists()}
+    for _, target in pairs:
         for written in (target, target.with_suffix(".json")):
-            if written.resolve() in inputs:
+            identity = _identity(written)
+            source = (inputs.get(identity) if identity else None) or resolved.get(written.resolve())
+            if source is not None:
                 raise InputError(f"output {written} would overwrite the input {source}; choose another --out_path")
 
 

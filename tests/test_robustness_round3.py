@@ -1,0 +1,74 @@
+"""Issue 35 (hold up, round three) against the real CLI and the real servers: hard links, a cut-short .npy header,
+tiny videos, videos whose headers lie about their length, a video sent as a form field, raw paths."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.test_cli_outputs import run_cli, snapshot
+from tests.test_cli_video_errors import frame_count, one_error_line
+from tests.test_video import run_infer
+from tests.test_video_jobs import write_clip
+
+
+def people_clip(path: Path, sample_paths, frames: int = 20) -> Path:
+    photo = cv2.resize(cv2.imread(str(sample_paths[0])), (320, 240))
+    return write_clip(path, [photo] * frames)
+
+
+# 1. Files compared by identity, not by name.
+
+def test_a_hard_link_to_the_input_video_is_not_written_over(classifier_service, sample_paths, tmp_path):
+    """`ln w.mp4 hard.mp4; infer.py --in_path w.mp4 --out_path hard.mp4` exited 0 and shrank w.mp4: the run read
+    its own output."""
+    video = people_clip(tmp_path / "w.mp4", sample_paths)
+    os.link(video, tmp_path / "hard.mp4")
+    before = video.read_bytes()
+    result = run_infer("--in_path", video, "--out_path", tmp_path / "hard.mp4", classifier_url=classifier_service.url)
+    assert result.returncode == 2, result.stderr
+    assert "would overwrite the input" in one_error_line(result.stderr)
+    assert video.read_bytes() == before and frame_count(video) == 20
+
+
+def test_an_output_image_that_is_a_hard_link_to_an_input_is_refused(classifier_service, sample_paths, tmp_path):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir(), out.mkdir()
+    for path in sample_paths[:2]:
+        (photos / path.name).write_bytes(path.read_bytes())
+    os.link(photos / sample_paths[1].name, out / sample_paths[1].name)  # where that photo's output would go
+    before = snapshot(photos)
+    result = run_cli(classifier_service, "--in_path", photos, "--out_path", out)
+    assert result.returncode == 2, result.stderr
+    assert "would overwrite the input" in one_error_line(result.stderr)
+    assert snapshot(photos) == before
+
+
+@pytest.fixture
+def bind_mounted(tmp_path):
+    """(folder, the same folder mounted at a second path): one folder under two names no link resolves."""
+    folder, other = tmp_path / "photos", tmp_path / "mounted"
+    folder.mkdir(), other.mkdir()
+    if subprocess.run(["mount", "--bind", str(folder), str(other)], capture_output=True).returncode != 0:
+        pytest.skip("bind mounts need root (CAP_SYS_ADMIN)")
+    try:
+        yield folder, other
+    finally:
+        subprocess.run(["umount", str(other)], check=True)
+
+
+def test_an_output_folder_that_is_the_input_folder_under_another_name_is_refused(classifier_service, sample_paths,
+                                                                                 bind_mounted):
+    photos, same_folder = bind_mounted
+    for path in sample_paths[:2]:
+        (photos / path.name).write_bytes(path.read_bytes())
+    before = snapshot(photos)
+    for out, message in ((same_folder, "replace the originals"), (same_folder / "annotated", "--allow-nested-output")):
+        result = run_cli(classifier_service, "--in_path", photos, "--out_path", out)
+        assert result.returncode == 2, result.stderr
+        assert message in one_error_line(result.stderr)
+    assert snapshot(photos) == before
