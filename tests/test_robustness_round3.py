@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import requests
 
 from tests.test_cli_outputs import run_cli, snapshot
 from tests.test_cli_video_errors import frame_count, one_error_line
@@ -72,3 +73,15 @@ def test_an_output_folder_that_is_the_input_folder_under_another_name_is_refused
         assert result.returncode == 2, result.stderr
         assert message in one_error_line(result.stderr)
     assert snapshot(photos) == before
+
+
+# 2. A .npy header cut short.
+
+def test_a_cut_short_npy_header_is_a_400_that_says_so(classifier_service):
+    """The issue's body: the header's 62 bytes end before the dict closes; NumPy's tokenizer raised TokenError."""
+    body = b"\x93NUMPY\x01\x00\x3e\x00{'descr': '|u1', 'fortran_order': False, 'shape': (1, 2, 2, 3)"
+    response = requests.post(classifier_service.url + "/classify", data=body, timeout=30,
+                             headers={"Content-Type": "application/x-npy"})
+    assert response.status_code == 400, response.text[:300]
+    assert response.headers["Content-Type"] == "application/json"
+    assert "header is malformed" in response.json()["error"], response.json()
