@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
+import cv2
 from tqdm import tqdm
 
 from facemask.drawing import draw_faces, style_for
@@ -330,18 +331,22 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
             footer = annotate_stream(pipeline, source, out_path, settings, header,
                                      should_stop=lambda: stop.received, progress=advance)
         except VideoOutputError as error:  # nothing was written: no video, and no JSON that says otherwise
-            out_path.unlink(missing_ok=True)
-            out_path.with_suffix(".json").unlink(missing_ok=True)
+            _remove_outputs(out_path)
             raise InputError(str(error)) from None
         except VideoSourceError as error:
+            if not done[0]:  # refused at its first frame (e.g. too small): no empty video or JSON left behind
+                _remove_outputs(out_path)
             raise InputError(str(error)) from None
         except OSError as error:  # the JSON record cannot be written: one line, not a traceback
             raise InputError(f"cannot write {error.filename or out_path}: {error.strerror or error}") from None
     summary = RunSummary()
     if footer.frames_total == 0 and not stop.received:
-        out_path.unlink(missing_ok=True)
-        out_path.with_suffix(".json").unlink(missing_ok=True)
+        _remove_outputs(out_path)
         raise InputError(f"video has no readable frames: {in_spec}")
+    if footer.frames_total and not _decodes(out_path):
+        _remove_outputs(out_path)
+        raise InputError(f"the annotated video {out_path.name} cannot be read back: the encoder wrote no playable "
+                         "frame")
     summary.processed.append(str(in_spec))
     summary.classifier_errors.update(footer.classifier_errors)
     summary.people = footer.summary.people.to_dict()
@@ -351,3 +356,18 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
         if track.counted:
             summary.add_counts({track.label: 1})
     return summary
+
+
+def _remove_outputs(out_path: Path) -> None:
+    out_path.unlink(missing_ok=True)
+    out_path.with_suffix(".json").unlink(missing_ok=True)
+
+
+def _decodes(video: Path) -> bool:
+    """The written video gives back a frame: an encoder can accept frames and still write a file no player reads
+    (VP8 WebM of 5x5 frames, issue 35), which must not pass for a result."""
+    capture = cv2.VideoCapture(str(video))
+    try:
+        return capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()

@@ -18,12 +18,24 @@ from facemask.video_summary import StageTimes
 
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"}
 DEFAULT_FPS = 25.0
+# The detector's smallest anchor is 16 px: no face is found in a narrower frame. Smaller frames also made outputs no
+# player reads: VP8 WebM of 2x2 frames is a 436-byte file without a frame (issue 35).
+MIN_FRAME_SIDE = 16
 LOG = logging.getLogger(__name__)
 _END = object()
 
 
 class VideoSourceError(FacemaskError, ValueError):
     """The video, camera or stream cannot be opened; the message is one line for the terminal."""
+
+
+def check_frame_sides(width: int, height: int, max_side: int | None = None) -> None:
+    """VideoSourceError (one line for the user) for frames that cannot be annotated: too small to hold a face or to
+    be encoded, or with a side over max_side (what the caller's encoder takes)."""
+    if min(width, height) < MIN_FRAME_SIDE or (max_side is not None and max(width, height) > max_side):
+        sides = f"{MIN_FRAME_SIDE} to {max_side}" if max_side is not None else f"at least {MIN_FRAME_SIDE}"
+        raise VideoSourceError(f"video frames of {width}x{height} pixels cannot be annotated: each side must be "
+                               f"{sides} pixels")
 
 
 def describe_source(spec: str) -> tuple[str, int | str]:
@@ -64,6 +76,10 @@ class VideoSource:
             what = {"camera": f"camera {self.target}", "stream": f"stream {self.target}"}.get(
                 self.kind, f"video (corrupt, empty or unsupported format): {self.target}")
             raise VideoSourceError(f"cannot open {what}")
+        # The container's frame size, checked before anything is decoded or written (0 when it declares none)
+        declared = (int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        if min(declared) > 0:
+            check_frame_sides(*declared)
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if 1.0 <= fps <= 240.0 else DEFAULT_FPS
         count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "file" else 0
@@ -86,6 +102,8 @@ class VideoSource:
                 return
             ok, frame = self.capture.read()
             if ok and frame is not None and frame.size:
+                if self.read_count == 0:  # the output's size: later frames are scaled to it
+                    check_frame_sides(frame.shape[1], frame.shape[0])
                 if self.max_pixels is not None and frame.shape[0] * frame.shape[1] > self.max_pixels:
                     raise VideoSourceError(f"frame {self.read_count + 1} is {frame.shape[1]}x{frame.shape[0]} "
                                            f"pixels, the limit here is {self.max_pixels:,}")

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import requests
 
+from facemask.video_source import MIN_FRAME_SIDE
 from tests.test_cli_outputs import run_cli, snapshot
 from tests.test_cli_video_errors import frame_count, one_error_line
 from tests.test_video import run_infer
-from tests.test_video_jobs import write_clip
+from tests.test_video_job_limits import raw_stream
+from tests.test_video_jobs import wait_for_job, write_clip
 
 
 def people_clip(path: Path, sample_paths, frames: int = 20) -> Path:
@@ -85,3 +87,43 @@ def test_a_cut_short_npy_header_is_a_400_that_says_so(classifier_service):
     assert response.status_code == 400, response.text[:300]
     assert response.headers["Content-Type"] == "application/json"
     assert "header is malformed" in response.json()["error"], response.json()
+
+
+# 3. Frames too small to hold a face, or to be written as a video anyone can play.
+
+@pytest.mark.parametrize("side", [2, 6, 14])  # OpenCV's MJPG writer crashes on 4x4 and odd sides
+def test_tiny_videos_are_refused_at_upload(detection_service, tmp_path, side):
+    """A 5-frame 2x2 MJPG AVI ended "done" with a 436-byte WebM no player reads."""
+    clip = raw_stream(tmp_path / "tiny.avi", "MJPG", (side, side), 5)
+    response = requests.post(detection_service.url + "/videos", files={"video": clip.open("rb")}, timeout=60)
+    assert response.status_code == 400, response.text
+    assert f"{side}x{side} pixels cannot be annotated" in response.json()["error"], response.json()
+    assert f"must be {MIN_FRAME_SIDE} to 16383" in response.json()["error"]
+
+
+def test_the_smallest_accepted_video_gives_a_playable_download(detection_service, tmp_path):
+    clip = raw_stream(tmp_path / "small.avi", "MJPG", (MIN_FRAME_SIDE, MIN_FRAME_SIDE), 5)
+    response = requests.post(detection_service.url + "/videos", files={"video": clip.open("rb")}, timeout=60)
+    assert response.status_code == 202, response.text
+    status = wait_for_job(detection_service.url, response.json()["status_url"])
+    assert status["state"] == "done", status
+    video = tmp_path / "annotated.webm"
+    video.write_bytes(requests.get(detection_service.url + status["video_url"], timeout=30).content)
+    assert frame_count(video) == 5
+
+
+def test_a_tiny_video_is_one_error_line_from_the_cli(classifier_service, tmp_path):
+    clip = raw_stream(tmp_path / "tiny.avi", "MJPG", (2, 2), 5)
+    out = tmp_path / "out.mp4"
+    result = run_infer("--in_path", clip, "--out_path", out, classifier_url=classifier_service.url)
+    assert result.returncode == 2, result.stderr
+    assert "2x2 pixels cannot be annotated" in one_error_line(result.stderr)
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_an_output_no_player_reads_is_not_a_result(tmp_path):
+    """The second guard, behind the size check: every video is read back before it counts as written."""
+    from facemask.runner import _decodes
+
+    assert not _decodes(raw_stream(tmp_path / "two.webm", "VP80", (2, 2), 5))  # VP8 takes 2x2, writes no frame
+    assert _decodes(raw_stream(tmp_path / "sixteen.webm", "VP80", (16, 16), 5))

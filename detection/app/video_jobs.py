@@ -33,13 +33,14 @@ from facemask.runner import InputError, annotate_video
 from facemask.service import Metrics, public_detector_config
 from facemask.settings import Settings
 from facemask.video import VIDEO_DETECT_OPTIONS
+from facemask.video_source import VideoSourceError, check_frame_sides
 
 DEFAULT_MAX_VIDEO_FRAMES = Settings.max_video_frames  # one minute at 30 frames/s: "a short video"
 LOG = logging.getLogger("facemask.detection")  # under the package logger, which create_app configures
 JOB_LIFETIME_S = 3600
 JOB_ID_LENGTH = 32
 KEPT_FINISHED_JOBS = 50  # finished jobs beyond this many are removed, oldest first: the folder's size stays bounded
-MIN_FRAME_SIDE, MAX_FRAME_SIDE = 2, 16383  # what the VP8 encoder of the annotated WebM accepts
+MAX_FRAME_SIDE = 16383  # what the VP8 encoder of the annotated WebM accepts
 # Larger frames are annotated at Full HD: a 4K video kept 25 MB frames queued between decoding, analysis and output
 # and took a worker past 1 GB (bench.robustness); the detector sees at most 1024 px of a frame anyway.
 ANNOTATED_PIXELS = 1920 * 1080
@@ -228,9 +229,10 @@ class VideoJobs:
         if width * height > self.max_pixels:
             raise VideoRejected(f"video frames too large: {width}x{height} pixels, the limit is "
                                 f"{self.max_pixels:,} (MAX_VIDEO_PIXELS)")
-        if width and height and (min(width, height) < MIN_FRAME_SIDE or max(width, height) > MAX_FRAME_SIDE):
-            raise VideoRejected(f"video frames of {width}x{height} pixels cannot be annotated: each side must be "
-                                f"{MIN_FRAME_SIDE} to {MAX_FRAME_SIDE} pixels")
+        try:
+            check_frame_sides(width, height, MAX_FRAME_SIDE)  # the CLI's check too (facemask.video_source)
+        except VideoSourceError as error:
+            raise VideoRejected(str(error)) from None
 
     def _run(self, job_id: str, source: Path, filename: str, frames_total: int) -> None:
         folder = source.parent
