@@ -127,3 +127,24 @@ def test_an_output_no_player_reads_is_not_a_result(tmp_path):
 
     assert not _decodes(raw_stream(tmp_path / "two.webm", "VP80", (2, 2), 5))  # VP8 takes 2x2, writes no frame
     assert _decodes(raw_stream(tmp_path / "sixteen.webm", "VP80", (16, 16), 5))
+
+
+# 8. A video sent as a form field, not a file.
+
+def multipart_field(name: str, data: bytes, boundary: str = "fieldboundary") -> tuple[bytes, dict]:
+    """What `curl -F "video=<clip.mp4"` sends: the file's bytes as a text field, with no file name."""
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").encode() + data + \
+        f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.mark.parametrize("size", [600_000, 20_000])  # over and under werkzeug's 500 KB for a form field
+def test_a_video_sent_as_a_form_field_is_told_a_file_was_expected(detection_service, tmp_path, sample_paths, size):
+    clip = people_clip(tmp_path / "clip.mp4", sample_paths).read_bytes()
+    data = (clip * (size // len(clip) + 1))[:size]
+    body, headers = multipart_field("video", data)
+    response = requests.post(detection_service.url + "/videos", data=body, headers=headers, timeout=60)
+    assert response.status_code == 400, response.text[:300]  # was 413 "too many parts in one form" over 500 KB
+    error = response.json()["error"]
+    assert "a file was expected in the 'video' field" in error and "too many parts" not in error, error
+
