@@ -166,6 +166,8 @@ def main(argv=None) -> int:
     else:
         print(summary.faces_line(), file=sys.stderr)
     print(json.dumps(summary.to_dict()))
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for path, reason in summary.failed.items():
         print(f"error: {path}: {reason}", file=sys.stderr)
     if summary.classifier_errors:

@@ -42,6 +42,7 @@ class RunSummary:
     people: dict | None = None  # videos: distinct people (tracks) by label
     unreadable_frames: int = 0
     interrupted: str | None = None  # the signal that stopped the run
+    warnings: list[str] = field(default_factory=list)  # videos: e.g. a header that lied about the frame count
 
     def add_counts(self, counts: dict) -> None:
         for label, number in counts.items():
@@ -59,7 +60,7 @@ class RunSummary:
                   "classifier_errors": self.classifier_errors, "faces": self.counts}
         if self.people is not None:
             result.update(people=self.people, unreadable_frames=self.unreadable_frames,
-                          interrupted=self.interrupted)
+                          interrupted=self.interrupted, **({"warnings": self.warnings} if self.warnings else {}))
         elif self.write_error or self.interrupted:
             result.update(write_error=self.write_error, interrupted=self.interrupted,
                           not_processed=len(self.not_processed))
@@ -300,17 +301,20 @@ class StopSignals:
 def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
                    settings: VideoSettings | None = None, stop: StopSignals | None = None,
                    on_frame: Callable[[int, int | None], None] | None = None,
-                   max_pixels: int | None = None, shrink_to_pixels: int | None = None) -> RunSummary:
+                   max_pixels: int | None = None, shrink_to_pixels: int | None = None,
+                   max_frames: int | None = None) -> RunSummary:
     """Annotated video + JSON record (every frame's faces with track ids, and a per-video summary of people).
 
     in_spec: a file, a camera index ("0") or a stream URL (rtsp://, http://, ...). SIGINT / SIGTERM finish the
     video file and the JSON for the frames done (summary.interrupted names the signal). An out_path ending in
     .webm is written as VP8. on_frame(frames done, frames total or None) replaces the terminal progress bar.
     max_pixels: a larger frame stops the run with InputError; shrink_to_pixels: larger frames are analysed and
-    written scaled down to this many pixels. A video that cannot be written raises InputError.
+    written scaled down to this many pixels; max_frames: a longer file stops the run with InputError, whatever its
+    header says. A video that cannot be written raises InputError.
     """
     try:
-        source = VideoSource(str(in_spec), max_pixels=max_pixels, shrink_to_pixels=shrink_to_pixels)
+        source = VideoSource(str(in_spec), max_pixels=max_pixels, shrink_to_pixels=shrink_to_pixels,
+                             max_frames=max_frames)
     except VideoSourceError as error:
         raise InputError(str(error)) from None
     settings = settings or VideoSettings()
@@ -352,6 +356,7 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
     summary.people = footer.summary.people.to_dict()
     summary.unreadable_frames = footer.unreadable_frames
     summary.interrupted = footer.interrupted
+    summary.warnings = footer.warnings
     for track in footer.summary.tracks:
         if track.counted:
             summary.add_counts({track.label: 1})

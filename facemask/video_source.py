@@ -56,11 +56,13 @@ class VideoSource:
     """
 
     def __init__(self, spec: str, max_failures: int = 25, max_pixels: int | None = None,
-                 shrink_to_pixels: int | None = None, stream_timeout_s: float | None = None):
+                 shrink_to_pixels: int | None = None, stream_timeout_s: float | None = None,
+                 max_frames: int | None = None):
         """max_pixels: a frame with more pixels ends the reading with VideoSourceError (a raw stream may change its
         size after the first frame). shrink_to_pixels: larger frames are scaled down to this many pixels as they are
         read, so the frames queued between decoding, analysis and output stay small. stream_timeout_s: a stream that
-        sends nothing this long ends the reading (the watch then reopens it)."""
+        sends nothing this long ends the reading (the watch then reopens it). max_frames: a file with more frames
+        ends the reading with VideoSourceError, whatever its header says."""
         self.kind, self.target = describe_source(spec)
         self.max_pixels, self.shrink_to_pixels = max_pixels, shrink_to_pixels
         self.live = self.kind != "file"
@@ -83,8 +85,10 @@ class VideoSource:
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if 1.0 <= fps <= 240.0 else DEFAULT_FPS
         count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "file" else 0
-        self.total = count if count > 0 else None
+        self.total = count if count > 0 else None  # what the file's header says: a file is still read to its end
         self.max_failures, self.read_count, self.unreadable = max_failures, 0, 0
+        self.max_frames = max_frames
+        self.warnings: list[str] = []  # for the run's record, e.g. a header that lied about the frame count
 
     @property
     def name(self) -> str:
@@ -96,12 +100,16 @@ class VideoSource:
         return Path(str(self.target)).stem
 
     def frames(self) -> Iterator[np.ndarray]:
+        """Every frame up to the end of the file (or of the stream): a header's frame count is not trusted, an AVI
+        patched to say 10 frames of 5,000 was cut after 10 (issue 35)."""
         failures = 0
         while failures < self.max_failures:
-            if self.total is not None and self.read_count + self.unreadable >= self.total:
-                return
             ok, frame = self.capture.read()
             if ok and frame is not None and frame.size:
+                if self.max_frames is not None and self.read_count >= self.max_frames:
+                    said = f" (its header says {self.total})" if self.total is not None else ""
+                    raise VideoSourceError(f"video too long: more than {self.max_frames} frames{said}, the limit is "
+                                           f"{self.max_frames}")
                 if self.read_count == 0:  # the output's size: later frames are scaled to it
                     check_frame_sides(frame.shape[1], frame.shape[0])
                 if self.max_pixels is not None and frame.shape[0] * frame.shape[1] > self.max_pixels:
@@ -123,6 +131,10 @@ class VideoSource:
                 failures += 1
                 if self.live:
                     time.sleep(0.02)
+        if self.total is not None and self.read_count + self.unreadable != self.total:
+            self.warnings.append(f"the file's header says {self.total} frames, {self.read_count + self.unreadable} "
+                                 "were read: frames_total counts what was read")
+            LOG.warning("%s: %s", self.name, self.warnings[-1])
 
     def close(self) -> None:
         self.capture.release()

@@ -2,7 +2,9 @@
 tiny videos, videos whose headers lie about their length, a video sent as a form field, raw paths."""
 from __future__ import annotations
 
+import json
 import os
+import struct
 import subprocess
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 import requests
 
+from facemask.local_server import LocalService
 from facemask.video_source import MIN_FRAME_SIDE
 from tests.test_cli_outputs import run_cli, snapshot
 from tests.test_cli_video_errors import frame_count, one_error_line
@@ -148,3 +151,62 @@ def test_a_video_sent_as_a_form_field_is_told_a_file_was_expected(detection_serv
     error = response.json()["error"]
     assert "a file was expected in the 'video' field" in error and "too many parts" not in error, error
 
+
+
+# 9. A header that lies about the frame count.
+
+def lying_avi(path: Path, frames: int, says: int, size=(32, 24)) -> Path:
+    """An MJPG AVI of `frames` frames whose headers (avih's total frames, strh's length) say `says`."""
+    raw_stream(path, "MJPG", size, frames)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, data.find(b"avih") + 8 + 16, says)  # dwTotalFrames
+    struct.pack_into("<I", data, data.find(b"strh") + 8 + 32, says)  # dwLength
+    path.write_bytes(data)
+    capture = cv2.VideoCapture(str(path))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == says  # what OpenCV believes
+    capture.release()
+    return path
+
+
+def test_a_video_whose_header_lies_is_read_to_its_end(detection_service, tmp_path):
+    """The issue's AVI of 5,000 frames patched to say 10 was done after 10 frames, without a warning."""
+    clip = lying_avi(tmp_path / "liar.avi", 60, says=10)
+    response = requests.post(detection_service.url + "/videos", files={"video": clip.open("rb")}, timeout=60)
+    assert response.status_code == 202, response.text
+    status = wait_for_job(detection_service.url, response.json()["status_url"])
+    assert status["state"] == "done", status
+    assert status["frames_total"] == status["frames_done"] == 60, status
+    assert any("header says 10 frames, 60 were read" in warning for warning in status["warnings"]), status
+    video = tmp_path / "annotated.webm"
+    video.write_bytes(requests.get(detection_service.url + status["video_url"], timeout=30).content)
+    assert frame_count(video) == 60
+    record = requests.get(detection_service.url + status["json_url"], timeout=30).json()
+    assert record["frames_total"] == len(record["frames"]) == 60 and record["warnings"], record.keys()
+
+
+@pytest.fixture(scope="module")
+def short_video_limit(classifier_service, tmp_path_factory):
+    """A detection service that takes videos of 40 frames at most."""
+    jobs = tmp_path_factory.mktemp("short-jobs")
+    env = {"CLASSIFIER_URL": classifier_service.url, "FACEMASK_VIDEO_JOBS_DIR": str(jobs), "MAX_VIDEO_FRAMES": "40"}
+    with LocalService("detection", workers=1, env=env, log_path=jobs / "detection.log") as service:
+        yield service
+
+
+def test_the_frame_limit_holds_while_reading_a_video_whose_header_lies(short_video_limit, tmp_path):
+    clip = lying_avi(tmp_path / "liar.avi", 90, says=10)
+    response = requests.post(short_video_limit.url + "/videos", files={"video": clip.open("rb")}, timeout=60)
+    assert response.status_code == 202, response.text  # the header passes the check at upload
+    status = wait_for_job(short_video_limit.url, response.json()["status_url"])
+    assert status["state"] == "failed", status
+    assert "video too long: more than 40 frames (its header says 10)" in status["error"], status
+
+
+def test_the_cli_reads_a_lying_video_to_its_end_and_warns(classifier_service, tmp_path):
+    clip = lying_avi(tmp_path / "liar.avi", 60, says=10)
+    out = tmp_path / "liar_annotated.mp4"
+    result = run_infer("--in_path", clip, "--out_path", out, classifier_url=classifier_service.url)
+    assert result.returncode == 0, result.stderr
+    assert "warning: the file's header says 10 frames, 60 were read" in result.stderr
+    assert json.loads(result.stdout)["warnings"], result.stdout
+    assert frame_count(out) == 60 and json.loads(out.with_suffix(".json").read_text())["frames_total"] == 60

@@ -244,12 +244,13 @@ class VideoJobs:
         def on_frame(done: int, total: int | None) -> None:
             if time.monotonic() - last_written[0] > 0.25:  # status.json a few times a second, not every frame
                 last_written[0] = time.monotonic()
-                self._write_status(job_id, {**status, "frames_done": done, "frames_total": total or frames_total,
-                                            "worker": self.worker})
+                self._write_status(job_id, {**status, "frames_done": done,
+                                            "frames_total": max(done, total or frames_total), "worker": self.worker})
 
         try:
             summary = annotate_video(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame,
-                                     max_pixels=self.max_pixels, shrink_to_pixels=ANNOTATED_PIXELS)
+                                     max_pixels=self.max_pixels, shrink_to_pixels=ANNOTATED_PIXELS,
+                                     max_frames=self.max_frames)
         except (InputError, cv2.error, OSError) as error:
             message = str(error).replace(str(source), filename).replace(str(folder) + os.sep, "")  # no server paths
             LOG.warning("video job %s (%s) failed: %s", job_id, filename, message)
@@ -271,7 +272,7 @@ class VideoJobs:
             **status, "state": "done", "frames_done": record["frames_total"], "frames_total": record["frames_total"],
             "counts": summary.counts, "people": summary.people,
             "frames_with_faces": sum(1 for frame in record["frames"] if frame["faces"]),
-            "classifier_errors": len(classifier_errors),
+            "classifier_errors": len(classifier_errors), **({"warnings": summary.warnings} if summary.warnings else {}),
             **({"error": classifier_errors[0]} if classifier_errors else {})})
 
     def status(self, job_id: str) -> dict | None:
