@@ -38,6 +38,7 @@ from facemask.detector import (  # noqa: E402
 from facemask.errors import LOGGER, FacemaskError, configure_logging  # noqa: E402
 from facemask.local_server import LocalService, is_local  # noqa: E402
 from facemask.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
+from facemask.privacy import redact_url  # noqa: E402
 from facemask.runner import (  # noqa: E402
     InputError,
     StopSignals,
@@ -126,19 +127,19 @@ def main(argv=None) -> int:
     except FacemaskError as error:  # bad paths or options, or a detector model that cannot be used
         print(f"error: {error}", file=sys.stderr)
         return 2
-    LOGGER.info("CLI: detector %s, classifier %s, %s", detector.model_source, args.classifier_url,
-                "images" if args.is_image else f"video {args.in_path}")
+    LOGGER.info("CLI: detector %s, classifier %s, %s", detector.model_source, redact_url(args.classifier_url),
+                "images" if args.is_image else f"video {redact_url(args.in_path)}")
 
     client = ClassifierClient(args.classifier_url, deadline=settings.classify_deadline_s)
     stop = StopSignals()
     with contextlib.ExitStack() as stack:
         if not client.is_ready():
             if args.no_local_classifier or not is_local(args.classifier_url):
-                print(f"error: no classifier answers at {args.classifier_url} (start it: docker compose up, or "
-                      "gunicorn -c classification/gunicorn.conf.py 'classification.app:create_app()')",
+                print(f"error: no classifier answers at {redact_url(args.classifier_url)} (start it: docker compose "
+                      "up, or gunicorn -c classification/gunicorn.conf.py 'classification.app:create_app()')",
                       file=sys.stderr)
                 return 3
-            print(f"no classifier at {args.classifier_url}: starting one for this run", file=sys.stderr)
+            print(f"no classifier at {redact_url(args.classifier_url)}: starting one for this run", file=sys.stderr)
             try:
                 local = stack.enter_context(LocalService("classification"))
             except FacemaskError as error:

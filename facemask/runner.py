@@ -19,6 +19,7 @@ from facemask.drawing import draw_faces, style_for
 from facemask.errors import FacemaskError
 from facemask.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg, list_images
 from facemask.pipeline import MaskPipeline
+from facemask.privacy import redact_url
 from facemask.video import annotate_stream
 from facemask.video_output import VideoOutputError
 from facemask.video_source import VideoSource, VideoSourceError, describe_source
@@ -318,7 +319,7 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
     except VideoSourceError as error:
         raise InputError(str(error)) from None
     settings = settings or VideoSettings()
-    header = {"source": str(in_spec), "source_kind": source.kind, "output": str(out_path),
+    header = {"source": redact_url(str(in_spec)), "source_kind": source.kind, "output": str(out_path),
               "detect_every": settings.detect_every, "detector": pipeline.detector.config(),
               "classifier_url": pipeline.client.url}
     stop = stop or StopSignals()
@@ -346,12 +347,12 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
     summary = RunSummary()
     if footer.frames_total == 0 and not stop.received:
         _remove_outputs(out_path)
-        raise InputError(f"video has no readable frames: {in_spec}")
+        raise InputError(f"video has no readable frames: {redact_url(str(in_spec))}")
     if footer.frames_total and not _decodes(out_path):
         _remove_outputs(out_path)
         raise InputError(f"the annotated video {out_path.name} cannot be read back: the encoder wrote no playable "
                          "frame")
-    summary.processed.append(str(in_spec))
+    summary.processed.append(redact_url(str(in_spec)))
     summary.classifier_errors.update(footer.classifier_errors)
     summary.people = footer.summary.people.to_dict()
     summary.unreadable_frames = footer.unreadable_frames

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from facemask.errors import FacemaskError
+from facemask.privacy import redact_url
 from facemask.video_summary import StageTimes
 
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"}
@@ -61,7 +62,8 @@ class VideoSource:
         """max_pixels: a frame with more pixels ends the reading with VideoSourceError (a raw stream may change its
         size after the first frame). shrink_to_pixels: larger frames are scaled down to this many pixels as they are
         read, so the frames queued between decoding, analysis and output stay small. stream_timeout_s: a stream that
-        sends nothing this long ends the reading (the watch then reopens it). max_frames: a file with more frames
+        sends nothing this long, or nothing decodable (stalled: end_reason says so), ends the reading (the watch then
+        reopens it). max_frames: a file with more frames
         ends the reading with VideoSourceError, whatever its header says."""
         self.kind, self.target = describe_source(spec)
         self.max_pixels, self.shrink_to_pixels = max_pixels, shrink_to_pixels
@@ -75,7 +77,7 @@ class VideoSource:
         else:
             self.capture = cv2.VideoCapture(self.target)
         if not self.capture.isOpened():
-            what = {"camera": f"camera {self.target}", "stream": f"stream {self.target}"}.get(
+            what = {"camera": f"camera {self.target}", "stream": f"stream {redact_url(str(self.target))}"}.get(
                 self.kind, f"video (corrupt, empty or unsupported format): {self.target}")
             raise VideoSourceError(f"cannot open {what}")
         # The container's frame size, checked before anything is decoded or written (0 when it declares none)
@@ -87,7 +89,8 @@ class VideoSource:
         count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "file" else 0
         self.total = count if count > 0 else None  # what the file's header says: a file is still read to its end
         self.max_failures, self.read_count, self.unreadable = max_failures, 0, 0
-        self.max_frames = max_frames
+        self.max_frames, self.stream_timeout_s = max_frames, stream_timeout_s
+        self.end_reason: str | None = None  # why frames() ended: "stream ended", "no decodable frame for 10 s", ...
         self.warnings: list[str] = []  # for the run's record, e.g. a header that lied about the frame count
 
     @property
@@ -102,7 +105,7 @@ class VideoSource:
     def frames(self) -> Iterator[np.ndarray]:
         """Every frame up to the end of the file (or of the stream): a header's frame count is not trusted, an AVI
         patched to say 10 frames of 5,000 was cut after 10 (issue 35)."""
-        failures = 0
+        failures, last_frame_at = 0, time.monotonic()
         while failures < self.max_failures:
             ok, frame = self.capture.read()
             if ok and frame is not None and frame.size:
@@ -124,13 +127,19 @@ class VideoSource:
                     LOG.info("%s: skipped %d unreadable frame(s) after frame %d", self.name, failures,
                              self.read_count)
                 self.unreadable += failures
-                failures = 0
+                failures, last_frame_at = 0, time.monotonic()
                 self.read_count += 1
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             else:
                 failures += 1
+                # A stream that sends data but no frame that decodes (issue 35: 25 random "JPEG"s a second) is
+                # stalled as surely as a silent one: each read() then fails at once or after the read timeout.
+                if self.live and self.stream_timeout_s and time.monotonic() - last_frame_at >= self.stream_timeout_s:
+                    self.end_reason = f"no decodable frame for {self.stream_timeout_s:g} s"
+                    return
                 if self.live:
                     time.sleep(0.02)
+        self.end_reason = "stream ended" if self.live else "end of file"
         if self.total is not None and self.read_count + self.unreadable != self.total:
             self.warnings.append(f"the file's header says {self.total} frames, {self.read_count + self.unreadable} "
                                  "were read: frames_total counts what was read")

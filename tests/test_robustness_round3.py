@@ -9,11 +9,10 @@ import subprocess
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import requests
 
-from facemask.local_server import LocalService
+from facemask.local_server import LocalService, free_port
 from facemask.video_source import MIN_FRAME_SIDE
 from tests.test_cli_outputs import run_cli, snapshot
 from tests.test_cli_video_errors import frame_count, one_error_line
@@ -210,3 +209,29 @@ def test_the_cli_reads_a_lying_video_to_its_end_and_warns(classifier_service, tm
     assert "warning: the file's header says 10 frames, 60 were read" in result.stderr
     assert json.loads(result.stdout)["warnings"], result.stdout
     assert frame_count(out) == 60 and json.loads(out.with_suffix(".json").read_text())["frames_total"] == 60
+
+
+# 4. Secrets in source URLs (the watch's side is in tests/test_watch_robustness.py).
+
+SECRET_SOURCE = "rtsp://admin:S3cr3tPw@127.0.0.1:{port}/s?token=ABCSECRET"
+SECRETS = ("admin", "S3cr3tPw", "ABCSECRET")
+
+
+def test_the_cli_never_repeats_a_source_urls_user_info_or_query(classifier_service, tmp_path):
+    source = SECRET_SOURCE.format(port=free_port())  # nothing listens there
+    result = run_infer("--in_path", source, "--out_path", tmp_path, classifier_url=classifier_service.url,
+                       timeout=120)
+    assert result.returncode == 2, result.stderr
+    line = one_error_line(result.stderr)
+    assert "cannot open stream rtsp://***@127.0.0.1:" in line and "/s?token=***" in line, line
+    assert not any(secret in result.stderr + result.stdout for secret in SECRETS), result.stderr
+
+
+def test_redact_url_hides_user_info_and_query_values_only():
+    from facemask.privacy import redact_url
+
+    assert redact_url(SECRET_SOURCE.format(port=4199)) == "rtsp://***@127.0.0.1:4199/s?token=***"
+    assert redact_url("http://cam.local:8080/video.mjpg") == "http://cam.local:8080/video.mjpg"
+    assert redact_url("http://user@cam/v?a=1&flag&b=#key") == "http://***@cam/v?a=***&***&b=***#***"
+    for not_a_url in ("0", "clip.mp4", "/videos/a?b=c.mp4"):
+        assert redact_url(not_a_url) == not_a_url
