@@ -12,8 +12,8 @@ import cv2
 import pytest
 import requests
 
-from facemask.local_server import LocalService, free_port
-from facemask.video_source import MIN_FRAME_SIDE
+from facemask.serving.local_server import LocalService, free_port
+from facemask.video.source import MIN_FRAME_SIDE
 from tests.test_cli_outputs import run_cli, snapshot
 from tests.test_cli_video_errors import frame_count, one_error_line
 from tests.test_video import run_infer
@@ -125,7 +125,7 @@ def test_a_tiny_video_is_one_error_line_from_the_cli(classifier_service, tmp_pat
 
 def test_an_output_no_player_reads_is_not_a_result(tmp_path):
     """The second guard, behind the size check: every video is read back before it counts as written."""
-    from facemask.runner import _decodes
+    from facemask.cli.runner import _decodes
 
     assert not _decodes(raw_stream(tmp_path / "two.webm", "VP80", (2, 2), 5))  # VP8 takes 2x2, writes no frame
     assert _decodes(raw_stream(tmp_path / "sixteen.webm", "VP80", (16, 16), 5))
@@ -228,7 +228,7 @@ def test_the_cli_never_repeats_a_source_urls_user_info_or_query(classifier_servi
 
 
 def test_redact_url_hides_user_info_and_query_values_only():
-    from facemask.privacy import redact_url
+    from facemask.core.privacy import redact_url
 
     assert redact_url(SECRET_SOURCE.format(port=4199)) == "rtsp://***@127.0.0.1:4199/s?token=***"
     assert redact_url("http://cam.local:8080/video.mjpg") == "http://cam.local:8080/video.mjpg"

@@ -18,7 +18,7 @@ import requests
 
 from bench.mjpeg_stream import CameraProcess, load_jpegs
 from bench.watch_soak import WebhookReceiver, start_watch, wait_for, watch_status
-from facemask.local_server import free_port
+from facemask.serving.local_server import free_port
 from facemask.watch import WatchMetrics, WatchOptions, WebhookSender
 from tests.test_watch import ALL_LABELS, stop, write_clip
 

@@ -1,6 +1,6 @@
 """Video uploads from the web page: annotated in the background, progress readable by any worker of the service.
 
-Videos take the same tracked path as infer.py (facemask.video): faces with track ids and steady labels, and a
+Videos take the same tracked path as infer.py (facemask.video.loop): faces with track ids and steady labels, and a
 summary of the people seen, which the job's status carries for the page.
 
 A job lives in its own folder (input, status.json, annotated .webm, JSON record). Status goes through files, not
@@ -25,15 +25,15 @@ from pathlib import Path
 import cv2
 from PIL import Image, UnidentifiedImageError
 
-from facemask.detector import PyramidFaceDetector
-from facemask.errors import FacemaskError
-from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
-from facemask.results import Face
-from facemask.runner import InputError, annotate_video
-from facemask.service import Metrics, public_detector_config
-from facemask.settings import Settings
-from facemask.video import VIDEO_DETECT_OPTIONS
-from facemask.video_source import VideoSourceError, check_frame_sides
+from facemask.cli.runner import InputError, annotate_video
+from facemask.core.detector import PyramidFaceDetector
+from facemask.core.errors import FacemaskError
+from facemask.core.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
+from facemask.core.results import Face
+from facemask.core.settings import Settings
+from facemask.serving.service import Metrics, public_detector_config
+from facemask.video.loop import VIDEO_DETECT_OPTIONS
+from facemask.video.source import VideoSourceError, check_frame_sides
 
 DEFAULT_MAX_VIDEO_FRAMES = Settings.max_video_frames  # one minute at 30 frames/s: "a short video"
 LOG = logging.getLogger("facemask.detection")  # under the package logger, which create_app configures

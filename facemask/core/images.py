@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from facemask.errors import FacemaskError
+from facemask.core.errors import FacemaskError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 # PIL raises DecompressionBombError above 2x this; warn-level bombs are refused too (see below).

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# The folder holding facemask/, classification/ and detection/: the checkout, or site-packages when installed.
-PACKAGES_ROOT = Path(__file__).resolve().parents[1]
+# The folder holding facemask/ (this file: facemask/core/paths.py), classification/ and detection/: the checkout,
+# or site-packages when installed.
+PACKAGES_ROOT = Path(__file__).resolve().parents[2]
 REPO_ROOT = PACKAGES_ROOT  # what the checkout's scripts and tests call it; only a checkout has bench/, tests/, ...
 CLASSIFIER_MODEL = PACKAGES_ROOT / "classification" / "model" / "mask_classifier.onnx"
 DETECTOR_MODEL = PACKAGES_ROOT / "detection" / "model" / "retinaface_mnet025_masks.onnx"  # fine-tuned RetinaFace

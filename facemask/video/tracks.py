@@ -1,6 +1,6 @@
 """The people of a video: which track each face belongs to, when a track is classified, its steady label, and who
-counts as a person. The policy of the video path, apart from the pictures it comes from (facemask.video) and the
-tracker and optical flow it builds on (facemask.tracking), so it can be exercised with faces made up in a test.
+counts as a person. The policy of the video path, apart from the pictures it comes from (facemask.video.loop) and the
+tracker and optical flow it builds on (facemask.video.tracking), so it can be exercised with faces made up in a test.
 
 - Identity: the tracker's ids are mapped to people (Track). A new face where a person was lost within reid_s, of a
   similar size and look, is that person again (re-identification), not a new one.
@@ -18,12 +18,12 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from facemask.boxes import overlap_of_smaller, widths_heights
-from facemask.crops import CropGeometry, crop_face
-from facemask.errors import OptionError
-from facemask.results import UNCLASSIFIED, Classification, FaceResult, NotClassified, Prediction
-from facemask.tracking import LabelSmoother, TrackedFace, appearance, reid_distance, restored_box
-from facemask.video_summary import PeopleCount, TrackSummary
+from facemask.core.boxes import overlap_of_smaller, widths_heights
+from facemask.core.crops import CropGeometry, crop_face
+from facemask.core.errors import OptionError
+from facemask.core.results import UNCLASSIFIED, Classification, FaceResult, NotClassified, Prediction
+from facemask.video.summary import PeopleCount, TrackSummary
+from facemask.video.tracking import LabelSmoother, TrackedFace, appearance, reid_distance, restored_box
 
 
 @dataclass

@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 
 import requests
 
-from facemask.errors import FacemaskError
-from facemask.paths import PACKAGES_ROOT, REPO_ROOT  # noqa: F401  (REPO_ROOT: the tests import it here)
+from facemask.core.errors import FacemaskError
+from facemask.core.paths import PACKAGES_ROOT, REPO_ROOT  # noqa: F401  (REPO_ROOT: the tests import it here)
 
 SERVICES = {
     "classification": ("classification/gunicorn.conf.py", "classification.app:create_app()"),

@@ -13,10 +13,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from facemask.drawing import draw_faces
-from facemask.errors import FacemaskError
-from facemask.results import FaceResult
-from facemask.video_summary import StageTimes
+from facemask.core.drawing import draw_faces
+from facemask.core.errors import FacemaskError
+from facemask.core.results import FaceResult
+from facemask.video.summary import StageTimes
 
 _END = object()
 

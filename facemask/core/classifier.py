@@ -6,26 +6,26 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask import crops
-from facemask.errors import ModelError, ModelNotFoundError
-from facemask.paths import CLASSIFIER_MODEL
-from facemask.results import Classification
-from facemask.sessions import load_session
-from facemask.settings import Settings
+from facemask.core import crops
+from facemask.core.errors import ModelError, ModelNotFoundError
+from facemask.core.paths import CLASSIFIER_MODEL
+from facemask.core.results import Classification
+from facemask.core.sessions import load_session
+from facemask.core.settings import Settings
 
 DEFAULT_MODEL = CLASSIFIER_MODEL
 MAX_BATCH = 64  # larger requests are run in chunks: flat memory, same throughput on a CPU
 
 
 class ModelMismatchError(ModelError, RuntimeError):
-    """The model was trained with a different crop context or normalisation than facemask.crops serves."""
+    """The model was trained with a different crop context or normalisation than facemask.core.crops serves."""
 
 
 class MaskClassifier:
     def __init__(self, model_path: str | Path | None = None, num_threads: int | None = None,
                  served_crops: bool = True):
         """model_path: None for the shipped model; num_threads: ONNX Runtime threads (None: its choice);
-        served_crops: the crops will be cut by facemask.crops.crop_face as served (False: the caller reframes them
+        served_crops: the crops will be cut by facemask.core.crops.crop_face as served (False: the caller reframes them
         to `geometry`, as a crop-geometry sweep does)."""
         self.model_path = Path(model_path or DEFAULT_MODEL)
         if not self.model_path.is_file():

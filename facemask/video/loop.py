@@ -1,9 +1,9 @@
 """Video files, cameras and streams: faces with identities, steady labels and a per-video people count.
 
 Per frame: the detector runs on every k-th frame (and whenever the picture changes abruptly, e.g. a cut); in
-between, optical flow moves the faces along (facemask.tracking). Every face is handed to the tracker every frame,
+between, optical flow moves the faces along (facemask.video.tracking). Every face is handed to the tracker every frame,
 so each one carries a track_id. Tracks are classified when they appear, while they have fewer than a few votes,
-periodically, and when their crop changes a lot (facemask.video_tracks); classification runs on a background thread
+periodically, and when their crop changes a lot (facemask.video.tracks); classification runs on a background thread
 and overlaps with the next frames' detection, and a frame is written once the classifications it asked for are
 back, so output labels are deterministic for a given input.
 
@@ -23,13 +23,13 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from facemask.crops import CropGeometry
-from facemask.pipeline import Classified, MaskPipeline
-from facemask.tracking import FaceTracker, TrackedFace, follow_faces, to_gray
-from facemask.video_output import FinishedFrame, FrameWriter, JsonFramesWriter, VideoOutputError
-from facemask.video_source import ReadAhead, VideoSource, VideoSourceError, describe_source
-from facemask.video_summary import StageTimes, VideoRun, VideoSummary
-from facemask.video_tracks import FrameTracks, Track, TrackBook, VideoSettings
+from facemask.core.crops import CropGeometry
+from facemask.core.pipeline import Classified, MaskPipeline
+from facemask.video.output import FinishedFrame, FrameWriter, JsonFramesWriter, VideoOutputError
+from facemask.video.source import ReadAhead, VideoSource, VideoSourceError, describe_source
+from facemask.video.summary import StageTimes, VideoRun, VideoSummary
+from facemask.video.tracking import FaceTracker, TrackedFace, follow_faces, to_gray
+from facemask.video.tracks import FrameTracks, Track, TrackBook, VideoSettings
 
 # Callers import these from here, as from the one module this was.
 __all__ = ["VIDEO_DETECT_OPTIONS", "VIDEO_LONG_SIDE", "FinishedFrame", "JsonFramesWriter", "Track", "VideoAnnotator",

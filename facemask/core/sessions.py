@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import onnxruntime as ort
 
-from facemask.errors import ModelError
+from facemask.core.errors import ModelError
 
 
 def load_session(model: str | bytes, source: str, num_threads: int | None = None,

@@ -15,15 +15,15 @@ from urllib.parse import urlparse
 import cv2
 from tqdm import tqdm
 
-from facemask.drawing import draw_faces, style_for
-from facemask.errors import FacemaskError
-from facemask.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg, list_images
-from facemask.pipeline import MaskPipeline
-from facemask.privacy import redact_url
-from facemask.video import annotate_stream
-from facemask.video_output import VideoOutputError
-from facemask.video_source import VideoSource, VideoSourceError, describe_source
-from facemask.video_tracks import VideoSettings
+from facemask.core.drawing import draw_faces, style_for
+from facemask.core.errors import FacemaskError
+from facemask.core.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg, list_images
+from facemask.core.pipeline import MaskPipeline
+from facemask.core.privacy import redact_url
+from facemask.video.loop import annotate_stream
+from facemask.video.output import VideoOutputError
+from facemask.video.source import VideoSource, VideoSourceError, describe_source
+from facemask.video.tracks import VideoSettings
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
 
@@ -252,7 +252,7 @@ def _annotate_each(pipeline: MaskPipeline, pairs: list[tuple[Path, Path]], summa
 
 
 def plan_video_output(in_spec: str, out_path: Path) -> Path:
-    """Output video path for a file, camera index or stream URL (see facemask.video_source.describe_source)."""
+    """Output video path for a file, camera index or stream URL (see facemask.video.source.describe_source)."""
     kind, target = describe_source(in_spec)
     if kind == "file":
         in_path = Path(str(target))

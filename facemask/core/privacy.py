@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
-from facemask.boxes import widths_heights
+from facemask.core.boxes import widths_heights
 
 PRIVACY_MODES = ("blur", "pixelate", "none")
 MARGIN = 0.25  # of the box's width / height, on each side

@@ -12,8 +12,8 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntity
 from werkzeug.formparser import MultiPartParser
 from werkzeug.sansio.multipart import Field
 
-from facemask.errors import FacemaskError
-from facemask.settings import Settings
+from facemask.core.errors import FacemaskError
+from facemask.core.settings import Settings
 
 DEFAULT_MAX_UPLOAD_MB = Settings.max_upload_mb
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

@@ -1,13 +1,13 @@
 """Splitting the annotated scene photos by photo, and the one split file every part shares
-(facemask.paths.SCENE_SPLIT_FILE): detector training writes it, classifier training and the benchmarks read it."""
+(facemask.core.paths.SCENE_SPLIT_FILE): detector training writes it, classifier training and the benchmarks read it."""
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
 
-from facemask.annotations import DatasetError
-from facemask.paths import REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE
+from facemask.core.paths import REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE
+from training.annotations import DatasetError
 
 SCENE_SPLIT_FRACTIONS = {"train": 0.7, "valid": 0.1, "test": 0.2}
 

@@ -1,13 +1,13 @@
 """gunicorn settings shared by both services; each service's gunicorn.conf.py sets its default port first.
 
-What gunicorn itself needs comes from the same Settings as the apps (facemask.settings), read here once.
+What gunicorn itself needs comes from the same Settings as the apps (facemask.core.settings), read here once.
 """
 import os
 import resource
 import shutil
 import tempfile
 
-from facemask.settings import Settings
+from facemask.core.settings import Settings
 
 # Two single-threaded ONNX Runtime workers use two cores without oversubscribing them, and one keeps serving
 # while the other is busy with a large batch. Set before the workers fork, so their create_app() reads it.
@@ -23,7 +23,7 @@ worker_class = settings.gunicorn_worker_class
 threads = settings.gunicorn_threads  # gthread only
 # Open connections per worker. An idle connection costs a greenlet and a socket, a few tens of KB; 2,100 clients each
 # holding half a body took both workers of 1,000 and /health with them (issue 27, bench.robustness "Held
-# connections"). Bodies that stop arriving are dropped after BODY_IDLE_TIMEOUT_S (facemask.service).
+# connections"). Bodies that stop arriving are dropped after BODY_IDLE_TIMEOUT_S (facemask.serving.service).
 worker_connections = settings.gunicorn_worker_connections
 # Each connection is a file descriptor: a soft limit of 1,024 (many containers' default) would cap the above.
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)

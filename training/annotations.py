@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask.boxes import expand_boxes, iou_matrix
-from facemask.errors import FacemaskError
+from facemask.core.boxes import expand_boxes, iou_matrix
+from facemask.core.errors import FacemaskError
 
 SCENE_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
 IOU_THRESHOLDS = (0.5, 0.3)

@@ -5,7 +5,7 @@
 
 Library code never reads os.environ: it is handed a Settings (or plain arguments). A bad value is a SettingsError
 whose message is one line naming the variable. README.md's settings table is generated from the fields below
-(`python -m facemask.settings`) and tests/test_settings.py keeps the two equal.
+(`python -m facemask.core.settings`) and tests/test_settings.py keeps the two equal.
 """
 from __future__ import annotations
 
@@ -16,8 +16,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
-from facemask.errors import FacemaskError
-from facemask.paths import CLASSIFIER_MODEL, CROPS_FOLDER, DATASETS_DIR, REAL_PHOTOS_FOLDER, REPO_ROOT, SCENES_FOLDER
+from facemask.core.errors import FacemaskError
+from facemask.core.paths import (
+    CLASSIFIER_MODEL,
+    CROPS_FOLDER,
+    DATASETS_DIR,
+    REAL_PHOTOS_FOLDER,
+    REPO_ROOT,
+    SCENES_FOLDER,
+)
 
 
 class SettingsError(FacemaskError, ValueError):

@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from facemask.boxes import clip_to_image, overlap_of_smaller, to_xywh, widths_heights
-from facemask.errors import ModelError, ModelNotFoundError, OptionError
-from facemask.paths import DETECTOR_MODEL
-from facemask.results import Face
-from facemask.sessions import load_session
+from facemask.core.boxes import clip_to_image, overlap_of_smaller, to_xywh, widths_heights
+from facemask.core.errors import ModelError, ModelNotFoundError, OptionError
+from facemask.core.paths import DETECTOR_MODEL
+from facemask.core.results import Face
+from facemask.core.sessions import load_session
 
 # Prior-box layout of biubug6/Pytorch_Retinaface "mobile0.25", which the shipped ONNX was exported from.
 STRIDES = (8, 16, 32)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
-from facemask.results import UNCLASSIFIED, FaceResult
+from facemask.core.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
+from facemask.core.results import UNCLASSIFIED, FaceResult
 
 GREEN, RED, AMBER, GREY = (0, 200, 0), (220, 0, 0), (255, 176, 0), (150, 150, 150)  # RGB
 ORANGE = AMBER  # earlier name, kept for callers
@@ -23,7 +23,7 @@ LABEL_STYLE = {
 
 
 def style_for(label: str) -> tuple[str, tuple[int, int, int]]:
-    """Tag text and colour of a label, of this product or of a data set (facemask.classes.canonical_label)."""
+    """Tag text and colour of a label, of this product or of a data set (facemask.core.classes.canonical_label)."""
     return LABEL_STYLE.get(canonical_label(label), (label.replace("_", " ").capitalize(), AMBER))
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import requests
 
-from facemask.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry, crop_face
-from facemask.detector import PyramidFaceDetector, create_detector
-from facemask.errors import FacemaskError, OptionError
-from facemask.images import encode_png
-from facemask.results import (  # noqa: F401  (UNCLASSIFIED: other branches import it here)
+from facemask.core.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry, crop_face
+from facemask.core.detector import PyramidFaceDetector, create_detector
+from facemask.core.errors import FacemaskError, OptionError
+from facemask.core.images import encode_png
+from facemask.core.results import (  # noqa: F401  (UNCLASSIFIED: other branches import it here)
     UNCLASSIFIED,
     Face,
     FaceResult,
@@ -26,7 +26,7 @@ from facemask.results import (  # noqa: F401  (UNCLASSIFIED: other branches impo
     Prediction,
     prediction_from_json,
 )
-from facemask.settings import Settings
+from facemask.core.settings import Settings
 
 DEFAULT_CLASSIFIER_URL = Settings.classifier_url
 CROPS_PER_REQUEST = 128  # the classification service accepts up to 256 (MAX_CROPS_PER_REQUEST)
@@ -218,7 +218,7 @@ class FaceClassifier:
       client. A crop cut at a guessed geometry is never classified.
     - Each request gets the client's retries within one deadline; a classifier found down then fails at once for
       CIRCUIT_COOLDOWN_S, after which one quick /ready probe decides whether it is asked again (every attempt and
-      the giving up are logged by the client, on the `facemask.pipeline` logger).
+      the giving up are logged by the client, on the `facemask.core.pipeline` logger).
     - Faces it gives no answer for are kept, NotClassified with the reason: nothing is dropped or raised.
     """
 

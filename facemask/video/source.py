@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
-from facemask.errors import FacemaskError
-from facemask.privacy import redact_url
-from facemask.video_summary import StageTimes
+from facemask.core.errors import FacemaskError
+from facemask.core.privacy import redact_url
+from facemask.video.summary import StageTimes
 
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"}
 DEFAULT_FPS = 25.0

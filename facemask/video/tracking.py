@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from facemask.boxes import centre, clip_to_image, iou, longest_side, shortest_side, widths_heights
-from facemask.results import Face
+from facemask.core.boxes import centre, clip_to_image, iou, longest_side, shortest_side, widths_heights
+from facemask.core.results import Face
 
 if TYPE_CHECKING:
     from norfair import Detection
