@@ -19,7 +19,9 @@ import requests
 from bench.mjpeg_stream import CameraProcess, load_jpegs
 from bench.watch_soak import WebhookReceiver, start_watch, wait_for, watch_status
 from facemask.serving.local_server import free_port
-from facemask.watch import WatchMetrics, WatchOptions, WebhookSender
+from facemask.watch.metrics import WatchMetrics
+from facemask.watch.options import WatchOptions
+from facemask.watch.webhook import WebhookSender
 from tests.test_watch import ALL_LABELS, stop, write_clip
 
 SECRETS = ("admin", "S3cr3tPw", "ABCSECRET")
@@ -79,7 +81,7 @@ def undecodable_camera(good_jpegs: list[bytes]) -> tuple[LoopbackServer, dict]:
 
 
 def dripping_receiver() -> LoopbackServer:
-    """A webhook receiver that reads the event, then answers one byte every 2 s, for ever."""
+    """A webhook receiver that reads the event, then answers one byte a second, for ever (for 45 minutes)."""
     class Drip(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -90,7 +92,7 @@ def dripping_receiver() -> LoopbackServer:
                 for byte in b"HTTP/1.1 204 No Content\r\n" * 100:
                     self.wfile.write(bytes([byte]))
                     self.wfile.flush()
-                    time.sleep(2)
+                    time.sleep(1)
             except (BrokenPipeError, ConnectionResetError):
                 return
 
@@ -146,11 +148,12 @@ def test_events_webhook_recordings_and_metrics_carry_no_secret_of_the_source(cla
 # 5. The webhook: a deadline per attempt, drops logged and counted, the queue kept across a restart.
 
 @pytest.mark.slow  # waits out time-outs by design
-def test_a_receiver_answering_a_byte_every_2_s_cannot_hold_the_webhook(caplog):
-    """The issue's receiver held the first POST for 3 min 24 s and counting, with --webhook-timeout 5."""
+def test_a_receiver_answering_a_byte_a_second_cannot_hold_the_webhook(caplog):
+    """The issue's receiver (a byte every 2 s) held the first POST for 3 min 24 s and counting, with
+    --webhook-timeout 5: the time-out applied to each read. Here: a byte a second, a 3 s time-out."""
     receiver = dripping_receiver()
     metrics = WatchMetrics("door")
-    options = WatchOptions(webhook_timeout_s=2, webhook_give_up_s=5, webhook_retry_min_s=0.2)
+    options = WatchOptions(webhook_timeout_s=3, webhook_give_up_s=6, webhook_retry_min_s=0.2)
     sender = WebhookSender(f"http://127.0.0.1:{receiver.port}/hook", options, metrics)
     started = time.monotonic()
     try:
@@ -162,8 +165,8 @@ def test_a_receiver_answering_a_byte_every_2_s_cannot_hold_the_webhook(caplog):
     finally:
         sender.close(drain_s=0)
         receiver.stop()
-    assert first_attempt < 2 + 1.5, first_attempt
-    assert "timed out after 2 s" in caplog.text, caplog.text
+    assert first_attempt < 3 + 1.5, first_attempt
+    assert "timed out after 3 s" in caplog.text, caplog.text
     assert 'facemask_watch_events_total{camera="door",outcome="failed"} 1.0' in metrics.exposition().decode()
 
 
@@ -173,13 +176,13 @@ def test_events_still_queued_for_the_webhook_are_sent_after_a_restart(classifier
     receiver, events = WebhookReceiver(), tmp_path / "events.jsonl"  # not started: the webhook is down
     first = start_watch(str(tmp_path / "door.avi"), classifier_service.url, "--camera", "door", "--events", events,
                         "--webhook", receiver.url, "--event-labels", ALL_LABELS, "--webhook-queue", "4")
-    _, out, err = first.communicate(timeout=300)
+    out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     raised = [json.loads(line) for line in events.read_text().splitlines()]
     status = json.loads(out.strip().splitlines()[-1])["events"]
     assert len(raised) == 6 and status["sent"] == 0, status
     # The queue holds 4 (one of them in flight): the others were dropped, each logged and counted.
-    assert status["dropped"] >= 1 and err.count("dropped (kept in the events file)") == status["dropped"], err
+    assert status["dropped"] >= 1 and err.count("dropped (kept in the events file") == status["dropped"], err
     assert "not delivered at shutdown" in err
 
     receiver.start()
@@ -220,8 +223,8 @@ def test_a_camera_sending_only_undecodable_frames_is_a_stalled_source(classifier
         watch = start_watch(f"http://127.0.0.1:{camera.port}/door.mjpg", classifier_service.url, "--camera", "door",
                             "--stream-timeout", "2", "--reconnect-max", "1", listen=port, stderr=stderr)
         try:
-            wait_for(lambda: log.read_text().count("no decodable frame for") >= 2, 90, "two stalls logged")
-            assert state["connections"] >= 2, "reconnected"
+            wait_for(lambda: "no decodable frame for" in log.read_text() and state["connections"] >= 3, 90,
+                     "the stall logged, and the camera tried again")
             assert requests.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code == 503
             state["good"] = True  # the camera recovers: the watch must take it back
             wait_for(lambda: watch_status(port).get("frames", 0) > 10, 60, "frames from the recovered camera")

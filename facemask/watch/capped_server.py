@@ -4,16 +4,21 @@ Before, 3,000 idle sockets made 3,000 threads that never ended (+75 MB, issue 35
 from __future__ import annotations
 
 import json
+import logging
 import socket
+import sys
 import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+LOG = logging.getLogger("facemask.watch")
 LINGER_S = 1.0  # a refused socket stays open this long after its 503, so the client reads the answer, not a reset
 
 
 class CappedHTTPServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer with a cap on the connections it serves at once and an idle time-out on each."""
+
     daemon_threads = True
     request_queue_size = 128  # the accept backlog: a burst of viewers waits for accept() instead of a SYN retry
 
@@ -67,6 +72,14 @@ class CappedHTTPServer(ThreadingHTTPServer):
         """Called by serve_forever between polls: refused sockets whose linger has passed are closed."""
         while self.lingering and self.lingering[0][0] <= time.monotonic():
             self.shutdown_request(self.lingering.popleft()[1])
+
+    def handle_error(self, request, client_address) -> None:
+        """A connection that went away or timed out mid-answer is one debug line, not a traceback on stderr."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            LOG.debug("live view: connection from %s ended: %s", client_address[0], error)
+        else:
+            super().handle_error(request, client_address)
 
     def server_close(self) -> None:
         super().server_close()
