@@ -109,6 +109,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="run the detector on every n-th frame; optical flow follows the faces in between")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
+    if args.webhook is not None and (urlsplit(args.webhook).scheme not in ("http", "https")
+                                     or not urlsplit(args.webhook).hostname):
+        parser.error(f"--webhook must be an http:// or https:// URL, got {redact_url(args.webhook)!r}")
     for name in ("webhook_queue", "keep_segments", "live_max_connections"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
