@@ -30,7 +30,6 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
 from facemask.cli.runner import (  # noqa: E402
     InputError,
-    StopSignals,
     annotate_images,
     annotate_video,
     plan_image_outputs,
@@ -48,6 +47,7 @@ from facemask.core.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
 from facemask.core.settings import Settings, SettingsError  # noqa: E402
 from facemask.serving.local_server import LocalService, is_local  # noqa: E402
 from facemask.video.loop import VIDEO_DETECT_OPTIONS, VIDEO_LONG_SIDE  # noqa: E402
+from facemask.video.stop import StopSignals  # noqa: E402
 from facemask.video.tracks import VideoSettings  # noqa: E402
 
 

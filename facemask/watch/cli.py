@@ -35,13 +35,13 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
 
-from facemask.cli.runner import StopSignals  # noqa: E402
 from facemask.core.detector import DEFAULT_SCORE_THRESHOLD, create_detector  # noqa: E402
 from facemask.core.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
 from facemask.core.privacy import PRIVACY_MODES  # noqa: E402
 from facemask.core.settings import Settings, SettingsError  # noqa: E402
 from facemask.video.loop import VIDEO_DETECT_OPTIONS  # noqa: E402
 from facemask.video.source import VideoSourceError, describe_source  # noqa: E402
+from facemask.video.stop import StopSignals  # noqa: E402
 from facemask.video.tracks import VideoSettings  # noqa: E402
 from facemask.watch.options import DEFAULT_EVENT_LABELS, WatchOptions  # noqa: E402
 from facemask.watch.server import make_server  # noqa: E402
