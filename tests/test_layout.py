@@ -155,6 +155,8 @@ ARROW_EXCEPTIONS = {("detection.app.video_jobs", "facemask.cli")}
 def _layer(module: str) -> str | None:
     """The ALLOWED_ARROWS key a module belongs to: its facemask sub-package, facemask's own modules, or a service."""
     parts = module.split(".")
+    if parts[0] == "facemask" and parts[-1] == "__main__":  # python -m facemask[.watch]: a command, as cli's are
+        return "facemask.cli"
     if parts[0] == "facemask":
         if len(parts) > 1 and f"facemask.{parts[1]}" in ALLOWED_ARROWS:
             return f"facemask.{parts[1]}"
