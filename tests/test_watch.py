@@ -19,13 +19,13 @@ import requests
 from bench.mjpeg_stream import CameraProcess
 from bench.synthetic_video import camera_windows, render
 from bench.watch_soak import WebhookReceiver, start_watch, wait_for, watch_status
+from facemask.cli.watch import parse_args
 from facemask.core.detector import RetinaFaceDetector
 from facemask.core.drawing import GREEN, RED
 from facemask.core.images import decode_image
 from facemask.core.privacy import anonymize
 from facemask.serving.local_server import REPO_ROOT, free_port
 from facemask.video.loop import VIDEO_DETECT_OPTIONS
-from facemask.watch.cli import parse_args
 from facemask.watch.metrics import WatchMetrics
 from facemask.watch.options import WatchOptions
 from facemask.watch.webhook import WebhookSender

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import tempfile
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from facemask.core.privacy import redact_url
 from facemask.video.loop import annotate_stream
 from facemask.video.output import VideoOutputError
 from facemask.video.source import VideoSource, VideoSourceError, describe_source
+from facemask.video.stop import StopSignals
 from facemask.video.tracks import VideoSettings
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
@@ -274,29 +273,6 @@ def plan_video_output(in_spec: str, out_path: Path) -> Path:
     if kind == "file":  # the video is read while its output is written: the same file would be destroyed
         _refuse_overwriting_inputs([(in_path, output)])
     return output
-
-
-class StopSignals:
-    """While active, SIGINT and SIGTERM only set `received` (the run then finishes its files and stops)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.received: str | None = None
-        self.number: int | None = None
-        self._previous = {}
-
-    def _handle(self, number, _frame):
-        self.received, self.number = signal.Signals(number).name, number
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
 
 
 def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,

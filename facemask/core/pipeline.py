@@ -14,9 +14,10 @@ import numpy as np
 import requests
 
 from facemask.core.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry, crop_face
-from facemask.core.detector import PyramidFaceDetector, create_detector
+from facemask.core.detector import create_detector
 from facemask.core.errors import FacemaskError, OptionError
 from facemask.core.images import encode_png
+from facemask.core.protocols import Classifier, Detector
 from facemask.core.results import (  # noqa: F401  (UNCLASSIFIED: other branches import it here)
     UNCLASSIFIED,
     Face,
@@ -222,7 +223,7 @@ class FaceClassifier:
     - Faces it gives no answer for are kept, NotClassified with the reason: nothing is dropped or raised.
     """
 
-    def __init__(self, client: ClassifierClient):
+    def __init__(self, client: Classifier):
         self.client = client
 
     def geometry(self) -> tuple[CropGeometry, str | None]:
@@ -250,9 +251,13 @@ class FaceClassifier:
 
 
 class MaskPipeline:
-    def __init__(self, detector: PyramidFaceDetector | None = None, client: ClassifierClient | None = None):
-        self.detector = detector or create_detector()
-        self.client = client or ClassifierClient()
+    """Detect, crop, classify one image or frame. Any Detector and Classifier will do (facemask.core.protocols): the
+    default is the shipped detector and the classification service over HTTP (ClassifierClient); LocalClassifier
+    classifies in this process, and facemask.core.timing times either."""
+
+    def __init__(self, detector: Detector | None = None, client: Classifier | None = None):
+        self.detector: Detector = detector or create_detector()
+        self.client: Classifier = client or ClassifierClient()
         self.classifier = FaceClassifier(self.client)
 
     def process(self, image_rgb: np.ndarray) -> FrameResult:

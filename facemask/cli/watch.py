@@ -35,13 +35,14 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
 
-from facemask.cli.runner import StopSignals  # noqa: E402
-from facemask.core.detector import DEFAULT_SCORE_THRESHOLD, create_detector  # noqa: E402
-from facemask.core.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
+from facemask.cli.options import add_common_options, create_classifier  # noqa: E402
+from facemask.core.detector import create_detector  # noqa: E402
+from facemask.core.pipeline import MaskPipeline  # noqa: E402
 from facemask.core.privacy import PRIVACY_MODES, redact_url  # noqa: E402
 from facemask.core.settings import Settings, SettingsError  # noqa: E402
 from facemask.video.loop import VIDEO_DETECT_OPTIONS  # noqa: E402
 from facemask.video.source import VideoSourceError, describe_source  # noqa: E402
+from facemask.video.stop import StopSignals  # noqa: E402
 from facemask.video.tracks import VideoSettings  # noqa: E402
 from facemask.watch.options import DEFAULT_EVENT_LABELS, WatchOptions  # noqa: E402
 from facemask.watch.server import make_server  # noqa: E402
@@ -65,9 +66,9 @@ def camera_name(text: str) -> str:
     return text
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
     defaults = WatchOptions()
-    parser = argparse.ArgumentParser(prog="python -m facemask.watch", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog or "python -m facemask.watch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, help="camera index (0), stream URL (rtsp://, http://) or file")
     parser.add_argument("--camera", type=camera_name, default=None,
@@ -102,11 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="longest pause between two tries to reopen a lost source (s)")
     parser.add_argument("--stream-timeout", type=float, default=defaults.stream_timeout_s,
                         help="a stream silent this long (s) counts as lost")
-    parser.add_argument("--classifier-url", default=None, help="classifier base URL(s) (default: $CLASSIFIER_URL)")
-    parser.add_argument("--detector", default=None, help="detector ONNX, 'stock' or 'centerface' (as infer.py)")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
-    parser.add_argument("--detect-every", type=int, default=VideoSettings.detect_every,
-                        help="run the detector on every n-th frame; optical flow follows the faces in between")
+    add_common_options(parser)
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
     if args.webhook is not None and (urlsplit(args.webhook).scheme not in ("http", "https")
@@ -143,8 +140,8 @@ def camera_name_of(source: str) -> str:
     return name[:64] or "camera"
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv=None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     try:
@@ -152,11 +149,11 @@ def main(argv=None) -> int:
         detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
             score_threshold=args.threshold, **VIDEO_DETECT_OPTIONS)
         video_settings = VideoSettings(detect_every=args.detect_every)
+        client = create_classifier(args, settings)
     except (SettingsError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     options = options_from_args(args)
-    client = ClassifierClient(args.classifier_url or settings.classifier_url, deadline=settings.classify_deadline_s)
     if not client.is_ready():
         log.warning("no classifier answers at %s yet: faces stay unclassified until it does",
                     redact_url(client.url))
