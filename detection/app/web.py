@@ -28,7 +28,7 @@ STATIC = Path(__file__).parent / "static"
 # The bundled sample photos, offered on the page as examples; a checkout has them, an installed package does not (the
 # page then shows no examples).
 SAMPLES = REPO_ROOT / "sample-images"
-SAMPLE_SUFFIXES = (".jpg", ".mp4")
+SAMPLE_SUFFIXES = (".jpg", ".webm")
 MAX_NAME_LENGTH = 200
 blueprint = Blueprint("web", __name__)
 
@@ -47,7 +47,7 @@ def sample_list():
     names = sorted(path.name for path in SAMPLES.iterdir() if path.suffix in SAMPLE_SUFFIXES) \
         if SAMPLES.is_dir() else []
     return jsonify({"samples": [{"name": name, "url": url_for("web.sample_file", name=name),
-                                 "kind": "video" if name.endswith(".mp4") else "photo"} for name in names]})
+                                 "kind": "video" if name.endswith(".webm") else "photo"} for name in names]})
 
 
 @blueprint.get("/samples/<name>")
