@@ -5,7 +5,7 @@ import base64
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from facemask.drawing import draw_faces
+from facemask.drawing import LABEL_STYLE, draw_faces, text_colour_on
 from facemask.images import ImageError, decode_image, encode_jpeg, encode_png
 from facemask.pipeline import MaskPipeline
 from facemask.service import ApiError, public_detector_config, uploaded_files
@@ -70,8 +70,10 @@ def detect_answer(name: str, data: bytes, annotated: bool):
             body["annotated_image"] = "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(picture)).decode()
     shared = current_app.extensions.get("shared_results")
     if annotated and shared is not None:
+        # The upload itself too: a link's holder can then download the photo with some faces filtered out.
+        original = "data:application/octet-stream;base64," + base64.b64encode(data).decode()
         body["share_url"] = shared_url(shared.keep({"kind": "photo", "name": name, "answer": body,
-                                                    "classified": not result.error}))
+                                                    "original": original, "classified": not result.error}))
     # Faces are all listed even when the classifier failed (status "unclassified"); 503 says the answer is partial.
     return jsonify(body), (503 if result.error else 200)
 
@@ -118,6 +120,9 @@ def info():
     return jsonify({"detector": public_detector_config(_pipeline().detector.config()),
                     "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
                     "max_video_frames": current_app.extensions["settings"].max_video_frames,
+                    # What drawing.py draws, so that the page's own drawings (a filtered download) look the same.
+                    "drawn_labels": {label: {"text": text, "colour": colour, "text_colour": text_colour_on(colour)}
+                                     for label, (text, colour) in LABEL_STYLE.items()},
                     # The page says whether its results have links or live in the browser tab only.
                     "results_kept_h": current_app.extensions["settings"].jobs_retention_h
                     if "shared_results" in current_app.extensions else None})

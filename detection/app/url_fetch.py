@@ -58,9 +58,10 @@ class PhotoFetcher:
             parts = urlsplit(url.strip())
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
-            raise UrlRefused("That is not a valid web address.") from None
+            raise UrlRefused("That is not a valid web address. Copy the whole address, with https://.") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UrlRefused("Only http:// and https:// links to a photo can be fetched.")
+            raise UrlRefused("Only http:// and https:// links to a photo can be fetched. Copy the photo's web address, "
+                            "or download it and upload the file.")
         addresses = self.resolver(parts.hostname, port)
         refused = [address for address in addresses if not self.address_allowed(address)]
         if refused or not addresses:
@@ -128,9 +129,9 @@ class PhotoFetcher:
                     raise UrlRefused(f"The photo took longer than {self.timeout_s:g} s to download. Try again, or "
                                      "download it and upload it.")
         except urllib3.exceptions.HTTPError:
-            raise UrlRefused("The download broke off. Try again.") from None
+            raise UrlRefused("The download broke off. Press Retry.") from None
         if not body:
-            raise UrlRefused("The link gave an empty file.")
+            raise UrlRefused("The link gave an empty file. Check that it opens the photo itself.")
         return bytes(body)
 
 
