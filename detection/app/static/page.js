@@ -61,7 +61,9 @@ const seconds = (value) => `${value.toFixed(1)} s`;
 function megabytes(count, other) {
   for (let digits = 1; digits < 7; digits += 1) {
     const text = (count / 1e6).toFixed(digits);
-    if (other === undefined || text !== (other / 1e6).toFixed(digits)) return `${Number(text).toLocaleString("en")} MB`;
+    if (other === undefined || text !== (other / 1e6).toFixed(digits)) {
+      return `${Number(text).toLocaleString("en", { maximumFractionDigits: digits })} MB`;
+    }
   }
   return `${(count / 1e6).toLocaleString("en")} MB`;
 }
@@ -249,7 +251,7 @@ function buildLegend() {
     swatch.style.setProperty("--chip", colour);
     swatch.setAttribute("aria-hidden", "true");
     item.append(box, swatch, name);
-    legend.append(item);
+    legend.insertBefore(item, legend.querySelector(".legend-filter"));
   }
 }
 
@@ -689,7 +691,7 @@ function showPeople(section, record, status) {
   const tracks = ((record.summary || {}).tracks || []).filter((track) => track.counted);
   const video = section.querySelector("video");
   const table = section.querySelector("table.faces");
-  table.querySelector("thead tr").replaceChildren(...["Person", "Face", "Label", "First seen", "Last seen", "Visible"]
+  table.querySelector("thead tr").replaceChildren(...["Person", "Label", "First seen", "Last seen", "Visible"]
     .map((text) => { const th = document.createElement("th"); th.scope = "col"; th.textContent = text; return th; }));
   const body = table.querySelector("tbody");
   body.replaceChildren();
@@ -699,15 +701,14 @@ function showPeople(section, record, status) {
     row.dataset.track = String(track.track_id);
     row.tabIndex = 0;
     row.title = "Show this person in the video";
-    textCells(row, [`#${track.track_id}`]);
-    const face = document.createElement("td");
+    const person = document.createElement("td");
     const thumbnail = document.createElement("img");
     thumbnail.className = "thumbnail";
-    thumbnail.alt = `Person #${track.track_id}`;
+    thumbnail.alt = "";  // the cell says who it is
     thumbnail.dataset.track = String(track.track_id);
     thumbnail.src = thumbnailUrl(status, track.track_id);
-    face.append(thumbnail);
-    row.append(face, labelCell(track.label));
+    person.append(thumbnail, `#${track.track_id}`);
+    row.append(person, labelCell(track.label));
     textCells(row, [seconds(track.first_time_s), seconds(track.last_time_s), seconds(track.seconds_on_screen)]);
     const seek = () => {
       video.currentTime = track.first_time_s;
@@ -928,6 +929,7 @@ async function handleFiles(fileList) {
       continue;
     }
     await (isVideo(file) ? processVideo(file, section) : processImage(file, section));
+    if (index === 0) bringIntoView(section);  // the summary above it may have pushed it down meanwhile
   }
 }
 
@@ -935,6 +937,7 @@ async function handleUrl(url) {
   const section = newSection(url, "Waiting…");
   bringIntoView(section);
   await processUrl(url, section);
+  bringIntoView(section);
 }
 
 // A summary across every result shown: photos, faces per label (as filtered), videos and their people.
@@ -1267,7 +1270,9 @@ document.addEventListener("DOMContentLoaded", () => {
   const slider = document.getElementById("min-confidence");
   slider.addEventListener("input", () => {
     page.minConfidence = Number(slider.value) / 100;
-    document.getElementById("min-confidence-value").textContent = `${slider.value} %`;
+    for (const id of ["min-confidence-value", "legend-confidence"]) {
+      document.getElementById(id).textContent = `${slider.value} %`;
+    }
     applyFilters();
   });
   const privacy = document.getElementById("privacy-blur");
