@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemask import crops
-from facemask.detector import DetectOptions, RetinaFaceDetector
-from facemask.boxes import reading_order
-from facemask.drawing import (AMBER, GREEN, LABEL_STYLE, RED, contrast_ratio, draw_faces, style_for,
-                              text_colour_on)
-from facemask.images import ImageError, decode_image
-from facemask.results import Classification, FaceResult
+from facemask.core import crops
+from facemask.core.boxes import reading_order
+from facemask.core.detector import DetectOptions, RetinaFaceDetector
+from facemask.core.drawing import AMBER, GREEN, LABEL_STYLE, RED, contrast_ratio, draw_faces, style_for, text_colour_on
+from facemask.core.images import ImageError, decode_image
+from facemask.core.results import Classification, FaceResult
 
 
 @pytest.fixture(scope="module")

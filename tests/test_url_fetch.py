@@ -15,7 +15,7 @@ import pytest
 import urllib3.util.connection
 
 from detection.app.url_fetch import PhotoFetcher, UrlRefused
-from facemask.paths import REPO_ROOT
+from facemask.core.paths import REPO_ROOT
 
 PHOTO = (REPO_ROOT / "sample-images" / "group_mixed.jpg").read_bytes()
 

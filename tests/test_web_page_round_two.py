@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT, LocalService
+from facemask.core.images import decode_image
+from facemask.serving.local_server import REPO_ROOT, LocalService
 from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING
 from tests.test_web_page import (  # noqa: F401  (browser, downloads, no_console_errors: fixtures used here)
     PAGE_ERRORS,

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import urllib3
 
-from facemask.errors import FacemaskError
+from facemask.core.errors import FacemaskError
 
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 64 * 1024

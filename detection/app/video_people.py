@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facemask.images import encode_jpeg
-from facemask.privacy import anonymize
+from facemask.core.images import encode_jpeg
+from facemask.core.privacy import anonymize
 
 THUMBNAIL_SIDE = 96
 MARGIN = 0.25  # of the face box on each side: a little hair and chin, so the picture reads as a head

@@ -20,9 +20,9 @@ from detection.app.shared_results import SharedResults
 from detection.app.url_fetch import PhotoFetcher, UrlRefused
 from detection.app.video_jobs import JobsBusy, VideoJobs, VideoRejected
 from detection.app.video_people import person_thumbnails
-from facemask.paths import REPO_ROOT
-from facemask.pipeline import ClassifierUnavailable
-from facemask.service import ApiError, uploaded_files
+from facemask.core.paths import REPO_ROOT
+from facemask.core.pipeline import ClassifierUnavailable
+from facemask.serving.service import ApiError, uploaded_files
 
 STATIC = Path(__file__).parent / "static"
 # The bundled sample photos, offered on the page as examples; a checkout has them, an installed package does not (the

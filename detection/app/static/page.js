@@ -14,7 +14,7 @@ const READY_POLL_MS = 5000;
 const STORAGE_KEY = "facemask-results";
 const CLASSIFIER_DOWN = "The classifier is not answering";
 const CLASSES = ["with_mask", "incorrect", "without_mask", "unclassified"];
-// The chips and badges of the page: the classes' colours of facemask/drawing.py, darkened so that white text on them
+// The chips and badges of the page: the classes' colours of facemask/core/drawing.py, darkened so that white text on them
 // reaches 4.5:1; any label the classifier adds later gets the amber that drawing.py gives unknown labels.
 const LABEL_STYLE = {
   with_mask: ["Mask", "#0b7d1f"], mask: ["Mask", "#0b7d1f"],
