@@ -207,3 +207,20 @@ def test_reading_order_numbers_rows_top_to_bottom_then_left_to_right():
     order = reading_order([boxes[i] for i in shuffled])
     assert [grid[shuffled[i]] for i in order] == grid
     assert reading_order([]) == []
+
+
+def test_the_pipeline_reports_faces_in_reading_order(detector, sample_paths):
+    """What the JSON, the CLI and the page number: MaskPipeline.process, whatever order the detector found them in
+    (here reversed, the classifier unreachable: the faces are listed unclassified, in the same order)."""
+    from facemask.core.pipeline import ClassifierClient, MaskPipeline
+
+    class Reversed:
+        def detect(self, image):
+            return detector.detect(image)[::-1]
+
+    image = decode_image(sample_paths[0])
+    client = ClassifierClient("http://127.0.0.1:9", retries=0, timeout=1)
+    result = MaskPipeline(Reversed(), client).process(image)  # type: ignore[arg-type]  # a duck-typed detector
+    boxes = [face.box for face in result.faces]
+    assert len(boxes) == 6 and reading_order(boxes) == list(range(6))
+    assert {face.status for face in result.faces} == {"unclassified"}

@@ -12,10 +12,8 @@ import io
 import json
 import math
 import re
-import threading
 import time
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -25,6 +23,7 @@ import pytest
 from facemask.core.images import decode_image
 from facemask.serving.local_server import REPO_ROOT, LocalService
 from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING
+from tests.test_url_fetch import serve
 from tests.test_web_page import (  # noqa: F401  (browser, downloads, no_console_errors: fixtures used here)
     PAGE_ERRORS,
     SCREENSHOTS,
@@ -245,35 +244,12 @@ def test_phone_tap_on_an_example_scrolls_to_the_result_and_the_viewer_fits(brows
         browser.set_window_size(1366, 900)
 
 
-class PhotoServer(BaseHTTPRequestHandler):
-    """A loopback web server: /photo.jpg, and /to/<url> redirecting to url."""
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        if self.path.startswith("/to/"):
-            self.send_response(302)
-            self.send_header("Location", self.path[len("/to/"):])
-            self.end_headers()
-        elif self.path == "/photo.jpg":
-            body = (SAMPLES / "group_mixed.jpg").read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        else:
-            self.send_error(404)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def photo_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), PhotoServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    """A loopback web server (tests/test_url_fetch.py's): /photo.jpg, and /to/<url> redirecting to url."""
+    with serve("127.0.0.1") as running:
+        yield f"http://127.0.0.1:{running.server_address[1]}"
+        running.shutdown()
 
 
 @pytest.fixture(scope="module")
