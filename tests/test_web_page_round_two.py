@@ -23,7 +23,7 @@ import pytest
 from facemask.core.images import decode_image
 from facemask.serving.local_server import REPO_ROOT, LocalService
 from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING
-from tests.test_url_fetch import serve
+from tests.test_url_fetch import server  # noqa: F401  (the loopback photo server: /photo.jpg, /to/<url>)
 from tests.test_web_page import (  # noqa: F401  (browser, downloads, no_console_errors: fixtures used here)
     PAGE_ERRORS,
     SCREENSHOTS,
@@ -245,14 +245,6 @@ def test_phone_tap_on_an_example_scrolls_to_the_result_and_the_viewer_fits(brows
 
 
 @pytest.fixture(scope="module")
-def photo_server():
-    """A loopback web server (tests/test_url_fetch.py's): /photo.jpg, and /to/<url> redirecting to url."""
-    with serve("127.0.0.1") as running:
-        yield f"http://127.0.0.1:{running.server_address[1]}"
-        running.shutdown()
-
-
-@pytest.fixture(scope="module")
 def store_service(classifier_service, tmp_path_factory):
     """A detection service with the jobs store on (result links) and, for a photo served from this machine, the
     test-only URL_FETCH_ALLOW_LOOPBACK."""
@@ -271,10 +263,10 @@ def fetch_url(browser, address: str):
 
 
 def test_url_field_refuses_loopback_private_and_redirects_to_them(browser, detection_service, store_service,
-                                                                   photo_server):
+                                                                   server):
     open_page(browser, detection_service.url)
     refused = [f"{detection_service.url}/samples/group_mixed.jpg", "http://10.0.0.1/photo.jpg",
-               "http://localhost:9/photo.jpg", f"{photo_server}/photo.jpg", "file:///etc/passwd"]
+               "http://localhost:9/photo.jpg", f"{server}/photo.jpg", "file:///etc/passwd"]
     for count, address in enumerate(refused, 1):
         fetch_url(browser, address)
         finished_sections(browser, count)
@@ -288,11 +280,11 @@ def test_url_field_refuses_loopback_private_and_redirects_to_them(browser, detec
     # With loopback allowed (a test-only setting), a photo on this machine is fetched and checked like an upload;
     # a redirect to a private or loopback address is still refused before anything connects to it.
     open_page(browser, store_service.url)
-    fetch_url(browser, f"{photo_server}/photo.jpg")
+    fetch_url(browser, f"{server}/photo.jpg")
     (section,) = finished_sections(browser, 1)
     assert section.find_element(By.CSS_SELECTOR, ".result-title").text == "photo.jpg"
     assert len(section.find_elements(By.CSS_SELECTOR, "tbody tr")) == 6 and not card_errors(browser)
-    fetch_url(browser, f"{photo_server}/to/http://10.0.0.1/photo.jpg")
+    fetch_url(browser, f"{server}/to/http://10.0.0.1/photo.jpg")
     finished_sections(browser, 2)
     (error,) = card_errors(browser)
     assert "10.0.0.1" in error and "local or private address" in error, error
