@@ -58,12 +58,16 @@ def test_page_and_its_assets_are_served_locally(detection_service):
 
 
 def test_sample_photos_are_served_for_the_page(detection_service, sample_paths):
-    samples = requests.get(detection_service.url + "/samples", timeout=10).json()["samples"]
+    listed = requests.get(detection_service.url + "/samples", timeout=10).json()["samples"]
+    samples = [sample for sample in listed if sample["kind"] == "photo"]
     assert [sample["name"] for sample in samples] == [path.name for path in sample_paths]
-    for sample, path in zip(samples, sample_paths):
+    # ...and the example video made from them (sample-images/make_example_video.py).
+    (video,) = [sample for sample in listed if sample["kind"] == "video"]
+    assert video["name"] == "example_entrance.webm"
+    for sample, path in [*zip(samples, sample_paths), (video, REPO_ROOT / "sample-images" / video["name"])]:
         response = requests.get(detection_service.url + sample["url"], timeout=10)
         assert response.status_code == 200 and response.content == path.read_bytes()
-    for name in ("nothing.jpg", "labels.json", "make_samples.py"):
+    for name in ("nothing.jpg", "labels.json", "make_samples.py", "make_example_video.py"):
         response = requests.get(f"{detection_service.url}/samples/{name}", timeout=10)
         assert response.status_code == 404 and response.json()["error"], name
     for path in ("/samples/../labels.json", "/samples/..%2Flabels.json", "/samples/%2e%2e%2fmake_samples.py",
