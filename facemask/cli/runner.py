@@ -347,7 +347,7 @@ def _remove_outputs(out_path: Path) -> None:
 
 def _decodes(video: Path) -> bool:
     """The written video gives back a frame: an encoder can accept frames and still write a file no player reads
-    (VP8 WebM of 5x5 frames, issue 35), which must not pass for a result."""
+    (VP8 WebM of 2x2 frames, issue 35), which must not pass for a result."""
     capture = cv2.VideoCapture(str(video))
     try:
         return capture.isOpened() and capture.read()[0]

@@ -102,7 +102,7 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
     parser.add_argument("--reconnect-max", type=float, default=defaults.reconnect_max_s,
                         help="longest pause between two tries to reopen a lost source (s)")
     parser.add_argument("--stream-timeout", type=float, default=defaults.stream_timeout_s,
-                        help="a stream silent this long (s) counts as lost")
+                        help="a stream silent, or sending nothing that decodes, this long (s) counts as lost")
     add_common_options(parser)
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)

@@ -63,8 +63,8 @@ class VideoSource:
         size after the first frame). shrink_to_pixels: larger frames are scaled down to this many pixels as they are
         read, so the frames queued between decoding, analysis and output stay small. stream_timeout_s: a stream that
         sends nothing this long, or nothing decodable (stalled: end_reason says so), ends the reading (the watch then
-        reopens it). max_frames: a file with more frames
-        ends the reading with VideoSourceError, whatever its header says."""
+        reopens it). max_frames: a file with more frames ends the reading with VideoSourceError, whatever its header
+        says."""
         self.kind, self.target = describe_source(spec)
         self.max_pixels, self.shrink_to_pixels = max_pixels, shrink_to_pixels
         self.live = self.kind != "file"
@@ -83,7 +83,11 @@ class VideoSource:
         # The container's frame size, checked before anything is decoded or written (0 when it declares none)
         declared = (int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         if min(declared) > 0:
-            check_frame_sides(*declared)
+            try:
+                check_frame_sides(*declared)
+            except VideoSourceError:
+                self.capture.release()
+                raise
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if 1.0 <= fps <= 240.0 else DEFAULT_FPS
         count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "file" else 0

@@ -35,7 +35,7 @@ class WatchOptions:
     live_idle_timeout_s: float = 10.0  # a live-view connection that sends (or takes) nothing this long is closed
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 4.0  # with the stream back, the watch resumes within this long (+ the open itself)
-    stream_timeout_s: float = 10.0  # a stream that stalls this long without closing counts as dropped
+    stream_timeout_s: float = 10.0  # a stream silent, or with no decodable frame, this long counts as dropped
 
 
 def utc_now() -> str:
