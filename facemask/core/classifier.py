@@ -9,7 +9,7 @@ import numpy as np
 from facemask.core import crops
 from facemask.core.errors import ModelError, ModelNotFoundError
 from facemask.core.paths import CLASSIFIER_MODEL
-from facemask.core.results import Classification
+from facemask.core.results import Classification, Prediction
 from facemask.core.sessions import load_session
 from facemask.core.settings import Settings
 
@@ -77,3 +77,29 @@ class MaskClassifier:
     def describe(self, probabilities: np.ndarray) -> list[Classification]:
         """Label, score and all class probabilities per row of predict()'s output."""
         return [Classification.from_probabilities(dict(zip(self.classes, row))) for row in probabilities]
+
+
+class LocalClassifier:
+    """The Classifier protocol in this process: a MaskClassifier on ONNX Runtime in place of the classification
+    service, so one photo needs no server (`facemask annotate --local`, `facemask.load()`). Crops are cut at the
+    model's own geometry and labelled exactly as the service labels them (MaskClassifier.describe)."""
+
+    def __init__(self, model: MaskClassifier | None = None):
+        self.model = model or MaskClassifier(served_crops=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LocalClassifier":
+        return cls(MaskClassifier.from_settings(settings))
+
+    @property
+    def url(self) -> str:
+        return f"local:{self.model.model_path}"
+
+    def classify(self, crops_rgb: list[np.ndarray]) -> list[Prediction]:
+        return list(self.model.describe(self.model.predict(crops_rgb)))
+
+    def crop_geometry(self) -> crops.CropGeometry:
+        return self.model.geometry
+
+    def is_ready(self) -> bool:
+        return True

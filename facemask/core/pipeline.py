@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import requests
 
+from facemask.core.boxes import reading_order
 from facemask.core.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry, crop_face
-from facemask.core.detector import PyramidFaceDetector, create_detector
+from facemask.core.detector import create_detector
 from facemask.core.errors import FacemaskError, OptionError
 from facemask.core.images import encode_png
+from facemask.core.protocols import Classifier, Detector
 from facemask.core.results import (  # noqa: F401  (UNCLASSIFIED: other branches import it here)
     UNCLASSIFIED,
     Face,
@@ -222,7 +224,7 @@ class FaceClassifier:
     - Faces it gives no answer for are kept, NotClassified with the reason: nothing is dropped or raised.
     """
 
-    def __init__(self, client: ClassifierClient):
+    def __init__(self, client: Classifier):
         self.client = client
 
     def geometry(self) -> tuple[CropGeometry, str | None]:
@@ -250,15 +252,22 @@ class FaceClassifier:
 
 
 class MaskPipeline:
-    def __init__(self, detector: PyramidFaceDetector | None = None, client: ClassifierClient | None = None):
-        self.detector = detector or create_detector()
-        self.client = client or ClassifierClient()
+    """Detect, crop, classify one image or frame. Any Detector and Classifier will do (facemask.core.protocols): the
+    default is the shipped detector and the classification service over HTTP (ClassifierClient); LocalClassifier
+    classifies in this process, and facemask.core.timing times either."""
+
+    def __init__(self, detector: Detector | None = None, client: Classifier | None = None):
+        self.detector: Detector = detector or create_detector()
+        self.client: Classifier = client or ClassifierClient()
         self.classifier = FaceClassifier(self.client)
 
     def process(self, image_rgb: np.ndarray) -> FrameResult:
         """Every detected face appears in the result: classified, or marked unclassified with the reason."""
         started = time.perf_counter()
-        faces: list[Face] = self.detector.detect(image_rgb)
+        # Numbered in reading order, one place for the JSON, the CLI and the page (issue 37: detector order read
+        # 23, 12, 25, 10 along a crowd's top row).
+        found: list[Face] = self.detector.detect(image_rgb)
+        faces = [found[index] for index in reading_order([face.box for face in found])]
         detected = time.perf_counter()
         classified = self.classifier.classify_faces(image_rgb, faces)
         predictions, error = classified.predictions, classified.error

@@ -1,6 +1,6 @@
-"""python -m facemask.watch: the camera watch (facemask/watch/cli.py)."""
+"""python -m facemask.watch: the camera watch's command (facemask/cli/watch.py, also `facemask watch`)."""
 import sys
 
-from facemask.watch.cli import main
+from facemask.cli.watch import main
 
 sys.exit(main())

@@ -1,19 +1,10 @@
-"""What the watch checks before it loads a model: the folders and files it will write, the webhook URL. A mistake
+"""What the watch checks before it loads a model: the folders and files it will write. A mistake
 there is one line and exit 2 at start, not a traceback (or silence) once the first frame arrives."""
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
-
-
-def webhook_url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"--webhook must be an http:// or https:// URL, got {text!r}")
-    return text
 
 
 def output_problem(record_dir: Path | None, events_path: Path | None) -> str | None:

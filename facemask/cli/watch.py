@@ -36,19 +36,20 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
 
-from facemask.cli.runner import StopSignals  # noqa: E402
-from facemask.core.detector import DEFAULT_SCORE_THRESHOLD, create_detector  # noqa: E402
+from facemask.cli.options import add_common_options, create_classifier  # noqa: E402
+from facemask.core.detector import create_detector  # noqa: E402
 from facemask.core.errors import FacemaskError  # noqa: E402
 from facemask.core.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
-from facemask.core.privacy import PRIVACY_MODES  # noqa: E402
+from facemask.core.privacy import PRIVACY_MODES, redact_url  # noqa: E402
 from facemask.core.settings import Settings, SettingsError  # noqa: E402
 from facemask.serving.local_server import LocalService, is_local  # noqa: E402
 from facemask.video.loop import VIDEO_DETECT_OPTIONS  # noqa: E402
 from facemask.video.source import VideoSourceError, describe_source  # noqa: E402
+from facemask.video.stop import StopSignals  # noqa: E402
 from facemask.video.tracks import VideoSettings  # noqa: E402
 from facemask.watch.options import DEFAULT_EVENT_LABELS, WatchOptions  # noqa: E402
 from facemask.watch.server import make_server  # noqa: E402
-from facemask.watch.startup import output_problem, webhook_url  # noqa: E402
+from facemask.watch.startup import output_problem  # noqa: E402
 from facemask.watch.watcher import Watch  # noqa: E402
 
 log = logging.getLogger("facemask.watch")
@@ -69,9 +70,9 @@ def camera_name(text: str) -> str:
     return text
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
     defaults = WatchOptions()
-    parser = argparse.ArgumentParser(prog="python -m facemask.watch", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog or "python -m facemask.watch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, help="camera index (0), stream URL (rtsp://, http://) or file")
     parser.add_argument("--camera", type=camera_name, default=None,
@@ -80,13 +81,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="live view, /counts, /metrics, /health, /ready: HOST:PORT (default 127.0.0.1:8100; "
                              "0.0.0.0:8100 in a container), or none")
     parser.add_argument("--events", type=Path, default=None, help="append events to this JSON Lines file")
-    parser.add_argument("--webhook", type=webhook_url, default=None, help="POST every event (JSON) to this URL")
+    parser.add_argument("--webhook", default=None, help="POST every event (JSON) to this URL")
     parser.add_argument("--event-labels", default=",".join(DEFAULT_EVENT_LABELS),
                         help="labels that raise an event, comma-separated ('' for none; default: %(default)s)")
     parser.add_argument("--webhook-queue", type=int, default=defaults.webhook_queue,
                         help="events waiting for the webhook before new ones are dropped")
     parser.add_argument("--webhook-timeout", type=float, default=defaults.webhook_timeout_s,
-                        help="seconds one webhook request may take")
+                        help="seconds one webhook attempt may take in all (connect, send, the whole answer)")
     parser.add_argument("--webhook-give-up", type=float, default=defaults.webhook_give_up_s,
                         help="seconds an event is retried before it is given up")
     parser.add_argument("--thumbnails", action="store_true",
@@ -98,28 +99,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--keep-segments", type=int, default=defaults.keep_segments,
                         help="recordings kept per camera; older ones are deleted")
     parser.add_argument("--live-fps", type=float, default=defaults.live_fps, help="frames/s of the live view")
+    parser.add_argument("--live-max-connections", type=int, default=defaults.live_max_connections,
+                        help="live-view connections served at once; more are answered 503 at once")
+    parser.add_argument("--live-idle-timeout", type=float, default=defaults.live_idle_timeout_s,
+                        help="a live-view connection that sends or takes nothing this long (s) is closed")
     parser.add_argument("--reconnect-max", type=float, default=defaults.reconnect_max_s,
                         help="longest pause between two tries to reopen a lost source (s)")
     parser.add_argument("--stream-timeout", type=float, default=defaults.stream_timeout_s,
-                        help="a stream silent this long (s) counts as lost")
-    parser.add_argument("--classifier-url", default=None, help="classifier base URL(s) (default: $CLASSIFIER_URL)")
+                        help="a stream silent, or sending nothing that decodes, this long (s) counts as lost")
+    add_common_options(parser)
     parser.add_argument("--no-local-classifier", action="store_true",
                         help="exit (code 3) instead of starting a classifier when none answers at a local URL")
-    parser.add_argument("--detector", default=None, help="detector ONNX, 'stock' or 'centerface' (as infer.py)")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="detector score threshold")
-    parser.add_argument("--detect-every", type=int, default=VideoSettings.detect_every,
-                        help="run the detector on every n-th frame; optical flow follows the faces in between")
     parser.add_argument("--analysis-fps", type=float, default=None,
                         help="analyse at most this many frames/s of a live camera, skipping the others before "
                              "analysis (a detect rate; default: as many as the machine keeps up with, never a "
                              "backlog)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
-    for name in ("webhook_queue", "keep_segments"):
+    if args.webhook is not None and (urlsplit(args.webhook).scheme not in ("http", "https")
+                                     or not urlsplit(args.webhook).hostname):
+        parser.error(f"--webhook must be an http:// or https:// URL, got {redact_url(args.webhook)!r}")
+    for name in ("webhook_queue", "keep_segments", "live_max_connections"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     for name in ("segment_seconds", "live_fps", "reconnect_max", "stream_timeout", "webhook_timeout",
-                 "webhook_give_up"):
+                 "webhook_give_up", "live_idle_timeout"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be more than 0")
     return args
@@ -132,7 +136,8 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
         events_path=args.events, webhook_url=args.webhook, webhook_timeout_s=args.webhook_timeout,
         webhook_queue=args.webhook_queue, webhook_give_up_s=args.webhook_give_up, thumbnails=args.thumbnails,
         privacy=args.privacy, record_dir=args.record, segment_s=args.segment_seconds,
-        keep_segments=args.keep_segments, live_fps=args.live_fps, analysis_fps=args.analysis_fps,
+        keep_segments=args.keep_segments, live_fps=args.live_fps, live_max_connections=args.live_max_connections,
+        live_idle_timeout_s=args.live_idle_timeout, analysis_fps=args.analysis_fps,
         reconnect_max_s=max(args.reconnect_max, WatchOptions.reconnect_min_s), stream_timeout_s=args.stream_timeout)
 
 
@@ -145,8 +150,8 @@ def camera_name_of(source: str) -> str:
     return name[:64] or "camera"
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv=None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     problem = output_problem(args.record, args.events)
@@ -158,6 +163,7 @@ def main(argv=None) -> int:
         detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
             score_threshold=args.threshold, **VIDEO_DETECT_OPTIONS)
         video_settings = VideoSettings(detect_every=args.detect_every)
+        client = create_classifier(args, settings)
     except (SettingsError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -165,14 +171,13 @@ def main(argv=None) -> int:
         print(f"error: input video not found: {args.source}", file=sys.stderr)
         return 2
     options = options_from_args(args)
-    client = ClassifierClient(args.classifier_url or settings.classifier_url, deadline=settings.classify_deadline_s)
     with contextlib.ExitStack() as stack:
-        if not client.is_ready():
+        if isinstance(client, ClassifierClient) and not client.is_ready():
             if args.no_local_classifier or not is_local(client.url):
-                print(f"error: no classifier answers at {client.url} (start it, or leave out --no-local-classifier "
-                      "with a local URL to have the watch start one)", file=sys.stderr)
+                print(f"error: no classifier answers at {redact_url(client.url)} (start it, use --local, or leave "
+                      "out --no-local-classifier with a local URL to have the watch start one)", file=sys.stderr)
                 return 3
-            print(f"no classifier at {client.url}: starting one for this watch", file=sys.stderr)
+            print(f"no classifier at {redact_url(client.url)}: starting one for this watch", file=sys.stderr)
             try:
                 local = stack.enter_context(LocalService("classification"))
             except FacemaskError as error:
@@ -205,6 +210,7 @@ def watch_until_stopped(args: argparse.Namespace, options: WatchOptions, pipelin
         watch.close()
         if server is not None:
             server.shutdown()
+            server.server_close()
     status = watch.status()
     log.info("stopped%s: %d frames, %d people %s, %d event(s), %d reconnect(s)",
              f" by {stop.received}" if stop.received else " (end of the file)", status["frames"],
