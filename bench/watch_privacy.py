@@ -181,6 +181,13 @@ def watch_and_collect(classifier_url: str, clip: Path, fps: float, seconds: floa
         reader.start()
         time.sleep(seconds)
         status = watch_status(port)
+        events = requests.get(f"http://127.0.0.1:{port}/events", timeout=10).json()["events"]
+        snapshots = []
+        for event in events:  # the event API, as a client would use it
+            if event["snapshot_url"]:
+                jpeg = requests.get(f"http://127.0.0.1:{port}{event['snapshot_url']}", timeout=10).content
+                snapshots.append(cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR),
+                                              cv2.COLOR_BGR2RGB))
         stop.set()
     finally:
         if watch.poll() is None:
@@ -188,13 +195,8 @@ def watch_and_collect(classifier_url: str, clip: Path, fps: float, seconds: floa
         _, err = watch.communicate(timeout=120)
         camera.kill()
     reader.join(timeout=10)
-    snapshots = []
-    for path in sorted((folder / "recordings").glob("**/*.jpg")):
-        image = cv2.imread(str(path))
-        if image is not None:
-            snapshots.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
     return {"recordings": recorded_frames(record), "live view": live, "snapshots": snapshots, "status": status,
-            "log": err, "returncode": watch.returncode}
+            "events": events, "log": err, "returncode": watch.returncode}
 
 
 def count_faces(detector: IndependentDetector, frames: list[np.ndarray]) -> dict:
@@ -217,7 +219,7 @@ def measure(classifier_url: str, seconds: float, fps: float, folder: Path, *opti
     for name in ("recordings", "live view", "snapshots"):
         rows[name] = count_faces(detector, published[name])
     return {"rows": rows, "status": published["status"], "returncode": published["returncode"],
-            "log": published["log"]}
+            "log": published["log"], "events": published["events"]}
 
 
 def main(argv=None) -> Report:

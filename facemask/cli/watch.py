@@ -47,6 +47,7 @@ from facemask.video.loop import VIDEO_DETECT_OPTIONS  # noqa: E402
 from facemask.video.source import VideoSourceError, describe_source  # noqa: E402
 from facemask.video.stop import StopSignals  # noqa: E402
 from facemask.video.tracks import VideoSettings  # noqa: E402
+from facemask.watch.mqtt import mqtt_url  # noqa: E402
 from facemask.watch.options import DEFAULT_EVENT_LABELS, WatchOptions  # noqa: E402
 from facemask.watch.server import make_server  # noqa: E402
 from facemask.watch.startup import output_problem  # noqa: E402
@@ -82,6 +83,9 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
                              "0.0.0.0:8100 in a container), or none")
     parser.add_argument("--events", type=Path, default=None, help="append events to this JSON Lines file")
     parser.add_argument("--webhook", default=None, help="POST every event (JSON) to this URL")
+    parser.add_argument("--mqtt", default=None,
+                        help="publish events and counts to this MQTT broker (mqtt://[user:password@]host[:port]), "
+                             "with Home Assistant discovery (topics in docs/watch.md)")
     parser.add_argument("--event-labels", default=",".join(DEFAULT_EVENT_LABELS),
                         help="labels that raise an event, comma-separated ('' for none; default: %(default)s)")
     parser.add_argument("--webhook-queue", type=int, default=defaults.webhook_queue,
@@ -95,9 +99,16 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
     parser.add_argument("--privacy", choices=PRIVACY_MODES, default=defaults.privacy,
                         help="faces in recordings and the live view: blurred (default), pixelated, or shown as is")
     parser.add_argument("--record", type=Path, default=None, help="record the annotated video into this folder")
+    parser.add_argument("--snapshots", type=Path, default=None,
+                        help="a JPEG per event (blurred as the recordings are), served at /events/<id>/snapshot.jpg "
+                             "(default: <--record>/snapshots with --record, else none)")
     parser.add_argument("--segment-seconds", type=float, default=defaults.segment_s, help="length of one recording")
     parser.add_argument("--keep-segments", type=int, default=defaults.keep_segments,
                         help="recordings kept per camera; older ones are deleted")
+    parser.add_argument("--keep-days", type=float, default=None,
+                        help="also delete recordings older than this many days")
+    parser.add_argument("--keep-gb", type=float, default=None,
+                        help="also keep this camera's recordings under this many GB, deleting the oldest")
     parser.add_argument("--live-fps", type=float, default=defaults.live_fps, help="frames/s of the live view")
     parser.add_argument("--live-max-connections", type=int, default=defaults.live_max_connections,
                         help="live-view connections served at once; more are answered 503 at once")
@@ -122,6 +133,14 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
     for name in ("webhook_queue", "keep_segments", "live_max_connections"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.mqtt is not None:
+        try:
+            mqtt_url(args.mqtt)
+        except ValueError as error:
+            parser.error(str(error))
+    for name in ("keep_days", "keep_gb", "analysis_fps"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be more than 0")
     for name in ("segment_seconds", "live_fps", "reconnect_max", "stream_timeout", "webhook_timeout",
                  "webhook_give_up", "live_idle_timeout"):
         if getattr(args, name) <= 0:
@@ -136,8 +155,10 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
         events_path=args.events, webhook_url=args.webhook, webhook_timeout_s=args.webhook_timeout,
         webhook_queue=args.webhook_queue, webhook_give_up_s=args.webhook_give_up, thumbnails=args.thumbnails,
         privacy=args.privacy, record_dir=args.record, segment_s=args.segment_seconds,
-        keep_segments=args.keep_segments, live_fps=args.live_fps, live_max_connections=args.live_max_connections,
-        live_idle_timeout_s=args.live_idle_timeout, analysis_fps=args.analysis_fps,
+        snapshot_dir=args.snapshots or (args.record / "snapshots" if args.record else None),
+        keep_segments=args.keep_segments, keep_days=args.keep_days, keep_gb=args.keep_gb, live_fps=args.live_fps,
+        live_max_connections=args.live_max_connections,
+        live_idle_timeout_s=args.live_idle_timeout, analysis_fps=args.analysis_fps, mqtt_url=args.mqtt,
         reconnect_max_s=max(args.reconnect_max, WatchOptions.reconnect_min_s), stream_timeout_s=args.stream_timeout)
 
 
@@ -154,7 +175,8 @@ def main(argv=None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    problem = output_problem(args.record, args.events)
+    problem = output_problem(args.record, args.events) or (output_problem(args.snapshots, None) if args.snapshots
+                                                           else None)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -171,6 +193,7 @@ def main(argv=None, prog: str | None = None) -> int:
         print(f"error: input video not found: {args.source}", file=sys.stderr)
         return 2
     options = options_from_args(args)
+    options.auth_token = settings.watch_token
     with contextlib.ExitStack() as stack:
         if isinstance(client, ClassifierClient) and not client.is_ready():
             if args.no_local_classifier or not is_local(client.url):
@@ -198,6 +221,9 @@ def watch_until_stopped(args: argparse.Namespace, options: WatchOptions, pipelin
             except OSError as error:
                 print(f"error: cannot listen on {args.listen[0]}:{args.listen[1]}: {error.strerror}", file=sys.stderr)
                 return 2
+            if args.listen[0] not in ("127.0.0.1", "localhost", "::1") and not options.auth_token:
+                log.warning("the live view, counts and event API listen on %s with no login: set FACEMASK_WATCH_TOKEN "
+                            "or keep the port on a private network", args.listen[0])
             threading.Thread(target=server.serve_forever, name="live-view", daemon=True).start()
             log.info("live view on http://%s:%d/ (counts: /counts, metrics: /metrics)", *server.server_address[:2])
         with StopSignals() as stop:

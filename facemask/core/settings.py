@@ -112,6 +112,11 @@ class Settings:
         None, "FACEMASK_LOG_LEVEL", "level of the package's log lines on stderr: classifier retries, skipped frames, "
         "video jobs, start-up configuration", shown="`INFO` (services), `ERROR` (CLI: it prints its own summary)",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    watch_token: str | None = _setting(
+        None, "FACEMASK_WATCH_TOKEN", "the camera watch's live view, counts, metrics and event API ask for this "
+        "token (HTTP basic auth with any user name and the token as password, or `Authorization: Bearer`); "
+        "`/health` and `/ready` stay open", shown="none (no login; the watch warns when it listens beyond "
+        "loopback)")
     datasets_dir: Path = _setting(
         DATASETS_DIR, "FACEMASK_DATASETS_DIR", "where training and the benchmarks (run from a checkout) find the "
         "datasets, read-only",

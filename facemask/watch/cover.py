@@ -36,11 +36,13 @@ class CoverSettings:
     # first found later (coming in at an edge, out of the shadow) is covered back to when it could have come in.
     delay_s: float = 1.0
     max_wait_frames: int = 90  # a frame waits at most this many frames, whatever the rate (memory stays bounded)
+    drift_faces_per_s: float = 1.0  # how far a followed box may have drifted off its face since the last detection
+    behind_s: float = 1.0  # after frames were skipped because the analysis fell behind, boxes grow this long
 
 
 @dataclass
 class _Person:
-    seen: deque = field(default_factory=lambda: deque(maxlen=256))  # (time_s, box) observations, oldest first
+    seen: deque = field(default_factory=lambda: deque(maxlen=256))  # (time_s, box, detected), oldest first
     detections: int = 0
 
 
@@ -53,6 +55,7 @@ class FaceCover:
         self.people: dict[int, _Person] = {}
         self.waiting: deque[FinishedFrame] = deque()
         self.detected_at: float | None = None  # time of the latest frame the detector ran on
+        self.behind_until = float("-inf")  # frames up to this time grow their boxes: the analysis fell behind
 
     def push(self, frame: FinishedFrame) -> list[tuple[FinishedFrame, list[np.ndarray]]]:
         self._observe(frame)
@@ -81,12 +84,15 @@ class FaceCover:
 
     def _observe(self, frame: FinishedFrame) -> None:
         time_s = frame_time(frame)
+        if frame.record.get("late"):  # frames were skipped before this one because the analysis fell behind
+            self.behind_until = time_s + self.settings.behind_s
         for face in frame.record["faces"]:
             if face.track_id is None:
                 continue
             person = self.people.setdefault(face.track_id, _Person())
-            person.seen.append((time_s, np.asarray(face.box, dtype=np.float32)))
-            person.detections += face.source == "detected"
+            detected = face.source == "detected"
+            person.seen.append((time_s, np.asarray(face.box, dtype=np.float32), detected))
+            person.detections += detected
 
     def _forget(self, now_s: float | None) -> None:
         if now_s is None:
@@ -98,21 +104,41 @@ class FaceCover:
     def _boxes(self, frame: FinishedFrame) -> list[np.ndarray]:
         settings, time_s = self.settings, frame_time(frame)
         height, width = frame.image.shape[:2]
+        behind = time_s <= self.behind_until
         boxes = [np.asarray(face.box, dtype=np.float32) for face in frame.record["faces"] if face.track_id is None]
         for person in self.people.values():
-            box = self._placed(person, time_s)
-            if box is None:
-                continue
-            if person.detections < settings.new_track_detections:
-                box = grow(box, settings.new_track_margin * widths_heights(box))
-            boxes.append(to_edges(box, width, height, settings.edge_reach))
+            for box in self._placed(person, time_s):
+                margin = settings.new_track_margin * (
+                    (person.detections < settings.new_track_detections) + behind)
+                if margin:
+                    box = grow(box, margin * widths_heights(box))
+                boxes.append(to_edges(box, width, height, settings.edge_reach))
         return boxes
 
-    def _placed(self, person: _Person, time_s: float) -> np.ndarray | None:
-        """Where the person's face may be at time_s, grown by the uncertainty; None when out of the hold."""
+    def _placed(self, person: _Person, time_s: float) -> list[np.ndarray]:
+        """Where the person's face may be at time_s: by all their observations, and by their detections alone
+        (optical flow between two detector runs can drift off a face); each grown by the uncertainty."""
+        observed = [(t, box) for t, box, _ in person.seen]
+        detected = [(t, box) for t, box, was_detected in person.seen if was_detected]
+        boxes = []
+        for seen in (observed, detected) if len(detected) < len(observed) else (observed,):
+            box = self._place(seen, time_s)
+            if box is not None:
+                boxes.append(box)
+        own = [(box, was_detected) for t, box, was_detected in person.seen if t == time_s]
+        if own and not own[-1][1]:  # followed, not detected: it may have drifted since the last detection
+            last_detection = max((t for t, _ in detected if t <= time_s), default=observed[0][0])
+            boxes.append(grow(own[-1][0], self._uncertainty(time_s - last_detection, own[-1][0],
+                                                            self.settings.drift_faces_per_s)))
+        return boxes
+
+    def _place(self, seen: list[tuple[float, np.ndarray]], time_s: float) -> np.ndarray | None:
+        """Where observations `seen` put the face at time_s, grown by the uncertainty; None when out of the hold."""
         settings = self.settings
-        before = [(t, box) for t, box in person.seen if t <= time_s]
-        after = [(t, box) for t, box in person.seen if t > time_s]
+        if not seen:
+            return None
+        before = [(t, box) for t, box in seen if t <= time_s]
+        after = [(t, box) for t, box in seen if t > time_s]
         if before and before[-1][0] == time_s:
             return before[-1][1]
         if before and after:  # between two observations: anywhere on the way, plus the way itself
@@ -130,9 +156,12 @@ class FaceCover:
             moved = box0 + np.tile(velocity, 2) * elapsed
             return grow(moved, np.abs(velocity) * elapsed * 0.5 + self._uncertainty(elapsed, box0))
         t1, box1 = after[0]  # first seen after this frame (a new face, detected at the next run): on its way in
+        if t1 - time_s > settings.delay_s + settings.hold_s:
+            return None
         return grow(box1, self._uncertainty(t1 - time_s, box1, settings.speed_faces_per_s))
 
-    def _velocity(self, seen: list[tuple[float, np.ndarray]]) -> np.ndarray:
+    @staticmethod
+    def _velocity(seen: list[tuple[float, np.ndarray]]) -> np.ndarray:
         """Pixels a second of the face's centre over its last observations (zero with one)."""
         if len(seen) < 2:
             return np.zeros(2, dtype=np.float32)

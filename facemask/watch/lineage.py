@@ -19,34 +19,38 @@ log = logging.getLogger("facemask.watch")
 
 
 class TrackLineage:
-    """Feed each frame's faces (track id, box, detected) with the frame's time; `line(track_id)` is the person.
+    """Tracks grouped into people. Feed each analysed frame's faces (track id, box, detected) with the frame's index
+    (analysed frames, so a camera outage, which the tracks live through, does not age them); `person(track_id)` is
+    the set of tracks that are one person, `person_id(track_id)` its oldest track.
 
     A new track continues another when its face's centre is within `reach` face widths of where that track was
-    last (followed boxes drift, above all at a frame's edge), at a similar size, seen within memory_s, and that
+    last (followed boxes drift, above all at a frame's edge), at a similar size, seen within memory_frames, and that
     track was not detected elsewhere in the same frame (then they are two faces)."""
 
-    def __init__(self, reach: float = 1.0, size_ratio: float = 1.6, memory_s: float = 1.5):
-        self.reach, self.size_ratio, self.memory_s = reach, size_ratio, memory_s
-        self.last_seen: dict[int, tuple[float, np.ndarray, bool]] = {}  # track id: (time, box, detected)
-        self.parent: dict[int, int] = {}
+    def __init__(self, memory_frames: float, reach: float = 1.0, size_ratio: float = 1.6):
+        self.memory_frames, self.reach, self.size_ratio = memory_frames, reach, size_ratio
+        self.last_seen: dict[int, tuple[int, np.ndarray, bool]] = {}  # track id: (frame, box, detected)
+        self.root: dict[int, int] = {}  # track id: its person's oldest track (only for people of several tracks)
+        self.members: dict[int, set[int]] = {}  # oldest track: the person's tracks
+        self.retired: set[int] = set()  # tracks the watch forgot whose person still has tracks in play
 
-    def observe(self, time_s: float, faces: list[tuple[int, np.ndarray, bool]]) -> None:
+    def observe(self, index: int, faces: list[tuple[int, np.ndarray, bool]]) -> None:
         for track_id, box, _ in faces:
-            if track_id not in self.last_seen:
-                parent = self._continued(time_s, np.asarray(box, dtype=np.float32))
+            if track_id not in self.last_seen and track_id not in self.root:
+                parent = self._continued(index, np.asarray(box, dtype=np.float32))
                 if parent is not None:
-                    self.parent[track_id] = parent
+                    self._join(parent, track_id)
                     log.debug("track #%d starts on the face of track #%d: the same person", track_id, parent)
         for track_id, box, detected in faces:
-            self.last_seen[track_id] = (time_s, np.asarray(box, dtype=np.float32), detected)
+            self.last_seen[track_id] = (index, np.asarray(box, dtype=np.float32), detected)
         if len(self.last_seen) > 256:
-            self.forget(time_s)
+            self.forget(index)
 
-    def _continued(self, time_s: float, box: np.ndarray) -> int | None:
+    def _continued(self, index: int, box: np.ndarray) -> int | None:
         size = float(widths_heights(box).max())
         best, best_distance = None, None
         for other, (seen_at, seen_box, detected) in self.last_seen.items():
-            if time_s - seen_at > self.memory_s or (seen_at == time_s and detected):
+            if index - seen_at > self.memory_frames or (seen_at == index and detected):
                 continue
             other_size = float(widths_heights(seen_box).max())
             distance = float(np.linalg.norm(centre(box) - centre(seen_box)))
@@ -56,22 +60,40 @@ class TrackLineage:
                 best, best_distance = other, distance
         return best
 
-    def line(self, track_id: int) -> set[int]:
-        """The track and the tracks it continues: one person. Ancestors the watch retired drop out of it, so the
-        caller asks whether any of the line is counted, not only the first."""
-        line = {track_id}
-        while track_id in self.parent and self.parent[track_id] not in line:
-            track_id = self.parent[track_id]
-            line.add(track_id)
-        return line
+    def _join(self, one: int, other: int) -> None:
+        first, second = self.person_id(one), self.person_id(other)
+        if first == second:
+            return
+        oldest, newer = min(first, second), max(first, second)
+        merged = self.members.pop(oldest, {oldest}) | self.members.pop(newer, {newer})
+        self.members[oldest] = merged
+        for track_id in merged:
+            self.root[track_id] = oldest
 
-    def retire(self, track_ids) -> None:
-        """Forget tracks the watch forgot (long gone): memory stays flat all day."""
+    def person_id(self, track_id: int) -> int:
+        return self.root.get(track_id, track_id)
+
+    def person(self, track_id: int) -> set[int]:
+        return self.members.get(self.person_id(track_id), {track_id})
+
+    def retire(self, track_ids) -> set[int]:
+        """The tracks the watch forgot (long gone); returns those whose whole person is gone, which the caller may
+        forget too (a person some of whose tracks are still in play keeps its counted and evented marks)."""
+        forgotten: set[int] = set()
         for track_id in track_ids:
-            self.parent.pop(track_id, None)
             self.last_seen.pop(track_id, None)
+            person = self.person(track_id)
+            self.retired.add(track_id)
+            if person <= self.retired:
+                forgotten |= person
+                self.retired -= person
+                self.members.pop(self.person_id(track_id), None)
+                for member in person:
+                    self.root.pop(member, None)
+        return forgotten
 
-    def forget(self, now_s: float) -> None:
-        """Tracks not seen within memory_s can no longer be a new track's parent (their lines stay)."""
-        for track_id in [key for key, (seen_at, _, _) in self.last_seen.items() if now_s - seen_at > self.memory_s]:
+    def forget(self, index: int) -> None:
+        """Tracks not seen within memory_frames can no longer be a new track's parent (their people stay)."""
+        for track_id in [key for key, (seen_at, _, _) in self.last_seen.items()
+                         if index - seen_at > self.memory_frames]:
             del self.last_seen[track_id]

@@ -30,7 +30,12 @@ class WatchOptions:
     record_dir: Path | None = None
     segment_s: float = 300.0
     keep_segments: int = 24
+    keep_days: float | None = None  # recordings older than this are deleted
+    keep_gb: float | None = None  # this camera's recordings take at most this much disk; the oldest go first
     live_fps: float = 10.0
+    mqtt_url: str | None = None  # mqtt://[user:password@]host[:port]: events, counts, Home Assistant discovery
+    auth_token: str | None = None  # asked of every client but /health and /ready (FACEMASK_WATCH_TOKEN)
+    snapshot_dir: Path | None = None  # a JPEG per event, blurred as the recordings are
     analysis_fps: float | None = None  # a live source's frames analysed per second at most (None: all it can)
     live_max_connections: int = 32  # live-view connections served at once (page, stream, /counts...); 503 above
     live_idle_timeout_s: float = 10.0  # a live-view connection that sends (or takes) nothing this long is closed

@@ -9,6 +9,7 @@ from facemask.core.drawing import draw_faces
 from facemask.core.privacy import anonymize
 from facemask.video.output import FinishedFrame
 from facemask.watch.cover import FaceCover
+from facemask.watch.event_book import EventBook
 from facemask.watch.live_view import LiveView
 from facemask.watch.recorder import SegmentRecorder
 
@@ -20,8 +21,9 @@ class Publisher:
     so the analysis of the next frames goes on meanwhile. Every frame goes through the FaceCover, which holds it
     until it knows what to blur there (facemask/watch/cover.py)."""
 
-    def __init__(self, privacy: str, recorder: SegmentRecorder | None, live: LiveView):
-        self.privacy, self.recorder, self.live = privacy, recorder, live
+    def __init__(self, privacy: str, recorder: SegmentRecorder | None, live: LiveView,
+                 event_book: EventBook | None = None):
+        self.privacy, self.recorder, self.live, self.event_book = privacy, recorder, live, event_book
         self.cover = FaceCover()
         self.queue: queue.Queue = queue.Queue(maxsize=8)
         self.failure_logged = False
@@ -47,12 +49,17 @@ class Publisher:
 
     def _publish(self, frame: FinishedFrame, boxes: list) -> None:
         streamed = self.live.wants_frame()
-        if self.recorder is None and not streamed:
+        snapshots = frame.record.get("snapshots", ()) if self.event_book is not None else ()
+        if self.recorder is None and not streamed and not snapshots:
             return
         picture = anonymize(frame.image, boxes, self.privacy)
         drawn = draw_faces(picture, frame.shown)
         if self.recorder is not None:
             self.recorder.write(drawn, frame.record["captured_at"])
+        if snapshots and self.event_book is not None:
+            position = self.recorder.position(frame.record["captured_at"]) if self.recorder is not None else None
+            for event_id in snapshots:
+                self.event_book.snapshot(event_id, drawn, position)
         if streamed:
             self.live.publish(drawn)
 

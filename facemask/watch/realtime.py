@@ -30,6 +30,7 @@ class LatestFrames:
         self.condition = threading.Condition()
         self.latest: CapturedFrame | None = None
         self.read = self.skipped = 0
+        self.late = 0  # of the skipped: those the analysis had no time for (not those above max_fps)
         self.ended = False
         self.error: BaseException | None = None
         self.stopping = False
@@ -53,6 +54,7 @@ class LatestFrames:
                     self._due = max(self._due + self.interval, now - self.interval)
                     if self.latest is not None:
                         self.skipped += 1  # the analysis had no time for it
+                        self.late += 1
                     self.latest = CapturedFrame(image, now)
                     self.condition.notify_all()
         except BaseException as error:  # noqa: BLE001 (raised in the analysing thread)

@@ -40,8 +40,10 @@ class SegmentRecorder:
     keep_segments files of this camera, so the disk never fills however long the watch runs."""
 
     def __init__(self, folder: Path, camera: str, segment_s: float, keep: int, gap_s: float = 2.0,
-                 keyframe_s: float = 1.0, on_error: Callable[[str], None] = lambda reason: None):
+                 keyframe_s: float = 1.0, on_error: Callable[[str], None] = lambda reason: None,
+                 keep_days: float | None = None, keep_bytes: float | None = None):
         self.folder, self.camera, self.segment_s, self.keep = folder, camera, segment_s, max(1, keep)
+        self.keep_days, self.keep_bytes = keep_days, keep_bytes
         self.gap_s, self.keyframe_s, self.on_error = gap_s, keyframe_s, on_error
         self.container: av.container.OutputContainer | None = None
         self.stream: av.video.stream.VideoStream | None = None
@@ -95,10 +97,33 @@ class SegmentRecorder:
         self.started_at = self.keyframe_at = captured_at
         self.keyframe_at -= self.keyframe_s  # the segment's first frame is a keyframe
         self.last_pts, self.frames = -1, 0
-        older = [segment for segment in self.segments() if segment != path]  # the new one may not exist yet
-        for old in older[:max(0, len(older) - (self.keep - 1))]:
+        self.apply_retention(captured_at, exclude=path)
+
+    def apply_retention(self, now: float, exclude: Path | None = None) -> None:
+        """Deletes this camera's oldest segments beyond the newest `keep` (the new one counted), older than
+        keep_days, or beyond keep_bytes in all (the segment being written counted)."""
+        older = [segment for segment in self.segments() if segment != exclude]  # the new one may not exist yet
+        sizes = {segment: segment.stat().st_size for segment in older if segment.exists()}
+        total = sum(sizes.values())
+        for number, old in enumerate(older):
+            why = None
+            if len(older) - number > self.keep - 1:
+                why = f"{self.keep} segments"
+            elif self.keep_days is not None and now - old.stat().st_mtime > self.keep_days * 86400:
+                why = f"{self.keep_days:g} days"
+            elif self.keep_bytes is not None and total > self.keep_bytes:
+                why = f"{self.keep_bytes / 1e9:g} GB"
+            if why is None:
+                break
+            total -= sizes.get(old, 0)
             old.unlink(missing_ok=True)
-            log.info("recording: removed %s (retention: %d segments)", old.name, self.keep)
+            log.info("recording: removed %s (retention: %s)", old.name, why)
+
+    def position(self, captured_at: float) -> tuple[str, float] | None:
+        """The segment file a frame read at captured_at went into and its time there; None when not recording."""
+        if self.container is None or self.failed:
+            return None
+        return Path(self.container.name).name, captured_at - self.started_at
 
     def _fail(self, error: BaseException) -> None:
         self.failed = f"{type(error).__name__}: {error}"

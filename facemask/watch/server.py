@@ -1,6 +1,8 @@
 """The watch's HTTP server: live view page, MJPEG stream, /counts, /metrics, /health, /ready."""
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import logging
 from http.server import BaseHTTPRequestHandler
@@ -65,8 +67,32 @@ def make_server(watch: Watch, host: str, port: int) -> CappedHTTPServer:
         def _json(self, status: int, value: dict) -> None:
             self._send(status, json.dumps(value).encode(), "application/json")
 
+        def _authorised(self, path: str) -> bool:
+            token = watch.options.auth_token
+            if not token or path in ("/health", "/ready"):
+                return True
+            scheme, _, credentials = self.headers.get("Authorization", "").partition(" ")
+            given = credentials
+            if scheme.lower() == "basic":
+                try:
+                    given = base64.b64decode(credentials).decode("utf-8").partition(":")[2]
+                except (ValueError, UnicodeDecodeError):
+                    given = ""
+            elif scheme.lower() != "bearer":
+                given = ""
+            return hmac.compare_digest(given.encode(), token.encode())
+
         def do_GET(self):
             path = self.path.split("?", 1)[0]
+            if not self._authorised(path):
+                body = json.dumps({"error": "this watch asks for a token (FACEMASK_WATCH_TOKEN)", "status": 401})
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="facemask watch", charset="UTF-8"')
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+                return
             if path == "/":
                 self._send(200, page, "text/html; charset=utf-8")
             elif path == "/counts":
@@ -79,8 +105,25 @@ def make_server(watch: Watch, host: str, port: int) -> CappedHTTPServer:
                 self._json(200 if watch.connected else 503, {"connected": watch.connected})
             elif path == "/stream.mjpg":
                 self._stream()
+            elif path == "/events":
+                self._json(200, {"events": watch.event_book.listing()})
+            elif path.startswith("/events/"):
+                self._event(path.split("/")[2:])
             else:
                 self._json(404, {"error": f"no such page: {path}", "status": 404})
+
+        def _event(self, parts: list[str]) -> None:
+            event = watch.event_book.get(parts[0])
+            if event is None or len(parts) > 2 or (len(parts) == 2 and parts[1] != "snapshot.jpg"):
+                self._json(404, {"error": "no such event", "status": 404})
+            elif len(parts) == 1:
+                self._json(200, event)
+            else:
+                snapshot = watch.event_book.snapshot_path(parts[0])
+                if snapshot is None or not snapshot.is_file():
+                    self._json(404, {"error": "this event has no snapshot (yet)", "status": 404})
+                else:
+                    self._send(200, snapshot.read_bytes(), "image/jpeg")
 
         def _stream(self) -> None:
             self.send_response(200)

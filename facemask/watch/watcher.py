@@ -15,10 +15,12 @@ from facemask.video.output import FinishedFrame
 from facemask.video.source import ReadAhead, VideoSource, VideoSourceError, describe_source
 from facemask.video.tracks import VideoSettings
 from facemask.watch.delivery import DeliveryJournal
+from facemask.watch.event_book import EventBook
 from facemask.watch.events import EventLog, thumbnail
 from facemask.watch.lineage import TrackLineage
 from facemask.watch.live_view import LiveView
 from facemask.watch.metrics import WatchMetrics
+from facemask.watch.mqtt import MqttPublisher
 from facemask.watch.options import WatchOptions, utc_now
 from facemask.watch.publisher import Publisher
 from facemask.watch.realtime import CapturedFrame, LatestFrames
@@ -44,6 +46,7 @@ class Watch:
         self.webhook = WebhookSender(options.webhook_url, options, self.metrics, journal) \
             if options.webhook_url else None
         self.publisher: Publisher | None = None
+        self.mqtt = MqttPublisher(options.mqtt_url, options.camera) if options.mqtt_url else None
         self.annotator: VideoAnnotator | None = None
         self.connected, self.reconnects, self.frames, self.fps = False, 0, 0, 0.0
         self.people: Tally = Tally()
@@ -51,7 +54,8 @@ class Watch:
         self.track_ids_in_view: list[int] = []
         self.counted: set[int] = set()
         self.evented: set[int] = set()
-        self.lineage = TrackLineage()
+        self.lineage: TrackLineage | None = None  # made with the annotator: it counts in analysed frames
+        self.event_book = EventBook(options.snapshot_dir, options.camera, end_after_frames=50)
         self.events_raised = 0
         self.started = utc_now()
         self._rate_started, self._rate_frames = time.monotonic(), 0
@@ -59,7 +63,10 @@ class Watch:
         self.camera_fps = self.skipped_fps = 0.0
         self._rate_camera, self._rate_skipped = 0, 0
         self._reader_read = self._reader_skipped = 0  # of the current reader, counted so far
-        self._captured_at: dict[int, float] = {}  # wall-clock read time of the frames in analysis, by frame index
+        # Wall-clock read time of the frames in analysis by frame index, and whether frames were skipped before it
+        # because the analysis fell behind (the privacy cover then blurs more).
+        self._captured_at: dict[int, tuple[float, bool]] = {}
+        self._late_seen = 0
 
     # ---------------------------------------------------------------------------------- source and reconnects
     def _open(self, should_stop: Callable[[], str | None]) -> VideoSource | None:
@@ -118,6 +125,7 @@ class Watch:
         finally:
             if self.annotator is not None:
                 self._finished(self.annotator.flush())
+            self.event_book.end_all(time.time())
 
     def _watch(self, source: VideoSource, should_stop: Callable[[], str | None],
                lost_at: float | None) -> tuple[str | None, int]:
@@ -128,12 +136,16 @@ class Watch:
             fps = source.fps if source.kind == "file" or not self.options.analysis_fps \
                 else min(source.fps, self.options.analysis_fps)
             self.annotator = VideoAnnotator(self.pipeline, fps, self.video_settings)
+            self.lineage = TrackLineage(memory_frames=1.5 * fps)
+            self.event_book.end_after_frames = 2.0 * fps  # an event ends 2 s after its person was last in view
             recorder = None
             if self.options.record_dir is not None:
                 recorder = SegmentRecorder(self.options.record_dir, self.options.camera, self.options.segment_s,
-                                           self.options.keep_segments, on_error=self.metrics.recording_error)
+                                           self.options.keep_segments, on_error=self.metrics.recording_error,
+                                           keep_days=self.options.keep_days,
+                                           keep_bytes=self.options.keep_gb * 1e9 if self.options.keep_gb else None)
                 self.metrics.recording(True)
-            self.publisher = Publisher(self.options.privacy, recorder, self.live)
+            self.publisher = Publisher(self.options.privacy, recorder, self.live, self.event_book)
         reader: ReadAhead | LatestFrames
         if source.kind == "file":  # a file is analysed whole, its frames timed by its frame rate
             reader = ReadAhead(source.frames(), self.annotator.timing)
@@ -142,7 +154,7 @@ class Watch:
                                                for number, image in enumerate(reader))
         else:
             reader = LatestFrames(source.frames(), self.options.analysis_fps)
-            self._reader_read = self._reader_skipped = 0
+            self._reader_read = self._reader_skipped = self._late_seen = 0
             frames = iter(reader)
         delivered, stopped = 0, None
         try:
@@ -157,7 +169,10 @@ class Watch:
                 delivered += 1
                 if isinstance(reader, LatestFrames):
                     self._count_camera_frames(reader)
-                self._captured_at[self.annotator.index] = captured.captured_at
+                late = isinstance(reader, LatestFrames) and reader.late > self._late_seen
+                if isinstance(reader, LatestFrames):
+                    self._late_seen = reader.late
+                self._captured_at[self.annotator.index] = (captured.captured_at, late)
                 self._finished(self.annotator.push(captured.image))
                 stopped = should_stop()
                 if stopped:
@@ -191,13 +206,20 @@ class Watch:
     def _finished(self, frames: list[FinishedFrame]) -> None:
         for frame in frames:
             self.frames += 1
-            frame.record["captured_at"] = self._captured_at.pop(frame.record["frame"], time.time())
-            self.lineage.observe(frame.record["captured_at"], [
-                (face.track_id, face.box, face.source == "detected") for face in frame.record["faces"]
-                if face.track_id is not None])
+            frame.record["captured_at"], frame.record["late"] = self._captured_at.pop(frame.record["frame"],
+                                                                                      (time.time(), False))
+            if self.lineage is not None:
+                self.lineage.observe(frame.record["frame"], [
+                    (face.track_id, face.box, face.source == "detected") for face in frame.record["faces"]
+                    if face.track_id is not None])
+            self.event_book.seen(frame.record["frame"], frame.record["captured_at"],
+                                 {face.track_id for face in frame.record["faces"] if face.track_id is not None},
+                                 self._tracks_of_person)
             self.metrics.frame()
             self.in_view = dict(Tally(face.label for face in frame.shown))
-            self.track_ids_in_view = sorted(face.track_id for face in frame.shown if face.track_id is not None)
+            # People, not tracks: a face that got a second track keeps its person's (oldest) id here.
+            self.track_ids_in_view = sorted({self._person_id(face.track_id) for face in frame.shown
+                                             if face.track_id is not None})
             self.metrics.in_view(self.in_view)
             for face in frame.shown:
                 self._person(face, frame)
@@ -205,6 +227,8 @@ class Watch:
                 self.publisher.put(frame)
             if self.frames % 250 == 0:
                 self._retire_tracks()
+        if self.mqtt is not None and frames:
+            self.mqtt.counts(dict(self.people), self.in_view)
         now = time.monotonic()
         if now - self._rate_started >= 2.0:
             elapsed = now - self._rate_started
@@ -222,7 +246,7 @@ class Watch:
         track = book.tracks.get(face.track_id)
         if track is None or face.label == UNCLASSIFIED or not book.counts_as_person(track):
             return
-        person = self.lineage.line(track.track_id)  # a new track on a face already followed: the same person
+        person = self.lineage.person(track.track_id) if self.lineage else {track.track_id}  # all its tracks
         if track.track_id not in self.counted:
             if not person & self.counted:
                 self.people[face.label] += 1
@@ -233,12 +257,12 @@ class Watch:
             self.counted.add(track.track_id)
         if track.track_id not in self.evented and face.label in self.options.event_labels:
             if not person & self.evented:
-                self._raise(face, frame)
+                self._raise(face, frame, person)
             self.evented.add(track.track_id)
 
-    def _raise(self, face: FaceResult, frame: FinishedFrame) -> None:
+    def _raise(self, face: FaceResult, frame: FinishedFrame, person: set[int]) -> None:
         event = {"id": uuid.uuid4().hex, "time": utc_now(), "camera": self.options.camera,
-                 "track_id": face.track_id, "label": face.label, "probability": face.score,
+                 "track_id": self._person_id(face.track_id or 0), "label": face.label, "probability": face.score,
                  "probabilities": face.probabilities, "frame": frame.record["frame"]}
         if self.options.thumbnails:
             event["thumbnail_jpeg_base64"] = thumbnail(frame.image, face.box)
@@ -252,6 +276,16 @@ class Watch:
                 log.error("cannot write event %s to the events file: %s", event["id"], error)
         if self.webhook is not None:
             self.webhook.submit(event)
+        if self.mqtt is not None:
+            self.mqtt.event(event)
+        self.event_book.started(event, person, frame.record["frame"])
+        frame.record.setdefault("snapshots", []).append(event["id"])  # the publisher saves it, blurred
+
+    def _tracks_of_person(self, track_id: int) -> set[int]:
+        return self.lineage.person(track_id) if self.lineage else {track_id}
+
+    def _person_id(self, track_id: int) -> int:
+        return self.lineage.person_id(track_id) if self.lineage else track_id
 
     def _retire_tracks(self) -> None:
         """Forget people long gone, so memory stays flat all day. A track is kept while it could still come back
@@ -262,13 +296,15 @@ class Watch:
             return
         horizon = (max(settings.reid_s, settings.max_missing_s) + 2.0) * annotator.fps
         gone = annotator.book.retire(annotator.index, horizon)
-        self.lineage.retire(gone)
-        for person, track in gone.items():
-            if person not in self.counted and annotator.book.counts_as_person(track):
+        for track_id, track in gone.items():
+            person = self.lineage.person(track_id) if self.lineage else {track_id}
+            if not person & self.counted and annotator.book.counts_as_person(track):
                 self.people[UNCLASSIFIED] += 1
                 self.metrics.person(UNCLASSIFIED)
-            self.counted.discard(person)
-            self.evented.discard(person)
+                self.counted.add(track_id)
+        forgotten = self.lineage.retire(gone) if self.lineage else set(gone)
+        self.counted -= forgotten
+        self.evented -= forgotten
         if len(annotator.errors) > 100:  # classifier errors by frame: keep the latest few for the log
             annotator.errors = dict(list(annotator.errors.items())[-20:])
 
@@ -293,5 +329,8 @@ class Watch:
             self.publisher.close()
         if self.webhook is not None:
             self.webhook.close()
+        if self.mqtt is not None:
+            self.mqtt.counts(dict(self.people), {})
+            self.mqtt.close()
         if self.events_log is not None:
             self.events_log.close()
