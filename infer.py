@@ -46,6 +46,7 @@ from facemask.runner import (  # noqa: E402
     plan_image_outputs,
     plan_video_output,
 )
+from facemask.sessions import session_providers  # noqa: E402
 from facemask.settings import Settings, SettingsError  # noqa: E402
 from facemask.video import VIDEO_DETECT_OPTIONS, VIDEO_LONG_SIDE  # noqa: E402
 from facemask.video_tracks import VideoSettings  # noqa: E402
@@ -121,12 +122,14 @@ def main(argv=None) -> int:
             scale = {"long_side": DEFAULT_LONG_SIDE}
         else:  # measured on video frames: one pass at the frame's size (bench/video_tracking.py)
             scale = VIDEO_DETECT_OPTIONS
-        detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
+        detector = create_detector(args.detector or settings.detector_model, settings.ort_threads,
+                                   settings.ort_providers).prepare(
             score_threshold=args.threshold, **scale)
     except FacemaskError as error:  # bad paths or options, or a detector model that cannot be used
         print(f"error: {error}", file=sys.stderr)
         return 2
-    LOGGER.info("CLI: detector %s, classifier %s, %s", detector.model_source, args.classifier_url,
+    LOGGER.info("CLI: detector %s on %s, classifier %s, %s", detector.model_source,
+                ", ".join(session_providers(detector.session)), args.classifier_url,
                 "images" if args.is_image else f"video {args.in_path}")
 
     client = ClassifierClient(args.classifier_url, deadline=settings.classify_deadline_s)

@@ -773,7 +773,8 @@ def main(argv=None) -> int:
                         stream=sys.stderr)
     try:
         settings = Settings.from_env()
-        detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
+        detector = create_detector(args.detector or settings.detector_model, settings.ort_threads,
+                                   settings.ort_providers).prepare(
             score_threshold=args.threshold, **VIDEO_DETECT_OPTIONS)
         video_settings = VideoSettings(detect_every=args.detect_every)
     except (SettingsError, ValueError, FileNotFoundError, RuntimeError) as error:

@@ -13,6 +13,7 @@ from facemask.detector import create_detector
 from facemask.errors import LOGGER, configure_logging
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.results import UNCLASSIFIED
+from facemask.sessions import session_providers
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
 from facemask.settings import Settings
 
@@ -26,7 +27,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_upload_limit(app, settings)
     install_error_handlers(app)
     install_security_headers(app)
-    app.extensions["pipeline"] = MaskPipeline(create_detector(settings.detector_model, settings.ort_threads),
+    app.extensions["pipeline"] = MaskPipeline(create_detector(settings.detector_model, settings.ort_threads,
+                                                              settings.ort_providers),
                                               ClassifierClient.from_settings(settings))
     app.extensions["metrics"] = Metrics(app, "detection", (*CLASSES, UNCLASSIFIED))
     app.extensions["image_slot"] = threading.Lock()  # gevent-aware: gunicorn patches threading before the app loads
@@ -35,7 +37,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"], app.extensions["metrics"],
                                              settings.video_jobs_folder, settings.max_video_frames, settings)
     app.register_blueprint(web_blueprint)
-    LOGGER.info("detection service: detector %s, classifier %s, upload limit %g MB, video jobs in %s (at most %d "
-                "frames)", app.extensions["pipeline"].detector.model_source, settings.classifier_url,
+    detector = app.extensions["pipeline"].detector
+    LOGGER.info("detection service: detector %s on %s, classifier %s, upload limit %g MB, video jobs in %s (at most "
+                "%d frames)", detector.model_source, ", ".join(session_providers(detector.session)), settings.classifier_url,
                 settings.max_upload_mb, settings.video_jobs_folder, settings.max_video_frames)
     return app
