@@ -277,7 +277,8 @@ class PyramidFaceDetector:
     def config(self) -> dict:
         return {"model": self.model_source, "providers": session_providers(self.session), **asdict(self.options)}
 
-    def batched(self, max_batch: int = GPU_MAX_BATCH, shape_multiple: int = GPU_SHAPE_MULTIPLE) -> "PyramidFaceDetector":
+    def batched(self, max_batch: int = GPU_MAX_BATCH,
+                shape_multiple: int = GPU_SHAPE_MULTIPLE) -> "PyramidFaceDetector":
         """A copy, sharing the session, that runs up to max_batch network passes of one input shape in one run
         (the tiles of a large photo, the frames detect_batch is given) and pads each input to a multiple of
         shape_multiple px, so that a GPU provider sees a few fixed shapes and plans each once. The default CPU

@@ -8,7 +8,9 @@ line names the library that is not there (the CUDA, cuDNN or TensorRT version th
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
 import os
 import subprocess
 import sys
@@ -69,12 +71,14 @@ def check_providers(words: tuple[str, ...]) -> None:
             "unset for the CPU")
     if any(word != "cpu" for word in words) and hasattr(ort, "preload_dlls"):
         # The CUDA and cuDNN libraries that `pip install onnxruntime-gpu[cuda,cudnn]` puts beside it are found here;
-        # system-wide ones (a CUDA base image, LD_LIBRARY_PATH) are found by the loader as usual.
-        ort.preload_dlls()
+        # system-wide ones (a CUDA base image, LD_LIBRARY_PATH) are found by the loader as usual. It prints a line
+        # per library it misses; the one line below names the first.
+        with contextlib.redirect_stdout(io.StringIO()):
+            ort.preload_dlls()
     for word in words:
-        missing = _missing_library(word)
-        if missing:
-            raise ProviderError(f"the {word} provider of {_onnxruntime_build()} cannot load: {missing} not found "
+        library = _missing_library(word)
+        if library:
+            raise ProviderError(f"the {word} provider of {_onnxruntime_build()} cannot load: {library} not found "
                                 f"(it needs CUDA {_cuda_major()} and cuDNN 9, e.g. pip install "
                                 "'onnxruntime-gpu[cuda,cudnn]'; README: GPU)")
 

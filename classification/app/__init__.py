@@ -6,8 +6,8 @@ from flask import Flask
 from classification.app.routes import blueprint
 from facemask.classifier import MaskClassifier
 from facemask.errors import LOGGER, configure_logging
-from facemask.sessions import session_providers
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
+from facemask.sessions import session_providers
 from facemask.settings import Settings
 
 

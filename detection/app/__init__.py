@@ -13,8 +13,8 @@ from facemask.detector import create_detector
 from facemask.errors import LOGGER, configure_logging
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.results import UNCLASSIFIED
-from facemask.sessions import session_providers
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
+from facemask.sessions import session_providers
 from facemask.settings import Settings
 
 
@@ -39,6 +39,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(web_blueprint)
     detector = app.extensions["pipeline"].detector
     LOGGER.info("detection service: detector %s on %s, classifier %s, upload limit %g MB, video jobs in %s (at most "
-                "%d frames)", detector.model_source, ", ".join(session_providers(detector.session)), settings.classifier_url,
-                settings.max_upload_mb, settings.video_jobs_folder, settings.max_video_frames)
+                "%d frames)", detector.model_source, ", ".join(session_providers(detector.session)),
+                settings.classifier_url, settings.max_upload_mb, settings.video_jobs_folder, settings.max_video_frames)
     return app
