@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.metadata
 import io
 import os
 import subprocess
@@ -38,6 +39,14 @@ class ProviderError(FacemaskError, RuntimeError):
     """An execution provider FACEMASK_ORT_PROVIDERS asks for that this machine's ONNX Runtime cannot run."""
 
 
+def _installed(distribution: str) -> str:
+    """The installed version of a distribution, or ''."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
 def _onnxruntime_build() -> str:
     """'onnxruntime-gpu 1.31.1 (CUDA 13.0)' or 'onnxruntime 1.32.0 (CPU build)'."""
     try:
@@ -64,6 +73,11 @@ def check_providers(words: tuple[str, ...]) -> None:
     """ProviderError unless the installed ONNX Runtime offers every provider named (before any model is opened)."""
     available = ort.get_available_providers()
     missing = [word for word in words if ORT_PROVIDERS[word] not in available]
+    if missing and _installed("onnxruntime") and _installed("onnxruntime-gpu"):
+        raise ProviderError(
+            f"FACEMASK_ORT_PROVIDERS asks for {', '.join(missing)}, but onnxruntime and onnxruntime-gpu are both "
+            "installed and the CPU build's files won: pip uninstall -y onnxruntime && pip install --force-reinstall "
+            f"--no-deps onnxruntime-gpu=={_installed('onnxruntime-gpu')}")
     if missing:
         raise ProviderError(
             f"FACEMASK_ORT_PROVIDERS asks for {', '.join(missing)}, but the installed {_onnxruntime_build()} offers "

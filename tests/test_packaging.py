@@ -48,6 +48,7 @@ def test_declared_dependencies_are_the_requirements_files():
     dev = [line for line in _requirements(REPO_ROOT / "requirements-dev.txt") if line not in runtime | set(train)]
     assert project["optional-dependencies"]["dev"] == ["facemask[train]", *dev]
     assert "serve" in project["optional-dependencies"]
+    assert project["optional-dependencies"]["gpu"] == _requirements(REPO_ROOT / "requirements-gpu.txt")
     assert project["scripts"]["facemask"] == "infer:run"
 
 

@@ -126,3 +126,14 @@ def test_a_service_on_cuda_says_so_in_info():
     with LocalService("classification", workers=1, env={"FACEMASK_ORT_PROVIDERS": "cuda,cpu"}) as service:
         info = requests.get(service.url + "/info", timeout=5).json()
     assert info["providers"][0] == "CUDAExecutionProvider"
+
+
+@cpu_only
+def test_both_onnxruntime_builds_installed_is_named_with_the_fix(monkeypatch):
+    import facemask.sessions
+
+    monkeypatch.setattr(facemask.sessions, "_installed", lambda distribution: "1.31.1")
+    with pytest.raises(ProviderError, match="both installed and the CPU build's files won: pip uninstall -y "
+                                            "onnxruntime && pip install --force-reinstall --no-deps "
+                                            "onnxruntime-gpu==1.31.1$"):
+        load_session(PROBE_MODEL, "probe", providers=ON_GPU)
