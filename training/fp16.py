@@ -1,7 +1,8 @@
 """Half-precision (FP16) copies of the two ONNX models, for a GPU provider only (issue 38).
 
     python -m training.fp16 --out-dir runs/fp16      # detector and classifier -> *_fp16.onnx
-    FACEMASK_DETECTOR_MODEL=runs/fp16/retinaface_mnet025_masks_fp16.onnx FACEMASK_MODEL=runs/fp16/mask_classifier_fp16.onnx
+    export FACEMASK_DETECTOR_MODEL=runs/fp16/retinaface_mnet025_masks_fp16.onnx
+    export FACEMASK_MODEL=runs/fp16/mask_classifier_fp16.onnx FACEMASK_ORT_PROVIDERS=cuda,cpu
 
 ONNX Runtime's own converter (onnxruntime.transformers.float16, in every onnxruntime wheel; it needs `onnx`) turns
 the weights and the arithmetic to float16 and keeps the inputs and outputs float32 (keep_io_types), so the crops,

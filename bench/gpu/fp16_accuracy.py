@@ -52,14 +52,14 @@ def compare(providers: tuple[str, ...], datasets: dict[str, list[Annotation]], f
     fp32 = Models.load(providers, "FP32")
     fp16 = Models.load(providers, "FP16", detector16, classifier16)
     rows = []
-    for name, annotations in datasets.items():
-        if not annotations:
+    for name, photos in datasets.items():
+        if not photos:
             continue
-        full, half = score(fp32, annotations), score(fp16, annotations)
+        full, half = score(fp32, photos), score(fp16, photos)
         differences = {measure: round(half[measure] - full[measure], 4) for measure in MEASURES}
-        rows += [{"test split": name, "photos": len(annotations), "model": "FP32", **full},
-                 {"test split": name, "photos": len(annotations), "model": "FP16", **half},
-                 {"test split": name, "photos": len(annotations), "model": "FP16 - FP32", **differences,
+        rows += [{"test split": name, "photos": len(photos), "model": "FP32", **full},
+                 {"test split": name, "photos": len(photos), "model": "FP16", **half},
+                 {"test split": name, "photos": len(photos), "model": "FP16 - FP32", **differences,
                   "within": all(abs(d) <= tolerance for d in differences.values())}]
     return rows
 
