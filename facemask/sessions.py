@@ -15,6 +15,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import onnxruntime as ort
@@ -100,7 +101,7 @@ def check_providers(words: tuple[str, ...]) -> None:
 def _provider_options(word: str) -> dict:
     if word == "tensorrt":  # engines are built once per input shape: keep them between starts
         return {"trt_engine_cache_enable": True,
-                "trt_engine_cache_path": os.path.join(os.environ.get("TMPDIR", "/tmp"), "facemask-trt-cache")}
+                "trt_engine_cache_path": os.path.join(tempfile.gettempdir(), "facemask-trt-cache")}
     return {}
 
 
