@@ -15,7 +15,7 @@ Parts (--parts):
   the same provider over HTTP, frames drawn). One stream as fast as it goes; then N streams on threads of one
   process, each fed at 25 frames/s, every frame processed (none skipped): a stream holds when it ends less than
   HOLD_LAG_S behind its camera. N rises until one does not hold; with the detector shared directly by the
-  streams' threads, and through DetectorBatcher (facemask/stream_batcher.py). GPU utilisation (nvidia-smi) is
+  streams' threads, and through DetectorBatcher (facemask/video/batcher.py). GPU utilisation (nvidia-smi) is
   sampled meanwhile.
 - models: each model alone in a loop at the batch the video path gives it (detector: 1 and 16 frames of 640x480;
   classifier: 32 crops), inputs from host memory as the services pass them and, for the copies' cost, already on
@@ -41,14 +41,14 @@ import onnxruntime as ort
 from bench.common import REPO_ROOT, RESULTS_DIR, Report, command_line
 from bench.gpu.inprocess import Models
 from bench.synthetic_video import camera_windows, render
-from facemask.detector import DETECTOR_MODEL, GPU_MAX_BATCH, GPU_SHAPE_MULTIPLE, RetinaFaceDetector
-from facemask.images import decode_image, list_images
-from facemask.local_server import LocalService
-from facemask.paths import CLASSIFIER_MODEL
-from facemask.pipeline import ClassifierClient, MaskPipeline
-from facemask.settings import ORT_PROVIDERS, parse_providers
-from facemask.stream_batcher import DetectorBatcher
-from facemask.video import VIDEO_DETECT_OPTIONS, VideoAnnotator
+from facemask.core.detector import DETECTOR_MODEL, GPU_MAX_BATCH, GPU_SHAPE_MULTIPLE, RetinaFaceDetector
+from facemask.core.images import decode_image, list_images
+from facemask.core.paths import CLASSIFIER_MODEL
+from facemask.core.pipeline import ClassifierClient, MaskPipeline
+from facemask.core.settings import ORT_PROVIDERS, parse_providers
+from facemask.serving.local_server import LocalService
+from facemask.video.batcher import DetectorBatcher
+from facemask.video.loop import VIDEO_DETECT_OPTIONS, VideoAnnotator
 from training.fp16 import convert
 
 SAMPLES = REPO_ROOT / "sample-images"
@@ -131,17 +131,15 @@ def configurations(providers: tuple[str, ...], fp16_dir: Path, with_fp16: bool) 
 def time_photos(models: Models, photos: list[np.ndarray], seconds: float, least: int) -> dict:
     """Photos/s through detector + classifier, and the share of each, over at least `least` rounds of the photos
     or `seconds`, after one round of warm-up (providers plan each input shape on first sight)."""
+    pipeline = models.pipeline
     for photo in photos:
-        models.annotate(photo)
+        pipeline.process(photo)
     detect_s = classify_s = 0.0
     done, started = 0, time.perf_counter()
     while done < least * len(photos) or time.perf_counter() - started < seconds:
         for photo in photos:
-            begin = time.perf_counter()
-            faces = models.detector.detect(photo)
-            middle = time.perf_counter()
-            models.classify(photo, faces)
-            detect_s, classify_s = detect_s + middle - begin, classify_s + time.perf_counter() - middle
+            timing = pipeline.process(photo).timing_ms
+            detect_s, classify_s = detect_s + timing["detect"] / 1e3, classify_s + timing["classify"] / 1e3
             done += 1
     total = time.perf_counter() - started
     return {"photos/s": round(done / total, 2), "ms per photo": round(total / done * 1e3, 1),

@@ -32,9 +32,9 @@ USER app
 
 # One worker process holds the card (a second would hold a second CUDA context and copy of the models); it runs the
 # models on the GPU, CPU in the plan only for what the CUDA provider lacks. A provider that cannot load stops the
-# start with one line (facemask.sessions).
+# start with one line (facemask.core.sessions).
 ENV FACEMASK_ORT_PROVIDERS=cuda,cpu WEB_CONCURRENCY=1 FACEMASK_ORT_THREADS=1
 # Each service's own port unless PORT says otherwise: classification 3000, detection 8000.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=5 \
     CMD python -c "import os, urllib.request; port = os.environ.get('PORT') or {'detection': 8000}.get(os.environ['FACEMASK_SERVICE'], 3000); urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=3)"
-CMD ["sh", "-c", "[ \"$FACEMASK_SERVICE\" = detection ] && : \"${PORT:=8000}\" || : \"${PORT:=3000}\"; export PORT; exec gunicorn -c python:facemask.gunicorn_conf \"$FACEMASK_SERVICE.app:create_app()\""]
+CMD ["sh", "-c", "[ \"$FACEMASK_SERVICE\" = detection ] && : \"${PORT:=8000}\" || : \"${PORT:=3000}\"; export PORT; exec gunicorn -c python:facemask.serving.gunicorn_conf \"$FACEMASK_SERVICE.app:create_app()\""]

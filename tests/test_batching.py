@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from facemask.detector import GPU_MAX_BATCH, GPU_SHAPE_MULTIPLE, create_detector
-from facemask.errors import OptionError
-from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT
-from facemask.results import Face
-from facemask.stream_batcher import DetectorBatcher
-from facemask.video import VIDEO_DETECT_OPTIONS
+from facemask.core.detector import GPU_MAX_BATCH, GPU_SHAPE_MULTIPLE, create_detector
+from facemask.core.errors import OptionError
+from facemask.core.images import decode_image
+from facemask.core.results import Face
+from facemask.serving.local_server import REPO_ROOT
+from facemask.video.batcher import DetectorBatcher
+from facemask.video.loop import VIDEO_DETECT_OPTIONS
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import requests
 
-from facemask.classifier import MaskClassifier
-from facemask.detector import GPU_MAX_BATCH, create_detector
-from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT, SERVICES, free_port
-from facemask.sessions import PROBE_MODEL, ProviderError, load_session, probe
-from facemask.settings import Settings, SettingsError
+from facemask.core.classifier import MaskClassifier
+from facemask.core.detector import GPU_MAX_BATCH, create_detector
+from facemask.core.images import decode_image
+from facemask.core.sessions import PROBE_MODEL, ProviderError, load_session, probe
+from facemask.core.settings import Settings, SettingsError
+from facemask.serving.local_server import REPO_ROOT, SERVICES, free_port
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 ON_GPU = ("cuda", "cpu")
@@ -121,7 +121,7 @@ def test_both_models_run_on_cuda_and_find_what_the_cpu_finds():
 @pytest.mark.gpu
 @pytest.mark.slow
 def test_a_service_on_cuda_says_so_in_info():
-    from facemask.local_server import LocalService
+    from facemask.serving.local_server import LocalService
 
     with LocalService("classification", workers=1, env={"FACEMASK_ORT_PROVIDERS": "cuda,cpu"}) as service:
         info = requests.get(service.url + "/info", timeout=5).json()
@@ -130,9 +130,9 @@ def test_a_service_on_cuda_says_so_in_info():
 
 @cpu_only
 def test_both_onnxruntime_builds_installed_is_named_with_the_fix(monkeypatch):
-    import facemask.sessions
+    import facemask.core.sessions
 
-    monkeypatch.setattr(facemask.sessions, "_installed", lambda distribution: "1.31.1")
+    monkeypatch.setattr(facemask.core.sessions, "_installed", lambda distribution: "1.31.1")
     with pytest.raises(ProviderError, match="both installed and the CPU build's files won: pip uninstall -y "
                                             "onnxruntime && pip install --force-reinstall --no-deps "
                                             "onnxruntime-gpu==1.31.1$"):

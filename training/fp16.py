@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facemask.paths import CLASSIFIER_MODEL, DETECTOR_MODEL
+from facemask.core.paths import CLASSIFIER_MODEL, DETECTOR_MODEL
 
 
 def to_fp16(model_path: Path) -> bytes:

@@ -18,12 +18,12 @@ from pathlib import Path
 from bench.common import RESULTS_DIR, Report, command_line
 from bench.end_to_end import evaluate
 from bench.gpu.inprocess import Models
-from facemask.annotations import Annotation, load_scenes
-from facemask.images import decode_image
-from facemask.paths import CLASSIFIER_MODEL, DETECTOR_MODEL, REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE
-from facemask.settings import Settings, parse_providers
-from facemask.splits import load_split
+from facemask.core.images import decode_image
+from facemask.core.paths import CLASSIFIER_MODEL, DETECTOR_MODEL, REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE
+from facemask.core.settings import Settings, parse_providers
+from training.annotations import Annotation, load_scenes
 from training.fp16 import convert
+from training.splits import load_split
 
 TOLERANCE = 0.005
 IOU = 0.5
@@ -40,7 +40,7 @@ def test_split(dataset_dir: Path, split_file: Path, limit: int | None) -> list[A
 
 
 def score(models: Models, annotations: list[Annotation]) -> dict:
-    predictions = [models.annotate(decode_image(a.image)) for a in annotations]
+    predictions = [models.annotate(decode_image(a.image)).faces for a in annotations]
     result = evaluate(predictions, annotations, models.classifier.classes, IOU)
     return {measure: round(float(result[measure]), 4) for measure in MEASURES}
 

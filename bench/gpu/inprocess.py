@@ -1,16 +1,16 @@
-"""Detector and classifier in one process, no HTTP between them: what a GPU server runs per photo, and what the
-GPU measurements time and score (both models on the same provider)."""
+"""Detector and classifier in one process, no HTTP between them (MaskPipeline with a LocalClassifier): what a GPU
+server runs per photo, and what the GPU measurements time and score, both models on the same providers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from facemask.classifier import MaskClassifier
-from facemask.crops import crop_face
-from facemask.detector import PyramidFaceDetector, create_detector
-from facemask.paths import CLASSIFIER_MODEL, DETECTOR_MODEL
-from facemask.results import Face, FaceResult
+from facemask.core.classifier import LocalClassifier, MaskClassifier
+from facemask.core.detector import PyramidFaceDetector, create_detector
+from facemask.core.paths import CLASSIFIER_MODEL, DETECTOR_MODEL
+from facemask.core.pipeline import MaskPipeline
+from facemask.core.results import FrameResult
 
 
 @dataclass
@@ -25,12 +25,10 @@ class Models:
         return cls(create_detector(str(detector_model), providers=providers),
                    MaskClassifier(classifier_model, served_crops=False, providers=providers), name)
 
-    def classify(self, image_rgb: np.ndarray, faces: list[Face]) -> list[FaceResult]:
-        crops = [crop_face(image_rgb, face.landmarks, face.box, self.classifier.geometry) for face in faces]
-        predictions = self.classifier.describe(self.classifier.predict(crops))
-        return [FaceResult.from_prediction(face.box, face.landmarks, face.det_score, prediction)
-                for face, prediction in zip(faces, predictions)]
+    @property
+    def pipeline(self) -> MaskPipeline:
+        return MaskPipeline(self.detector, LocalClassifier(self.classifier))
 
-    def annotate(self, image_rgb: np.ndarray) -> list[FaceResult]:
-        """The faces of one photo, each with its label."""
-        return self.classify(image_rgb, self.detector.detect(image_rgb))
+    def annotate(self, image_rgb: np.ndarray) -> FrameResult:
+        """One photo's faces, each with its label, and the ms its detection and classification took."""
+        return self.pipeline.process(image_rgb)

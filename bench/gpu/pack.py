@@ -39,9 +39,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from facemask.paths import REAL_PHOTOS_SPLIT_FILE, REPO_ROOT, SCENE_SPLIT_FILE
-from facemask.settings import Settings
-from facemask.splits import load_split
+from facemask.core.paths import REAL_PHOTOS_SPLIT_FILE, REPO_ROOT, SCENE_SPLIT_FILE
+from facemask.core.settings import Settings
+from training.splits import load_split
 
 PACK_DIR = REPO_ROOT / ".gpu" / "bench"
 ORT_GPU = "onnxruntime-gpu==1.31.1"

@@ -1,6 +1,6 @@
 """Video uploads from the web page: annotated in the background, progress readable by any worker of the service.
 
-Videos take the same tracked path as infer.py (facemask.video): faces with track ids and steady labels, and a
+Videos take the same tracked path as infer.py (facemask.video.loop): faces with track ids and steady labels, and a
 summary of the people seen, which the job's status carries for the page.
 
 A job lives in its own folder (input, status.json, annotated .webm, JSON record). Status goes through files, not
@@ -25,14 +25,14 @@ from pathlib import Path
 import cv2
 from PIL import Image, UnidentifiedImageError
 
-from facemask.detector import PyramidFaceDetector
-from facemask.errors import FacemaskError
-from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
-from facemask.results import Face
-from facemask.runner import InputError, annotate_video
-from facemask.service import Metrics, public_detector_config
-from facemask.settings import Settings
-from facemask.video import VIDEO_DETECT_OPTIONS
+from facemask.cli.runner import InputError, annotate_video
+from facemask.core.detector import PyramidFaceDetector
+from facemask.core.errors import FacemaskError
+from facemask.core.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
+from facemask.core.settings import Settings
+from facemask.core.timing import TimedClassifier, TimedDetector
+from facemask.serving.service import Metrics, public_detector_config
+from facemask.video.loop import VIDEO_DETECT_OPTIONS
 
 DEFAULT_MAX_VIDEO_FRAMES = Settings.max_video_frames  # one minute at 30 frames/s: "a short video"
 LOG = logging.getLogger("facemask.detection")  # under the package logger, which create_app configures
@@ -58,41 +58,6 @@ class JobsBusy(RuntimeError):
         self.status, self.retry_after = status, retry_after
 
 
-class _VideoDetector:
-    """The service's detector with the video path's scale (each frame at its own size, never upscaled, as infer.py
-    does), every run's time added to the service's stage histogram."""
-
-    def __init__(self, detector: PyramidFaceDetector, metrics: Metrics | None):
-        self.detector, self.metrics = detector.with_options(**VIDEO_DETECT_OPTIONS), metrics
-
-    def detect(self, image_rgb) -> list[Face]:
-        started = time.perf_counter()
-        faces = self.detector.detect(image_rgb)
-        if self.metrics is not None:
-            self.metrics.observe_frame({"detect": (time.perf_counter() - started) * 1e3})
-        _let_requests_run()
-        return faces
-
-    def config(self) -> dict:
-        return self.detector.config()
-
-
-class _TimedClient(ClassifierClient):
-    """Adds every classification request's time to the service's stage histogram."""
-
-    def __init__(self, url: str, metrics: Metrics | None, **settings):
-        super().__init__(url, **settings)
-        self.metrics = metrics
-
-    def classify(self, crops):
-        started = time.perf_counter()
-        try:
-            return super().classify(crops)
-        finally:
-            if self.metrics is not None and crops:
-                self.metrics.observe_frame({"classify": (time.perf_counter() - started) * 1e3})
-
-
 def _let_requests_run() -> None:
     """Under gunicorn's gevent worker this job "thread" is a greenlet: a video without faces never waits on the
     classifier, so without this it would hold the worker's requests and heartbeat for the whole video. idle() waits
@@ -111,9 +76,23 @@ class VideoJobs:
         settings = settings or Settings()
         # Its own client: the request threads' client is not shared with this background thread. One retry, not
         # three: a classifier that dies mid-video should not add seconds of back-off to every remaining frame.
-        self.pipeline = MaskPipeline(_VideoDetector(pipeline.detector, metrics),  # type: ignore[arg-type]  # duck
-                                     _TimedClient(pipeline.client.url, metrics, retries=1,
-                                                  deadline=pipeline.client.deadline))
+        client = pipeline.client
+        if isinstance(client, ClassifierClient):
+            client = ClassifierClient(client.url, retries=1, deadline=client.deadline)
+
+        def observe(stage: str, milliseconds: float) -> None:
+            """Each detector run and classification request goes to the service's stage histogram; after a
+            detector run the worker's requests get their turn."""
+            if metrics is not None:
+                metrics.observe_frame({stage: milliseconds})
+            if stage == "detect":
+                _let_requests_run()
+
+        # The video path's scale: each frame at its own size, never upscaled, as infer.py does.
+        detector = pipeline.detector
+        if isinstance(detector, PyramidFaceDetector):
+            detector = detector.with_options(**VIDEO_DETECT_OPTIONS)
+        self.pipeline = MaskPipeline(TimedDetector(detector, observe), TimedClassifier(client, observe))
         self.folder = Path(folder or settings.video_jobs_folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_frames = max_frames or settings.max_video_frames
