@@ -98,3 +98,21 @@ def test_a_stream_detector_is_a_detector_for_a_pipeline(detector, frames):
         with pytest.raises(ValueError, match="expected an RGB image"):  # the caller's error, the batcher serves on
             camera.detect(frames[0][..., 0])
         assert _same(camera.detect(frames[1]), detector.with_options(long_side=320).detect(frames[1]))
+
+
+@pytest.mark.gpu
+def test_on_cuda_batches_find_what_single_runs_find_and_the_batcher_serves_streams(frames):
+    """On the GPU the detector batches by default; the batched faces match one run each (GPU kernels may pick other
+    algorithms per batch size: boxes within a pixel, scores within 1e-3) and the batcher's match direct calls."""
+    detector = create_detector(providers=("cuda", "cpu")).with_options(**VIDEO_DETECT_OPTIONS)
+    assert detector.max_batch == GPU_MAX_BATCH
+    alone = [detector.batched(1, GPU_SHAPE_MULTIPLE).detect(frame) for frame in frames]
+    together = detector.detect_batch(frames)
+    for faces, others in zip(alone, together):
+        assert len(faces) == len(others)
+        for a, b in zip(faces, others):
+            assert np.abs(a.box - b.box).max() < 1.0 and abs(a.det_score - b.det_score) < 1e-3
+    with DetectorBatcher(detector, max_wait_s=0.02) as batcher:
+        futures = [batcher.submit(frame) for frame in frames]
+        served = [future.result() for future in futures]
+    assert batcher.batches_run < len(frames) and [len(f) for f in served] == [len(f) for f in together]

@@ -87,10 +87,11 @@ def _kernel_names(payload: bytes, size: int) -> bytes:
     return b" ".join(re.findall(rb"_Z\w{8,}", payload))
 
 
-def strip_kernels(library: bytearray, keep_all: bool) -> tuple[int, int]:
+def strip_kernels(library: bytearray, keep_all: bool, section: tuple[int, int] | None = None) -> tuple[int, int]:
     """Zero, in place, the payload of every kernel image not for KEPT_ARCH and, unless keep_all, of the compilation
-    units whose kernels are all contrib/LLM ones; (bytes zeroed, compilation units dropped)."""
-    offset, size = _fatbin_section(library)
+    units whose kernels are all contrib/LLM ones; (bytes zeroed, compilation units dropped). section: (offset, size)
+    of the fat binaries, by default the library's .nv_fatbin section."""
+    offset, size = section or _fatbin_section(library)
     position, zeroed, dropped = offset, 0, 0
     while position < offset + size:
         magic, _, header, body = struct.unpack_from("<IHHQ", library, position)
