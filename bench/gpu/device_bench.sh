@@ -18,7 +18,7 @@ rm -f /tmp/card.txt
 cd "$(dirname "$0")/../.."
 OUT=${OUT:?set OUT to the folder whose files come back}
 PACK=${PACK:-.gpu/bench}
-export PYTHONUNBUFFERED=1 FACEMASK_LOG_LEVEL=WARNING
+export PYTHONUNBUFFERED=1
 status=0
 step() {  # step NAME COMMAND...: run it, its output to $OUT/NAME.log (and the tail to the terminal)
   local name=$1; shift
@@ -51,7 +51,7 @@ python3 -c "import onnxruntime as o, sys; print(o.__file__, o.__version__, o.get
 python3 -m facemask.core.sessions "$providers" && echo "provider probe $providers: ok" || status=1
 
 step tests python3 -m pytest -q -p no:cacheprovider "${tests[@]}" tests/test_providers.py tests/test_batching.py
-step gpu_bench python3 -m bench.gpu_bench "${bench[@]}" --out-dir "$OUT"
-step fp16_accuracy python3 -m bench.gpu.fp16_accuracy "${accuracy[@]}" --card "$(cat /tmp/card.txt 2>/dev/null)" --out-dir "$OUT"
+step gpu_bench env FACEMASK_LOG_LEVEL=WARNING python3 -m bench.gpu_bench "${bench[@]}" --out-dir "$OUT"
+step fp16_accuracy env FACEMASK_LOG_LEVEL=WARNING python3 -m bench.gpu.fp16_accuracy "${accuracy[@]}" --card "$(cat /tmp/card.txt 2>/dev/null)" --out-dir "$OUT"
 ls -la "$OUT"
 exit $status

@@ -18,8 +18,9 @@ What it packs:
   CUDA operators is kept whole). Zeroed kernels keep their headers, so the library loads and its size is unchanged;
   a zeroed kernel that did run would fail with a CUDA error, never compute quietly. --keep-all-kernels keeps every
   sm_90 kernel (about 61 MB: it would need two calls, see device_bench.sh).
-- flask, itsdangerous, blinker, gunicorn and norfair-enough as wheels (the image lacks them; the classification
-  service runs there with gunicorn's gthread worker, so no gevent).
+- flask, werkzeug, itsdangerous, blinker, gunicorn and norfair-enough as wheels (the image lacks them, or may hold
+  a werkzeug older than flask needs; the classification service runs there with gunicorn's gthread worker, so no
+  gevent).
 - the held-out test photos of the scene set and, as far as the room left allows, of the real-photo set, with their
   annotations, laid out as FACEMASK_DATASETS_DIR expects (bench/gpu/fp16_accuracy.py scores them).
 """
@@ -46,7 +47,8 @@ from training.splits import load_split
 PACK_DIR = REPO_ROOT / ".gpu" / "bench"
 ORT_GPU = "onnxruntime-gpu==1.31.1"
 WHEEL_CACHE = Path.home() / ".cache" / "facemask-gpu"
-SERVICE_WHEELS = ("flask==3.1.3", "itsdangerous==2.2.0", "blinker==1.9.0", "gunicorn==27.0.1", "norfair-enough==2.4.3")
+SERVICE_WHEELS = ("flask==3.1.3", "werkzeug==3.1.8", "itsdangerous==2.2.0", "blinker==1.9.0", "gunicorn==27.0.1",
+                  "norfair-enough==2.4.3")
 PLATFORM = ["--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp", "--platform",
             "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64"]
 CARRY_LIMIT = 64 * 2**20
