@@ -47,7 +47,7 @@ else
   export GUNICORN_WORKER_CLASS=gthread GUNICORN_THREADS=8  # the image has no gevent; the pack carries no wheel of it
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee /tmp/card.txt
 fi
-python3 -c "import onnxruntime as o, sys; print(o.__file__, o.__version__, o.get_available_providers()); sys.exit('CUDAExecutionProvider' not in o.get_available_providers() and '${DRY_RUN:-0}' != 1)" || status=1
+python3 -c "import onnxruntime as o, sys; print(o.__file__, o.__version__, o.get_available_providers()); sys.exit('CUDAExecutionProvider' not in o.get_available_providers() and '${DRY_RUN:-0}' != '1')" || status=1
 python3 -m facemask.core.sessions "$providers" && echo "provider probe $providers: ok" || status=1
 
 step tests python3 -m pytest -q -p no:cacheprovider "${tests[@]}" tests/test_providers.py tests/test_batching.py
