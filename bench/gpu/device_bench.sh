@@ -11,8 +11,9 @@
 # steps still run (7 files: three logs, gpu_bench and fp16_accuracy_cuda as .md and .json). DRY_RUN=1 runs the same steps on this CPU machine's onnxruntime (the CPU provider), small, to
 # check the script end to end: DRY_RUN=1 OUT=/tmp/out bash bench/gpu/device_bench.sh
 # If the CUDA provider fails with "device kernel image is invalid" or "no kernel image is available", a kernel the
-# pack zeroed was needed: pack again with --keep-all-kernels (about 61 MB: carry it in two calls, the first only
-# copying its half to /tmp, and the machine stays warm 30 s between calls).
+# pack zeroed was needed: `python -m bench.gpu.pack --keep-all-kernels` (about 61 MB) splits it over two calls and
+# prints them: the first, carry [".gpu/bench-first"], only copies its part to /tmp/facemask-first; the second, at
+# once (the machine stays warm 30 s), is the usual one.
 set -uo pipefail
 rm -f /tmp/card.txt
 cd "$(dirname "$0")/../.."
@@ -36,7 +37,11 @@ else
   providers=cuda,cpu bench=() accuracy=(--providers cuda,cpu) tests=(-m gpu)
   site=/tmp/facemask-site
   rm -rf "$site" && mkdir -p "$site"
-  tar -xJf "$PACK/onnxruntime-gpu.tar.xz" -C "$site"
+  if [ -f "$PACK/onnxruntime-gpu.tar.xz" ]; then
+    tar -xJf "$PACK/onnxruntime-gpu.tar.xz" -C "$site"
+  else  # packed with --keep-all-kernels: its head came to /tmp/facemask-first in a call before this one
+    cat /tmp/facemask-first/onnxruntime-gpu.tar.xz.part-1 "$PACK/onnxruntime-gpu.tar.xz.part-2" | tar -xJ -C "$site"
+  fi
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$PACK"/wheels/*.whl
   export PYTHONPATH=$site:$PWD
   # The CUDA 13 and cuDNN 9 libraries of the image's PyTorch wheels (nvidia/cu13/lib, nvidia/cudnn/lib, ...).
