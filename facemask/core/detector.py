@@ -358,7 +358,7 @@ class RetinaFaceDetector(PyramidFaceDetector):
         """model: an ONNX file with the stock graph's outputs, "stock", ONNX bytes, or None for the default (the
         fine-tuned model, or stock when that file is absent); num_threads: ONNX Runtime threads (None: its choice);
         session: this model already opened (create_detector opens a file once to tell the networks apart);
-        providers: FACEMASK_ORT_PROVIDERS' words (facemask.sessions)."""
+        providers: FACEMASK_ORT_PROVIDERS' words (facemask.core.sessions)."""
         model = model or (FINE_TUNED_MODEL if FINE_TUNED_MODEL.is_file() else STOCK_MODEL)
         if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and not Path(model).is_file():
             raise ModelNotFoundError(f"detector model not found: {model} (or use '{STOCK_MODEL}')")

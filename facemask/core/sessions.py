@@ -2,7 +2,7 @@
 providers FACEMASK_ORT_PROVIDERS names (the CPU by default).
 
 A provider asked for is a provider used, or the start stops: ONNX Runtime itself falls back to the CPU with a log
-line when the CUDA or TensorRT provider cannot load, which would leave a GPU server running 20x slower than planned.
+line when the CUDA or TensorRT provider cannot load, which would leave a GPU server on its CPU, unnoticed.
 Here the session's own provider list is checked after it is made, and a missing provider is a ProviderError whose one
 line names the library that is not there (the CUDA, cuDNN or TensorRT version the installed onnxruntime-gpu needs).
 """
