@@ -460,14 +460,13 @@ def main(argv=None) -> Report:
         if args.dry_run:  # the FP16 path too, on the CPU
             configs.append(("CPU FP16", {"providers": ("cpu",), **dict(zip(
                 ("detector_model", "classifier_model"), convert([DETECTOR_MODEL, CLASSIFIER_MODEL], folder)))}))
-        if "photos" in args.parts:
-            bench_photos(configs, report, args.dry_run, card)
-        if "batching" in args.parts:
-            bench_batching(configs, report, args.dry_run, card)
-        if "models" in args.parts:
-            bench_models(configs, report, args.dry_run, card)
-        if "streams" in args.parts:
-            bench_streams(configs, report, args.dry_run, card, args.ladder, args.classifier_workers)
+        parts = {"photos": bench_photos, "batching": bench_batching, "models": bench_models}
+        for part in args.parts:
+            if part == "streams":
+                bench_streams(configs, report, args.dry_run, card, args.ladder, args.classifier_workers)
+            else:
+                parts[part](configs, report, args.dry_run, card)
+            report.save()  # after each part: a run cut short still leaves what it measured
     verdict(report)
     report.save()
     return report
