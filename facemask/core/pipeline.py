@@ -21,7 +21,7 @@ from facemask.core.protocols import Classifier, Detector
 from facemask.core.results import (  # noqa: F401  (UNCLASSIFIED: other branches import it here)
     UNCLASSIFIED,
     Face,
-    FaceResult,
+    Faces,
     FrameResult,
     NotClassified,
     Prediction,
@@ -269,8 +269,7 @@ class MaskPipeline:
         predictions, error = classified.predictions, classified.error
         finished = time.perf_counter()
 
-        results = [FaceResult.from_prediction(face.box, face.landmarks, face.det_score, prediction)
-                   for face, prediction in zip(faces, predictions)]
+        results = Faces.from_detections(faces, predictions)
         timing = {"detect": round((detected - started) * 1e3, 1), "classify": round((finished - detected) * 1e3, 1),
                   "total": round((finished - started) * 1e3, 1)}
         return FrameResult(width=image_rgb.shape[1], height=image_rgb.shape[0], faces=results, timing_ms=timing,

@@ -25,6 +25,7 @@ import numpy as np
 
 from facemask.core.crops import CropGeometry
 from facemask.core.pipeline import Classified, MaskPipeline
+from facemask.core.results import Faces
 from facemask.video.output import FinishedFrame, FrameWriter, JsonFramesWriter, VideoOutputError
 from facemask.video.source import ReadAhead, VideoSource, VideoSourceError, describe_source
 from facemask.video.summary import StageTimes, VideoRun, VideoSummary
@@ -56,7 +57,7 @@ class _Pending:
 
 class VideoAnnotator:
     """Feed frames in order with `push`; finished frames come back in order (annotated image + frame record, whose
-    faces are FaceResults)."""
+    faces are Faces)."""
 
     def __init__(self, pipeline: MaskPipeline, fps: float, settings: VideoSettings | None = None):
         self.pipeline, self.fps = pipeline, fps
@@ -143,10 +144,10 @@ class VideoAnnotator:
             for track_id, prediction in zip(pending.tracks.targets, classified.predictions):
                 self.book.classified(track_id, prediction)
         self.timing.classify_wait += time.perf_counter() - started
-        faces = [self.book.face_result(face, confirmed)
-                 for face, confirmed in zip(pending.tracks.faces, pending.tracks.confirmed)]
-        shown = [face for face in faces if face.confirmed]
-        labels = [face.label for face in shown]
+        faces = Faces.from_rows(self.book.face_result(face, confirmed)
+                                for face, confirmed in zip(pending.tracks.faces, pending.tracks.confirmed))
+        shown = faces.filter(confirmed=True)
+        labels = shown.label
         record = {"frame": pending.index, "time_s": round(pending.index / self.fps, 3), "detected": pending.detected,
                   "faces": faces, "counts": {label: labels.count(label) for label in sorted(set(labels))}}
         return FinishedFrame(pending.image, shown, record)
