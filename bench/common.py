@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,11 +83,11 @@ def command_line(module: str, argv: list[str] | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- reporting
-def format_value(value) -> str:
+def format_value(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         if np.isnan(value):
             return "-"
-        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+        return f"{value:.1f}" if abs(float(value)) >= 10 else f"{value:.3f}"
     return "-" if value is None else str(value)
 
 

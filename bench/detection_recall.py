@@ -66,8 +66,8 @@ VIDEO_FRAME = (640, 480)
 
 def run_detector(detector: RetinaFaceDetector, paths: list, long_sides: list, threshold: float, desc: str):
     """Boxes and scores per long_side per image, and median detection ms per image per long_side."""
-    found = {side: [] for side in long_sides}
-    elapsed = {side: [] for side in long_sides}
+    found: dict[int, list] = {side: [] for side in long_sides}
+    elapsed: dict[int, list[float]] = {side: [] for side in long_sides}
     for index, path in enumerate(tqdm(paths, desc=desc, unit="img")):
         image = decode_image(path)
         for side in long_sides:

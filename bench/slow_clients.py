@@ -149,7 +149,7 @@ def probe(base_url: str, port: int, probes: dict, slow_clients: int, seconds: fl
     with SlowClients(port, slow_clients, slow_path) as slow:
         time.sleep(min(3.0, seconds / 4))  # let every slow client connect and start trickling
         deadline = time.monotonic() + seconds
-        loaded = {name: [] for name in probes}
+        loaded: dict[str, list] = {name: [] for name in probes}
         while time.monotonic() < deadline:
             for name, send in probes.items():
                 loaded[name].append(timed(send, 1, timeout, pause=0.1))
@@ -209,7 +209,7 @@ def main(argv=None) -> Report:
     rows = []
     with LocalService("classification", workers=2, env=env) as classifier, \
             LocalService("detection", workers=2, env={**env, "CLASSIFIER_URL": classifier.url}) as detection:
-        fronts = {"classification": classifier, "detection": detection}
+        fronts: dict[str, LocalService | NginxProxy] = {"classification": classifier, "detection": detection}
         proxies = []
         if args.front == "nginx":
             proxies = [NginxProxy(service.port).start() for service in (classifier, detection)]

@@ -142,8 +142,8 @@ def main(argv=None) -> Report:
                 session.post(detection.url + "/detect", data=path.read_bytes(), timeout=60).raise_for_status()
             report.table("Peak memory", [
                 {"service": "classification (master + 2 workers)",
-                 "peak RSS MB": process_tree_mb(classifier.process.pid)},
-                {"service": "detection (master + 1 worker)", "peak RSS MB": process_tree_mb(detection.process.pid)}])
+                 "peak RSS MB": process_tree_mb(classifier.pid)},
+                {"service": "detection (master + 1 worker)", "peak RSS MB": process_tree_mb(detection.pid)}])
     report.save()
     return report
 

@@ -50,7 +50,7 @@ SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 
 def pan_video(path: Path, size: tuple[int, int], frames: int) -> Path:
     photo = decode_image(SAMPLE)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, size)
     for window in camera_windows(photo.shape[1], photo.shape[0], frames, "pan", seed=0, aspect=size[0] / size[1]):
         writer.write(cv2.cvtColor(render(photo, window, size), cv2.COLOR_RGB2BGR))
     writer.release()
@@ -191,7 +191,7 @@ def main(argv=None) -> Report | None:
                     frames=args.frames, source="pan over sample-images/group_mixed.jpg (6 faces)")
     threads = Settings.from_env().ort_threads
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:
-        processes = [os.getpid(), classifier.process.pid]
+        processes = [os.getpid(), classifier.pid]
         rows = []
         for size in ((640, 480), (1280, 720)) if "video" in args.parts else ():
             video = pan_video(Path(tmp) / f"pan_{size[0]}.mp4", size, args.frames)
@@ -234,7 +234,8 @@ def main(argv=None) -> Report | None:
             return report
         crops = sample_crops()
         n = args.per_request
-        runners = {"raw 1": RawRunner(n, threads=1), "raw all": RawRunner(n, threads=None)}
+        runners: dict[str, RawRunner | ServedRunner] = {"raw 1": RawRunner(n, threads=1),
+                                                        "raw all": RawRunner(n, threads=None)}
         for clients in (1, 2):
             for transport in ("npy", "multipart"):
                 runners[f"{transport} {clients}"] = ServedRunner(classifier.url, transport, crops, n, clients)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
-from typing import Iterable, Iterator, overload
+from typing import Iterable, Iterator, Sequence, overload
 
 import numpy as np
 
@@ -152,7 +152,7 @@ class FaceResult:
         return result
 
 
-class Faces:
+class Faces(Sequence[FaceResult]):
     """The faces of one image or video frame, as columns, one row per face (the model: supervision's Detections).
 
     Columns: boxes (N, 4) and landmarks (N, 5, 2) in image pixels and det_score (N,), numpy arrays at JSON precision;

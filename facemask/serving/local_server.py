@@ -91,6 +91,13 @@ class LocalService:
                 self.process.kill()
                 self.process.wait()
 
+    @property
+    def pid(self) -> int:
+        """The gunicorn master's process id."""
+        if self.process is None:
+            raise ServiceStartError(f"{self.service} service is not running")
+        return self.process.pid
+
     def worker_peak_rss(self) -> list[int]:
         """Peak resident memory (VmHWM) of each of its gunicorn workers so far, in bytes."""
         if self.process is None:

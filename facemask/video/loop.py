@@ -18,7 +18,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -41,7 +41,7 @@ __all__ = ["VIDEO_DETECT_OPTIONS", "VIDEO_LONG_SIDE", "FinishedFrame", "JsonFram
 # videos (bench/video_tracking.py), upscaling 640x480 frames to 1024 px found 3 % more faces but tripled the false
 # positives (large boxes on clothing and backgrounds) and cost 3x the time.
 VIDEO_LONG_SIDE = 1024
-VIDEO_DETECT_OPTIONS = {"long_side": VIDEO_LONG_SIDE, "upscale": False}  # DetectOptions fields
+VIDEO_DETECT_OPTIONS: dict[str, Any] = {"long_side": VIDEO_LONG_SIDE, "upscale": False}  # DetectOptions fields
 
 
 @dataclass
