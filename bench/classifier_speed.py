@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO_ROOT, RESULTS_DIR, Report, command_line
+from bench.common import Report, command_line
 from bench.speed import classify_throughput, sample_crops
 from facemask.core.classifier import DEFAULT_MODEL, MaskClassifier
 from facemask.core.images import decode_image, list_images
+from facemask.core.paths import REPO_ROOT, RESULTS_DIR
 from facemask.serving.local_server import LocalService
 
 

@@ -13,12 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from facemask.core.boxes import expand_boxes  # noqa: F401 (re-exported)
-from facemask.core.detector import parse_long_side  # noqa: F401 (re-exported)
 from facemask.core.images import list_images
-from facemask.core.paths import REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE  # noqa: F401 (re-exported)
+from facemask.core.paths import REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE
 from facemask.core.settings import Settings
-from training.annotations import SCENE_CLASSES, DatasetError, average_precision, load_scenes, subsample  # noqa: F401 (re-exported)
+from training.annotations import DatasetError, load_scenes, subsample
 from training.splits import load_split
 
 # The datasets' folders (FACEMASK_DATASETS_DIR), the default of every benchmark's data arguments.

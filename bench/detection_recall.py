@@ -25,13 +25,11 @@ from tqdm import tqdm
 
 from bench.common import (
     CROPS_DIR,
-    REPO_ROOT,
     Report,
     add_scene_arguments,
     command_line,
     load_image_folder,
     long_side_name,
-    parse_long_side,
     plot_sweep,
     run_name,
     scenes_from_args,
@@ -43,8 +41,10 @@ from facemask.core.detector import (
     DetectOptions,
     RetinaFaceDetector,
     boxes_and_scores,
+    parse_long_side,
 )
 from facemask.core.images import decode_image
+from facemask.core.paths import REPO_ROOT
 from facemask.core.settings import Settings
 from training.annotations import (
     FALSE_POSITIVE_IOU,

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR, Report, command_line
+from bench.common import CROPS_DIR, SCENES_DIR, Report, command_line
 from bench.detection_recall import detector_training_crops
 from facemask.core.boxes import iou_matrix, overlap_of_smaller, widths_heights
 from facemask.core.detector import (
@@ -48,7 +48,7 @@ from facemask.core.detector import (
     create_detector,
 )
 from facemask.core.images import decode_image, list_images
-from facemask.core.paths import CENTERFACE_MODEL
+from facemask.core.paths import CENTERFACE_MODEL, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE
 from facemask.core.settings import Settings
 from training.annotations import FALSE_POSITIVE_IOU, DatasetError, greedy_match, load_scenes, scene_recall
 from training.splits import load_split

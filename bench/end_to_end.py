@@ -27,25 +27,22 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import (
-    Report,
-    add_scene_arguments,
-    average_precision,
-    command_line,
-    expand_boxes,
-    parse_long_side,
-    run_name,
-    scenes_from_args,
-)
-from facemask.core.boxes import iou_matrix
+from bench.common import Report, add_scene_arguments, command_line, run_name, scenes_from_args
+from facemask.core.boxes import expand_boxes, iou_matrix
 from facemask.core.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
-from facemask.core.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, PyramidFaceDetector, create_detector
+from facemask.core.detector import (
+    DEFAULT_LONG_SIDE,
+    DEFAULT_SCORE_THRESHOLD,
+    PyramidFaceDetector,
+    create_detector,
+    parse_long_side,
+)
 from facemask.core.images import decode_image
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.results import CLASSIFIED, FaceResult, Faces
 from facemask.core.settings import Settings
 from facemask.serving.local_server import LocalService
-from training.annotations import IOU_THRESHOLDS, greedy_match
+from training.annotations import IOU_THRESHOLDS, average_precision, greedy_match
 
 MAIN_CLASSES = (WITH_MASK, WITHOUT_MASK)
 MISSED = "missed"

@@ -36,11 +36,18 @@ import numpy as np
 import requests
 from tqdm import tqdm
 
-from bench.common import REPO_ROOT, RESULTS_DIR, Report, command_line
+from bench.common import Report, command_line
 from bench.end_to_end import evaluate
 from facemask.core.detector import DetectOptions, PyramidFaceDetector, create_detector
 from facemask.core.images import decode_image, encode_jpeg
-from facemask.core.paths import REAL_PHOTOS_DIR, REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE, SCENES_DIR
+from facemask.core.paths import (
+    REAL_PHOTOS_DIR,
+    REAL_PHOTOS_SPLIT_FILE,
+    REPO_ROOT,
+    RESULTS_DIR,
+    SCENE_SPLIT_FILE,
+    SCENES_DIR,
+)
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.results import FaceResult
 from facemask.core.settings import Settings

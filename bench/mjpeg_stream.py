@@ -17,7 +17,8 @@ from pathlib import Path
 
 import cv2
 
-from facemask.serving.local_server import REPO_ROOT, free_port
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import free_port
 
 BOUNDARY = b"frame"
 

@@ -38,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO_ROOT, Report, add_scene_arguments, command_line, scenes_from_args
+from bench.common import Report, add_scene_arguments, command_line, scenes_from_args
 from bench.end_to_end import IOU_THRESHOLDS, MAIN_CLASSES, MISSED, evaluate
+from facemask.core.paths import REPO_ROOT
 from facemask.core.results import FaceResult
 from training.annotations import subsample
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 
-from bench.common import REPO_ROOT, RESULTS_DIR, format_value
+from bench.common import format_value
+from facemask.core.paths import REPO_ROOT, RESULTS_DIR
 
 README = REPO_ROOT / "README.md"
 RESULTS_PAGE = REPO_ROOT / "docs" / "results.md"

@@ -36,10 +36,11 @@ import numpy as np
 import requests
 from PIL import Image
 
-from bench.common import REPO_ROOT, Report, command_line
+from bench.common import Report, command_line
 from bench.slow_clients import probe, service_probes
 from bench.speed import sample_crops
 from facemask.core.images import MAX_IMAGE_PIXELS, list_images
+from facemask.core.paths import REPO_ROOT
 from facemask.core.settings import Settings
 from facemask.serving.local_server import LocalService
 

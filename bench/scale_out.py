@@ -22,11 +22,12 @@ import numpy as np
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import REPO_ROOT, Report, command_line
+from bench.common import Report, command_line
 from bench.load_test import hammer
 from facemask.core.crops import crop_face
 from facemask.core.detector import RetinaFaceDetector
 from facemask.core.images import decode_image, list_images
+from facemask.core.paths import REPO_ROOT
 from facemask.core.pipeline import ClassifierClient
 from facemask.serving.local_server import LocalService
 

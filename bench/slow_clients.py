@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench.common import REPO_ROOT, Report, command_line
+from bench.common import Report, command_line
 from bench.speed import sample_crops
 from facemask.core.images import list_images
+from facemask.core.paths import REPO_ROOT
 from facemask.serving.local_server import LocalService, free_port, wait_for_health
 
 SLOW_BYTE_INTERVAL_S = 0.5

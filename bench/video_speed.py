@@ -31,13 +31,14 @@ import cv2
 import numpy as np
 import psutil
 
-from bench.common import REPO_ROOT, Report, command_line
+from bench.common import Report, command_line
 from bench.synthetic_video import camera_windows, render
 from facemask.core.classifier import MaskClassifier
 from facemask.core.crops import crop_face
 from facemask.core.detector import DEFAULT_LONG_SIDE, RetinaFaceDetector
 from facemask.core.drawing import draw_faces
 from facemask.core.images import decode_image, list_images
+from facemask.core.paths import REPO_ROOT
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.settings import Settings
 from facemask.serving.local_server import LocalService

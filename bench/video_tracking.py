@@ -23,10 +23,10 @@ from pathlib import Path
 import motmetrics as mm
 import numpy as np
 
-from bench.common import Report, add_scene_arguments, command_line, parse_long_side, scenes_from_args
+from bench.common import Report, add_scene_arguments, command_line, scenes_from_args
 from bench.synthetic_video import MOTIONS, GroundTruthFrame, write_video
 from facemask.core.boxes import iou_matrix
-from facemask.core.detector import RetinaFaceDetector
+from facemask.core.detector import RetinaFaceDetector, parse_long_side
 from facemask.core.images import decode_image
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.results import FaceResult

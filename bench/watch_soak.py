@@ -33,7 +33,8 @@ from bench.common import Report, command_line
 from bench.mjpeg_stream import CameraProcess
 from bench.synthetic_video import camera_windows, render
 from facemask.core.images import decode_image
-from facemask.serving.local_server import REPO_ROOT, LocalService, free_port
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import LocalService, free_port
 
 
 class WebhookReceiver:

@@ -11,8 +11,8 @@ import pytest
 from facemask.core.crops import SERVED
 from facemask.core.detector import RetinaFaceDetector
 from facemask.core.images import decode_image
+from facemask.core.paths import REPO_ROOT
 from facemask.core.results import Classification, FaceResult, Faces, NotClassified
-from facemask.serving.local_server import REPO_ROOT
 from facemask.video.output import FinishedFrame, FrameWriter, JsonFramesWriter
 from facemask.video.source import ReadAhead
 from facemask.video.summary import StageTimes

@@ -18,8 +18,7 @@ from facemask.core.detector import create_detector
 from facemask.core.errors import FacemaskError, OptionError
 from facemask.core.images import encode_png
 from facemask.core.protocols import Classifier, Detector
-from facemask.core.results import (  # noqa: F401  (UNCLASSIFIED: other branches import it here)
-    UNCLASSIFIED,
+from facemask.core.results import (
     Face,
     Faces,
     FrameResult,

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import requests
 
 from facemask.core.errors import FacemaskError
-from facemask.core.paths import PACKAGES_ROOT, REPO_ROOT  # noqa: F401  (REPO_ROOT: the tests import it here)
+from facemask.core.paths import PACKAGES_ROOT
 
 SERVICES = {
     "classification": ("classification/gunicorn.conf.py", "classification.app:create_app()"),
