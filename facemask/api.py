@@ -63,9 +63,9 @@ class FaceMask:
             return self.pipeline.process(rgb).faces
         detections = [Face(np.asarray(face.box, dtype=np.float32), np.asarray(face.landmarks, dtype=np.float32),
                            face.det_score) for face in faces]
-        geometry = self.classifier.crop_geometry()
+        geometry, unavailable = self.pipeline.classifier.geometry()  # a classifier not answering: faces unclassified
         crops = [crop_face(rgb, face.landmarks, face.box, geometry) for face in detections]
-        return Faces.from_detections(detections, self.pipeline.classifier.classify(crops).predictions)
+        return Faces.from_detections(detections, self.pipeline.classifier.classify(crops, unavailable).predictions)
 
     def annotate(self, image: Image) -> tuple[np.ndarray, Faces]:
         """A copy of the picture with every face's box and tag drawn, and its classified faces."""
