@@ -33,13 +33,14 @@ from facemask.core.settings import Settings
 from facemask.core.timing import TimedClassifier, TimedDetector
 from facemask.serving.service import Metrics, public_detector_config
 from facemask.video.loop import VIDEO_DETECT_OPTIONS
+from facemask.video.source import VideoSourceError, check_frame_sides
 
 DEFAULT_MAX_VIDEO_FRAMES = Settings.max_video_frames  # one minute at 30 frames/s: "a short video"
 LOG = logging.getLogger("facemask.detection")  # under the package logger, which create_app configures
 JOB_LIFETIME_S = 3600
 JOB_ID_LENGTH = 32
 KEPT_FINISHED_JOBS = 50  # finished jobs beyond this many are removed, oldest first: the folder's size stays bounded
-MIN_FRAME_SIDE, MAX_FRAME_SIDE = 2, 16383  # what the VP8 encoder of the annotated WebM accepts
+MAX_FRAME_SIDE = 16383  # what the VP8 encoder of the annotated WebM accepts
 # Larger frames are annotated at Full HD: a 4K video kept 25 MB frames queued between decoding, analysis and output
 # and took a worker past 1 GB (bench.robustness); the detector sees at most 1024 px of a frame anyway.
 ANNOTATED_PIXELS = 1920 * 1080
@@ -207,9 +208,10 @@ class VideoJobs:
         if width * height > self.max_pixels:
             raise VideoRejected(f"video frames too large: {width}x{height} pixels, the limit is "
                                 f"{self.max_pixels:,} (MAX_VIDEO_PIXELS)")
-        if width and height and (min(width, height) < MIN_FRAME_SIDE or max(width, height) > MAX_FRAME_SIDE):
-            raise VideoRejected(f"video frames of {width}x{height} pixels cannot be annotated: each side must be "
-                                f"{MIN_FRAME_SIDE} to {MAX_FRAME_SIDE} pixels")
+        try:
+            check_frame_sides(width, height, MAX_FRAME_SIDE)  # the CLI's check too (facemask.video_source)
+        except VideoSourceError as error:
+            raise VideoRejected(str(error)) from None
 
     def _run(self, job_id: str, source: Path, filename: str, frames_total: int) -> None:
         folder = source.parent
@@ -221,12 +223,13 @@ class VideoJobs:
         def on_frame(done: int, total: int | None) -> None:
             if time.monotonic() - last_written[0] > 0.25:  # status.json a few times a second, not every frame
                 last_written[0] = time.monotonic()
-                self._write_status(job_id, {**status, "frames_done": done, "frames_total": total or frames_total,
-                                            "worker": self.worker})
+                self._write_status(job_id, {**status, "frames_done": done,
+                                            "frames_total": max(done, total or frames_total), "worker": self.worker})
 
         try:
             summary = annotate_video(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame,
-                                     max_pixels=self.max_pixels, shrink_to_pixels=ANNOTATED_PIXELS)
+                                     max_pixels=self.max_pixels, shrink_to_pixels=ANNOTATED_PIXELS,
+                                     max_frames=self.max_frames)
         except (InputError, cv2.error, OSError) as error:
             message = str(error).replace(str(source), filename).replace(str(folder) + os.sep, "")  # no server paths
             LOG.warning("video job %s (%s) failed: %s", job_id, filename, message)
@@ -248,7 +251,7 @@ class VideoJobs:
             **status, "state": "done", "frames_done": record["frames_total"], "frames_total": record["frames_total"],
             "counts": summary.counts, "people": summary.people,
             "frames_with_faces": sum(1 for frame in record["frames"] if frame["faces"]),
-            "classifier_errors": len(classifier_errors),
+            "classifier_errors": len(classifier_errors), **({"warnings": summary.warnings} if summary.warnings else {}),
             **({"error": classifier_errors[0]} if classifier_errors else {})})
 
     def status(self, job_id: str) -> dict | None:

@@ -81,6 +81,18 @@ class Settings:
     video_jobs_dir: Path | None = _setting(
         None, "FACEMASK_VIDEO_JOBS_DIR", "where the upload page's video jobs keep their files",
         shown="`facemask-video-jobs` in the system temp folder")
+    jobs_store: Path | None = _setting(
+        None, "FACEMASK_JOBS_STORE", "folder shared by the service's workers where finished results are kept for "
+        "their retention period; the upload page then offers a link to each result (unset: results live in the "
+        "browser tab)", shown="unset")
+    jobs_retention_h: float = _setting(24.0, "FACEMASK_JOBS_RETENTION_H",
+                                       "hours a result stays in FACEMASK_JOBS_STORE", shown="24", minimum=0.001)
+    url_fetch_timeout_s: float = _setting(
+        5.0, "URL_FETCH_TIMEOUT_S", "seconds the upload page's photo-from-a-URL fetch may take in all", shown="5",
+        minimum=0.001)
+    url_fetch_allow_loopback: bool = _setting(
+        False, "URL_FETCH_ALLOW_LOOPBACK", "tests only: `1` lets the photo-from-a-URL fetch reach 127.0.0.0/8 and ::1 "
+        "(private, link-local and other reserved addresses stay refused)", shown="0")
     port: int | None = _setting(None, "PORT", "port the service listens on (all interfaces)",
                                 shown="3000 (classification), 8000 (detection)", minimum=1)
     bind: str | None = _setting(None, "BIND", "gunicorn address, overrides PORT", shown="`0.0.0.0:$PORT`")
