@@ -52,8 +52,9 @@ class FaceMask:
         return cls(found, classifier)
 
     def detect(self, image: Image) -> Faces:
-        """Every face the detector finds, not classified yet (label and status "unclassified")."""
-        return Faces.from_detections(self.detector.detect(_rgb(image)))
+        """Every face the detector finds, in reading order as classify() gives them, not classified yet (label and
+        status "unclassified")."""
+        return Faces.from_detections(self.pipeline.detect(_rgb(image)))
 
     def classify(self, image: Image, faces: Faces | None = None) -> Faces:
         """The faces of the image with their classes: found by the detector (exactly what the command line and the

@@ -59,6 +59,7 @@ def test_detect_then_classify_chosen_faces(classifier_service):
     assert len(classified) == 2 and set(classified.status) == {"classified"}
     assert np.array_equal(classified.boxes, biggest.boxes)
     everyone = masks.classify(PHOTO)
+    assert np.array_equal(found.boxes, everyone.boxes)  # the same faces in the same (reading) order
     # the same faces, classified where the detector put them: the same labels as the full run gives them
     for face in classified:
         (same,) = [f for f in everyone if f.box == face.box]

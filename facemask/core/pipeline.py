@@ -260,13 +260,16 @@ class MaskPipeline:
         self.client: Classifier = client or ClassifierClient()
         self.classifier = FaceClassifier(self.client)
 
+    def detect(self, image_rgb: np.ndarray) -> list[Face]:
+        """The detector's faces in reading order: numbered the same in the JSON, the CLI and the page (issue 37:
+        detector order read 23, 12, 25, 10 along a crowd's top row)."""
+        found = self.detector.detect(image_rgb)
+        return [found[index] for index in reading_order([face.box for face in found])]
+
     def process(self, image_rgb: np.ndarray) -> FrameResult:
         """Every detected face appears in the result: classified, or marked unclassified with the reason."""
         started = time.perf_counter()
-        # Numbered in reading order, one place for the JSON, the CLI and the page (issue 37: detector order read
-        # 23, 12, 25, 10 along a crowd's top row).
-        found: list[Face] = self.detector.detect(image_rgb)
-        faces = [found[index] for index in reading_order([face.box for face in found])]
+        faces = self.detect(image_rgb)
         detected = time.perf_counter()
         classified = self.classifier.classify_faces(image_rgb, faces)
         predictions, error = classified.predictions, classified.error
