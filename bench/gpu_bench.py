@@ -41,7 +41,13 @@ import onnxruntime as ort
 from bench.common import REPO_ROOT, RESULTS_DIR, Report, command_line
 from bench.gpu.inprocess import Models
 from bench.synthetic_video import camera_windows, render
-from facemask.core.detector import DETECTOR_MODEL, GPU_MAX_BATCH, GPU_SHAPE_MULTIPLE, RetinaFaceDetector
+from facemask.core.detector import (
+    DETECTOR_MODEL,
+    GPU_MAX_BATCH,
+    GPU_SHAPE_MULTIPLE,
+    PyramidFaceDetector,
+    RetinaFaceDetector,
+)
 from facemask.core.images import decode_image, list_images
 from facemask.core.paths import CLASSIFIER_MODEL
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
@@ -159,7 +165,8 @@ def bench_photos(configs: list[tuple[str, dict]], report: Report, quick: bool, c
     for _ in range(3):
         cv2.imdecode(encoded, cv2.IMREAD_COLOR)
     decode_ms = (time.perf_counter() - begin) / 3 * 1e3
-    rows, baseline = [], {}
+    rows: list[dict] = []
+    baseline: dict[str, float] = {}
     for name, arguments in configs:
         models = Models.load(name=name, **arguments)
         for label, photos, seconds, least in (("sample photos (5)", samples, 2 if quick else 6, 1),
@@ -204,7 +211,7 @@ def run_stream(pipeline: MaskPipeline, frames: list[np.ndarray], paced: bool, st
                   detections=annotator.detector_runs, crops=annotator.crops_classified)
 
 
-def streams_held(count: int, frames: list[np.ndarray], detector: RetinaFaceDetector, url: str,
+def streams_held(count: int, frames: list[np.ndarray], detector: PyramidFaceDetector, url: str,
                  batched: bool) -> dict:
     """`count` paced streams at once; how many kept up, the worst lag, GPU utilisation meanwhile."""
     results: list[dict] = [{} for _ in range(count)]

@@ -11,8 +11,8 @@ import pytest
 from facemask.core.detector import GPU_MAX_BATCH, GPU_SHAPE_MULTIPLE, create_detector
 from facemask.core.errors import OptionError
 from facemask.core.images import decode_image
+from facemask.core.paths import REPO_ROOT
 from facemask.core.results import Face
-from facemask.serving.local_server import REPO_ROOT
 from facemask.video.batcher import DetectorBatcher
 from facemask.video.loop import VIDEO_DETECT_OPTIONS
 

@@ -13,9 +13,10 @@ import requests
 from facemask.core.classifier import MaskClassifier
 from facemask.core.detector import GPU_MAX_BATCH, create_detector
 from facemask.core.images import decode_image
+from facemask.core.paths import REPO_ROOT
 from facemask.core.sessions import PROBE_MODEL, ProviderError, load_session, probe
 from facemask.core.settings import Settings, SettingsError
-from facemask.serving.local_server import REPO_ROOT, SERVICES, free_port
+from facemask.serving.local_server import SERVICES, free_port
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 ON_GPU = ("cuda", "cpu")
