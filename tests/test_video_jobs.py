@@ -13,7 +13,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from facemask.serving.local_server import REPO_ROOT
+from facemask.core.paths import REPO_ROOT
 from tests.test_service_hardening import read_response
 
 STATIC = REPO_ROOT / "detection" / "app" / "static"

@@ -20,8 +20,9 @@ import requests
 from bench.mjpeg_stream import CameraProcess
 from bench.watch_privacy import measure
 from bench.watch_soak import start_watch, wait_for, watch_status
+from facemask.core.paths import REPO_ROOT
 from facemask.core.results import FaceResult
-from facemask.serving.local_server import REPO_ROOT, free_port
+from facemask.serving.local_server import free_port
 from facemask.video.output import FinishedFrame
 from facemask.watch.cover import CoverSettings, FaceCover
 from facemask.watch.lineage import TrackLineage

@@ -14,6 +14,7 @@ from facemask.core.detector import create_detector
 from facemask.core.errors import LOGGER, configure_logging
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.results import UNCLASSIFIED
+from facemask.core.sessions import session_providers
 from facemask.core.settings import Settings
 from facemask.serving.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
 
@@ -27,7 +28,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_upload_limit(app, settings)
     install_error_handlers(app)
     install_security_headers(app)
-    app.extensions["pipeline"] = MaskPipeline(create_detector(settings.detector_model, settings.ort_threads),
+    app.extensions["pipeline"] = MaskPipeline(create_detector(settings.detector_model, settings.ort_threads,
+                                                              settings.ort_providers),
                                               ClassifierClient.from_settings(settings))
     app.extensions["metrics"] = Metrics(app, "detection", (*CLASSES, UNCLASSIFIED))
     app.extensions["image_slot"] = threading.Lock()  # gevent-aware: gunicorn patches threading before the app loads
@@ -38,7 +40,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.jobs_store is not None:
         app.extensions["shared_results"] = SharedResults(settings.jobs_store, settings.jobs_retention_h)
     app.register_blueprint(web_blueprint)
-    LOGGER.info("detection service: detector %s, classifier %s, upload limit %g MB, video jobs in %s (at most %d "
-                "frames)", app.extensions["pipeline"].detector.model_source, settings.classifier_url,
-                settings.max_upload_mb, settings.video_jobs_folder, settings.max_video_frames)
+    detector = app.extensions["pipeline"].detector
+    LOGGER.info("detection service: detector %s on %s, classifier %s, upload limit %g MB, video jobs in %s (at most "
+                "%d frames)", detector.model_source, ", ".join(session_providers(detector.session)),
+                settings.classifier_url, settings.max_upload_mb, settings.video_jobs_folder, settings.max_video_frames)
     return app
