@@ -463,3 +463,59 @@ def test_events_and_counts_reach_mqtt_once_with_retained_home_assistant_discover
         assert sum(topic.startswith("homeassistant/sensor/facemask_door_") for topic in retained) == 8
     finally:
         broker.stop()
+
+
+# ------------------------------------------------------------------------------- item 4: several cameras
+@pytest.mark.slow  # two cameras, one watch: about 30 s
+def test_two_cameras_from_one_config_file_in_one_process(classifier_service, tmp_path):
+    write_clip(tmp_path / "door.avi", 40)
+    cameras = [CameraProcess(tmp_path / "door.avi", fps=10.0) for _ in range(2)]
+    for camera in cameras:
+        camera.start()
+    ports = [free_port(), free_port()]
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"""
+classifier_url: {classifier_service.url}
+event_labels: [without_mask]
+cameras:
+  door:
+    source: {cameras[0].url}
+    listen: 127.0.0.1:{ports[0]}
+    events: {tmp_path / "door.jsonl"}
+  yard:
+    source: {cameras[1].url}
+    listen: 127.0.0.1:{ports[1]}
+    analysis_fps: 5
+    privacy: pixelate
+""")
+    watch = subprocess.Popen([sys.executable, "-m", "facemask.watch", "--config", str(config)], cwd=REPO_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "FACEMASK_ORT_THREADS": "1"})
+    try:
+        for port in ports:
+            wait_for(lambda port=port: watch_status(port).get("people", {}).get("total", 0) >= 6, 150,
+                     "six people on each camera")
+        door, yard = watch_status(ports[0]), watch_status(ports[1])
+    finally:
+        code, out, err = stop(watch)
+        for camera in cameras:
+            camera.kill()
+    assert code == 128 + signal.SIGTERM, err
+    assert (door["camera"], yard["camera"]) == ("door", "yard") and yard["privacy"] == "pixelate"
+    assert door["people"]["by_label"] == yard["people"]["by_label"] == {"with_mask": 3, "without_mask": 3}
+    assert 0 < yard["frames_per_second"] <= 5.5
+    assert len((tmp_path / "door.jsonl").read_text().splitlines()) == 3
+    assert [camera["camera"] for camera in json.loads(out.strip().splitlines()[-1])["cameras"]] == ["door", "yard"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("cameras: {}", "expected a mapping with `cameras:`"),
+    ("cameras: {door: {listen: none}}", "camera 'door' needs at least a `source:`"),
+    ("cameras: {a: {source: '0', listen: '127.0.0.1:9'}, b: {source: '1', listen: '127.0.0.1:9'}}",
+     "every camera a `listen:` address of its own"),
+])
+def test_a_bad_config_file_is_one_line(tmp_path, text, message):
+    (tmp_path / "cameras.yaml").write_text(text)
+    result = subprocess.run([sys.executable, "-m", "facemask.watch", "--config", str(tmp_path / "cameras.yaml")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1], result.stderr

@@ -41,12 +41,15 @@ from facemask.core.detector import create_detector  # noqa: E402
 from facemask.core.errors import FacemaskError  # noqa: E402
 from facemask.core.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
 from facemask.core.privacy import PRIVACY_MODES, redact_url  # noqa: E402
+from facemask.core.protocols import Classifier  # noqa: E402
 from facemask.core.settings import Settings, SettingsError  # noqa: E402
 from facemask.serving.local_server import LocalService, is_local  # noqa: E402
 from facemask.video.loop import VIDEO_DETECT_OPTIONS  # noqa: E402
 from facemask.video.source import VideoSourceError, describe_source  # noqa: E402
 from facemask.video.stop import StopSignals  # noqa: E402
 from facemask.video.tracks import VideoSettings  # noqa: E402
+from facemask.watch.config import ConfigError, camera_arguments  # noqa: E402
+from facemask.watch.config import __doc__ as config_doc  # noqa: E402
 from facemask.watch.mqtt import mqtt_url  # noqa: E402
 from facemask.watch.options import DEFAULT_EVENT_LABELS, WatchOptions  # noqa: E402
 from facemask.watch.server import make_server  # noqa: E402
@@ -172,11 +175,13 @@ def camera_name_of(source: str) -> str:
 
 
 def main(argv=None, prog: str | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(argument == "--config" or argument.startswith("--config=") for argument in argv):
+        return main_cameras(argv, prog)
     args = parse_args(argv, prog)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    problem = output_problem(args.record, args.events) or (output_problem(args.snapshots, None) if args.snapshots
-                                                           else None)
+    problem = start_problem(args)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -190,25 +195,52 @@ def main(argv=None, prog: str | None = None) -> int:
     except (SettingsError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if describe_source(args.source)[0] == "file" and not Path(args.source).is_file():
-        print(f"error: input video not found: {args.source}", file=sys.stderr)
-        return 2
     options = options_from_args(args)
     options.auth_token = settings.watch_token
     with contextlib.ExitStack() as stack:
-        if isinstance(client, ClassifierClient) and not client.is_ready():
-            if args.no_local_classifier or not is_local(client.url):
-                print(f"error: no classifier answers at {redact_url(client.url)} (start it, use --local, or leave "
-                      "out --no-local-classifier with a local URL to have the watch start one)", file=sys.stderr)
-                return 3
-            print(f"no classifier at {redact_url(client.url)}: starting one for this watch", file=sys.stderr)
-            try:
-                local = stack.enter_context(LocalService("classification"))
-            except FacemaskError as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 3
-            client = ClassifierClient(local.url, deadline=settings.classify_deadline_s)
-        return watch_until_stopped(args, options, MaskPipeline(detector, client), video_settings)
+        answering = answering_classifier(client, args, settings, stack)
+        if answering is None:
+            return 3
+        return watch_until_stopped(args, options, MaskPipeline(detector, answering), video_settings)
+
+
+def start_problem(args: argparse.Namespace) -> str | None:
+    """What makes the watch unable to start, checked before any model is loaded (one line), or None."""
+    if describe_source(args.source)[0] == "file" and not Path(args.source).is_file():
+        return f"input video not found: {args.source}"
+    return output_problem(args.record, args.events) or (output_problem(args.snapshots, None) if args.snapshots
+                                                        else None)
+
+
+def answering_classifier(client: Classifier, args: argparse.Namespace, settings: Settings,
+                         stack: contextlib.ExitStack) -> Classifier | None:
+    """The classifier, or one started on this machine when none answers at a local URL (as `infer.py` does); None
+    (the reason printed) when none answers and none may be started."""
+    if not isinstance(client, ClassifierClient) or client.is_ready():
+        return client
+    if args.no_local_classifier or not is_local(client.url):
+        print(f"error: no classifier answers at {redact_url(client.url)} (start it, use --local, or leave "
+              "out --no-local-classifier with a local URL to have the watch start one)", file=sys.stderr)
+        return None
+    print(f"no classifier at {redact_url(client.url)}: starting one for this watch", file=sys.stderr)
+    try:
+        local = stack.enter_context(LocalService("classification"))
+    except FacemaskError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    return ClassifierClient(local.url, deadline=settings.classify_deadline_s)
+
+
+def serve(watch: Watch, listen: tuple[str, int]):
+    """The watch's live view, counts, metrics and event API on a thread of its own; OSError if it cannot listen."""
+    server = make_server(watch, *listen)
+    if listen[0] not in ("127.0.0.1", "localhost", "::1") and not watch.options.auth_token:
+        log.warning("the live view, counts and event API listen on %s with no login: set FACEMASK_WATCH_TOKEN "
+                    "or keep the port on a private network", listen[0])
+    threading.Thread(target=server.serve_forever, name=f"live-view-{watch.options.camera}", daemon=True).start()
+    log.info("camera %s: live view on http://%s:%d/ (counts: /counts, metrics: /metrics)", watch.options.camera,
+             *server.server_address[:2])
+    return server
 
 
 def watch_until_stopped(args: argparse.Namespace, options: WatchOptions, pipeline: MaskPipeline,
@@ -218,15 +250,10 @@ def watch_until_stopped(args: argparse.Namespace, options: WatchOptions, pipelin
     try:
         if args.listen is not None:
             try:
-                server = make_server(watch, *args.listen)
+                server = serve(watch, args.listen)
             except OSError as error:
                 print(f"error: cannot listen on {args.listen[0]}:{args.listen[1]}: {error.strerror}", file=sys.stderr)
                 return 2
-            if args.listen[0] not in ("127.0.0.1", "localhost", "::1") and not options.auth_token:
-                log.warning("the live view, counts and event API listen on %s with no login: set FACEMASK_WATCH_TOKEN "
-                            "or keep the port on a private network", args.listen[0])
-            threading.Thread(target=server.serve_forever, name="live-view", daemon=True).start()
-            log.info("live view on http://%s:%d/ (counts: /counts, metrics: /metrics)", *server.server_address[:2])
         with StopSignals() as stop:
             try:
                 watch.run(lambda: stop.received)
@@ -245,6 +272,82 @@ def watch_until_stopped(args: argparse.Namespace, options: WatchOptions, pipelin
              status["reconnects"])
     print(json.dumps(status))
     return 128 + (stop.number or signal.SIGTERM) if stop.received else 0
+
+
+def main_cameras(argv: list[str], prog: str | None) -> int:
+    """Several cameras from one YAML file (facemask/watch/config.py), one process: one detector session and one
+    classifier for all, each camera's loop on a thread of its own with its own live view."""
+    parser = argparse.ArgumentParser(prog=prog or "python -m facemask.watch", description=config_doc)
+    parser.add_argument("--config", type=Path, required=True, help="the cameras (YAML)")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    top = parser.parse_args(argv)
+    logging.basicConfig(level=top.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        cameras = {name: parse_args(arguments, prog) for name, arguments in camera_arguments(top.config).items()}
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for name, args in cameras.items():
+        problem = start_problem(args)
+        if problem is not None:
+            print(f"error: camera {name}: {problem}", file=sys.stderr)
+            return 2
+    first = next(iter(cameras.values()))  # the detector and the classifier are shared: the top level's
+    try:
+        settings = Settings.from_env()
+        detector = create_detector(first.detector or settings.detector_model, settings.ort_threads,
+                                   settings.ort_providers).prepare(score_threshold=first.threshold,
+                                                                   **VIDEO_DETECT_OPTIONS)
+        client = create_classifier(first, settings)
+    except (SettingsError, ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        answering = answering_classifier(client, first, settings, stack)
+        if answering is None:
+            return 3
+        watches, servers = [], []
+        for args in cameras.values():
+            options = options_from_args(args)
+            options.auth_token = settings.watch_token
+            watches.append(Watch(MaskPipeline(detector, answering), args.source, options,
+                                 VideoSettings(detect_every=args.detect_every)))
+        failed: list[str] = []
+        try:
+            for watch, args in zip(watches, cameras.values()):
+                if args.listen is not None:
+                    try:
+                        servers.append(serve(watch, args.listen))
+                    except OSError as error:
+                        print(f"error: cannot listen on {args.listen[0]}:{args.listen[1]}: {error.strerror}",
+                              file=sys.stderr)
+                        return 2
+            with StopSignals() as stop:
+                def run(watch: Watch) -> None:
+                    try:
+                        watch.run(lambda: stop.received)
+                    except VideoSourceError as error:
+                        failed.append(f"camera {watch.options.camera}: {error}")
+                threads = [threading.Thread(target=run, args=(watch,), name=f"watch-{watch.options.camera}")
+                           for watch in watches]
+                for thread in threads:
+                    thread.start()
+                while any(thread.is_alive() for thread in threads):
+                    for thread in threads:
+                        thread.join(timeout=0.2)
+        finally:
+            for watch in watches:
+                watch.close()
+            for server in servers:
+                server.shutdown()
+                server.server_close()
+    for line in failed:
+        print(f"error: {line}", file=sys.stderr)
+    print(json.dumps({"cameras": [watch.status() for watch in watches]}))
+    if stop.received:
+        return 128 + (stop.number or signal.SIGTERM)
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":
