@@ -519,3 +519,29 @@ def test_a_bad_config_file_is_one_line(tmp_path, text, message):
     result = subprocess.run([sys.executable, "-m", "facemask.watch", "--config", str(tmp_path / "cameras.yaml")],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+# ------------------------------------------------------------------------------------------ item 4: zones
+@pytest.mark.slow  # a watch over a clip: about 15 s
+def test_only_people_inside_the_zone_count_and_the_zone_is_drawn(classifier_service, tmp_path):
+    write_clip(tmp_path / "door.avi", 40)
+    events = tmp_path / "events.jsonl"
+    watch = start_watch(str(tmp_path / "door.avi"), classifier_service.url, "--camera", "door", "--events", events,
+                        "--zone", "0,0 320,0 320,480 0,480", "--record", tmp_path / "rec", "--event-labels",
+                        "without_mask")
+    out, err = watch.communicate(timeout=300)
+    assert watch.returncode == 0, err
+    status = json.loads(out.strip().splitlines()[-1])
+    assert status["people"]["by_label"] == {"with_mask": 2, "without_mask": 1}, "the three on the left half"
+    assert len(events.read_text().splitlines()) == 1
+    (segment,) = sorted((tmp_path / "rec").glob("door_*.mp4"))
+    with av.open(str(segment)) as container:
+        picture = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    yellow = np.abs(picture[100:380, 316:324].astype(int) - (255, 215, 0)).max(axis=2) < 60
+    assert yellow.any(axis=1).mean() > 0.9, "the zone's yellow edge at x = 320, in every row"
+
+
+def test_a_zone_needs_three_corners():
+    result = subprocess.run([sys.executable, "-m", "facemask.watch", "--listen", "none", "--source", "0", "--zone",
+                             "0,0 10,10"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--zone takes at least three corners" in result.stderr

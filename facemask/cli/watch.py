@@ -55,6 +55,7 @@ from facemask.watch.options import DEFAULT_EVENT_LABELS, WatchOptions  # noqa: E
 from facemask.watch.server import make_server  # noqa: E402
 from facemask.watch.startup import output_problem  # noqa: E402
 from facemask.watch.watcher import Watch  # noqa: E402
+from facemask.watch.zone import parse_zone  # noqa: E402
 
 log = logging.getLogger("facemask.watch")
 
@@ -89,6 +90,9 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
     parser.add_argument("--mqtt", default=None,
                         help="publish events and counts to this MQTT broker (mqtt://[user:password@]host[:port]), "
                              "with Home Assistant discovery (topics in docs/watch.md)")
+    parser.add_argument("--zone", type=parse_zone, default=None,
+                        help="only people whose face is inside this polygon count and raise events: 'x,y x,y x,y "
+                             "...' in pixels (drawn in the live view and the recordings)")
     parser.add_argument("--event-labels", default=",".join(DEFAULT_EVENT_LABELS),
                         help="labels that raise an event, comma-separated ('' for none; default: %(default)s)")
     parser.add_argument("--webhook-queue", type=int, default=defaults.webhook_queue,
@@ -161,7 +165,7 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
         snapshot_dir=args.snapshots or (args.record / "snapshots" if args.record else None),
         keep_segments=args.keep_segments, keep_days=args.keep_days, keep_gb=args.keep_gb, live_fps=args.live_fps,
         live_max_connections=args.live_max_connections,
-        live_idle_timeout_s=args.live_idle_timeout, analysis_fps=args.analysis_fps, mqtt_url=args.mqtt,
+        live_idle_timeout_s=args.live_idle_timeout, analysis_fps=args.analysis_fps, mqtt_url=args.mqtt, zone=args.zone,
         reconnect_max_s=max(args.reconnect_max, WatchOptions.reconnect_min_s), stream_timeout_s=args.stream_timeout)
 
 

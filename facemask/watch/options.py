@@ -33,6 +33,7 @@ class WatchOptions:
     keep_days: float | None = None  # recordings older than this are deleted
     keep_gb: float | None = None  # this camera's recordings take at most this much disk; the oldest go first
     live_fps: float = 10.0
+    zone: list[tuple[float, float]] | None = None  # polygon (pixels): only people inside it count
     mqtt_url: str | None = None  # mqtt://[user:password@]host[:port]: events, counts, Home Assistant discovery
     auth_token: str | None = None  # asked of every client but /health and /ready (FACEMASK_WATCH_TOKEN)
     snapshot_dir: Path | None = None  # a JPEG per event, blurred as the recordings are

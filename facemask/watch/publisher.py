@@ -12,6 +12,7 @@ from facemask.watch.cover import FaceCover
 from facemask.watch.event_book import EventBook
 from facemask.watch.live_view import LiveView
 from facemask.watch.recorder import SegmentRecorder
+from facemask.watch.zone import Zone
 
 log = logging.getLogger("facemask.watch")
 
@@ -22,8 +23,9 @@ class Publisher:
     until it knows what to blur there (facemask/watch/cover.py)."""
 
     def __init__(self, privacy: str, recorder: SegmentRecorder | None, live: LiveView,
-                 event_book: EventBook | None = None):
+                 event_book: EventBook | None = None, zone: Zone | None = None):
         self.privacy, self.recorder, self.live, self.event_book = privacy, recorder, live, event_book
+        self.zone = zone
         self.cover = FaceCover()
         self.queue: queue.Queue = queue.Queue(maxsize=8)
         self.failure_logged = False
@@ -54,6 +56,8 @@ class Publisher:
             return
         picture = anonymize(frame.image, boxes, self.privacy)
         drawn = draw_faces(picture, frame.shown)
+        if self.zone is not None:
+            drawn = self.zone.draw(drawn)
         if self.recorder is not None:
             self.recorder.write(drawn, frame.record["captured_at"])
         if snapshots and self.event_book is not None:

@@ -26,6 +26,7 @@ from facemask.watch.publisher import Publisher
 from facemask.watch.realtime import CapturedFrame, LatestFrames
 from facemask.watch.recorder import SegmentRecorder
 from facemask.watch.webhook import WebhookSender
+from facemask.watch.zone import Zone
 
 log = logging.getLogger("facemask.watch")
 
@@ -46,6 +47,7 @@ class Watch:
         self.webhook = WebhookSender(options.webhook_url, options, self.metrics, journal) \
             if options.webhook_url else None
         self.publisher: Publisher | None = None
+        self.zone = Zone(options.zone) if options.zone else None
         self.mqtt = MqttPublisher(options.mqtt_url, options.camera) if options.mqtt_url else None
         self.annotator: VideoAnnotator | None = None
         self.connected, self.reconnects, self.frames, self.fps = False, 0, 0, 0.0
@@ -145,7 +147,7 @@ class Watch:
                                            keep_days=self.options.keep_days,
                                            keep_bytes=self.options.keep_gb * 1e9 if self.options.keep_gb else None)
                 self.metrics.recording(True)
-            self.publisher = Publisher(self.options.privacy, recorder, self.live, self.event_book)
+            self.publisher = Publisher(self.options.privacy, recorder, self.live, self.event_book, self.zone)
         reader: ReadAhead | LatestFrames
         if source.kind == "file":  # a file is analysed whole, its frames timed by its frame rate
             reader = ReadAhead(source.frames(), self.annotator.timing)
@@ -216,9 +218,10 @@ class Watch:
                                  {face.track_id for face in frame.record["faces"] if face.track_id is not None},
                                  self._tracks_of_person)
             self.metrics.frame()
-            self.in_view = dict(Tally(face.label for face in frame.shown))
+            counted = [face for face in frame.shown if self.zone is None or self.zone.holds(face.box)]
+            self.in_view = dict(Tally(face.label for face in counted))
             # People, not tracks: a face that got a second track keeps its person's (oldest) id here.
-            self.track_ids_in_view = sorted({self._person_id(face.track_id) for face in frame.shown
+            self.track_ids_in_view = sorted({self._person_id(face.track_id) for face in counted
                                              if face.track_id is not None})
             self.metrics.in_view(self.in_view)
             for face in frame.shown:
@@ -240,7 +243,8 @@ class Watch:
             self._rate_camera, self._rate_skipped = self.camera_frames, self.skipped_frames
 
     def _person(self, face: FaceResult, frame: FinishedFrame) -> None:
-        if self.annotator is None or face.track_id is None:
+        if self.annotator is None or face.track_id is None or (self.zone is not None
+                                                                and not self.zone.holds(face.box)):
             return
         book = self.annotator.book
         track = book.tracks.get(face.track_id)
