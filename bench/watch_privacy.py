@@ -182,7 +182,10 @@ def watch_and_collect(classifier_url: str, clip: Path, fps: float, seconds: floa
         reader.start()
         time.sleep(seconds)
         status = watch_status(port)
-        events = requests.get(f"http://127.0.0.1:{port}/events", timeout=10).json()["events"]
+        listed = {event["id"] for event in requests.get(f"http://127.0.0.1:{port}/events", timeout=10).json()["events"]}
+        time.sleep(5)  # the snapshots of the latest events: published once the privacy cover releases their frames
+        events = [event for event in requests.get(f"http://127.0.0.1:{port}/events", timeout=10).json()["events"]
+                  if event["id"] in listed]
         snapshots = []
         for event in events:  # the event API, as a client would use it
             if event["snapshot_url"]:

@@ -60,8 +60,8 @@ def test_no_face_leaves_the_watch_unblurred(classifier_service, tmp_path):
     # Events as an NVR has them (fetched from /events, snapshots from /events/<id>/snapshot.jpg): people who walked
     # through have a start and an end, each a snapshot and its place in the recordings.
     events = result["events"]
-    snapshotted = [event for event in events if event["snapshot_url"]]  # the latest may still wait in the cover
-    assert len(events) >= 4 and rows["snapshots"]["frames"] == len(snapshotted) >= len(events) - 2
+    snapshotted = [event for event in events if event["snapshot_url"]]
+    assert len(events) >= 4 and rows["snapshots"]["frames"] == len(snapshotted) == len(events)
     ended = [event for event in events if event["end"] is not None]
     assert len(ended) >= 2 and all(event["end"] > event["start"] for event in ended)
     assert all(event["recording"]["file"].startswith("edges_") and event["recording"]["offset_s"] >= 0
@@ -145,22 +145,29 @@ def test_a_starved_watch_skips_frames_and_counts_nobody_twice(classifier_service
     watch = start_watch(camera.url, classifier_service.url, "--camera", "door", "--analysis-fps", "8",
                         "--events", events, listen=port)
     try:
-        wait_for(lambda: watch_status(port).get("people", {}).get("total", 0) >= 6, 120, "six people counted")
+        before = wait_for(lambda: (s := watch_status(port)) and s["people"]["total"] >= 6 and s, 120,
+                          "six people counted")
+        started = time.monotonic()
         time.sleep(20)  # a dozen more loops of the clip, analysed at 8 frames/s
         status = watch_status(port)
+        elapsed = time.monotonic() - started
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         code, out, err = stop(watch)
         camera.kill()
     assert code == 128 + signal.SIGTERM, err
     assert status["people"] == {"total": 6, "by_label": {"with_mask": 3, "without_mask": 3}}
-    assert 0 < status["frames_per_second"] <= 8.5
-    assert status["camera_frames_per_second"] >= 20
-    assert status["skipped_frames_per_second"] >= 12
+
+    def rate(key: str) -> float:  # over the 20 s (the gauges average 2 s windows, which may catch a burst)
+        return (status[key] - before[key]) / elapsed
+
+    assert 2 < rate("frames") <= 8.4
+    assert rate("camera_frames") >= 20 and rate("skipped_frames") >= 12
     assert metric(metrics, "facemask_watch_skipped_frames_total") >= 0.6 * metric(
         metrics, "facemask_watch_camera_frames_total")
-    assert metric(metrics, "facemask_watch_camera_frames_per_second") >= 20
-    assert metric(metrics, "facemask_watch_skipped_frames_per_second") >= 12
+    assert metric(metrics, "facemask_watch_camera_frames_per_second") >= 15
+    assert metric(metrics, "facemask_watch_skipped_frames_per_second") >= 8
+    assert 0 < metric(metrics, "facemask_watch_frames_per_second") <= 10
     written = [json.loads(line) for line in events.read_text().splitlines()]
     assert sorted(e["label"] for e in written) == ["without_mask"] * 3, "one event per unmasked person, no more"
 
@@ -495,7 +502,10 @@ cameras:
         for port in ports:
             wait_for(lambda port=port: watch_status(port).get("people", {}).get("total", 0) >= 6, 150,
                      "six people on each camera")
+        yard_before, started = watch_status(ports[1]), time.monotonic()
+        time.sleep(5)
         door, yard = watch_status(ports[0]), watch_status(ports[1])
+        yard_rate = (yard["frames"] - yard_before["frames"]) / (time.monotonic() - started)
     finally:
         code, out, err = stop(watch)
         for camera in cameras:
@@ -503,7 +513,7 @@ cameras:
     assert code == 128 + signal.SIGTERM, err
     assert (door["camera"], yard["camera"]) == ("door", "yard") and yard["privacy"] == "pixelate"
     assert door["people"]["by_label"] == yard["people"]["by_label"] == {"with_mask": 3, "without_mask": 3}
-    assert 0 < yard["frames_per_second"] <= 5.5
+    assert 0 < yard_rate <= 5.4, "yard: analysis_fps 5"
     assert len((tmp_path / "door.jsonl").read_text().splitlines()) == 3
     assert [camera["camera"] for camera in json.loads(out.strip().splitlines()[-1])["cameras"]] == ["door", "yard"]
 
