@@ -56,6 +56,6 @@ def detection_service(classifier_service, tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "detection.log"
     jobs = tmp_path_factory.mktemp("video-jobs")  # the upload page's video jobs stay inside the test run
     with LocalService("detection", workers=1, env={"CLASSIFIER_URL": classifier_service.url,
-                                                   "FACEMASK_VIDEO_JOBS_DIR": str(jobs)},
+                                                   "FACEMASK_JOBS_STORE": str(jobs)},
                       log_path=log) as service:
         yield service

@@ -105,7 +105,7 @@ def test_control_characters_in_a_name_give_working_downloads(detection_service, 
 def small_queue(classifier_service, tmp_path_factory):
     """One worker that queues 3 videos at most, 2 per client."""
     jobs = tmp_path_factory.mktemp("queue-jobs")
-    env = {"CLASSIFIER_URL": classifier_service.url, "FACEMASK_VIDEO_JOBS_DIR": str(jobs), "MAX_VIDEO_JOBS": "3",
+    env = {"CLASSIFIER_URL": classifier_service.url, "FACEMASK_JOBS_STORE": str(jobs), "MAX_VIDEO_JOBS": "3",
            "MAX_VIDEO_JOBS_PER_CLIENT": "2"}
     with LocalService("detection", workers=1, env=env, log_path=jobs / "detection.log") as service:
         yield service

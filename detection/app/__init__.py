@@ -4,13 +4,15 @@ from __future__ import annotations
 import threading
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from detection.app.routes import blueprint
-from detection.app.video_jobs import VideoJobs
+from detection.app.video_jobs import Jobs
 from detection.app.web import blueprint as web_blueprint
 from facemask.classes import CLASSES
 from facemask.detector import create_detector
 from facemask.errors import LOGGER, configure_logging
+from facemask.jobs.metrics import QueueCollector
 from facemask.pipeline import ClassifierClient, MaskPipeline
 from facemask.results import UNCLASSIFIED
 from facemask.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
@@ -32,10 +34,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["image_slot"] = threading.Lock()  # gevent-aware: gunicorn patches threading before the app loads
 
     app.register_blueprint(blueprint)
-    app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"], app.extensions["metrics"],
-                                             settings.video_jobs_folder, settings.max_video_frames, settings)
+    jobs = app.extensions["jobs"] = Jobs(app.extensions["pipeline"], app.extensions["metrics"], settings)
+    app.extensions["metrics"].add_collector(QueueCollector(jobs.backend.counts))
     app.register_blueprint(web_blueprint)
-    LOGGER.info("detection service: detector %s, classifier %s, upload limit %g MB, video jobs in %s (at most %d "
-                "frames)", app.extensions["pipeline"].detector.model_source, settings.classifier_url,
-                settings.max_upload_mb, settings.video_jobs_folder, settings.max_video_frames)
+    if settings.trusted_proxies:  # the client (per-client job limit) from X-Forwarded-For, as far as trusted
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+    LOGGER.info("detection service: detector %s, classifier %s, upload limit %g MB, jobs in %s run %s (videos of at "
+                "most %d frames), %d trusted proxies", app.extensions["pipeline"].detector.model_source,
+                settings.classifier_url, settings.max_upload_mb, settings.jobs_folder,
+                "by the queue's workers" if settings.queue_url else "here", settings.max_video_frames,
+                settings.trusted_proxies)
     return app

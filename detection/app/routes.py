@@ -103,4 +103,6 @@ def ready():
 def info():
     return jsonify({"detector": public_detector_config(_pipeline().detector.config()),
                     "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
-                    "max_video_frames": current_app.extensions["settings"].max_video_frames})
+                    "max_video_frames": current_app.extensions["settings"].max_video_frames,
+                    "max_batch_photos": current_app.extensions["settings"].max_batch_photos,
+                    "queue": bool(current_app.extensions["settings"].queue_url)})

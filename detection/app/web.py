@@ -1,7 +1,8 @@
-"""The upload page (GET /) and the video jobs behind its progress bar.
+"""The upload page (GET /) and the video and batch jobs behind its progress bars.
 
 The page itself is static (detection/app/static: HTML, CSS and JavaScript, no framework, no CDN); photos go to
-POST /detect?annotated=1, videos to POST /videos, whose progress is polled at GET /videos/<id>.
+POST /detect?annotated=1, videos to POST /videos, whose progress is polled at GET /videos/<id>, and many photos at
+once (files or a zip) to POST /batches, polled at GET /batches/<id>, whose result is a zip.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file, send_from_directory, url_for
 
-from detection.app.video_jobs import JobsBusy, VideoJobs, VideoRejected
+from detection.app.video_jobs import Jobs, JobsBusy, VideoRejected
 from facemask.paths import REPO_ROOT
 from facemask.pipeline import ClassifierUnavailable
 from facemask.service import ApiError, uploaded_files
@@ -23,8 +24,8 @@ MAX_NAME_LENGTH = 200
 blueprint = Blueprint("web", __name__)
 
 
-def _jobs() -> VideoJobs:
-    return current_app.extensions["video_jobs"]
+def _jobs() -> Jobs:
+    return current_app.extensions["jobs"]
 
 
 @blueprint.get("/")
@@ -55,15 +56,36 @@ def submit_video():
     name = _display_name(name)
     if not data:
         raise ApiError(400, f"{name}: empty file")
+    status = _submitted(name, lambda: _jobs().submit_video(name, data, client=_client()))
+    return jsonify({**status, "status_url": url_for("web.video_status", job_id=status["id"])}), 202
+
+
+@blueprint.post("/batches")
+def submit_batch():
+    """Queue many photos (files in any multipart field, or one zip of them) as one job whose result is a zip of the
+    annotated photos with faces.csv and faces.json: 202 with the job's status and where to poll it."""
+    files = [(_display_name(name), data) for name, data in uploaded_files() if data]
+    if not files:
+        raise ApiError(400, "send photos (multipart fields, any name) or one zip of them")
+    status = _submitted("batch", lambda: _jobs().submit_batch(files, client=_client()))
+    return jsonify({**status, "status_url": url_for("web.batch_status", job_id=status["id"])}), 202
+
+
+def _client() -> str:
+    """The peer address, or the forwarded one where FACEMASK_TRUSTED_PROXIES says how many proxies to trust
+    (werkzeug's ProxyFix, installed by create_app, has already put it in remote_addr)."""
+    return request.remote_addr or ""
+
+
+def _submitted(name: str, submit) -> dict:
     try:
-        status = _jobs().submit(name, data, client=request.remote_addr or "")
+        return submit()
     except VideoRejected as error:
         raise ApiError(400, f"{name}: {error}") from None
     except JobsBusy as error:
         raise ApiError(error.status, f"{name}: {error}", headers={"Retry-After": str(error.retry_after)}) from None
     except ClassifierUnavailable as error:
         raise ApiError(503, f"{name}: {error}", headers={"Retry-After": "10"}) from None
-    return jsonify({**status, "status_url": url_for("web.video_status", job_id=status["id"])}), 202
 
 
 def _display_name(name: str) -> str:
@@ -73,11 +95,17 @@ def _display_name(name: str) -> str:
     return cleaned[:MAX_NAME_LENGTH] or "video"
 
 
+def _status_or_404(job_id: str, kind: str) -> dict:
+    status = _jobs().status(job_id, kind)
+    if status is None:
+        hours = current_app.extensions["settings"].jobs_retention_h
+        raise ApiError(404, f"no {kind} job {job_id} (finished jobs are kept for {hours:g} h)")
+    return status
+
+
 @blueprint.get("/videos/<job_id>")
 def video_status(job_id: str):
-    status = _jobs().status(job_id)
-    if status is None:
-        raise ApiError(404, f"no video job {job_id} (jobs are kept for an hour)")
+    status = _status_or_404(job_id, "video")
     if status["state"] == "done":
         status.update(video_url=url_for("web.video_result", job_id=job_id, kind="video"),
                       json_url=url_for("web.video_result", job_id=job_id, kind="json"))
@@ -86,9 +114,28 @@ def video_status(job_id: str):
 
 @blueprint.get("/videos/<job_id>/<any(video, json):kind>")
 def video_result(job_id: str, kind: str):
-    path, status = _jobs().result_file(job_id, kind), _jobs().status(job_id)
-    if path is None or status is None:  # status: None if the job expired in between
+    status = _status_or_404(job_id, "video")
+    path = _jobs().result_file(job_id, "video", kind)
+    if path is None:
         raise ApiError(404, f"video job {job_id} has no finished {kind}")
     stem = Path(status["filename"]).stem or "video"
     return send_file(path, mimetype="video/webm" if kind == "video" else "application/json",
                      download_name=f"{stem}_annotated.{'webm' if kind == 'video' else 'json'}", conditional=True)
+
+
+@blueprint.get("/batches/<job_id>")
+def batch_status(job_id: str):
+    status = _status_or_404(job_id, "batch")
+    if status["state"] == "done":
+        status["zip_url"] = url_for("web.batch_result", job_id=job_id)
+    return jsonify(status)
+
+
+@blueprint.get("/batches/<job_id>/zip")
+def batch_result(job_id: str):
+    status = _status_or_404(job_id, "batch")
+    path = _jobs().result_file(job_id, "batch", "zip")
+    if path is None:
+        raise ApiError(404, f"batch job {job_id} has no finished zip")
+    stem = Path(status["filename"]).stem.replace(" ", "_") or "photos"
+    return send_file(path, mimetype="application/zip", download_name=f"{stem}_annotated.zip", conditional=True)
