@@ -131,3 +131,40 @@ def test_unknown_jobs_are_404(detection_service):
                  "/videos/nothex/json"):
         response = requests.get(detection_service.url + path, timeout=10)
         assert response.status_code == 404, path
+
+
+def test_a_zip_of_photos_is_annotated_into_a_zip_with_csv_and_json(detection_service, sample_paths, sample_labels):
+    """POST /batches on one machine (no queue): the same job as on the queue (tests/test_queue_jobs.py)."""
+    import io
+    import json
+    import zipfile
+
+    upload = io.BytesIO()
+    with zipfile.ZipFile(upload, "w") as archive:
+        for path in sample_paths:
+            archive.write(path, f"shots/{path.name}")
+        archive.writestr("__MACOSX/shots/._x.jpg", b"resource fork")
+        archive.writestr("readme.txt", b"not a photo")
+    response = requests.post(detection_service.url + "/batches", files={"photos": ("shots.zip", upload.getvalue())},
+                             timeout=60)
+    assert response.status_code == 202, response.text
+    assert response.json()["photos_total"] == len(sample_paths)
+    status = wait_for_job(detection_service.url, response.json()["status_url"])
+    assert status["state"] == "done" and status["photos_annotated"] == len(sample_paths), status
+    download = requests.get(detection_service.url + status["zip_url"], timeout=30)
+    assert download.headers["Content-Type"] == "application/zip"
+    assert download.headers["Content-Disposition"] == "attachment; filename=shots_annotated.zip"
+    archive = zipfile.ZipFile(io.BytesIO(download.content))
+    faces = json.loads(archive.read("faces.json"))
+    assert {photo["photo"]: len(photo["faces"]) for photo in faces["photos"]} == {
+        f"shots/{path.name}": len(sample_labels[path.name]) for path in sample_paths}
+    assert len(archive.read("faces.csv").decode().splitlines()) == 1 + sum(map(len, sample_labels.values()))
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"photos": ("notes.txt", b"text")}, "no photos found"),
+    ({"photos": ("broken.zip", b"PK\x03\x04broken")}, "no photos found"),
+])
+def test_bad_batches_get_a_clear_400(detection_service, files, message):
+    response = requests.post(detection_service.url + "/batches", files=files, timeout=30)
+    assert response.status_code == 400 and message in response.json()["error"], response.text

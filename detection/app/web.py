@@ -138,4 +138,5 @@ def batch_result(job_id: str):
     if path is None:
         raise ApiError(404, f"batch job {job_id} has no finished zip")
     stem = Path(status["filename"]).stem.replace(" ", "_") or "photos"
-    return send_file(path, mimetype="application/zip", download_name=f"{stem}_annotated.zip", conditional=True)
+    return send_file(path, mimetype="application/zip", download_name=f"{stem}_annotated.zip", as_attachment=True,
+                     conditional=True)

@@ -136,7 +136,7 @@ class LocalJobs:
             try:
                 if time.monotonic() >= next_expiry:
                     self._expire(time.time())
-                    next_expiry = time.monotonic() + EXPIRY_EVERY_S
+                    next_expiry = time.monotonic() + min(EXPIRY_EVERY_S, self.retention_s / 2)
                 claimed = self._claim()
                 if claimed is None:
                     sleep(IDLE_POLL_S)
