@@ -76,7 +76,7 @@ class RedisJobs:
 
     def _active_clients(self) -> dict[str, str]:
         """The active jobs' clients; jobs that ended (or that Redis no longer has) leave the hash here."""
-        active = {key.decode(): value.decode() for key, value in self.redis.hgetall(ACTIVE_KEY).items()}
+        active = {_text(key): _text(value) for key, value in self.redis.hgetall(ACTIVE_KEY).items()}
         if not active:
             return active
         self._requeue_abandoned()
@@ -114,7 +114,7 @@ class RedisJobs:
     def remove_expired(self) -> None:
         """Folders of jobs past their retention (Redis forgot them itself); each is removed by one process."""
         for raw in self.redis.zrangebyscore(EXPIRY_KEY, 0, time.time()):
-            job_id = raw.decode()
+            job_id = _text(raw)
             if self.redis.zrem(EXPIRY_KEY, job_id):
                 self.store.remove(job_id)
 
@@ -189,6 +189,11 @@ def perform(kind: str, job_id: str, submitted: dict) -> dict:
     job.connection.zadd(EXPIRY_KEY, {job_id: time.time() + _CONTEXT.retention_s})
     observe_job_end(kind, final["state"], time.time() - started)
     return final
+
+
+def _text(value) -> str:
+    """RQ needs a connection that answers bytes; ids and clients are ASCII."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _die_with_the_worker() -> None:

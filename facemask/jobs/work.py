@@ -132,7 +132,10 @@ CSV_FIELDS = ["photo", "face", "label", "score", "det_score", "x1", "y1", "x2", 
 def _annotate_batch(pipeline: MaskPipeline, source: Path, work: Path, max_pixels: int, progress: Progress) -> dict:
     """A zip of the annotated photos (annotated/<name>_annotated.jpg), faces.csv (a row per face) and faces.json
     (every photo's faces, or why it was skipped)."""
-    records, rows, counts, used_names = [], [], {}, set()
+    records: list[dict] = []
+    rows: list[dict] = []
+    counts: dict[str, int] = {}
+    used_names: set[str] = set()
     with zipfile.ZipFile(source) as archive, \
             zipfile.ZipFile(work / RESULT_FILES["zip"], "w", zipfile.ZIP_DEFLATED) as output:
         members = photo_members(archive)
