@@ -508,7 +508,8 @@ async function processVideo(file, section) {
 }
 
 async function handleFiles(fileList) {
-  const files = Array.from(fileList);
+  // With the queue on, batches.js sends many photos as one batch job; the rest are shown here one by one.
+  const files = window.facemaskBatches ? await window.facemaskBatches.take(Array.from(fileList)) : Array.from(fileList);
   for (const file of files) {
     const section = newSection(file.name);
     if (maxUploadBytes && file.size + FORM_ENVELOPE_BYTES > maxUploadBytes) {
