@@ -11,14 +11,14 @@ import os
 import sys
 import tempfile
 
-from facemask.errors import LOGGER, FacemaskError, configure_logging
-from facemask.settings import Settings, SettingsError
+from facemask.core.errors import LOGGER, FacemaskError, configure_logging
+from facemask.core.settings import Settings, SettingsError
 
 DEFAULT_METRICS_PORT = 8001
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="facemask worker", description=__doc__.splitlines()[0])
+def parse_args(argv=None, prog: str = "facemask worker") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--burst", action="store_true", help="stop once the queue is empty (benchmarks, tests)")
     parser.add_argument("--name", help="the worker's name in Redis (default: RQ's, host and pid)")
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
@@ -26,15 +26,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv=None, prog: str = "facemask worker") -> int:
+    args = parse_args(argv, prog)
     try:
         settings = Settings.from_env()
     except SettingsError as error:
-        print(f"facemask worker: {error}", file=sys.stderr)
+        print(f"{prog}: {error}", file=sys.stderr)
         return 2
     if not settings.queue_url:
-        print("facemask worker: set FACEMASK_QUEUE_URL (redis://host:port/db) to the detection service's queue",
+        print(f"{prog}: set FACEMASK_QUEUE_URL (redis://host:port/db) to the detection service's queue",
               file=sys.stderr)
         return 2
     configure_logging(settings.log_level or "INFO")
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("FACEMASK_ORT_THREADS", "1")  # one job per worker: scale by running more workers
     from redis.exceptions import RedisError
 
-    from facemask.detector import create_detector
+    from facemask.core.detector import create_detector
     from facemask.jobs.redis_queue import RedisJobs, WorkerContext, connect, run_worker
     from facemask.jobs.store import JobStore
     from facemask.jobs.work import Pipelines
@@ -53,12 +53,12 @@ def main(argv=None) -> int:
         redis = connect(settings.queue_url)
         redis.ping()
     except (RedisError, ValueError) as error:
-        print(f"facemask worker: cannot reach the queue at FACEMASK_QUEUE_URL: {error}", file=sys.stderr)
+        print(f"{prog}: cannot reach the queue at FACEMASK_QUEUE_URL: {error}", file=sys.stderr)
         return 1
     try:
         detector = create_detector(settings.detector_model, settings.ort_threads or 1)
     except FacemaskError as error:
-        print(f"facemask worker: {error}", file=sys.stderr)
+        print(f"{prog}: {error}", file=sys.stderr)
         return 1
     store = JobStore(settings.jobs_folder)
     context = WorkerContext(Pipelines.build(detector, settings.classifier_url, settings.classify_deadline_s), store,

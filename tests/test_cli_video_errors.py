@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from facemask.local_server import REPO_ROOT, free_port
+from facemask.serving.local_server import REPO_ROOT, free_port
 from tests.test_video import _alive, _children, run_infer
 from tests.test_video_job_limits import raw_stream
 from tests.test_video_jobs import write_clip

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemask import crops
-from facemask.detector import DetectOptions, RetinaFaceDetector
-from facemask.drawing import AMBER, GREEN, RED, draw_faces, style_for, text_colour_on
-from facemask.images import ImageError, decode_image
-from facemask.results import Classification, FaceResult
+from facemask.core import crops
+from facemask.core.detector import DetectOptions, RetinaFaceDetector
+from facemask.core.drawing import AMBER, GREEN, RED, draw_faces, style_for, text_colour_on
+from facemask.core.images import ImageError, decode_image
+from facemask.core.results import Classification, FaceResult
 
 
 @pytest.fixture(scope="module")

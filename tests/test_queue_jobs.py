@@ -19,7 +19,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from facemask.local_server import LocalRedis, LocalService, LocalWorker
+from facemask.serving.local_server import LocalRedis, LocalService, LocalWorker
 from tests.test_video_jobs import write_clip
 
 pytestmark = [

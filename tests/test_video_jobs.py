@@ -11,7 +11,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from facemask.local_server import REPO_ROOT
+from facemask.serving.local_server import REPO_ROOT
 
 STATIC = REPO_ROOT / "detection" / "app" / "static"
 

@@ -19,13 +19,16 @@ import requests
 from bench.mjpeg_stream import CameraProcess
 from bench.synthetic_video import camera_windows, render
 from bench.watch_soak import WebhookReceiver, start_watch, wait_for, watch_status
-from facemask.detector import RetinaFaceDetector
-from facemask.drawing import GREEN, RED
-from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT, free_port
-from facemask.privacy import anonymize
-from facemask.video import VIDEO_DETECT_OPTIONS
-from facemask.watch import WatchMetrics, WatchOptions, WebhookSender, parse_args
+from facemask.cli.watch import parse_args
+from facemask.core.detector import RetinaFaceDetector
+from facemask.core.drawing import GREEN, RED
+from facemask.core.images import decode_image
+from facemask.core.privacy import anonymize
+from facemask.serving.local_server import REPO_ROOT, free_port
+from facemask.video.loop import VIDEO_DETECT_OPTIONS
+from facemask.watch.metrics import WatchMetrics
+from facemask.watch.options import WatchOptions
+from facemask.watch.webhook import WebhookSender
 from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium
 
 SAMPLES = REPO_ROOT / "sample-images"

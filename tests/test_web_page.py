@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT, LocalService, free_port
+from facemask.core.images import decode_image
+from facemask.serving.local_server import REPO_ROOT, LocalService, free_port
 from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
-from facemask.classifier import MaskClassifier
-from facemask.crops import resize_crop
-from facemask.images import ImageError, declared_pixels, decode_image
-from facemask.service import ApiError, request_body, uploaded_files
-from facemask.settings import Settings
+from facemask.core.classifier import MaskClassifier
+from facemask.core.crops import resize_crop
+from facemask.core.images import ImageError, declared_pixels, decode_image
+from facemask.core.settings import Settings
+from facemask.serving.service import ApiError, request_body, uploaded_files
 
 blueprint = Blueprint("classification", __name__)
 # Pixel budgets (Settings.max_crop_pixels, max_request_pixels) are checked from the image headers before any

@@ -9,14 +9,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from detection.app.routes import blueprint
 from detection.app.video_jobs import Jobs
 from detection.app.web import blueprint as web_blueprint
-from facemask.classes import CLASSES
-from facemask.detector import create_detector
-from facemask.errors import LOGGER, configure_logging
+from facemask.core.classes import CLASSES
+from facemask.core.detector import create_detector
+from facemask.core.errors import LOGGER, configure_logging
+from facemask.core.pipeline import ClassifierClient, MaskPipeline
+from facemask.core.results import UNCLASSIFIED
+from facemask.core.settings import Settings
 from facemask.jobs.metrics import QueueCollector
-from facemask.pipeline import ClassifierClient, MaskPipeline
-from facemask.results import UNCLASSIFIED
-from facemask.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
-from facemask.settings import Settings
+from facemask.serving.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -5,10 +5,10 @@ import base64
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from facemask.drawing import draw_faces
-from facemask.images import ImageError, decode_image, encode_jpeg, encode_png
-from facemask.pipeline import MaskPipeline
-from facemask.service import ApiError, public_detector_config, uploaded_files
+from facemask.core.drawing import draw_faces
+from facemask.core.images import ImageError, decode_image, encode_jpeg, encode_png
+from facemask.core.pipeline import MaskPipeline
+from facemask.serving.service import ApiError, public_detector_config, uploaded_files
 
 blueprint = Blueprint("detection", __name__)
 ANNOTATED_FORMATS = {"jpeg": (encode_jpeg, "image/jpeg"), "jpg": (encode_jpeg, "image/jpeg"),

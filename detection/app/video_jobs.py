@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING
 import cv2
 from PIL import Image, UnidentifiedImageError
 
-from facemask.detector import PyramidFaceDetector
-from facemask.errors import FacemaskError
-from facemask.images import IMAGE_SUFFIXES
+from facemask.core.detector import PyramidFaceDetector
+from facemask.core.errors import FacemaskError
+from facemask.core.images import IMAGE_SUFFIXES
 from facemask.jobs.limits import JobsBusy
 from facemask.jobs.local import LocalJobs
 from facemask.jobs.store import JobStore, is_job_id, new_job_id
 from facemask.jobs.work import BATCH_INPUT, Pipelines, photo_members, run_job
-from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
-from facemask.results import Face
-from facemask.service import Metrics
-from facemask.settings import Settings
-from facemask.video import VIDEO_DETECT_OPTIONS
+from facemask.core.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
+from facemask.core.results import Face
+from facemask.serving.service import Metrics
+from facemask.core.settings import Settings
+from facemask.video.loop import VIDEO_DETECT_OPTIONS
 
 if TYPE_CHECKING:  # imported when the queue is on: one machine needs no Redis client
     from facemask.jobs.redis_queue import RedisJobs

@@ -12,9 +12,9 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request, send_file, send_from_directory, url_for
 
 from detection.app.video_jobs import Jobs, JobsBusy, VideoRejected
-from facemask.paths import REPO_ROOT
-from facemask.pipeline import ClassifierUnavailable
-from facemask.service import ApiError, uploaded_files
+from facemask.core.paths import REPO_ROOT
+from facemask.core.pipeline import ClassifierUnavailable
+from facemask.serving.service import ApiError, uploaded_files
 
 STATIC = Path(__file__).parent / "static"
 # The bundled sample photos, offered on the page as examples; a checkout has them, an installed package does not (the

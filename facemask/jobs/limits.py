@@ -1,7 +1,7 @@
 """The job limits both backends apply when a job is submitted."""
 from __future__ import annotations
 
-from facemask.errors import FacemaskError
+from facemask.core.errors import FacemaskError
 
 ACTIVE = ("queued", "running")
 

@@ -16,15 +16,17 @@ from typing import Callable
 
 import cv2
 
-from facemask.detector import PyramidFaceDetector
-from facemask.drawing import draw_faces
-from facemask.errors import FacemaskError
-from facemask.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg
+from facemask.core.detector import PyramidFaceDetector
+from facemask.core.drawing import draw_faces
+from facemask.core.errors import FacemaskError
+from facemask.core.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg
 from facemask.jobs.store import RESULT_FILES, JobStore
-from facemask.pipeline import ClassifierClient, MaskPipeline
-from facemask.runner import InputError, annotate_video
-from facemask.service import public_detector_config
-from facemask.video import VIDEO_DETECT_OPTIONS
+from facemask.core.pipeline import ClassifierClient, MaskPipeline
+from facemask.serving.service import public_detector_config
+from facemask.video.loop import VIDEO_DETECT_OPTIONS, annotate_stream
+from facemask.video.output import VideoOutputError
+from facemask.video.source import VideoSource, VideoSourceError
+from facemask.video.tracks import VideoSettings
 
 LOG = logging.getLogger("facemask.jobs")
 # Larger frames are annotated at Full HD: a 4K video kept 25 MB frames queued between decoding, analysis and output
@@ -95,25 +97,30 @@ def _remove_input(folder: Path) -> None:
 
 def _annotate_video(pipeline: MaskPipeline, source: Path, work: Path, submitted: dict, max_pixels: int,
                     progress: Progress) -> dict:
+    """The tracked video path of infer.py (facemask.video): an annotated WebM and its JSON record."""
     filename, frames_total = submitted["filename"], submitted["frames_total"]
-    output = work / RESULT_FILES["video"]
+    output, settings, done = work / RESULT_FILES["video"], VideoSettings(), [0]
+
+    def advance(count: int) -> None:
+        done[0] += count
+        progress(done[0], frames_total)
+
     try:
-        summary = annotate_video(pipeline, source, output, on_frame=lambda done, total: progress(
-            done, total or frames_total), max_pixels=max_pixels, shrink_to_pixels=ANNOTATED_PIXELS)
-    except (InputError, cv2.error, OSError) as error:
-        # no server paths in what the user reads
+        video = VideoSource(str(source), max_pixels=max_pixels, shrink_to_pixels=ANNOTATED_PIXELS)
+        # The record names the upload and the public model file, never the server's paths or the classifier's URL.
+        header = {"source": filename, "source_kind": video.kind, "output": Path(filename).stem + "_annotated.webm",
+                  "detect_every": settings.detect_every,
+                  "detector": public_detector_config(pipeline.detector.config())}
+        footer = annotate_stream(pipeline, video, output, settings, header, progress=advance)
+    except (VideoSourceError, VideoOutputError, cv2.error, OSError) as error:
         raise JobFailed(str(error).replace(str(source), filename).replace(str(work) + os.sep, "")) from None
-    if summary.interrupted:  # a stop signal reached the job itself: another attempt does the whole video
-        raise RuntimeError(f"stopped by {summary.interrupted}")
-    record_path = work / RESULT_FILES["json"]
-    record = json.loads(record_path.read_text())
-    record.pop("classifier_url", None)
-    record.update(source=filename, output=Path(filename).stem + "_annotated.webm",  # no server paths
-                  detector=public_detector_config(record.get("detector", {})))
-    record_path.write_text(json.dumps(record))
-    classifier_errors = list(summary.classifier_errors.values())
-    return {"frames_done": record["frames_total"], "frames_total": record["frames_total"],
-            "counts": summary.counts, "people": summary.people,
+    if footer.frames_total == 0:
+        raise JobFailed("the video has no readable frames")
+    record = json.loads((work / RESULT_FILES["json"]).read_text())
+    classifier_errors = list(footer.classifier_errors.values())
+    people = footer.summary.people.to_dict()
+    return {"frames_done": footer.frames_total, "frames_total": footer.frames_total,
+            "counts": dict(people["by_label"]), "people": people,
             "frames_with_faces": sum(1 for frame in record["frames"] if frame["faces"]),
             "classifier_errors": len(classifier_errors),
             **({"error": classifier_errors[0]} if classifier_errors else {})}

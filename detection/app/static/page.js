@@ -11,7 +11,7 @@ const FORM_ENVELOPE_BYTES = 1000;
 const READY_POLL_MS = 5000;
 const STORAGE_KEY = "facemask-results";
 const CLASSIFIER_DOWN = "The classifier is not answering";
-// The same colours and names as the boxes drawn by facemask/drawing.py, darkened for white text; any label the
+// The same colours and names as the boxes drawn by facemask/core/drawing.py, darkened for white text; any label the
 // classifier adds later gets the amber that drawing.py gives unknown labels.
 const LABEL_STYLE = {
   with_mask: ["Mask", "#0b7d1f"], mask: ["Mask", "#0b7d1f"],

@@ -1,0 +1,50 @@
+"""What one watch is told to do, and the small helpers its parts share."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from facemask.core.classes import INCORRECT, WITHOUT_MASK
+
+log = logging.getLogger("facemask.watch")
+
+
+DEFAULT_EVENT_LABELS = (WITHOUT_MASK, INCORRECT)
+
+
+@dataclass
+class WatchOptions:
+    camera: str = "camera"
+    event_labels: tuple[str, ...] = DEFAULT_EVENT_LABELS
+    events_path: Path | None = None  # JSON Lines, one event per line
+    webhook_url: str | None = None
+    webhook_timeout_s: float = 10.0
+    webhook_queue: int = 1000  # events waiting for the webhook; more are dropped (and stay in the JSON Lines)
+    webhook_retry_min_s: float = 0.5  # first pause before an event is tried again, doubled each time
+    webhook_retry_max_s: float = 10.0  # longest pause between two tries of one event
+    webhook_give_up_s: float = 3600.0  # an event not delivered within this long is given up (counted failed)
+    thumbnails: bool = False
+    privacy: str = "blur"
+    record_dir: Path | None = None
+    segment_s: float = 300.0
+    keep_segments: int = 24
+    live_fps: float = 10.0
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 4.0  # with the stream back, the watch resumes within this long (+ the open itself)
+    stream_timeout_s: float = 10.0  # a stream that stalls this long without closing counts as dropped
+
+
+def redacted(source: str) -> str:
+    """The source as logs and /counts show it: a password in an rtsp://user:password@host URL is not repeated."""
+    parts = urlsplit(source)
+    if parts.password is None:
+        return source
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
