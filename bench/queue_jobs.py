@@ -69,8 +69,9 @@ def throughput(base: str, clip: Path, env: dict, logs: Path, workers: int, jobs:
 
 def pickup_after_kill(base: str, clip: Path, env: dict, logs: Path, kills: int) -> list[float]:
     """Two workers; the one running a job is killed with SIGKILL 10 frames in; seconds until the other runs it."""
-    from redis import Redis
     from rq import Worker
+
+    from redis import Redis
 
     redis, seconds = Redis.from_url(env["FACEMASK_QUEUE_URL"]), []
     for round_ in range(kills):

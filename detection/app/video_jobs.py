@@ -8,7 +8,6 @@ zip) annotated into one zip with a CSV and a JSON of the faces.
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,18 +15,15 @@ from typing import TYPE_CHECKING
 import cv2
 from PIL import Image, UnidentifiedImageError
 
-from facemask.core.detector import PyramidFaceDetector
 from facemask.core.errors import FacemaskError
 from facemask.core.images import IMAGE_SUFFIXES
+from facemask.core.pipeline import ClassifierUnavailable, MaskPipeline
+from facemask.core.settings import Settings
 from facemask.jobs.limits import JobsBusy
 from facemask.jobs.local import LocalJobs
 from facemask.jobs.store import JobStore, is_job_id, new_job_id
 from facemask.jobs.work import BATCH_INPUT, Pipelines, photo_members, run_job
-from facemask.core.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
-from facemask.core.results import Face
 from facemask.serving.service import Metrics
-from facemask.core.settings import Settings
-from facemask.video.loop import VIDEO_DETECT_OPTIONS
 
 if TYPE_CHECKING:  # imported when the queue is on: one machine needs no Redis client
     from facemask.jobs.redis_queue import RedisJobs
@@ -40,42 +36,6 @@ ZIP_EXPANSION = 20  # a zip may unpack to this many times the upload limit: more
 
 class VideoRejected(FacemaskError, ValueError):
     """The upload is not something this service will annotate; the message is meant for the user."""
-
-
-class _TimedDetector:
-    """The service's detector, every run's time added to the service's stage histogram."""
-
-    def __init__(self, detector: PyramidFaceDetector, metrics: Metrics | None):
-        self.detector, self.metrics = detector, metrics
-
-    def with_options(self, **options) -> "_TimedDetector":
-        return _TimedDetector(self.detector.with_options(**options), self.metrics)
-
-    def detect(self, image_rgb) -> list[Face]:
-        started = time.perf_counter()
-        faces = self.detector.detect(image_rgb)
-        if self.metrics is not None:
-            self.metrics.observe_frame({"detect": (time.perf_counter() - started) * 1e3})
-        return faces
-
-    def config(self) -> dict:
-        return self.detector.config()
-
-
-class _TimedClient(ClassifierClient):
-    """Adds every classification request's time to the service's stage histogram."""
-
-    def __init__(self, url: str, metrics: Metrics | None, **settings):
-        super().__init__(url, **settings)
-        self.metrics = metrics
-
-    def classify(self, crops):
-        started = time.perf_counter()
-        try:
-            return super().classify(crops)
-        finally:
-            if self.metrics is not None and crops:
-                self.metrics.observe_frame({"classify": (time.perf_counter() - started) * 1e3})
 
 
 class Jobs:
@@ -94,12 +54,11 @@ class Jobs:
             self.backend = RedisJobs(connect(settings.queue_url), self.store, *limits)
         else:
             self.backend = LocalJobs(self.store, *limits)
-            detector = _TimedDetector(pipeline.detector, metrics)
-            pipelines = Pipelines(
-                MaskPipeline(detector.with_options(**VIDEO_DETECT_OPTIONS),  # type: ignore[arg-type]  # duck
-                             _TimedClient(pipeline.client.url, metrics, retries=1, deadline=pipeline.client.deadline)),
-                MaskPipeline(detector, _TimedClient(pipeline.client.url, metrics,  # type: ignore[arg-type]
-                                                    deadline=pipeline.client.deadline)))
+            # Its own clients: the request threads' client is not shared with the job thread. Every detector run
+            # and classification request goes to the service's stage histogram.
+            pipelines = Pipelines.build(pipeline.detector, settings.classifier_url, settings.classify_deadline_s,
+                                        observe=None if metrics is None else lambda stage, ms: metrics.observe_frame(
+                                            {stage: ms}))
             self.backend.start_runner(lambda kind, job_id, submitted, progress: run_job(
                 kind, pipelines, self.store, job_id, submitted, self.max_pixels, progress))
 

@@ -5,8 +5,8 @@ return value, both in Redis, so any API replica answers for any job. Its files a
 
 - A worker runs each job in a forked work horse and sends a heartbeat every HEARTBEAT_S. A worker killed with
   SIGKILL (the horse dies with it: PR_SET_PDEATHSIG) stops the heartbeats; HEARTBEAT_GRACE_S later the job counts
-  as abandoned, and the next worker or API replica that looks requeues it (RQ's retry, at most RETRIES times) or
-  marks it failed with the reason.
+  as abandoned, and the next idle worker's maintenance round (every few seconds) or API replica's poll requeues it
+  (RQ's retry, at most RETRIES times) or marks it failed with the reason.
 - SIGTERM: the worker finishes the job it has, then stops (RQ's warm shutdown); a second SIGTERM, or the grace
   period's end, kills it and the job is requeued as above.
 - The limits: the jobs queued or running, with their clients, in one Redis hash, checked and added to under a
@@ -24,7 +24,6 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from redis import Redis
 from rq import Queue, Retry, Worker, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -33,6 +32,7 @@ from rq.registry import StartedJobRegistry
 from facemask.jobs.limits import check_limits
 from facemask.jobs.metrics import observe_job_end
 from facemask.jobs.store import JobStore
+from redis import Redis
 
 if TYPE_CHECKING:
     from facemask.jobs.work import Pipelines
@@ -44,6 +44,10 @@ EXPIRY_KEY = "facemask:jobs:expiry"  # job id -> when its folder may go (sorted 
 SUBMIT_LOCK = "facemask:jobs:submit-lock"
 HEARTBEAT_S = 2
 HEARTBEAT_GRACE_S = 8
+# An idle worker waits on the queue this many seconds less 15 at a time (RQ's dequeue time-out), then runs its
+# maintenance (abandoned jobs requeued) if HEARTBEAT_S + HEARTBEAT_GRACE_S have passed: RQ's default of 420 s left
+# a killed worker's job waiting minutes when nobody polled it.
+WORKER_TTL_S = 20
 RETRIES = 2
 JOB_TIMEOUT_S = 3600  # a video at the frame limit takes minutes; this only stops a job that hangs
 ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
@@ -140,7 +144,7 @@ _CONTEXT: WorkerContext | None = None
 def run_worker(redis: Redis, context: WorkerContext, burst: bool = False, name: str | None = None) -> bool:
     global _CONTEXT
     _CONTEXT = context
-    worker = JobWorker([Queue(QUEUE_NAME, connection=redis)], connection=redis, name=name,
+    worker = JobWorker([Queue(QUEUE_NAME, connection=redis)], connection=redis, name=name, worker_ttl=WORKER_TTL_S,
                        job_monitoring_interval=HEARTBEAT_S, maintenance_interval=HEARTBEAT_S + HEARTBEAT_GRACE_S)
     jobs = RedisJobs(redis, context.store, context.retention_s, 1, 1)
     _start_expiry_thread(jobs)

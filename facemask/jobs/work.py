@@ -20,8 +20,10 @@ from facemask.core.detector import PyramidFaceDetector
 from facemask.core.drawing import draw_faces
 from facemask.core.errors import FacemaskError
 from facemask.core.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg
-from facemask.jobs.store import RESULT_FILES, JobStore
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
+from facemask.core.protocols import Classifier, Detector
+from facemask.core.timing import Observer, TimedClassifier, TimedDetector
+from facemask.jobs.store import RESULT_FILES, JobStore
 from facemask.serving.service import public_detector_config
 from facemask.video.loop import VIDEO_DETECT_OPTIONS, annotate_stream
 from facemask.video.output import VideoOutputError
@@ -50,10 +52,19 @@ class Pipelines:
     photos: MaskPipeline
 
     @classmethod
-    def build(cls, detector: PyramidFaceDetector, classifier_url: str, deadline: float) -> "Pipelines":
-        return cls(MaskPipeline(detector.with_options(**VIDEO_DETECT_OPTIONS),
-                                ClassifierClient(classifier_url, retries=1, deadline=deadline)),
-                   MaskPipeline(detector, ClassifierClient(classifier_url, deadline=deadline)))
+    def build(cls, detector: Detector, classifier_url: str, deadline: float,
+              observe: Observer | None = None) -> "Pipelines":
+        """observe(stage, ms): every detector run and classification request (a service's stage histogram)."""
+        video_detector = (detector.with_options(**VIDEO_DETECT_OPTIONS) if isinstance(detector, PyramidFaceDetector)
+                          else detector)
+
+        def pipeline(detector: Detector, classifier: Classifier) -> MaskPipeline:
+            if observe is None:
+                return MaskPipeline(detector, classifier)
+            return MaskPipeline(TimedDetector(detector, observe), TimedClassifier(classifier, observe))
+
+        return cls(pipeline(video_detector, ClassifierClient(classifier_url, retries=1, deadline=deadline)),
+                   pipeline(detector, ClassifierClient(classifier_url, deadline=deadline)))
 
 
 def video_input(folder: Path) -> Path:

@@ -165,8 +165,9 @@ class LocalWorker:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90.0) -> "LocalWorker":
-        from redis import Redis
         from rq import Worker
+
+        from redis import Redis
 
         env = {**os.environ, **self.env}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
