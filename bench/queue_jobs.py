@@ -27,7 +27,8 @@ from bench.common import REPO_ROOT, Report, command_line
 from facemask.serving.local_server import LocalRedis, LocalService, LocalWorker
 
 
-def write_clip(path: Path, frames: list[np.ndarray], fps: float = 25) -> Path:
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10) -> Path:
+    """An MP4 (mp4v) of the frames (BGR); the tests' clips too."""
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     for frame in frames:
@@ -43,14 +44,28 @@ def submit(base: str, clip: Path, client: str) -> str:
     return response.json()["id"]
 
 
-def wait(base: str, job_id: str, until=("done", "failed"), timeout: float = 900) -> dict:
+def wait(base: str, job_id: str, until=("done", "failed"), timeout: float = 900, kind: str = "videos") -> dict:
+    """The job's status once its state is one of `until` (polled every 50 ms); AssertionError after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = requests.get(f"{base}/videos/{job_id}", timeout=10).json()
+        status = requests.get(f"{base}/{kind}/{job_id}", timeout=10).json()
         if status["state"] in until:
             return status
         time.sleep(0.05)
-    raise SystemExit(f"job {job_id} not {until} after {timeout} s")
+    raise AssertionError(f"job {job_id} not {until} after {timeout} s: {status}")
+
+
+def frame_count(video: bytes | Path, folder: Path) -> int:
+    """Frames OpenCV decodes from a video file, or from downloaded bytes (written to folder first)."""
+    if isinstance(video, bytes):
+        (folder / "downloaded.webm").write_bytes(video)
+        video = folder / "downloaded.webm"
+    capture = cv2.VideoCapture(str(video))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    return frames
 
 
 def throughput(base: str, clip: Path, env: dict, logs: Path, workers: int, jobs: int) -> dict:
@@ -116,9 +131,9 @@ def main(argv=None) -> Report:
                     command_line("bench.queue_jobs", argv), **({"out_dir": args.out_dir} if args.out_dir else {}))
     folder = Path(tempfile.mkdtemp(prefix="bench-queue-"))
     photo = cv2.resize(cv2.imread(str(REPO_ROOT / "sample-images" / "group_mixed.jpg")), (640, 480))
-    clip = write_clip(folder / "faces.mp4", [photo] * args.frames)
-    long_clip = write_clip(folder / "long.mp4", [photo] * 150)
-    small = write_clip(folder / "small.mp4", [photo] * 10)
+    clip = write_clip(folder / "faces.mp4", [photo] * args.frames, fps=25)
+    long_clip = write_clip(folder / "long.mp4", [photo] * 150, fps=25)
+    small = write_clip(folder / "small.mp4", [photo] * 10, fps=25)
     limits = {"MAX_VIDEO_JOBS": "100", "MAX_VIDEO_JOBS_PER_CLIENT": "100", "FACEMASK_TRUSTED_PROXIES": "1"}
 
     with LocalRedis() as redis, LocalService("classification", workers=2) as classifier:

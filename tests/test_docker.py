@@ -91,8 +91,7 @@ def test_compose_stack_runs_video_and_batch_jobs_on_its_workers(stack, sample_pa
 
     import cv2
 
-    from tests.test_queue_jobs import frames_in, poll
-    from tests.test_video_jobs import write_clip
+    from bench.queue_jobs import frame_count, wait, write_clip
 
     compose, ports = stack
     detection = f"http://127.0.0.1:{ports['DETECTION_PORT']}"
@@ -103,13 +102,13 @@ def test_compose_stack_runs_video_and_batch_jobs_on_its_workers(stack, sample_pa
     clip = write_clip(tmp_path / "clip.mp4", [photo] * 20)
     submitted = requests.post(detection + "/videos", files={"video": clip.open("rb")}, timeout=60)
     assert submitted.status_code == 202, submitted.text
-    done = poll(detection, submitted.json()["id"], timeout=300)
+    done = wait(detection, submitted.json()["id"], timeout=300)
     assert done["state"] == "done" and done["frames_done"] == 20, done
-    assert frames_in(requests.get(detection + done["video_url"], timeout=30).content, tmp_path) == 20
+    assert frame_count(requests.get(detection + done["video_url"], timeout=30).content, tmp_path) == 20
     batch = requests.post(detection + "/batches", timeout=60,
                           files=[("photos", (path.name, path.read_bytes())) for path in sample_paths])
     assert batch.status_code == 202, batch.text
-    done = poll(detection, batch.json()["id"], kind="batches", timeout=300)
+    done = wait(detection, batch.json()["id"], kind="batches", timeout=300)
     assert done["state"] == "done" and done["photos_annotated"] == len(sample_paths), done
     names = zipfile.ZipFile(io.BytesIO(requests.get(detection + done["zip_url"], timeout=30).content)).namelist()
     assert {"faces.csv", "faces.json"} <= set(names) and len(names) == len(sample_paths) + 2

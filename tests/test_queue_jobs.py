@@ -19,8 +19,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.queue_jobs import frame_count, wait, write_clip
 from facemask.serving.local_server import LocalRedis, LocalService, LocalWorker
-from tests.test_video_jobs import write_clip
 
 pytestmark = [
     pytest.mark.slow,  # redis, two replicas and workers of their own, jobs run in full
@@ -65,31 +65,10 @@ def submit(base: str, clip: Path, client: str = "10.0.0.1") -> requests.Response
                          timeout=60)
 
 
-def poll(base: str, job_id: str, until=("done", "failed"), timeout: float = 180, kind: str = "videos") -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = requests.get(f"{base}/{kind}/{job_id}", timeout=10).json()
-        if status["state"] in until:
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} not {until} after {timeout} s: {status}")
-
-
 def metric(url: str, name: str) -> float:
     text = requests.get(url, timeout=10).text
     return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
                if sample.name == name)
-
-
-def frames_in(video: bytes, tmp_path: Path) -> int:
-    path = tmp_path / "downloaded.webm"
-    path.write_bytes(video)
-    capture = cv2.VideoCapture(str(path))
-    frames = 0
-    while capture.read()[0]:
-        frames += 1
-    capture.release()
-    return frames
 
 
 def test_a_job_waits_queued_then_any_worker_takes_it_and_any_replica_serves_it(site, face_clip, tmp_path):
@@ -101,14 +80,14 @@ def test_a_job_waits_queued_then_any_worker_takes_it_and_any_replica_serves_it(s
     assert requests.get(f"{b.url}/videos/{job_id}", timeout=10).json()["state"] == "queued", "no worker yet"
     assert metric(a.url + "/metrics", "facemask_jobs_queued") == 1
     with worker(site, "w1") as first, worker(site, "w2") as second:
-        running = poll(b.url, job_id, until=("running",))
+        running = wait(b.url, job_id, until=("running",))
         assert 0 <= running["frames_done"] <= running["frames_total"] == 120
-        done = poll(b.url, job_id)
+        done = wait(b.url, job_id)
         assert done["state"] == "done" and done["frames_done"] == 120 and done["classifier_errors"] == 0, done
         assert done["people"]["total"] == 6
         video = requests.get(b.url + done["video_url"], timeout=30)
         assert video.status_code == 200 and video.headers["Content-Type"] == "video/webm"
-        assert frames_in(video.content, tmp_path) == 120
+        assert frame_count(video.content, tmp_path) == 120
         record = requests.get(b.url + done["json_url"], timeout=30).json()
         assert len(record["frames"]) == 120 and record["source"] == "faces.mp4"
         durations = sum(metric(f"http://127.0.0.1:{w.metrics_port}/metrics", "facemask_job_seconds_count")
@@ -126,8 +105,8 @@ def test_a_job_whose_worker_is_killed_ends_done_once_and_outlives_a_replica_rest
     a, b = site["a"], site["b"]
     with worker(site, "k1") as k1, worker(site, "k2") as k2:
         job_id = submit(a.url, face_clip).json()["id"]
-        poll(b.url, job_id, until=("running",))
-        while poll(b.url, job_id, until=("running",))["frames_done"] < 10:
+        wait(b.url, job_id, until=("running",))
+        while wait(b.url, job_id, until=("running",))["frames_done"] < 10:
             time.sleep(0.1)
         redis = Redis.from_url(site["env"]["FACEMASK_QUEUE_URL"])
         (busy,) = [w.name for w in Worker.all(connection=redis) if w.get_current_job_id() == job_id]
@@ -140,16 +119,16 @@ def test_a_job_whose_worker_is_killed_ends_done_once_and_outlives_a_replica_rest
         while Worker.find_by_key(f"rq:worker:{survivor.name}", connection=redis).get_current_job_id() != job_id:
             assert time.monotonic() - killed_at < 40, "the abandoned job was not taken up again"
             time.sleep(0.1)
-        done = poll(a.url, job_id)
+        done = wait(a.url, job_id)
         assert done["state"] == "done" and done["frames_done"] == 120, done
-        assert survivor.process.poll() is None
+        assert survivor.process.wait() is None
         if horse:  # the killed worker's work horse died with it: it did not finish the video unseen
             with pytest.raises(ProcessLookupError):
                 os.kill(horse, 0)
     folder = site["store"] / job_id
     assert sorted(path.name for path in folder.iterdir()) == ["annotated.json", "annotated.webm"], \
         "exactly one output, no half-written attempt and no input left"
-    assert frames_in(requests.get(b.url + done["video_url"], timeout=30).content, tmp_path) == 120
+    assert frame_count(requests.get(b.url + done["video_url"], timeout=30).content, tmp_path) == 120
 
     a.stop()
     a.start()  # a replica restarted: the job and its result are still there
@@ -161,7 +140,7 @@ def test_a_worker_stopped_with_sigterm_finishes_its_job_first(site, face_clip):
     a = site["a"]
     with worker(site, "t1") as graceful:
         job_id = submit(a.url, face_clip).json()["id"]
-        poll(a.url, job_id, until=("running",))
+        wait(a.url, job_id, until=("running",))
         graceful.process.send_signal(signal.SIGTERM)
         assert graceful.process.wait(timeout=120) == 0
         status = requests.get(f"{a.url}/videos/{job_id}", timeout=10).json()
@@ -200,7 +179,7 @@ def test_a_batch_of_photos_becomes_a_zip_with_csv_and_json(site, sample_paths, s
     assert response.status_code == 202, response.text
     assert response.json()["photos_total"] == len(sample_paths) + 1
     with worker(site, "b1"):
-        done = poll(b.url, response.json()["id"], kind="batches")
+        done = wait(b.url, response.json()["id"], kind="batches")
     assert done["state"] == "done" and done["photos_annotated"] == len(sample_paths) and done["photos_skipped"] == 1
     archive = zipfile.ZipFile(io.BytesIO(requests.get(b.url + done["zip_url"], timeout=30).content))
     names = archive.namelist()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,18 +10,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.queue_jobs import write_clip  # noqa: F401  (the other video tests import it from here)
 from facemask.serving.local_server import REPO_ROOT
 
 STATIC = REPO_ROOT / "detection" / "app" / "static"
-
-
-def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10) -> Path:
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 def stage_count(base: str, stage: str) -> float:
