@@ -126,6 +126,7 @@ def main(argv=None) -> Report:
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5, help="small jobs per path for the overhead")
     parser.add_argument("--out-dir", type=Path, default=None)
+    parser.add_argument("--skip-spread", action="store_true", help="only the kills and the overhead (quicker)")
     args = parser.parse_args(argv)
     report = Report("queue_jobs", "Video jobs on the Redis queue: workers, a killed worker, the queue's cost",
                     command_line("bench.queue_jobs", argv), **({"out_dir": args.out_dir} if args.out_dir else {}))
@@ -140,7 +141,8 @@ def main(argv=None) -> Report:
         env = {"FACEMASK_QUEUE_URL": redis.url, "FACEMASK_JOBS_STORE": str(folder / "store"),
                "CLASSIFIER_URL": classifier.url, **limits}
         with LocalService("detection", workers=1, env=env, log_path=folder / "detection.log") as detection:
-            runs = [throughput(detection.url, clip, env, folder, workers, args.jobs) for workers in (1, 2, 3)]
+            runs = [] if args.skip_spread else [throughput(detection.url, clip, env, folder, workers, args.jobs)
+                                                for workers in (1, 2, 3)]
             for run in runs:
                 run["speed-up"] = run["jobs/min"] / runs[0]["jobs/min"]
             report.table("Jobs per minute", runs,

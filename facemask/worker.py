@@ -47,7 +47,7 @@ def main(argv=None, prog: str = "facemask worker") -> int:
     from facemask.core.detector import create_detector
     from facemask.jobs.redis_queue import RedisJobs, WorkerContext, connect, run_worker
     from facemask.jobs.store import JobStore
-    from facemask.jobs.work import Pipelines
+    from facemask.jobs.work import Pipelines, warm_up
 
     try:
         redis = connect(settings.queue_url)
@@ -63,22 +63,13 @@ def main(argv=None, prog: str = "facemask worker") -> int:
     store = JobStore(settings.jobs_folder)
     context = WorkerContext(Pipelines.build(detector, settings.classifier_url, settings.classify_deadline_s), store,
                             settings.max_video_pixels, settings.jobs_retention_s)
-    _warm_up(context.pipelines)
+    warm_up(context.pipelines)  # every job runs in a fork of this process
     if args.metrics_port:
         _serve_metrics(args.metrics_port, RedisJobs(redis, store, settings.jobs_retention_s, 1, 1))
     LOGGER.info("facemask worker: queue %s, store %s, classifier %s", _without_password(settings.queue_url),
                 store.root, settings.classifier_url)
     run_worker(redis, context, burst=args.burst, name=args.name)
     return 0
-
-
-def _warm_up(pipelines) -> None:
-    """One detection per pipeline before any job: every job runs in a fork of this process, so what ONNX Runtime
-    sets up on its first run (memory arenas, kernels) is done once here instead of once per job (1.4 s a job)."""
-    import numpy as np
-
-    for pipeline in (pipelines.video, pipelines.photos):
-        pipeline.detector.detect(np.zeros((480, 640, 3), np.uint8))
 
 
 def _serve_metrics(port: int, jobs) -> None:

@@ -199,3 +199,29 @@ def test_unknown_jobs_are_404_on_the_queue_path_too(site):
     for path in ("/videos/" + "0" * 32, "/videos/" + "0" * 32 + "/video", "/batches/" + "0" * 32,
                  "/batches/nothex/zip"):
         assert requests.get(site["b"].url + path, timeout=10).status_code == 404, path
+
+
+def test_the_upload_page_sends_many_photos_as_one_batch_when_the_queue_is_on(site, sample_paths):
+    """The page's many-photos flow (static/batches.js) in headless Chromium: one POST /batches, progress, one zip."""
+    from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium
+
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(MISSING)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = start_chromium(webdriver, "1366,900")
+    try:
+        with worker(site, "page"):
+            browser.get(site["a"].url + "/")
+            browser.find_element(By.ID, "file-input").send_keys("\n".join(str(path) for path in sample_paths))
+            link = WebDriverWait(browser, 120).until(
+                lambda driver: driver.find_elements(By.CSS_SELECTOR, "section.batch.done .downloads a"))[0]
+        assert "photo(s) annotated" in browser.find_element(By.CSS_SELECTOR, "section.batch .result-state").text
+        assert len(browser.find_elements(By.CSS_SELECTOR, "section.result")) == 1, "one batch, no photo one by one"
+        archive = zipfile.ZipFile(io.BytesIO(requests.get(link.get_attribute("href"), timeout=30).content))
+        assert len([name for name in archive.namelist() if name.startswith("annotated/")]) == len(sample_paths)
+        assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    finally:
+        browser.quit()

@@ -51,7 +51,8 @@ WORKER_TTL_S = 20
 RETRIES = 2
 JOB_TIMEOUT_S = 3600  # a video at the frame limit takes minutes; this only stops a job that hangs
 ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
-DIED = "the workers stopped {} times while running this job: please upload it again"
+DIED = ("this job did not finish in {} tries (its worker stopped, or the workers' logs say what failed): please "
+        "upload it again")
 
 
 def connect(url: str) -> Redis:
