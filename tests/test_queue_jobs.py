@@ -121,7 +121,7 @@ def test_a_job_whose_worker_is_killed_ends_done_once_and_outlives_a_replica_rest
             time.sleep(0.1)
         done = wait(a.url, job_id)
         assert done["state"] == "done" and done["frames_done"] == 120, done
-        assert survivor.process.wait() is None
+        assert survivor.process.poll() is None
         if horse:  # the killed worker's work horse died with it: it did not finish the video unseen
             with pytest.raises(ProcessLookupError):
                 os.kill(horse, 0)
