@@ -62,7 +62,7 @@ def main(argv=None, prog: str = "facemask worker") -> int:
         return 1
     store = JobStore(settings.jobs_folder)
     context = WorkerContext(Pipelines.build(detector, settings.classifier_url, settings.classify_deadline_s), store,
-                            settings.max_video_pixels, settings.jobs_retention_s)
+                            settings.max_video_pixels, settings.max_video_frames, settings.jobs_retention_s)
     warm_up(context.pipelines)  # every job runs in a fork of this process
     if args.metrics_port:
         _serve_metrics(args.metrics_port, RedisJobs(redis, store, settings.jobs_retention_s, 1, 1))

@@ -187,6 +187,8 @@ def test_blur_and_pixelate_hide_every_face_of_the_sample_photos(sample_paths):
     (["--source", "0", "--camera", "a b"], "camera names are letters"),
     (["--source", "0", "--listen", "here"], "expected HOST:PORT"),
     (["--source", "0", "--keep-segments", "0"], "--keep-segments must be at least 1"),
+    (["--source", "0", "--webhook", "ftp://user:pw@host/x"], "--webhook must be an http:// or https:// URL"),
+    (["--source", "0", "--live-max-connections", "0"], "--live-max-connections must be at least 1"),
 ])
 def test_bad_arguments_are_one_line_errors(arguments, message):
     result = subprocess.run([sys.executable, "-m", "facemask.watch", "--listen", "none", *arguments],

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +104,11 @@ def _classify_array(body: bytes):
         if read_header is None:
             raise ValueError("unsupported .npy format version (1.0 and 2.0 are read)")
         shape, fortran_order, dtype = read_header(stream)
-    except (ValueError, OSError, EOFError, SyntaxError) as error:
+    except (ValueError, OSError, EOFError) as error:
         raise ApiError(400, f"not a .npy array: {error}") from None
+    except (SyntaxError, tokenize.TokenError):  # NumPy tokenizes the header text: one cut short raised TokenError
+        raise ApiError(400, "not a .npy array: the header is malformed (its text is not a complete Python dict "
+                            "literal, e.g. cut short)") from None
     if dtype.hasobject:
         raise ApiError(400, "not a .npy array of numbers: pickled objects are refused")
     if dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or fortran_order:

@@ -7,6 +7,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from detection.app.routes import blueprint
+from detection.app.shared_results import SharedResults
 from detection.app.video_jobs import Jobs
 from detection.app.web import blueprint as web_blueprint
 from facemask.core.classes import CLASSES
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(blueprint)
     jobs = app.extensions["jobs"] = Jobs(app.extensions["pipeline"], app.extensions["metrics"], settings)
     app.extensions["metrics"].add_collector(QueueCollector(jobs.backend.counts))
+    if settings.jobs_store is not None:
+        app.extensions["shared_results"] = SharedResults(settings.jobs_store, settings.jobs_retention_h)
     app.register_blueprint(web_blueprint)
     if settings.trusted_proxies:  # the client (per-client job limit) from X-Forwarded-For, as far as trusted
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]

@@ -24,13 +24,14 @@ from facemask.jobs.local import LocalJobs
 from facemask.jobs.store import JobStore, is_job_id, new_job_id
 from facemask.jobs.work import BATCH_INPUT, Pipelines, photo_members, run_job
 from facemask.serving.service import Metrics
+from facemask.video.source import VideoSourceError, check_frame_sides
 
 if TYPE_CHECKING:  # imported when the queue is on: one machine needs no Redis client
     from facemask.jobs.redis_queue import RedisJobs
 
 __all__ = ["DEFAULT_MAX_VIDEO_FRAMES", "Jobs", "JobsBusy", "VideoRejected"]
 DEFAULT_MAX_VIDEO_FRAMES = Settings.max_video_frames  # one minute at 30 frames/s: "a short video"
-MIN_FRAME_SIDE, MAX_FRAME_SIDE = 2, 16383  # what the VP8 encoder of the annotated WebM accepts
+MAX_FRAME_SIDE = 16383  # what the VP8 encoder of the annotated WebM accepts
 ZIP_EXPANSION = 20  # a zip may unpack to this many times the upload limit: more is a zip bomb, not photos
 
 
@@ -60,7 +61,7 @@ class Jobs:
                                         observe=None if metrics is None else lambda stage, ms: metrics.observe_frame(
                                             {stage: ms}))
             self.backend.start_runner(lambda kind, job_id, submitted, progress: run_job(
-                kind, pipelines, self.store, job_id, submitted, self.max_pixels, progress))
+                kind, pipelines, self.store, job_id, submitted, self.max_pixels, progress, self.max_frames))
 
     @property
     def queue_on(self) -> bool:
@@ -165,9 +166,10 @@ class Jobs:
         if width * height > self.max_pixels:
             raise VideoRejected(f"video frames too large: {width}x{height} pixels, the limit is "
                                 f"{self.max_pixels:,} (MAX_VIDEO_PIXELS)")
-        if width and height and (min(width, height) < MIN_FRAME_SIDE or max(width, height) > MAX_FRAME_SIDE):
-            raise VideoRejected(f"video frames of {width}x{height} pixels cannot be annotated: each side must be "
-                                f"{MIN_FRAME_SIDE} to {MAX_FRAME_SIDE} pixels")
+        try:
+            check_frame_sides(width, height, MAX_FRAME_SIDE)  # the CLI's check too (facemask.video.source)
+        except VideoSourceError as error:
+            raise VideoRejected(str(error)) from None
 
     def status(self, job_id: str, kind: str) -> dict | None:
         """The job's status as the page sees it; None for an unknown or expired job, or one of another kind."""

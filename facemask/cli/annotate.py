@@ -46,6 +46,7 @@ from facemask.core.detector import (  # noqa: E402
 )
 from facemask.core.errors import LOGGER, FacemaskError, configure_logging  # noqa: E402
 from facemask.core.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
+from facemask.core.privacy import redact_url  # noqa: E402
 from facemask.core.settings import Settings, SettingsError  # noqa: E402
 from facemask.serving.local_server import LocalService, is_local  # noqa: E402
 from facemask.video.loop import VIDEO_DETECT_OPTIONS, VIDEO_LONG_SIDE  # noqa: E402
@@ -121,18 +122,18 @@ def main(argv=None, prog: str | None = None) -> int:
     except FacemaskError as error:  # bad paths or options, or a model that cannot be used
         print(f"error: {error}", file=sys.stderr)
         return 2
-    LOGGER.info("CLI: detector %s, classifier %s, %s", detector.model_source, client.url,
-                "images" if args.is_image else f"video {args.in_path}")
+    LOGGER.info("CLI: detector %s, classifier %s, %s", detector.model_source, redact_url(client.url),
+                "images" if args.is_image else f"video {redact_url(args.in_path)}")
 
     stop = StopSignals()
     with contextlib.ExitStack() as stack:
         if not client.is_ready():
             if args.no_local_classifier or not is_local(args.classifier_url):
-                print(f"error: no classifier answers at {args.classifier_url} (start it: docker compose up, or "
-                      "gunicorn -c classification/gunicorn.conf.py 'classification.app:create_app()')",
+                print(f"error: no classifier answers at {redact_url(args.classifier_url)} (start it: docker compose "
+                      "up, or gunicorn -c classification/gunicorn.conf.py 'classification.app:create_app()')",
                       file=sys.stderr)
                 return 3
-            print(f"no classifier at {args.classifier_url}: starting one for this run", file=sys.stderr)
+            print(f"no classifier at {redact_url(args.classifier_url)}: starting one for this run", file=sys.stderr)
             try:
                 local = stack.enter_context(LocalService("classification"))
             except FacemaskError as error:
@@ -160,6 +161,8 @@ def main(argv=None, prog: str | None = None) -> int:
     else:
         print(summary.faces_line(), file=sys.stderr)
     print(json.dumps(summary.to_dict()))
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for path, reason in summary.failed.items():
         print(f"error: {path}: {reason}", file=sys.stderr)
     if summary.classifier_errors:

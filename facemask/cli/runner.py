@@ -16,8 +16,9 @@ from facemask.core.drawing import draw_faces, style_for
 from facemask.core.errors import FacemaskError
 from facemask.core.images import IMAGE_SUFFIXES, ImageError, decode_image, encode_jpeg, list_images
 from facemask.core.pipeline import MaskPipeline
+from facemask.core.privacy import redact_url
 from facemask.video.loop import annotate_stream
-from facemask.video.output import VideoOutputError
+from facemask.video.output import VideoOutputError, decodes
 from facemask.video.source import VideoSource, VideoSourceError, describe_source
 from facemask.video.stop import StopSignals
 from facemask.video.tracks import VideoSettings
@@ -40,6 +41,7 @@ class RunSummary:
     people: dict | None = None  # videos: distinct people (tracks) by label
     unreadable_frames: int = 0
     interrupted: str | None = None  # the signal that stopped the run
+    warnings: list[str] = field(default_factory=list)  # videos: e.g. a header that lied about the frame count
 
     def add_counts(self, counts: dict) -> None:
         for label, number in counts.items():
@@ -57,7 +59,7 @@ class RunSummary:
                   "classifier_errors": self.classifier_errors, "faces": self.counts}
         if self.people is not None:
             result.update(people=self.people, unreadable_frames=self.unreadable_frames,
-                          interrupted=self.interrupted)
+                          interrupted=self.interrupted, **({"warnings": self.warnings} if self.warnings else {}))
         elif self.write_error or self.interrupted:
             result.update(write_error=self.write_error, interrupted=self.interrupted,
                           not_processed=len(self.not_processed))
@@ -94,16 +96,17 @@ def plan_image_outputs(in_path: Path, out_path: Path, allow_nested: bool = False
         _refuse_overwriting_inputs(pairs)
         return pairs
     in_root, out_root = in_path.resolve(), out_path.resolve()
-    if out_root == in_root:
+    # Compared by identity (device and inode), not by name: a bind mount or another name of the same folder is it.
+    if out_root == in_root or _same_file(in_root, out_root):
         raise InputError(f"--out_path is the input folder {in_path}: the outputs would replace the originals; "
                          "choose another folder")
-    nested = out_root.is_relative_to(in_root)
+    nested = out_root.is_relative_to(in_root) or any(_same_file(in_root, parent) for parent in out_root.parents)
     if nested and not allow_nested:
         raise InputError(f"--out_path {out_path} is inside the input folder: its outputs would be read as inputs on "
                          "the next run; choose another folder or add --allow-nested-output")
     images = list_images(in_path) + _broken_image_links(in_path)
     if nested:  # earlier outputs are not inputs
-        images = [image for image in images if not image.parent.resolve().is_relative_to(out_root)]
+        images = [image for image in images if not _within(image.parent.resolve(), out_root)]
     if not images:
         raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {in_path}")
     images.sort()
@@ -140,11 +143,36 @@ def _distinct_targets(relative_inputs: list[Path]) -> list[Path]:
     return targets
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of what the path names, following links; None when nothing is there."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    identity = _identity(first)
+    return identity is not None and identity == _identity(second)
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """path is folder or lies inside it, by name or by identity (the folder reached through another name)."""
+    return path.is_relative_to(folder) or any(_same_file(folder, parent) for parent in (path, *path.parents))
+
+
 def _refuse_overwriting_inputs(pairs: list[tuple[Path, Path]]) -> None:
-    inputs = {source.resolve() for source, _ in pairs if source.exists()}
-    for source, target in pairs:
+    """An output that is an input under another name (a hard link, a symbolic link, a bind mount) would be written
+    while it is read: compared by identity (device and inode), not by path (issue 35: a hard link to the input video
+    was overwritten)."""
+    inputs = {identity: source for source, _ in pairs if (identity := _identity(source)) is not None}
+    resolved = {source.resolve(): source for source, _ in pairs if source.exists()}
+    for _, target in pairs:
         for written in (target, target.with_suffix(".json")):
-            if written.resolve() in inputs:
+            identity = _identity(written)
+            source = (inputs.get(identity) if identity else None) or resolved.get(written.resolve())
+            if source is not None:
                 raise InputError(f"output {written} would overwrite the input {source}; choose another --out_path")
 
 
@@ -249,21 +277,24 @@ def plan_video_output(in_spec: str, out_path: Path) -> Path:
 def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
                    settings: VideoSettings | None = None, stop: StopSignals | None = None,
                    on_frame: Callable[[int, int | None], None] | None = None,
-                   max_pixels: int | None = None, shrink_to_pixels: int | None = None) -> RunSummary:
+                   max_pixels: int | None = None, shrink_to_pixels: int | None = None,
+                   max_frames: int | None = None) -> RunSummary:
     """Annotated video + JSON record (every frame's faces with track ids, and a per-video summary of people).
 
     in_spec: a file, a camera index ("0") or a stream URL (rtsp://, http://, ...). SIGINT / SIGTERM finish the
     video file and the JSON for the frames done (summary.interrupted names the signal). An out_path ending in
     .webm is written as VP8. on_frame(frames done, frames total or None) replaces the terminal progress bar.
     max_pixels: a larger frame stops the run with InputError; shrink_to_pixels: larger frames are analysed and
-    written scaled down to this many pixels. A video that cannot be written raises InputError.
+    written scaled down to this many pixels; max_frames: a longer file stops the run with InputError, whatever its
+    header says. A video that cannot be written raises InputError.
     """
     try:
-        source = VideoSource(str(in_spec), max_pixels=max_pixels, shrink_to_pixels=shrink_to_pixels)
+        source = VideoSource(str(in_spec), max_pixels=max_pixels, shrink_to_pixels=shrink_to_pixels,
+                             max_frames=max_frames)
     except VideoSourceError as error:
         raise InputError(str(error)) from None
     settings = settings or VideoSettings()
-    header = {"source": str(in_spec), "source_kind": source.kind, "output": str(out_path),
+    header = {"source": redact_url(str(in_spec)), "source_kind": source.kind, "output": str(out_path),
               "detect_every": settings.detect_every, "detector": pipeline.detector.config(),
               "classifier_url": pipeline.client.url}
     stop = stop or StopSignals()
@@ -280,24 +311,34 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
             footer = annotate_stream(pipeline, source, out_path, settings, header,
                                      should_stop=lambda: stop.received, progress=advance)
         except VideoOutputError as error:  # nothing was written: no video, and no JSON that says otherwise
-            out_path.unlink(missing_ok=True)
-            out_path.with_suffix(".json").unlink(missing_ok=True)
+            _remove_outputs(out_path)
             raise InputError(str(error)) from None
         except VideoSourceError as error:
+            if not done[0]:  # refused at its first frame (e.g. too small): no empty video or JSON left behind
+                _remove_outputs(out_path)
             raise InputError(str(error)) from None
         except OSError as error:  # the JSON record cannot be written: one line, not a traceback
             raise InputError(f"cannot write {error.filename or out_path}: {error.strerror or error}") from None
     summary = RunSummary()
     if footer.frames_total == 0 and not stop.received:
-        out_path.unlink(missing_ok=True)
-        out_path.with_suffix(".json").unlink(missing_ok=True)
-        raise InputError(f"video has no readable frames: {in_spec}")
-    summary.processed.append(str(in_spec))
+        _remove_outputs(out_path)
+        raise InputError(f"video has no readable frames: {redact_url(str(in_spec))}")
+    if footer.frames_total and not decodes(out_path):
+        _remove_outputs(out_path)
+        raise InputError(f"the annotated video {out_path.name} cannot be read back: the encoder wrote no playable "
+                         "frame")
+    summary.processed.append(redact_url(str(in_spec)))
     summary.classifier_errors.update(footer.classifier_errors)
     summary.people = footer.summary.people.to_dict()
     summary.unreadable_frames = footer.unreadable_frames
     summary.interrupted = footer.interrupted
+    summary.warnings = footer.warnings
     for track in footer.summary.tracks:
         if track.counted:
             summary.add_counts({track.label: 1})
     return summary
+
+
+def _remove_outputs(out_path: Path) -> None:
+    out_path.unlink(missing_ok=True)
+    out_path.with_suffix(".json").unlink(missing_ok=True)

@@ -38,7 +38,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 from facemask.cli.options import add_common_options, create_classifier  # noqa: E402
 from facemask.core.detector import create_detector  # noqa: E402
 from facemask.core.pipeline import MaskPipeline  # noqa: E402
-from facemask.core.privacy import PRIVACY_MODES  # noqa: E402
+from facemask.core.privacy import PRIVACY_MODES, redact_url  # noqa: E402
 from facemask.core.settings import Settings, SettingsError  # noqa: E402
 from facemask.video.loop import VIDEO_DETECT_OPTIONS  # noqa: E402
 from facemask.video.source import VideoSourceError, describe_source  # noqa: E402
@@ -83,7 +83,7 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
     parser.add_argument("--webhook-queue", type=int, default=defaults.webhook_queue,
                         help="events waiting for the webhook before new ones are dropped")
     parser.add_argument("--webhook-timeout", type=float, default=defaults.webhook_timeout_s,
-                        help="seconds one webhook request may take")
+                        help="seconds one webhook attempt may take in all (connect, send, the whole answer)")
     parser.add_argument("--webhook-give-up", type=float, default=defaults.webhook_give_up_s,
                         help="seconds an event is retried before it is given up")
     parser.add_argument("--thumbnails", action="store_true",
@@ -95,18 +95,25 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-segments", type=int, default=defaults.keep_segments,
                         help="recordings kept per camera; older ones are deleted")
     parser.add_argument("--live-fps", type=float, default=defaults.live_fps, help="frames/s of the live view")
+    parser.add_argument("--live-max-connections", type=int, default=defaults.live_max_connections,
+                        help="live-view connections served at once; more are answered 503 at once")
+    parser.add_argument("--live-idle-timeout", type=float, default=defaults.live_idle_timeout_s,
+                        help="a live-view connection that sends or takes nothing this long (s) is closed")
     parser.add_argument("--reconnect-max", type=float, default=defaults.reconnect_max_s,
                         help="longest pause between two tries to reopen a lost source (s)")
     parser.add_argument("--stream-timeout", type=float, default=defaults.stream_timeout_s,
-                        help="a stream silent this long (s) counts as lost")
+                        help="a stream silent, or sending nothing that decodes, this long (s) counts as lost")
     add_common_options(parser)
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
-    for name in ("webhook_queue", "keep_segments"):
+    if args.webhook is not None and (urlsplit(args.webhook).scheme not in ("http", "https")
+                                     or not urlsplit(args.webhook).hostname):
+        parser.error(f"--webhook must be an http:// or https:// URL, got {redact_url(args.webhook)!r}")
+    for name in ("webhook_queue", "keep_segments", "live_max_connections"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     for name in ("segment_seconds", "live_fps", "reconnect_max", "stream_timeout", "webhook_timeout",
-                 "webhook_give_up"):
+                 "webhook_give_up", "live_idle_timeout"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be more than 0")
     return args
@@ -119,7 +126,8 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
         events_path=args.events, webhook_url=args.webhook, webhook_timeout_s=args.webhook_timeout,
         webhook_queue=args.webhook_queue, webhook_give_up_s=args.webhook_give_up, thumbnails=args.thumbnails,
         privacy=args.privacy, record_dir=args.record, segment_s=args.segment_seconds,
-        keep_segments=args.keep_segments, live_fps=args.live_fps,
+        keep_segments=args.keep_segments, live_fps=args.live_fps, live_max_connections=args.live_max_connections,
+        live_idle_timeout_s=args.live_idle_timeout,
         reconnect_max_s=max(args.reconnect_max, WatchOptions.reconnect_min_s), stream_timeout_s=args.stream_timeout)
 
 
@@ -147,7 +155,8 @@ def main(argv=None, prog: str | None = None) -> int:
         return 2
     options = options_from_args(args)
     if not client.is_ready():
-        log.warning("no classifier answers at %s yet: faces stay unclassified until it does", client.url)
+        log.warning("no classifier answers at %s yet: faces stay unclassified until it does",
+                    redact_url(client.url))
     watch = Watch(MaskPipeline(detector, client), args.source, options, video_settings)
     server = None
     try:
@@ -169,6 +178,7 @@ def main(argv=None, prog: str | None = None) -> int:
         watch.close()
         if server is not None:
             server.shutdown()
+            server.server_close()
     status = watch.status()
     log.info("stopped%s: %d frames, %d people %s, %d event(s), %d reconnect(s)",
              f" by {stop.received}" if stop.received else " (end of the file)", status["frames"],

@@ -83,3 +83,22 @@ def expand_boxes(boxes, factor: float, factor_y: float | None = None, shift_y: f
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2 + size * np.array([0.0, shift_y], dtype=np.float32)
     half = size / 2 * np.array([factor, factor_y], dtype=np.float32)
     return np.concatenate([centres - half, centres + half], axis=1)
+
+
+def reading_order(boxes, row_tolerance: float = 0.5) -> list[int]:
+    """Indices of the boxes in reading order: rows top to bottom, each row left to right, as people number faces.
+
+    A box joins the current row while its centre lies less than row_tolerance times the row's mean box height
+    below the row's first centre, so the slightly uneven heads of one row of a crowd read as one row."""
+    boxes = as_boxes(boxes)
+    if not len(boxes):
+        return []
+    centres, heights = centre(boxes), np.maximum(widths_heights(boxes)[:, 1], 1e-6)
+    rows: list[list[int]] = []
+    for index in np.argsort(centres[:, 1], kind="stable"):
+        row = rows[-1] if rows else None
+        if row is not None and centres[index, 1] - centres[row[0], 1] < row_tolerance * heights[row].mean():
+            row.append(int(index))
+        else:
+            rows.append([int(index)])
+    return [index for row in rows for index in sorted(row, key=lambda i: (centres[i, 0], centres[i, 1]))]

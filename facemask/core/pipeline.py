@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import requests
 
+from facemask.core.boxes import reading_order
 from facemask.core.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry, crop_face
 from facemask.core.detector import create_detector
 from facemask.core.errors import FacemaskError, OptionError
@@ -263,7 +264,10 @@ class MaskPipeline:
     def process(self, image_rgb: np.ndarray) -> FrameResult:
         """Every detected face appears in the result: classified, or marked unclassified with the reason."""
         started = time.perf_counter()
-        faces: list[Face] = self.detector.detect(image_rgb)
+        # Numbered in reading order, one place for the JSON, the CLI and the page (issue 37: detector order read
+        # 23, 12, 25, 10 along a crowd's top row).
+        found: list[Face] = self.detector.detect(image_rgb)
+        faces = [found[index] for index in reading_order([face.box for face in found])]
         detected = time.perf_counter()
         classified = self.classifier.classify_faces(image_rgb, faces)
         predictions, error = classified.predictions, classified.error

@@ -1,4 +1,5 @@
-"""Faces made unrecognisable in pictures that leave the process (recordings, the live view), boxes kept.
+"""What leaves the process without identifying anyone: faces made unrecognisable in pictures (recordings, the live
+view), boxes kept; and source URLs shown without their secrets (redact_url).
 
 Each face box is grown by a margin (hair, ears and the jaw identify people too) and blurred or pixelated so
 strongly that the project's own detector no longer finds a face there (tests/test_watch.py checks it). The label
@@ -7,6 +8,7 @@ boxes are drawn afterwards on top, so their colours and tags stay readable.
 from __future__ import annotations
 
 from typing import Iterable
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -16,6 +18,25 @@ from facemask.core.boxes import widths_heights
 PRIVACY_MODES = ("blur", "pixelate", "none")
 MARGIN = 0.25  # of the box's width / height, on each side
 PIXELATE_BLOCKS = 6  # blocks across a face: a face shape without features
+HIDDEN = "***"
+
+
+def redact_url(url: str) -> str:
+    """A URL as logs, answers, metrics, events and file names may show it: its user info (user name and password)
+    and the values of its query and fragment become ***, e.g. rtsp://admin:pw@cam/s?token=abc gives
+    rtsp://***@cam/s?token=***. Cameras carry credentials there (issue 35: the watch logged a camera's password,
+    /counts its token). Anything that is not a URL with a host (a file, a camera index) is returned as it is."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: nothing can be shown of it safely
+        return HIDDEN
+    if not parts.scheme or not parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    query = "&".join(f"{key}={HIDDEN}" if separator else HIDDEN
+                     for key, separator, _ in (item.partition("=") for item in parts.query.split("&")))
+    return urlunsplit(parts._replace(netloc=f"{HIDDEN}@{host}" if "@" in parts.netloc else host,
+                                     query=query if parts.query else "", fragment=HIDDEN if parts.fragment else ""))
 
 
 def anonymize(image_rgb: np.ndarray, boxes: Iterable, mode: str = "blur") -> np.ndarray:

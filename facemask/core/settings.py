@@ -83,16 +83,24 @@ class Settings:
         "`facemask worker` processes run them; unset, the detection service runs them itself, one machine, no Redis",
         shown="unset (one machine)")
     jobs_store: Path | None = _setting(
-        None, "FACEMASK_JOBS_STORE", "folder of the jobs' files (uploads, annotated videos, zips); with the queue, "
-        "storage shared by the detection replicas and the workers", shown="`facemask-jobs` in the system temp folder")
+        None, "FACEMASK_JOBS_STORE", "folder of the jobs' files (uploads, annotated videos, zips) and of the results "
+        "the upload page links to, kept for their retention period; with the queue, storage shared by the detection "
+        "replicas and the workers. Unset: jobs in `facemask-jobs` in the system temp folder, and no result links "
+        "(results live in the browser tab)", shown="unset")
     jobs_retention_h: float = _setting(
-        1.0, "FACEMASK_JOBS_RETENTION_H", "hours a finished job and its files are kept (then 404)", shown="1",
-        minimum=0.001)
+        24.0, "FACEMASK_JOBS_RETENTION_H", "hours a finished job, its files and a linked result are kept (then 404)",
+        shown="24", minimum=0.001)
     max_batch_photos: int = _setting(500, "MAX_BATCH_PHOTOS", "photos one `POST /batches` may hold (files or zip)",
                                      minimum=1)
     trusted_proxies: int = _setting(
         0, "FACEMASK_TRUSTED_PROXIES", "proxies in front of the detection service whose X-Forwarded-For is trusted "
         "to name the client (the per-client job limit); 0: the peer address is the client", minimum=0)
+    url_fetch_timeout_s: float = _setting(
+        5.0, "URL_FETCH_TIMEOUT_S", "seconds the upload page's photo-from-a-URL fetch may take in all", shown="5",
+        minimum=0.001)
+    url_fetch_allow_loopback: bool = _setting(
+        False, "URL_FETCH_ALLOW_LOOPBACK", "tests only: `1` lets the photo-from-a-URL fetch reach 127.0.0.0/8 and ::1 "
+        "(private, link-local and other reserved addresses stay refused)", shown="0")
     port: int | None = _setting(None, "PORT", "port the service listens on (all interfaces)",
                                 shown="3000 (classification), 8000 (detection)", minimum=1)
     bind: str | None = _setting(None, "BIND", "gunicorn address, overrides PORT", shown="`0.0.0.0:$PORT`")

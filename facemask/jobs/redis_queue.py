@@ -135,8 +135,9 @@ class JobWorker(Worker):
 class WorkerContext:
     """What the work horses need, made once in the worker before it forks them (the models stay loaded)."""
 
-    def __init__(self, pipelines: "Pipelines", store: JobStore, max_pixels: int, retention_s: float):
-        self.pipelines, self.store, self.max_pixels, self.retention_s = pipelines, store, max_pixels, retention_s
+    def __init__(self, pipelines: "Pipelines", store: JobStore, max_pixels: int, max_frames: int, retention_s: float):
+        self.pipelines, self.store, self.retention_s = pipelines, store, retention_s
+        self.max_pixels, self.max_frames = max_pixels, max_frames
 
 
 _CONTEXT: WorkerContext | None = None
@@ -187,7 +188,8 @@ def perform(kind: str, job_id: str, submitted: dict) -> dict:
             job.save_meta()
 
     try:
-        final = run_job(kind, _CONTEXT.pipelines, _CONTEXT.store, job_id, status, _CONTEXT.max_pixels, progress)
+        final = run_job(kind, _CONTEXT.pipelines, _CONTEXT.store, job_id, status, _CONTEXT.max_pixels, progress,
+                        _CONTEXT.max_frames)
     except Exception:
         observe_job_end(kind, "failed", time.time() - started)
         raise

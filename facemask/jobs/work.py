@@ -27,7 +27,7 @@ from facemask.core.timing import Observer, TimedClassifier, TimedDetector
 from facemask.jobs.store import RESULT_FILES, JobStore
 from facemask.serving.service import public_detector_config
 from facemask.video.loop import VIDEO_DETECT_OPTIONS, annotate_stream
-from facemask.video.output import VideoOutputError
+from facemask.video.output import VideoOutputError, decodes
 from facemask.video.source import VideoSource, VideoSourceError
 from facemask.video.tracks import VideoSettings
 
@@ -76,7 +76,7 @@ def warm_up(pipelines: Pipelines) -> None:
 
     with tempfile.TemporaryDirectory(prefix="facemask-warm-up-") as folder:
         clip = Path(folder) / "blank.avi"
-        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 10, (320, 240))
         for _ in range(3):
             writer.write(np.zeros((240, 320, 3), np.uint8))
         writer.release()
@@ -94,15 +94,17 @@ def video_input(folder: Path) -> Path:
 
 
 def run_job(kind: str, pipelines: Pipelines, store: JobStore, job_id: str, submitted: dict, max_pixels: int,
-            progress: Progress) -> dict:
+            progress: Progress, max_frames: int | None = None) -> dict:
     """The job's final status: submitted's fields with state "done" and the result's summary, or state "failed"
     and the reason. Its input is removed either way; an exception other than these (the classifier client's
-    bugs, a full disk) is the caller's to report."""
+    bugs, a full disk) is the caller's to report. max_frames: a video longer than this fails, whatever its header
+    said at upload."""
     folder, work = store.folder(job_id), store.fresh_work_folder(job_id)
     started = time.monotonic()
     try:
         if kind == "video":
-            result = _annotate_video(pipelines.video, video_input(folder), work, submitted, max_pixels, progress)
+            result = _annotate_video(pipelines.video, video_input(folder), work, submitted, max_pixels, max_frames,
+                                     progress)
         else:
             result = _annotate_batch(pipelines.photos, folder / BATCH_INPUT, work, max_pixels, progress)
     except JobFailed as error:
@@ -129,17 +131,18 @@ def _remove_input(folder: Path) -> None:
 
 
 def _annotate_video(pipeline: MaskPipeline, source: Path, work: Path, submitted: dict, max_pixels: int,
-                    progress: Progress) -> dict:
+                    max_frames: int | None, progress: Progress) -> dict:
     """The tracked video path of infer.py (facemask.video): an annotated WebM and its JSON record."""
     filename, frames_total = submitted["filename"], submitted["frames_total"]
     output, settings, done = work / RESULT_FILES["video"], VideoSettings(), [0]
 
     def advance(count: int) -> None:
         done[0] += count
-        progress(done[0], frames_total)
+        progress(done[0], max(done[0], frames_total))  # past the header's count: the file holds more (issue 35)
 
     try:
-        video = VideoSource(str(source), max_pixels=max_pixels, shrink_to_pixels=ANNOTATED_PIXELS)
+        video = VideoSource(str(source), max_pixels=max_pixels, shrink_to_pixels=ANNOTATED_PIXELS,
+                            max_frames=max_frames)
         # The record names the upload and the public model file, never the server's paths or the classifier's URL.
         header = {"source": filename, "source_kind": video.kind, "output": Path(filename).stem + "_annotated.webm",
                   "detect_every": settings.detect_every,
@@ -149,13 +152,15 @@ def _annotate_video(pipeline: MaskPipeline, source: Path, work: Path, submitted:
         raise JobFailed(str(error).replace(str(source), filename).replace(str(work) + os.sep, "")) from None
     if footer.frames_total == 0:
         raise JobFailed("the video has no readable frames")
+    if not decodes(output):  # an encoder can take frames and write a file no player reads (2x2 VP8, issue 35)
+        raise JobFailed("the annotated video cannot be read back: the encoder wrote no playable frame")
     record = json.loads((work / RESULT_FILES["json"]).read_text())
     classifier_errors = list(footer.classifier_errors.values())
     people = footer.summary.people.to_dict()
     return {"frames_done": footer.frames_total, "frames_total": footer.frames_total,
             "counts": dict(people["by_label"]), "people": people,
             "frames_with_faces": sum(1 for frame in record["frames"] if frame["faces"]),
-            "classifier_errors": len(classifier_errors),
+            "classifier_errors": len(classifier_errors), **({"warnings": footer.warnings} if footer.warnings else {}),
             **({"error": classifier_errors[0]} if classifier_errors else {})}
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from flask import Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.formparser import MultiPartParser
+from werkzeug.sansio.multipart import Field
 
 from facemask.core.errors import FacemaskError
 from facemask.core.settings import Settings
@@ -44,21 +46,44 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
-        message = error.description or error.name
+        message, status = error.description or error.name, error.code or 500
         limit = app.config.get("MAX_CONTENT_LENGTH") or 0
-        if error.code == 413 and request.content_length is not None and request.content_length <= limit:
+        if error.code == 413 and (field := _oversized_form_field(error)) is not None:
+            # a form of the wrong shape (400), whatever its size: a file sent properly may be up to the upload limit
+            message, status = _file_expected(field), 400
+        elif error.code == 413 and request.content_length is not None and request.content_length <= limit:
             # werkzeug refuses a form of more than max_form_parts parts with the same 413 as a large body
             message = f"too many parts in one form: the limit is {request.max_form_parts}"
         elif error.code == 413:
             message = f"upload too large: the limit is {limit / 1e6:.0f} MB"
         # A 405 names the allowed methods (Allow), as HTTP asks; werkzeug puts it in the error's own headers.
         headers = {name: value for name, value in error.get_headers() if name.lower() == "allow"}
-        return json_error(error.code or 500, message, headers)
+        return json_error(status, message, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         app.logger.exception("unhandled error")
         return json_error(500, f"internal error: {type(error).__name__}")
+
+
+def _oversized_form_field(error: HTTPException) -> str | None:
+    """The name of the form field (a part without a file name) whose size made werkzeug raise this 413, else None.
+
+    werkzeug raises the same RequestEntityTooLarge for a body over the limit, too many parts and a field over
+    max_form_memory_size; the last one is raised by its multipart parser while that field is the part being read.
+    `curl -F "video=<clip.mp4"` sends the video that way, and the answer said "too many parts" (issue 35)."""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    if trace is None or trace.tb_frame.f_code is not MultiPartParser.parse.__code__:
+        return None
+    part = trace.tb_frame.f_locals.get("current_part")
+    return part.name if isinstance(part, Field) else None
+
+
+def _file_expected(field: str) -> str:
+    return (f"a file was expected in the '{field}' field, which came as a plain form field without a file name: send "
+            f"it as a file (curl -F '{field}=@<file>', or as the raw body)")
 
 
 def configure_upload_limit(app: Flask, settings: Settings) -> None:
@@ -116,6 +141,8 @@ def uploaded_files() -> list[tuple[str, bytes]]:
         if request.files:
             files = [(f.filename or key, f.read()) for key in request.files for f in request.files.getlist(key)]
         elif request.mimetype and request.mimetype.startswith("multipart/"):
+            if request.form:  # the data came as text fields (curl -F "video=<clip.mp4" leaves out the file name)
+                raise ApiError(400, _file_expected(next(iter(request.form))))
             files = []
         else:
             body = request.get_data(cache=False)

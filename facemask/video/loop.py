@@ -192,6 +192,7 @@ def annotate_stream(pipeline: MaskPipeline, source: VideoSource, out_path: Path,
                 source.close()
                 footer = VideoRun(frames_total=output.written, unreadable_frames=source.unreadable,
                                   interrupted=stopped, wall_s=round(time.perf_counter() - started, 2),
-                                  classifier_errors=annotator.errors, summary=annotator.summary())
+                                  classifier_errors=annotator.errors, summary=annotator.summary(),
+                                  warnings=source.warnings)
                 record.close(footer.to_dict())
     return footer

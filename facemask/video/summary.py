@@ -2,7 +2,7 @@
 video's JSON record. to_dict() gives the JSON objects, with the keys and order the record has always had."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass
@@ -81,8 +81,9 @@ class VideoRun:
     wall_s: float
     classifier_errors: dict[str, str]  # why, by frame ("frame 12")
     summary: VideoSummary
+    warnings: list[str] = field(default_factory=list)  # e.g. the file's header said another frame count
 
     def to_dict(self) -> dict:
         return {"frames_total": self.frames_total, "unreadable_frames": self.unreadable_frames,
                 "interrupted": self.interrupted, "wall_s": self.wall_s, "classifier_errors": self.classifier_errors,
-                "summary": self.summary.to_dict()}
+                "summary": self.summary.to_dict(), **({"warnings": self.warnings} if self.warnings else {})}

@@ -5,7 +5,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from facemask.core.classes import INCORRECT, WITHOUT_MASK
 
@@ -32,18 +31,11 @@ class WatchOptions:
     segment_s: float = 300.0
     keep_segments: int = 24
     live_fps: float = 10.0
+    live_max_connections: int = 32  # live-view connections served at once (page, stream, /counts...); 503 above
+    live_idle_timeout_s: float = 10.0  # a live-view connection that sends (or takes) nothing this long is closed
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 4.0  # with the stream back, the watch resumes within this long (+ the open itself)
-    stream_timeout_s: float = 10.0  # a stream that stalls this long without closing counts as dropped
-
-
-def redacted(source: str) -> str:
-    """The source as logs and /counts show it: a password in an rtsp://user:password@host URL is not repeated."""
-    parts = urlsplit(source)
-    if parts.password is None:
-        return source
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    stream_timeout_s: float = 10.0  # a stream silent, or with no decodable frame, this long counts as dropped
 
 
 def utc_now() -> str:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import logging
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from facemask.watch.capped_server import CappedHTTPServer
 from facemask.watch.watcher import Watch
 
 log = logging.getLogger("facemask.watch")
@@ -44,7 +45,9 @@ refresh(); setInterval(refresh, 1000);
 """
 
 
-def make_server(watch: Watch, host: str, port: int) -> ThreadingHTTPServer:
+def make_server(watch: Watch, host: str, port: int) -> CappedHTTPServer:
+    """At most options.live_max_connections served at once, the next ones answered 503; a connection idle for
+    options.live_idle_timeout_s is closed."""
     page = PAGE.format(camera=watch.options.camera.replace("<", "").replace(">", "")).encode()
 
     class LiveViewHandler(BaseHTTPRequestHandler):
@@ -88,9 +91,8 @@ def make_server(watch: Watch, host: str, port: int) -> ThreadingHTTPServer:
                 for jpeg in watch.live.frames():
                     self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
                                      % (len(jpeg), jpeg))
-            except (BrokenPipeError, ConnectionResetError):
+            except OSError:  # the viewer went away, or took no frame for the idle time-out
                 return
 
-    server = ThreadingHTTPServer((host, port), LiveViewHandler)
-    server.daemon_threads = True
-    return server
+    return CappedHTTPServer((host, port), LiveViewHandler, watch.options.live_max_connections,
+                            watch.options.live_idle_timeout_s)

@@ -8,15 +8,17 @@ from collections import Counter as Tally
 from typing import Callable
 
 from facemask.core.pipeline import MaskPipeline
+from facemask.core.privacy import redact_url
 from facemask.core.results import UNCLASSIFIED, FaceResult
 from facemask.video.loop import VideoAnnotator
 from facemask.video.output import FinishedFrame
 from facemask.video.source import ReadAhead, VideoSource, VideoSourceError, describe_source
 from facemask.video.tracks import VideoSettings
+from facemask.watch.delivery import DeliveryJournal
 from facemask.watch.events import EventLog, thumbnail
 from facemask.watch.live_view import LiveView
 from facemask.watch.metrics import WatchMetrics
-from facemask.watch.options import WatchOptions, redacted, utc_now
+from facemask.watch.options import WatchOptions, utc_now
 from facemask.watch.publisher import Publisher
 from facemask.watch.recorder import SegmentRecorder
 from facemask.watch.webhook import WebhookSender
@@ -34,7 +36,11 @@ class Watch:
         self.metrics = WatchMetrics(options.camera)
         self.live = LiveView(options.live_fps)
         self.events_log = EventLog(options.events_path) if options.events_path else None
-        self.webhook = WebhookSender(options.webhook_url, options, self.metrics) if options.webhook_url else None
+        # With an events file, the webhook's queue survives a restart: the file holds every event, and a journal
+        # beside it what became of each one
+        journal = DeliveryJournal(options.events_path) if options.events_path and options.webhook_url else None
+        self.webhook = WebhookSender(options.webhook_url, options, self.metrics, journal) \
+            if options.webhook_url else None
         self.publisher: Publisher | None = None
         self.annotator: VideoAnnotator | None = None
         self.connected, self.reconnects, self.frames, self.fps = False, 0, 0, 0.0
@@ -72,7 +78,8 @@ class Watch:
 
     def run(self, should_stop: Callable[[], str | None] = lambda: None) -> str | None:
         """Watch until should_stop() returns a reason (returned), or a file source ends (None)."""
-        lost_at, pause = None, self.options.reconnect_min_s
+        lost_at, pause, stalls = None, self.options.reconnect_min_s, 0
+        quiet_since = time.monotonic()  # the last frame, or the start: how long the source gave nothing to watch
         try:
             while True:
                 source = self._open(should_stop)
@@ -82,12 +89,24 @@ class Watch:
                 if stopped or source.kind == "file":
                     return stopped
                 if delivered:
-                    lost_at, pause = time.monotonic(), self.options.reconnect_min_s
+                    lost_at, pause, stalls = time.monotonic(), self.options.reconnect_min_s, 0
+                    quiet_since = lost_at
                     self._set_connected(False)
-                    log.warning("source lost after %d frame(s); reconnecting with backoff", delivered)
-                else:  # it opens but sends nothing (a camera still booting): wait before the next try
-                    self._pause(pause, should_stop)
-                    pause = min(pause * 2, self.options.reconnect_max_s)
+                    log.warning("source lost after %d frame(s) (%s); reconnecting with backoff", delivered,
+                                source.end_reason)
+                    continue
+                # It opens but gives no frame: a camera still booting, or one sending what does not decode (issue
+                # 35: 25 random "JPEG"s a second, and 14 minutes without a line). Past the stream time-out it is a
+                # stalled source, said as such; either way the next try waits, with backoff.
+                quiet_s = time.monotonic() - quiet_since
+                if quiet_s >= self.options.stream_timeout_s:
+                    stalls += 1
+                    if stalls == 1 or stalls % 10 == 0:
+                        log.warning("stalled source: no decodable frame for %.0f s from %s; reconnecting with "
+                                    "backoff (try %d, next in %.1f s)", quiet_s, redact_url(self.source), stalls,
+                                    pause)
+                self._pause(pause, should_stop)
+                pause = min(pause * 2, self.options.reconnect_max_s)
         finally:
             if self.annotator is not None:
                 self._finished(self.annotator.flush())
@@ -95,7 +114,7 @@ class Watch:
     def _watch(self, source: VideoSource, should_stop: Callable[[], str | None],
                lost_at: float | None) -> tuple[str | None, int]:
         if self.annotator is None:
-            log.info("watching %s (%s, %.0f frames/s) as camera %r", redacted(self.source), source.kind,
+            log.info("watching %s (%s, %.0f frames/s) as camera %r", redact_url(self.source), source.kind,
                      source.fps, self.options.camera)
             self.annotator = VideoAnnotator(self.pipeline, source.fps, self.video_settings)
             recorder = None
@@ -209,7 +228,7 @@ class Watch:
         if self.webhook is not None:
             events.update(sent=self.webhook.sent, failed=self.webhook.failed, dropped=self.webhook.dropped,
                           queued=self.webhook.queue.qsize())
-        return {"camera": self.options.camera, "source": redacted(self.source), "connected": self.connected,
+        return {"camera": self.options.camera, "source": redact_url(self.source), "connected": self.connected,
                 "since": self.started, "frames": self.frames, "frames_per_second": round(self.fps, 2),
                 "reconnects": self.reconnects, "in_view": self.in_view, "track_ids_in_view": self.track_ids_in_view,
                 "people": {"total": sum(self.people.values()), "by_label": dict(sorted(dict(self.people).items()))},
