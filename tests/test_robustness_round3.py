@@ -116,10 +116,10 @@ def test_the_smallest_accepted_video_gives_a_playable_download(detection_service
 
 def test_an_output_no_player_reads_is_not_a_result(tmp_path):
     """The second guard, behind the size check: every video is read back before it counts as written."""
-    from facemask.cli.runner import _decodes
+    from facemask.video.output import decodes  # the CLI's and the service's jobs' check
 
-    assert not _decodes(raw_stream(tmp_path / "two.webm", "VP80", (2, 2), 5))  # VP8 takes 2x2, writes no frame
-    assert _decodes(raw_stream(tmp_path / "sixteen.webm", "VP80", (16, 16), 5))
+    assert not decodes(raw_stream(tmp_path / "two.webm", "VP80", (2, 2), 5))  # VP8 takes 2x2, writes no frame
+    assert decodes(raw_stream(tmp_path / "sixteen.webm", "VP80", (16, 16), 5))
 
 
 # 8. A video sent as a form field, not a file.
