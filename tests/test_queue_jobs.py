@@ -20,7 +20,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.queue_jobs import frame_count, wait, write_clip
-from facemask.serving.local_server import LocalRedis, LocalService, LocalWorker
+from facemask.serving.local_server import REPO_ROOT, LocalRedis, LocalService, LocalWorker
 
 pytestmark = [
     pytest.mark.slow,  # redis, two replicas and workers of their own, jobs run in full
@@ -225,3 +225,19 @@ def test_the_upload_page_sends_many_photos_as_one_batch_when_the_queue_is_on(sit
         assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     finally:
         browser.quit()
+
+
+def test_a_queue_that_does_not_answer_is_a_json_503(classifier_service, tiny_clip, tmp_path):
+    from facemask.serving.local_server import free_port
+
+    env = {"FACEMASK_QUEUE_URL": f"redis://127.0.0.1:{free_port()}/0", "FACEMASK_JOBS_STORE": str(tmp_path / "store"),
+           "CLASSIFIER_URL": classifier_service.url}
+    with LocalService("detection", workers=1, env=env, log_path=tmp_path / "detection.log") as replica:
+        response = submit(replica.url, tiny_clip)
+        assert response.status_code == 503 and "job queue is not answering" in response.json()["error"]
+        assert int(response.headers["Retry-After"]) > 0
+        assert requests.get(f"{replica.url}/videos/{'0' * 32}", timeout=10).status_code == 503
+        assert [path.name for path in (tmp_path / "store").iterdir()] == ["shared-results"], "no refused upload left"
+        photo = requests.post(replica.url + "/detect", data=(REPO_ROOT / "sample-images" / "group_mixed.jpg")
+                              .read_bytes(), timeout=60)
+        assert photo.status_code == 200, "photos do not need the queue"

@@ -17,7 +17,13 @@ from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.results import UNCLASSIFIED
 from facemask.core.settings import Settings
 from facemask.jobs.metrics import QueueCollector
-from facemask.serving.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
+from facemask.serving.service import (
+    Metrics,
+    configure_upload_limit,
+    install_error_handlers,
+    install_security_headers,
+    json_error,
+)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -40,6 +46,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.jobs_store is not None:
         app.extensions["shared_results"] = SharedResults(settings.jobs_store, settings.jobs_retention_h)
     app.register_blueprint(web_blueprint)
+    if settings.queue_url:
+        _answer_503_while_the_queue_is_away(app)
     if settings.trusted_proxies:  # the client (per-client job limit) from X-Forwarded-For, as far as trusted
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     LOGGER.info("detection service: detector %s, classifier %s, upload limit %g MB, jobs in %s run %s (videos of at "
@@ -48,3 +56,13 @@ def create_app(settings: Settings | None = None) -> Flask:
                 "by the queue's workers" if settings.queue_url else "here", settings.max_video_frames,
                 settings.trusted_proxies)
     return app
+
+
+def _answer_503_while_the_queue_is_away(app: Flask) -> None:
+    """Redis down or unreachable: the job endpoints answer a JSON 503 that says so (photos are not affected)."""
+    from redis.exceptions import RedisError
+
+    @app.errorhandler(RedisError)
+    def _queue_away(error: RedisError):
+        LOGGER.warning("job queue: %s", error)
+        return json_error(503, "the job queue is not answering: try again in a minute", {"Retry-After": "30"})
