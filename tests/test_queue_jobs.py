@@ -98,9 +98,8 @@ def test_a_job_waits_queued_then_any_worker_takes_it_and_any_replica_serves_it(s
 
 
 def test_a_job_whose_worker_is_killed_ends_done_once_and_outlives_a_replica_restart(site, face_clip, tmp_path):
-    from rq import Worker
-
     from redis import Redis
+    from rq import Worker
 
     a, b = site["a"], site["b"]
     with worker(site, "k1") as k1, worker(site, "k2") as k2:

@@ -24,6 +24,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from redis import Redis
 from rq import Queue, Retry, Worker, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -32,7 +33,6 @@ from rq.registry import StartedJobRegistry
 from facemask.jobs.limits import check_limits
 from facemask.jobs.metrics import observe_job_end
 from facemask.jobs.store import JobStore
-from redis import Redis
 
 if TYPE_CHECKING:
     from facemask.jobs.work import Pipelines

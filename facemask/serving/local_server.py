@@ -165,16 +165,23 @@ class LocalWorker:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90.0) -> "LocalWorker":
-        from rq import Worker
+        return self.launch().wait_until_listening(timeout)
 
-        from redis import Redis
-
+    def launch(self) -> "LocalWorker":
+        """The process only, not waiting for it (several workers load their models at once)."""
         env = {**os.environ, **self.env}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen([sys.executable, "-m", "facemask.worker", "--name", self.name,
                                          "--metrics-port", str(self.metrics_port)], cwd=PACKAGES_ROOT, env=env,
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def wait_until_listening(self, timeout: float = 90.0) -> "LocalWorker":
+        from redis import Redis
+        from rq import Worker
+
+        assert self.process is not None, "launch() first"
         redis = Redis.from_url(self.env["FACEMASK_QUEUE_URL"])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.process.poll() is None:

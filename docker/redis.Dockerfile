@@ -1,5 +1,5 @@
 # The jobs queue's Redis, from Debian's redis-server package on the same base image as the services (no registry
-# image needed). Build from the repository root: docker build -f redis/Dockerfile .
+# image needed). Build from the repository root: docker build -f docker/redis.Dockerfile .
 # Production sites usually use a managed Redis instead (docs/deploying.md); this one is for compose and trials.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
