@@ -25,7 +25,7 @@ from facemask.jobs.store import JobStore
 LOG = logging.getLogger("facemask.jobs")
 DATABASE = "jobs.sqlite3"
 HEARTBEAT_STALE_S = 45.0  # longer than one frame's classification may take (CLASSIFY_DEADLINE_S) plus its detection
-IDLE_POLL_S = 0.5
+IDLE_POLL_S = 0.2  # an idle process looks for a queued job this often (one SQLite read)
 EXPIRY_EVERY_S = 60.0
 DIED = "the service stopped before this job was finished: please upload it again"
 Perform = Callable[[str, str, dict, Callable[[int, int], None]], dict]  # kind, job id, submitted, progress -> status
