@@ -54,7 +54,7 @@ class Jobs:
 
             self.backend = RedisJobs(connect(settings.queue_url), self.store, *limits)
         else:
-            self.backend = LocalJobs(self.store, *limits)
+            self.backend = LocalJobs(self.store, settings.service_bind(default_port=8000), *limits)
             # Its own clients: the request threads' client is not shared with the job thread. Every detector run
             # and classification request goes to the service's stage histogram.
             pipelines = Pipelines.build(pipeline.detector, settings.classifier_url, settings.classify_deadline_s,

@@ -3,10 +3,12 @@ own processes.
 
 SQLite does the locking between the service's gunicorn processes (a write transaction counts the active jobs and
 adds the new one at once). Every process runs one job at a time on a native thread of its own, so a video never
-holds the process's requests (under gevent it is not a greenlet). A job stays "queued" until a process is free and
-takes the oldest; a running job's heartbeat moves with its progress, and a job whose process died (killed,
-recycled) is marked failed once its heartbeat is HEARTBEAT_STALE_S old, by whoever reads it next. Finished jobs
-are removed after the retention period, when read and by every process's thread once a minute.
+holds the process's requests (under gevent it is not a greenlet). A job stays "queued" until a process of the same
+service (its address: two services on one machine may share the default store, never an address) is free and takes
+the oldest; a restarted service takes up what it had queued. A running job's heartbeat moves with its progress,
+and a job whose process died (killed, recycled) is marked failed once its heartbeat is HEARTBEAT_STALE_S old, by
+whoever reads it next. Finished jobs are removed after the retention period, when read and by every process's
+thread once a minute.
 """
 from __future__ import annotations
 
@@ -32,13 +34,18 @@ Perform = Callable[[str, str, dict, Callable[[int, int], None]], dict]  # kind, 
 
 
 class LocalJobs:
-    def __init__(self, store: JobStore, retention_s: float, max_jobs: int, max_jobs_per_client: int):
-        self.store, self.retention_s = store, retention_s
+    def __init__(self, store: JobStore, service: str, retention_s: float, max_jobs: int, max_jobs_per_client: int):
+        """service: the address the service answers on; its processes share its jobs and limits."""
+        self.store, self.service, self.retention_s = store, service, retention_s
         self.max_jobs, self.max_jobs_per_client = max_jobs, max_jobs_per_client
         self.path = store.root / DATABASE
         with self._transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, kind TEXT, client TEXT, state TEXT, "
-                       "status TEXT, created REAL, heartbeat REAL, ended REAL)")
+            db.execute("CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, service TEXT, kind TEXT, client TEXT, "
+                       "state TEXT, status TEXT, created REAL, heartbeat REAL, ended REAL)")
+            if "service" not in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}:
+                db.execute("DROP TABLE jobs")  # a store of this branch's first drafts: its rows are throw-away
+                db.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, service TEXT, kind TEXT, client TEXT, "
+                           "state TEXT, status TEXT, created REAL, heartbeat REAL, ended REAL)")
         with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")  # readers (polls) never wait for the writer
 
@@ -61,10 +68,10 @@ class LocalJobs:
         with self._transaction() as db:
             self._fail_stale(db)
             active = [row[0] for row in db.execute(
-                f"SELECT client FROM jobs WHERE state IN {ACTIVE}")]
+                f"SELECT client FROM jobs WHERE service = ? AND state IN {ACTIVE}", (self.service,))]
             check_limits(active, client, self.max_jobs, self.max_jobs_per_client)
-            db.execute("INSERT INTO jobs VALUES (?, ?, ?, 'queued', ?, ?, NULL, NULL)",
-                       (job_id, kind, client, json.dumps(status), time.time()))
+            db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, 'queued', ?, ?, NULL, NULL)",
+                       (job_id, self.service, kind, client, json.dumps(status), time.time()))
         return status
 
     def status(self, job_id: str) -> dict | None:
@@ -85,7 +92,8 @@ class LocalJobs:
 
     def counts(self) -> tuple[int, int]:
         with closing(self._connect()) as db:
-            found = dict(db.execute(f"SELECT state, COUNT(*) FROM jobs WHERE state IN {ACTIVE} GROUP BY state"))
+            found = dict(db.execute(f"SELECT state, COUNT(*) FROM jobs WHERE service = ? AND state IN {ACTIVE} "
+                                    "GROUP BY state", (self.service,)))
         return found.get("queued", 0), found.get("running", 0)
 
     def _fail_stale(self, db: sqlite3.Connection) -> None:
@@ -108,8 +116,8 @@ class LocalJobs:
 
     def _claim(self) -> tuple[str, str, dict] | None:
         with self._transaction() as db:
-            row = db.execute("SELECT id, kind, status FROM jobs WHERE state = 'queued' ORDER BY created LIMIT 1"
-                             ).fetchone()
+            row = db.execute("SELECT id, kind, status FROM jobs WHERE service = ? AND state = 'queued' "
+                             "ORDER BY created LIMIT 1", (self.service,)).fetchone()
             if row is None:
                 return None
             job_id, kind, status = row
