@@ -24,13 +24,14 @@ import numpy as np
 import requests
 
 from bench.common import REPO_ROOT, Report, command_line
+from facemask.core.images import decode_image
 from facemask.serving.local_server import LocalRedis, LocalService, LocalWorker
 
 
 def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10) -> Path:
     """An MP4 (mp4v) of the frames (BGR); the tests' clips too."""
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     for frame in frames:
         writer.write(frame)
     writer.release()
@@ -102,6 +103,7 @@ def pickup_after_kill(base: str, clip: Path, env: dict, logs: Path, kills: int) 
                 time.sleep(0.05)
             (busy,) = [w.name for w in Worker.all(connection=redis) if w.get_current_job_id() == job_id]
             victim = first if busy == names[0] else second
+            assert victim.process is not None
             os.kill(victim.process.pid, signal.SIGKILL)
             killed = time.monotonic()
             while not any(w.get_current_job_id() == job_id for w in Worker.all(connection=redis)
@@ -135,7 +137,8 @@ def main(argv=None) -> Report:
     report = Report("queue_jobs", "Video jobs on the Redis queue: workers, a killed worker, the queue's cost",
                     command_line("bench.queue_jobs", argv), **({"out_dir": args.out_dir} if args.out_dir else {}))
     folder = Path(tempfile.mkdtemp(prefix="bench-queue-"))
-    photo = cv2.resize(cv2.imread(str(REPO_ROOT / "sample-images" / "group_mixed.jpg")), (640, 480))
+    photo = cv2.resize(cv2.cvtColor(decode_image(REPO_ROOT / "sample-images" / "group_mixed.jpg"), cv2.COLOR_RGB2BGR),
+                       (640, 480))
     clip = write_clip(folder / "faces.mp4", [photo] * args.frames, fps=25)
     long_clip = write_clip(folder / "long.mp4", [photo] * 150, fps=25)
     small = write_clip(folder / "small.mp4", [photo] * 10, fps=25)

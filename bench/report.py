@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 
-from bench.common import REPO_ROOT, RESULTS_DIR, format_value
+from bench.common import format_value
+from facemask.core.paths import REPO_ROOT, RESULTS_DIR
 
 README = REPO_ROOT / "README.md"
 RESULTS_PAGE = REPO_ROOT / "docs" / "results.md"
@@ -79,11 +80,11 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
                      by_policy("Landmarks against", "mean error"), "", "detection_sizes.md"))
         # A quiet run of the speed part alone, where there is one, is the better timing.
         speed_rows = table(load("detection_speed") or sizes, "Detection time")
-        frame = find(speed_rows, input="640x480 frame", policy="auto")
-        photo = find(speed_rows, input="4000x3000 photo", policy="auto")
+        frame_row = find(speed_rows, input="640x480 frame", policy="auto")
+        photo_row = find(speed_rows, input="4000x3000 photo", policy="auto")
         rows.append(("Detector: ms per 640x480 frame, 2 cores (ratio to the single 1024 px pass, same run); ms per "
-                     "4000x3000 photo", f"{fmt(frame.get('median ms'), 1)} ({fmt(frame.get('x today'), 2)}x); "
-                     f"{fmt(photo.get('median ms'), 0)}", "≤ 1.5x; ≤ 1000",
+                     "4000x3000 photo", f"{fmt(frame_row.get('median ms'), 1)} ({fmt(frame_row.get('x today'), 2)}x); "
+                     f"{fmt(photo_row.get('median ms'), 0)}", "≤ 1.5x; ≤ 1000",
                      "detection_speed.md" if load("detection_speed") else "detection_sizes.md"))
     rows += centerface_rows(sources)
     if MODEL_CARD.is_file():

@@ -37,6 +37,11 @@ def main(argv=None, prog: str = "facemask worker") -> int:
         print(f"{prog}: set FACEMASK_QUEUE_URL (redis://host:port/db) to the detection service's queue",
               file=sys.stderr)
         return 2
+    if settings.ort_providers != ("cpu",):
+        # Each job runs in a fork of the worker, and a CUDA context does not survive a fork.
+        print(f"{prog}: runs on the CPU only (FACEMASK_ORT_PROVIDERS=cpu): each job runs in a forked process, which "
+              f"cannot use {', '.join(settings.ort_providers)}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level or "INFO")
     # The work horses are forked processes: their metrics reach /metrics through prometheus_client's multiprocess
     # folder, which must be chosen before prometheus_client is imported.

@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from facemask.core.images import decode_image
-from facemask.serving.local_server import REPO_ROOT, free_port
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import free_port
 
 pytestmark = [
     pytest.mark.docker,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from facemask.serving.local_server import REPO_ROOT
+from facemask.core.paths import REPO_ROOT
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate",
                                           reason="kubernetes-validate is not installed (requirements-dev.txt)")
@@ -146,3 +146,33 @@ def test_the_keda_example_matches_its_schema():
                    {**scaler, "spec": {**scaler["spec"], "scaleTargetref": {"name": "worker"}}}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, schema)
+
+
+def test_the_gpu_example_is_valid_and_asks_each_pod_for_one_gpu():
+    """k8s/examples/gpu.yaml (issue 38): schema-valid like the base, the GPU images of the compose profile, one
+    nvidia.com/gpu per pod, the CUDA provider asked for, one worker per card."""
+    gpu_docs = [doc for doc in yaml.safe_load_all((K8S / "examples" / "gpu.yaml").read_text()) if doc]
+    for doc in gpu_docs:
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
+    deployments = {doc["metadata"]["name"]: doc for doc in gpu_docs if doc["kind"] == "Deployment"}
+    assert set(deployments) == {"classification-gpu", "detection-gpu"}
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["FACEMASK_ORT_PROVIDERS"] == "cuda,cpu" and env["WEB_CONCURRENCY"] == "1"
+        assert container["image"] == compose[name]["image"]
+        assert compose[name]["profiles"] == ["gpu"]
+        (device,) = compose[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+        assert compose[name]["build"]["dockerfile"] == "docker/gpu.Dockerfile"
+        assert pod["securityContext"]["runAsUser"] == of_kind("Deployment")[name.removesuffix("-gpu")]["spec"][
+            "template"]["spec"]["securityContext"]["runAsUser"]
+    assert "http://classification-gpu:3000" in str(deployments["detection-gpu"])
+    dockerfile = (REPO_ROOT / "docker" / "gpu.Dockerfile").read_text()
+    # onnxruntime leaves before onnxruntime-gpu comes: both own the `onnxruntime` module
+    assert dockerfile.index("pip uninstall -y onnxruntime") < dockerfile.index("requirements-gpu.txt \\")
+    assert "--uid 10001 " in dockerfile

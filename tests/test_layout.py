@@ -143,6 +143,7 @@ ALLOWED_ARROWS = {
     "facemask.watch": {"facemask.core", "facemask.video", "facemask.watch"},
     "facemask.cli": {"facemask.core", "facemask.video", "facemask.serving", "facemask.watch", "facemask.cli",
                      "facemask.worker"},
+    # `facemask worker` (the job queue's, issue 34): an application on the jobs, as the command is
     "facemask.jobs": {"facemask.core", "facemask.video", "facemask.serving", "facemask.jobs"},
     "facemask.worker": {"facemask.core", "facemask.jobs", "facemask.worker"},
     "facemask": {"facemask", "facemask.core"},

@@ -13,7 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.queue_jobs import write_clip  # noqa: F401  (the other video tests import it from here)
-from facemask.serving.local_server import REPO_ROOT
+from facemask.core.paths import REPO_ROOT
 from tests.test_service_hardening import read_response
 
 STATIC = REPO_ROOT / "detection" / "app" / "static"

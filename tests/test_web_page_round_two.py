@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from facemask.core.images import decode_image
-from facemask.serving.local_server import REPO_ROOT, LocalService
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import LocalService
 from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING
 from tests.test_url_fetch import server  # noqa: F401  (the loopback photo server: /photo.jpg, /to/<url>)
 from tests.test_web_page import (  # noqa: F401  (browser, downloads, no_console_errors: fixtures used here)

@@ -15,6 +15,7 @@ from facemask.core.detector import create_detector
 from facemask.core.errors import LOGGER, configure_logging
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.results import UNCLASSIFIED
+from facemask.core.sessions import session_providers
 from facemask.core.settings import Settings
 from facemask.jobs.metrics import QueueCollector
 from facemask.serving.service import (
@@ -35,7 +36,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_upload_limit(app, settings)
     install_error_handlers(app)
     install_security_headers(app)
-    app.extensions["pipeline"] = MaskPipeline(create_detector(settings.detector_model, settings.ort_threads),
+    app.extensions["pipeline"] = MaskPipeline(create_detector(settings.detector_model, settings.ort_threads,
+                                                              settings.ort_providers),
                                               ClassifierClient.from_settings(settings))
     app.extensions["metrics"] = Metrics(app, "detection", (*CLASSES, UNCLASSIFIED))
     app.extensions["image_slot"] = threading.Lock()  # gevent-aware: gunicorn patches threading before the app loads
@@ -50,11 +52,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         _answer_503_while_the_queue_is_away(app)
     if settings.trusted_proxies:  # the client (per-client job limit) from X-Forwarded-For, as far as trusted
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
-    LOGGER.info("detection service: detector %s, classifier %s, upload limit %g MB, jobs in %s run %s (videos of at "
-                "most %d frames), %d trusted proxies", app.extensions["pipeline"].detector.model_source,
-                settings.classifier_url, settings.max_upload_mb, settings.jobs_folder,
-                "by the queue's workers" if settings.queue_url else "here", settings.max_video_frames,
-                settings.trusted_proxies)
+    detector = app.extensions["pipeline"].detector
+    LOGGER.info("detection service: detector %s on %s, classifier %s, upload limit %g MB, jobs in %s run %s (videos of "
+                "at most %d frames), %d trusted proxies", detector.model_source,
+                ", ".join(session_providers(detector.session)), settings.classifier_url, settings.max_upload_mb,
+                settings.jobs_folder, "by the queue's workers" if settings.queue_url else "here",
+                settings.max_video_frames, settings.trusted_proxies)
     return app
 
 

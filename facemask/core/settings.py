@@ -31,12 +31,28 @@ class SettingsError(FacemaskError, ValueError):
     """An environment variable has a value that cannot be used; the message names it."""
 
 
+# FACEMASK_ORT_PROVIDERS' words and the ONNX Runtime execution providers they name, in the order tried.
+ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                 "tensorrt": "TensorrtExecutionProvider"}
+
+
+def parse_providers(text: str) -> tuple[str, ...]:
+    """FACEMASK_ORT_PROVIDERS' comma-separated words, e.g. "cuda,cpu", checked against ORT_PROVIDERS."""
+    words = tuple(word.strip().lower() for word in text.split(",") if word.strip())
+    unknown = [word for word in words if word not in ORT_PROVIDERS]
+    if unknown or not words or len(set(words)) != len(words):
+        raise SettingsError(f"FACEMASK_ORT_PROVIDERS must list some of {', '.join(ORT_PROVIDERS)} once each, in the "
+                            f"order to try them, got {text!r}")
+    return words
+
+
 def _setting(default, env: str, help: str, shown: str | None = None, minimum: float | None = None,
-             choices: tuple[str, ...] | None = None):
+             choices: tuple[str, ...] | None = None, parse=None):
     """A field read from `env`; `shown` is the default as the README states it, `minimum` the smallest valid value,
-    `choices` the only values allowed (compared in upper case)."""
+    `choices` the only values allowed (compared in upper case), `parse` the function that reads a value of a type
+    of its own (it raises SettingsError)."""
     return field(default=default, metadata={"env": env, "help": help, "shown": shown, "minimum": minimum,
-                                            "choices": choices})
+                                            "choices": choices, "parse": parse})
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,12 @@ class Settings:
     ort_threads: int = _setting(
         0, "FACEMASK_ORT_THREADS", "ONNX Runtime threads per process (0: ONNX Runtime's choice)",
         shown="1 under gunicorn, else 0", minimum=0)
+    ort_providers: tuple[str, ...] = _setting(
+        ("cpu",), "FACEMASK_ORT_PROVIDERS",
+        "ONNX Runtime execution providers for both models, in the order tried, e.g. `cuda,cpu` or "
+        "`tensorrt,cuda,cpu` (needs the `[gpu]` install, README: GPU); one that cannot load stops the service or "
+        "the CLI with a line naming what is missing, never a silent fall-back to the CPU",
+        shown="`cpu`", parse=parse_providers)
     max_upload_mb: float = _setting(20.0, "MAX_UPLOAD_MB", "request body limit of both services (413 above it)",
                                     shown="20", minimum=0.001)
     max_crops_per_request: int = _setting(256, "MAX_CROPS_PER_REQUEST", "crops one `/classify` request may carry",
@@ -166,6 +188,8 @@ class Settings:
 
 
 def _parse(setting, text: str):
+    if setting.metadata["parse"] is not None:
+        return setting.metadata["parse"](text)
     env, kind = setting.metadata["env"], setting.type.split(" | ")[0]
     try:
         if kind == "bool":

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import requests
 
 from facemask.core.errors import FacemaskError
-from facemask.core.paths import PACKAGES_ROOT, REPO_ROOT  # noqa: F401  (REPO_ROOT: the tests import it here)
+from facemask.core.paths import PACKAGES_ROOT
 
 SERVICES = {
     "classification": ("classification/gunicorn.conf.py", "classification.app:create_app()"),
@@ -90,6 +90,13 @@ class LocalService:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    @property
+    def pid(self) -> int:
+        """The gunicorn master's process id."""
+        if self.process is None:
+            raise ServiceStartError(f"{self.service} service is not running")
+        return self.process.pid
 
     def worker_peak_rss(self) -> list[int]:
         """Peak resident memory (VmHWM) of each of its gunicorn workers so far, in bytes."""

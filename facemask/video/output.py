@@ -15,7 +15,7 @@ import numpy as np
 
 from facemask.core.drawing import draw_faces
 from facemask.core.errors import FacemaskError
-from facemask.core.results import FaceResult
+from facemask.core.results import Faces
 from facemask.video.summary import StageTimes
 
 _END = object()
@@ -30,7 +30,7 @@ class FinishedFrame:
     """A frame ready to be written: the picture as read, the faces to draw on it and its JSON record."""
 
     image: np.ndarray
-    shown: list[FaceResult]
+    shown: Faces  # the confirmed faces of record["faces"]
     record: dict
 
     def annotated(self) -> np.ndarray:
@@ -47,8 +47,8 @@ class JsonFramesWriter:
         self.first = True
 
     def add(self, record: dict) -> None:
-        """One frame's record; its faces (FaceResult) become JSON here."""
-        record = {**record, "faces": [face.to_dict() for face in record["faces"]]}
+        """One frame's record; its faces (Faces) become JSON here."""
+        record = {**record, "faces": record["faces"].to_json()}
         self.handle.write(("" if self.first else ",\n") + json.dumps(record))
         self.first = False
 
