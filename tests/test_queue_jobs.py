@@ -20,7 +20,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.queue_jobs import frame_count, wait, write_clip
-from facemask.serving.local_server import REPO_ROOT, LocalRedis, LocalService, LocalWorker
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import LocalRedis, LocalService, LocalWorker
 
 pytestmark = [
     pytest.mark.slow,  # redis, two replicas and workers of their own, jobs run in full
