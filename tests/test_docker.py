@@ -52,7 +52,7 @@ def stack():
     finally:
         logs = sh(*compose, "logs", "--no-color", env=ports, check=False).stdout
         print(logs[-5000:])
-        sh(*compose, "down", "--timeout", "40", env=ports, check=False)
+        sh(*compose, "down", "--volumes", "--timeout", "40", env=ports, check=False)  # its jobs and Redis data too
 
 
 def test_compose_stack_serves_annotated_images(stack, sample_paths, sample_labels):
