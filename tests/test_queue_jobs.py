@@ -241,3 +241,18 @@ def test_a_queue_that_does_not_answer_is_a_json_503(classifier_service, tiny_cli
         photo = requests.post(replica.url + "/detect", data=(REPO_ROOT / "sample-images" / "group_mixed.jpg")
                               .read_bytes(), timeout=60)
         assert photo.status_code == 200, "photos do not need the queue"
+
+
+def test_finished_jobs_on_the_queue_expire_with_their_files(site, tiny_clip, tmp_path):
+    """Issue 35 #7 on the queue: Redis forgets a job FACEMASK_JOBS_RETENTION_H after it ends (RQ's result TTL), and
+    the next read answers 404 and removes its folder."""
+    env = {**site["env"], "FACEMASK_JOBS_RETENTION_H": "0.001"}  # 3.6 s
+    with LocalService("detection", workers=1, env=env, log_path=tmp_path / "detection.log") as replica, \
+            worker(site, "expiry"):
+        job_id = submit(replica.url, tiny_clip, client="10.0.4.1").json()["id"]
+        assert wait(replica.url, job_id)["state"] == "done"
+        assert (site["store"] / job_id / "annotated.webm").is_file()
+        time.sleep(5)
+        response = requests.get(f"{replica.url}/videos/{job_id}/video", timeout=10)
+        assert response.status_code == 404 and "kept for 0.001 h" in response.json()["error"], response.text
+        assert not (site["store"] / job_id).exists()
