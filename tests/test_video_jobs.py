@@ -187,3 +187,20 @@ def test_a_zip_of_photos_is_annotated_into_a_zip_with_csv_and_json(detection_ser
 def test_bad_batches_get_a_clear_400(detection_service, files, message):
     response = requests.post(detection_service.url + "/batches", files=files, timeout=30)
     assert response.status_code == 400 and message in response.json()["error"], response.text
+
+
+@pytest.mark.parametrize("env, code, message", [
+    ({"FACEMASK_QUEUE_URL": ""}, 2, "set FACEMASK_QUEUE_URL"),
+    ({"FACEMASK_QUEUE_URL": "redis://127.0.0.1:1/0"}, 1, "cannot reach the queue at FACEMASK_QUEUE_URL"),
+    ({"FACEMASK_QUEUE_URL": "redis://127.0.0.1:1/0", "FACEMASK_ORT_PROVIDERS": "cuda,cpu"}, 2, "CPU only"),
+])
+def test_the_worker_command_says_in_one_line_what_it_needs(env, code, message):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "facemask", "worker"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **env}, cwd=REPO_ROOT)
+    assert result.returncode == code, result.stderr
+    assert result.stderr.startswith("facemask worker: ") and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
