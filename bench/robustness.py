@@ -251,7 +251,7 @@ def video_memory_rows(photo: bytes, folder: Path) -> list[dict]:
                                                                              None)}
     with LocalService("classification", workers=1) as classifier, \
             LocalService("detection", workers=1, env={"CLASSIFIER_URL": classifier.url,
-                                                      "FACEMASK_VIDEO_JOBS_DIR": str(folder / "jobs")}) as detection:
+                                                      "FACEMASK_JOBS_STORE": str(folder / "jobs")}) as detection:
         for name, clip in clips.items():
             (worker,) = worker_pids(detection)
             reset_peak(worker)
@@ -350,7 +350,7 @@ def job_queue_rows(folder: Path, uploads: int = 30) -> list[dict]:
     statuses = []
     with LocalService("classification", workers=1) as classifier, \
             LocalService("detection", workers=2, env={"CLASSIFIER_URL": classifier.url,
-                                                      "FACEMASK_VIDEO_JOBS_DIR": str(jobs)}) as detection:
+                                                      "FACEMASK_JOBS_STORE": str(jobs)}) as detection:
         started, status_urls, most_active = time.perf_counter(), [], 0
         for index in range(uploads):
             response = requests.post(detection.url + "/videos", timeout=120,

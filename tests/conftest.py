@@ -66,8 +66,8 @@ def classifier_service(tmp_path_factory):
 @pytest.fixture(scope="session")
 def detection_service(classifier_service, tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "detection.log"
-    jobs = tmp_path_factory.mktemp("video-jobs")  # the upload page's video jobs stay inside the test run
-    with LocalService("detection", workers=1, env={"CLASSIFIER_URL": classifier_service.url,
-                                                   "FACEMASK_VIDEO_JOBS_DIR": str(jobs)},
+    # No FACEMASK_JOBS_STORE: the default service, without result links; its jobs go to the system temp folder's
+    # store, kept apart from any other service's there by its address.
+    with LocalService("detection", workers=1, env={"CLASSIFIER_URL": classifier_service.url},
                       log_path=log) as service:
         yield service

@@ -251,7 +251,7 @@ def store_service(classifier_service, tmp_path_factory):
     test-only URL_FETCH_ALLOW_LOOPBACK."""
     folder = tmp_path_factory.mktemp("store")
     with LocalService("detection", workers=1, env={
-            "CLASSIFIER_URL": classifier_service.url, "FACEMASK_VIDEO_JOBS_DIR": str(folder / "video-jobs"),
+            "CLASSIFIER_URL": classifier_service.url,
             "FACEMASK_JOBS_STORE": str(folder / "store"), "URL_FETCH_ALLOW_LOOPBACK": "1"},
             log_path=folder / "detection.log") as service:
         yield service

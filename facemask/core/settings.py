@@ -100,15 +100,23 @@ class Settings:
     max_video_jobs_per_client: int = _setting(2, "MAX_VIDEO_JOBS_PER_CLIENT",
                                               "video jobs one client address may have queued or running (429 above it)",
                                               minimum=1)
-    video_jobs_dir: Path | None = _setting(
-        None, "FACEMASK_VIDEO_JOBS_DIR", "where the upload page's video jobs keep their files",
-        shown="`facemask-video-jobs` in the system temp folder")
+    queue_url: str | None = _setting(
+        None, "FACEMASK_QUEUE_URL", "`redis://host:port/db`: video and batch jobs go on this Redis queue (RQ) and "
+        "`facemask worker` processes run them; unset, the detection service runs them itself, one machine, no Redis",
+        shown="unset (one machine)")
     jobs_store: Path | None = _setting(
-        None, "FACEMASK_JOBS_STORE", "folder shared by the service's workers where finished results are kept for "
-        "their retention period; the upload page then offers a link to each result (unset: results live in the "
-        "browser tab)", shown="unset")
-    jobs_retention_h: float = _setting(24.0, "FACEMASK_JOBS_RETENTION_H",
-                                       "hours a result stays in FACEMASK_JOBS_STORE", shown="24", minimum=0.001)
+        None, "FACEMASK_JOBS_STORE", "folder of the jobs' files (uploads, annotated videos, zips) and of the results "
+        "the upload page links to, kept for their retention period; with the queue, storage shared by the detection "
+        "replicas and the workers. Unset: jobs in `facemask-jobs` in the system temp folder, and no result links "
+        "(results live in the browser tab)", shown="unset")
+    jobs_retention_h: float = _setting(
+        24.0, "FACEMASK_JOBS_RETENTION_H", "hours a finished job, its files and a linked result are kept (then 404)",
+        shown="24", minimum=0.001)
+    max_batch_photos: int = _setting(500, "MAX_BATCH_PHOTOS", "photos one `POST /batches` may hold (files or zip)",
+                                     minimum=1)
+    trusted_proxies: int = _setting(
+        0, "FACEMASK_TRUSTED_PROXIES", "proxies in front of the detection service whose X-Forwarded-For is trusted "
+        "to name the client (the per-client job limit); 0: the peer address is the client", minimum=0)
     url_fetch_timeout_s: float = _setting(
         5.0, "URL_FETCH_TIMEOUT_S", "seconds the upload page's photo-from-a-URL fetch may take in all", shown="5",
         minimum=0.001)
@@ -176,8 +184,12 @@ class Settings:
         return self.datasets_dir / REAL_PHOTOS_FOLDER
 
     @property
-    def video_jobs_folder(self) -> Path:
-        return self.video_jobs_dir or Path(tempfile.gettempdir()) / "facemask-video-jobs"
+    def jobs_folder(self) -> Path:
+        return self.jobs_store or Path(tempfile.gettempdir()) / "facemask-jobs"
+
+    @property
+    def jobs_retention_s(self) -> float:
+        return self.jobs_retention_h * 3600
 
 
 def _parse(setting, text: str):

@@ -113,3 +113,13 @@ class FrameWriter:
             self.writer.release()
         if self.error is not None:
             raise self.error
+
+
+def decodes(video: Path) -> bool:
+    """The written video gives back a frame: an encoder can accept frames and still write a file no player reads
+    (VP8 WebM of 2x2 frames, issue 35), which must not pass for a result."""
+    capture = cv2.VideoCapture(str(video))
+    try:
+        return capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()
