@@ -95,7 +95,7 @@ def edge_clip(path: Path, seconds: float, fps: float, seed: int = 0) -> list[np.
     people = walkers(max(4, round(seconds / 2.5)), seconds, rng, len(heads))
     width, height = FRAME_SIZE
     frames = []
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, FRAME_SIZE)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, FRAME_SIZE)
     for index in range(round(seconds * fps)):
         t = index / fps
         frame = background.copy()
@@ -146,6 +146,13 @@ def recorded_frames(folder: Path) -> list[np.ndarray]:
     return frames
 
 
+def jpeg_rgb(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("not a JPEG")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def read_live_view(url: str, frames: list[np.ndarray], stop: threading.Event) -> None:
     """Every frame of the live view's MJPEG stream until stop is set (decoded, RGB)."""
     buffer = b""
@@ -154,8 +161,7 @@ def read_live_view(url: str, frames: list[np.ndarray], stop: threading.Event) ->
             for chunk in response.iter_content(chunk_size=65536):
                 buffer += chunk
                 while (start := buffer.find(b"\xff\xd8")) >= 0 and (end := buffer.find(b"\xff\xd9", start)) >= 0:
-                    image = cv2.imdecode(np.frombuffer(buffer[start:end + 2], np.uint8), cv2.IMREAD_COLOR)
-                    frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+                    frames.append(jpeg_rgb(buffer[start:end + 2]))
                     buffer = buffer[end + 2:]
                 if stop.is_set():
                     return
@@ -169,9 +175,9 @@ def watch_and_collect(classifier_url: str, clip: Path, fps: float, seconds: floa
     published (recordings, live view, snapshots) and its final status."""
     camera, port = CameraProcess(clip, fps=fps), free_port()
     camera.start()
-    record, events = folder / "recordings", folder / "events.jsonl"
+    record, events_path = folder / "recordings", folder / "events.jsonl"
     watch = start_watch(camera.url, classifier_url, "--camera", "edges", "--record", record, "--segment-seconds", "10",
-                        "--keep-segments", "1000", "--events", events, "--event-labels",
+                        "--keep-segments", "1000", "--events", events_path, "--event-labels",
                         "with_mask,without_mask,incorrect", "--live-fps", "10", *options, listen=port)
     live: list[np.ndarray] = []
     stop = threading.Event()
@@ -190,8 +196,7 @@ def watch_and_collect(classifier_url: str, clip: Path, fps: float, seconds: floa
         for event in events:  # the event API, as a client would use it
             if event["snapshot_url"]:
                 jpeg = requests.get(f"http://127.0.0.1:{port}{event['snapshot_url']}", timeout=10).content
-                snapshots.append(cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR),
-                                              cv2.COLOR_BGR2RGB))
+                snapshots.append(jpeg_rgb(jpeg))
         stop.set()
     finally:
         if watch.poll() is None:
