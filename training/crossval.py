@@ -59,10 +59,10 @@ def fold_run_name(name: str, fold: int, folds: int) -> str:
     return f"{name}__fold{fold}of{folds}"
 
 
-def round_lines(candidates: list[tuple[str, list[str]]], folds: int) -> list[str]:
-    """training/device_train.sh lines: every candidate in every fold."""
+def round_lines(candidates: list[tuple[str, list[str]]], folds: int, only_folds: list[int] | None = None) -> list[str]:
+    """training/device_train.sh lines: every candidate in every fold (or in only_folds)."""
     return [f"{fold_run_name(name, fold, folds)} {' '.join(arguments)} --fold {fold} {folds}"
-            for name, arguments in candidates for fold in range(folds)]
+            for name, arguments in candidates for fold in (only_folds or range(folds))]
 
 
 def fold_scores(model: Path, prepared: Path, fold: int, folds: int) -> dict:
@@ -142,7 +142,7 @@ def score(runs: Path, prepared: Path, out_dir: Path, name: str) -> list[dict]:
             "standard deviation over folds. The test split is not read.")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.json").write_text(json.dumps({"summary": summary, "folds": rows}, indent=1) + "\n")
-    (out_dir / f"{name}.md").write_text(f"# Classifier candidates by cross-validation\n\n"
+    (out_dir / f"{name}.md").write_text("# Classifier candidates by cross-validation\n\n"
                                         + markdown(summary, note))
     print(markdown(summary, note))
     return summary
@@ -174,9 +174,11 @@ def main(argv=None) -> None:
         sub.add_argument("--folds", type=int, default=5)
         sub.add_argument("--out", type=Path, required=True,
                          help="run: the folder of the fold runs; round: the device round file to write")
+        sub.add_argument("--only-folds", type=int, nargs="*", default=[], help="these folds only")
         if command == "run":
             sub.add_argument("--prepared", type=Path, required=True)
-            sub.add_argument("--only-folds", type=int, nargs="*", default=[], help="train these folds only")
+        else:
+            sub.add_argument("--append", action="store_true", help="add to the round file instead of replacing it")
     sub = commands.add_parser("score")
     sub.add_argument("runs", type=Path, help="folder holding <candidate>__fold<K>of<N> runs or .onnx files")
     sub.add_argument("--prepared", type=Path, required=True)
@@ -193,8 +195,10 @@ def main(argv=None) -> None:
         parser.error(str(error))
     if args.command == "round":
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(round_lines(candidates, args.folds)) + "\n")
-        print(f"wrote {args.out}: {len(candidates)} candidates x {args.folds} folds")
+        lines = round_lines(candidates, args.folds, args.only_folds)
+        before = args.out.read_text() if args.append and args.out.is_file() else ""
+        args.out.write_text(before + "\n".join(lines) + "\n")
+        print(f"wrote {args.out}: {len(lines)} runs")
         return
     run(candidates, args.prepared, args.out, args.folds, args.only_folds)
 

@@ -103,17 +103,29 @@ class LiteBody(nn.Module):
         self.drop_connect_rate = network._global_params.drop_connect_rate
 
     def forward(self, x):
-        x = self.stem(self.from_served_input(x))
-        for index, block in enumerate(self.blocks):
+        return self.late(self.early(x))
+
+    @property
+    def half(self) -> int:
+        return len(self.blocks) // 2
+
+    def early(self, x):
+        """Input to the middle of the network (80 channels at 1/16 of the input side)."""
+        return self._blocks(self.stem(self.from_served_input(x)), 0, self.half)
+
+    def late(self, x):
+        return self.head(self._blocks(x, self.half, len(self.blocks)))
+
+    def _blocks(self, x, start: int, stop: int):
+        for index in range(start, stop):
             # Stochastic depth as the network was trained with (inactive in eval mode and in the exported graph).
-            x = block(x, drop_connect_rate=self.drop_connect_rate * index / len(self.blocks))
-        return self.head(x)
+            x = self.blocks[index](x, drop_connect_rate=self.drop_connect_rate * index / len(self.blocks))
+        return x
 
     def parameter_groups(self) -> list[list[nn.Parameter]]:
         """Early layers (generic edges and textures), late layers: two groups for discriminative learning rates."""
-        half = len(self.blocks) // 2
-        early = [*self.stem.parameters(), *[p for block in self.blocks[:half] for p in block.parameters()]]
-        late = [*[p for block in self.blocks[half:] for p in block.parameters()], *self.head.parameters()]
+        early = [*self.stem.parameters(), *[p for block in self.blocks[:self.half] for p in block.parameters()]]
+        late = [*[p for block in self.blocks[self.half:] for p in block.parameters()], *self.head.parameters()]
         return [early, late]
 
 

@@ -21,9 +21,9 @@ import torch
 import torchvision
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.core import Callback
-from fastai.learner import Recorder
 from fastai.callback.tracker import SaveModelCallback
 from fastai.layers import ConvLayer, Flatten
+from fastai.learner import Recorder
 from fastai.vision.all import (
     CrossEntropyLossFlat,
     Learner,
@@ -195,8 +195,13 @@ def run(argv=None) -> Path:
     parser.add_argument("--fold", type=int, nargs=2, default=None, metavar=("K", "N"),
                         help="cross-validation: validate on fold K of N of the train and valid photos, train on the "
                              "rest (training.folds; training.crossval runs every fold)")
+    parser.add_argument("--train-on-valid", action="store_true",
+                        help="the final model of a recipe chosen by cross-validation: train on the train and valid "
+                             "photos and keep the last epoch (the valid numbers it prints are then not held out)")
     parser.add_argument("--out", type=Path, default=Path("runs/resnet18"))
     args = parser.parse_args(argv)
+    if args.train_on_valid and args.fold:
+        parser.error("--train-on-valid and --fold do not combine")
 
     if not (args.prepared / "manifest.csv").is_file():
         parser.error(f"{args.prepared}/manifest.csv not found: run `python -m training.prepare` first")
@@ -210,7 +215,7 @@ def run(argv=None) -> Path:
         dls = make_dataloaders(args.prepared, batch_size=args.batch_size, seed=args.seed,
                                augment=not args.no_augment, geometry=geometry, num_workers=args.num_workers,
                                exclude_datasets=tuple(args.exclude_datasets),
-                               fold=tuple(args.fold) if args.fold else None)
+                               fold=tuple(args.fold) if args.fold else None, train_on_valid=args.train_on_valid)
     except ValueError as error:
         parser.error(str(error))
     loss_func = CrossEntropyLossFlat(weight=class_weights(dls, args.weight_power))
@@ -244,7 +249,7 @@ def run(argv=None) -> Path:
     started = time.time()
     best = SaveModelCallback(monitor="valid_loss", fname="best", with_opt=False)
     history = WholeHistory()
-    callbacks = [best, history]
+    callbacks = [history] if args.train_on_valid else [best, history]
     if args.teacher:
         callbacks.append(DistillationCallback(args.teacher, list(dls.vocab), geometry, args.distill_alpha,
                                               args.distill_temperature))
@@ -275,7 +280,8 @@ def run(argv=None) -> Path:
               "command": "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:]),
               "train_seconds": round(train_seconds, 1), "classes": list(dls.vocab),
               "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
-              "best_valid_loss": float(best.best), "torch_threads": torch.get_num_threads(),
+              "best_valid_loss": None if args.train_on_valid else float(best.best),
+              "torch_threads": torch.get_num_threads(),
               "machine": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                           else f"{platform.machine()}, {os.cpu_count()} CPU cores"),
               "versions": {"torch": torch.__version__, "fastai": fastai.__version__,
