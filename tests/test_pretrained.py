@@ -230,3 +230,14 @@ def test_a_final_model_trains_on_the_train_and_valid_photos(tmp_path):
     final = make_dataloaders(prepared, batch_size=4, augment=False, train_on_valid=True)
     assert len(final.train_ds) == len(usual.train_ds) + len(usual.valid_ds)
     assert len(final.valid_ds) == len(usual.valid_ds)
+
+
+def test_the_size_sweep_speed_bench_measures_every_model_against_the_shipped_one(tmp_path):
+    from bench import classifier_sizes
+
+    result = classifier_sizes.main(["--sizes", "128", "--rounds", "1", "--seconds", "0.2", "--out-dir", str(tmp_path),
+                                    "--name", "sizes"])
+    shipped, lite = result["rows"]
+    assert shipped["model"] == "shipped" and shipped["ratio to shipped (b64)"] == 1.0
+    assert lite["arch"] == "efficientnet_lite0" and lite["input px"] == 128 and lite["crops/s batch 64"] > 0
+    assert (tmp_path / "sizes.md").is_file()
