@@ -4,7 +4,7 @@
         --name classifier_sizes
 
 Every model, the shipped one first, is measured in each round (so load changes on a shared machine hit all alike)
-through facemask.classifier.MaskClassifier with one ONNX Runtime thread, in batches of 64 and of 1, on the real face
+through facemask.core.classifier.MaskClassifier with one ONNX Runtime thread, in batches of 64 and of 1, on the real face
 crops of the sample images; the table gives each model's median crops/s and its ratio to the shipped model's.
 --sizes adds EfficientNet-Lite0 graphs at those input sizes, exported from the package's ImageNet weights with a
 new three-class head: the time per crop depends on the graph, not on the trained values, so the input-size sweep's
@@ -20,8 +20,8 @@ from pathlib import Path
 from bench.classifier_speed import onnx_crops_per_second
 from bench.common import REPO_ROOT, RESULTS_DIR, Report, command_line
 from bench.speed import sample_crops
-from facemask.classifier import DEFAULT_MODEL, MaskClassifier
-from facemask.images import decode_image, list_images
+from facemask.core.classifier import DEFAULT_MODEL, MaskClassifier
+from facemask.core.images import decode_image, list_images
 
 
 def lite_graph(size: int, folder: Path) -> Path:
@@ -31,8 +31,8 @@ def lite_graph(size: int, folder: Path) -> Path:
     from fastai.vision.all import create_head
     from torch import nn
 
-    from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
-    from facemask.crops import SERVED, CropGeometry
+    from facemask.core.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
+    from facemask.core.crops import SERVED, CropGeometry
     from training.onnx_export import export_onnx
     from training.pretrained import BODY_FEATURES, LiteBody, efficientnet_lite0
 

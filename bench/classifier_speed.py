@@ -4,7 +4,7 @@
 
 On a shared machine absolute speeds drift from minute to minute, so the two models are measured in alternating
 rounds (old, new, old, new, ...) and the ratio new / old of each round is reported with the median of the rounds.
-Measured: ONNX Runtime through facemask.classifier.MaskClassifier (batches of 64 and of 1), and the real
+Measured: ONNX Runtime through facemask.core.classifier.MaskClassifier (batches of 64 and of 1), and the real
 /classify service (gunicorn, 2 workers, 8 crops per request) started once per model.
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from bench.common import REPO_ROOT, RESULTS_DIR, Report, command_line
 from bench.speed import classify_throughput, sample_crops
-from facemask.classifier import DEFAULT_MODEL, MaskClassifier
-from facemask.images import decode_image, list_images
-from facemask.local_server import LocalService
+from facemask.core.classifier import DEFAULT_MODEL, MaskClassifier
+from facemask.core.images import decode_image, list_images
+from facemask.serving.local_server import LocalService
 
 
 def onnx_crops_per_second(classifier: MaskClassifier, crops: list, batch: int, seconds: float) -> float:

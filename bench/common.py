@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask.annotations import SCENE_CLASSES, DatasetError, average_precision, load_scenes, subsample  # noqa: F401 (re-exported)
-from facemask.boxes import expand_boxes  # noqa: F401 (re-exported)
-from facemask.detector import parse_long_side  # noqa: F401 (re-exported)
-from facemask.images import list_images
-from facemask.paths import REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE  # noqa: F401 (re-exported)
-from facemask.settings import Settings
-from facemask.splits import load_split
+from facemask.core.boxes import expand_boxes  # noqa: F401 (re-exported)
+from facemask.core.detector import parse_long_side  # noqa: F401 (re-exported)
+from facemask.core.images import list_images
+from facemask.core.paths import REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE  # noqa: F401 (re-exported)
+from facemask.core.settings import Settings
+from training.annotations import SCENE_CLASSES, DatasetError, average_precision, load_scenes, subsample  # noqa: F401 (re-exported)
+from training.splits import load_split
 
 # The datasets' folders (FACEMASK_DATASETS_DIR), the default of every benchmark's data arguments.
 CROPS_DIR, SCENES_DIR = Settings.from_env().crops_dir, Settings.from_env().scenes_dir

@@ -36,7 +36,17 @@ from bench.common import (
     run_name,
     scenes_from_args,
 )
-from facemask.annotations import (
+from facemask.core.boxes import centre, widths_heights
+from facemask.core.detector import (
+    DEFAULT_LONG_SIDE,
+    DEFAULT_SCORE_THRESHOLD,
+    DetectOptions,
+    RetinaFaceDetector,
+    boxes_and_scores,
+)
+from facemask.core.images import decode_image
+from facemask.core.settings import Settings
+from training.annotations import (
     FALSE_POSITIVE_IOU,
     IOU_THRESHOLDS,
     SCENE_CLASSES,
@@ -45,16 +55,6 @@ from facemask.annotations import (
     scene_recall,
     subsample,
 )
-from facemask.boxes import centre, widths_heights
-from facemask.detector import (
-    DEFAULT_LONG_SIDE,
-    DEFAULT_SCORE_THRESHOLD,
-    DetectOptions,
-    RetinaFaceDetector,
-    boxes_and_scores,
-)
-from facemask.images import decode_image
-from facemask.settings import Settings
 
 CROP_LONG_SIDES = (None, 320, 640, 1024)
 SCENE_LONG_SIDES = (None, 640, 1024, 1280, 1600)

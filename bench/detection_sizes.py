@@ -39,19 +39,19 @@ from tqdm import tqdm
 
 from bench.common import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR, Report, command_line
 from bench.detection_recall import detector_training_crops
-from facemask.annotations import FALSE_POSITIVE_IOU, DatasetError, greedy_match, load_scenes, scene_recall
-from facemask.boxes import iou_matrix, overlap_of_smaller, widths_heights
-from facemask.detector import (
+from facemask.core.boxes import iou_matrix, overlap_of_smaller, widths_heights
+from facemask.core.detector import (
     DetectOptions,
     PyramidFaceDetector,
     RetinaFaceDetector,
     boxes_and_scores,
     create_detector,
 )
-from facemask.images import decode_image, list_images
-from facemask.paths import CENTERFACE_MODEL
-from facemask.settings import Settings
-from facemask.splits import load_split
+from facemask.core.images import decode_image, list_images
+from facemask.core.paths import CENTERFACE_MODEL
+from facemask.core.settings import Settings
+from training.annotations import FALSE_POSITIVE_IOU, DatasetError, greedy_match, load_scenes, scene_recall
+from training.splits import load_split
 
 TWO_FACE_LIST = REPO_ROOT / "bench" / "two_face_photos.json"
 CROP_MANIFEST = REPO_ROOT / "data" / "prepared" / "manifest.csv"

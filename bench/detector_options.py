@@ -17,16 +17,16 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.common import Report, add_scene_arguments, command_line, run_name, scenes_from_args
-from facemask.annotations import SCENE_CLASSES, scene_recall
-from facemask.detector import (
+from facemask.core.detector import (
     DEFAULT_LONG_SIDE,
     DEFAULT_SCORE_THRESHOLD,
     DetectOptions,
     RetinaFaceDetector,
     non_max_suppression,
 )
-from facemask.images import decode_image
-from facemask.settings import Settings
+from facemask.core.images import decode_image
+from facemask.core.settings import Settings
+from training.annotations import SCENE_CLASSES, scene_recall
 
 # name -> passes of (long_side, mirrored)
 VARIANTS = {

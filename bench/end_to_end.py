@@ -36,15 +36,15 @@ from bench.common import (
     run_name,
     scenes_from_args,
 )
-from facemask.annotations import IOU_THRESHOLDS, greedy_match
-from facemask.boxes import iou_matrix
-from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
-from facemask.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, PyramidFaceDetector, create_detector
-from facemask.images import decode_image
-from facemask.local_server import LocalService
-from facemask.pipeline import ClassifierClient, MaskPipeline
-from facemask.results import CLASSIFIED, FaceResult
-from facemask.settings import Settings
+from facemask.core.boxes import iou_matrix
+from facemask.core.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
+from facemask.core.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, PyramidFaceDetector, create_detector
+from facemask.core.images import decode_image
+from facemask.core.pipeline import ClassifierClient, MaskPipeline
+from facemask.core.results import CLASSIFIED, FaceResult
+from facemask.core.settings import Settings
+from facemask.serving.local_server import LocalService
+from training.annotations import IOU_THRESHOLDS, greedy_match
 
 MAIN_CLASSES = (WITH_MASK, WITHOUT_MASK)
 MISSED = "missed"

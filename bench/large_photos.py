@@ -37,16 +37,16 @@ from tqdm import tqdm
 
 from bench.common import REPO_ROOT, RESULTS_DIR, Report, command_line
 from bench.end_to_end import evaluate
-from facemask.annotations import Annotation, DatasetError, load_scenes, scene_recall
-from facemask.detector import DetectOptions, PyramidFaceDetector, create_detector
-from facemask.images import decode_image, encode_jpeg
-from facemask.local_server import LocalService
-from facemask.paths import REAL_PHOTOS_DIR, REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE, SCENES_DIR
-from facemask.pipeline import ClassifierClient, MaskPipeline
-from facemask.results import FaceResult
-from facemask.settings import Settings
-from facemask.splits import load_split
-from facemask.video import VIDEO_DETECT_OPTIONS
+from facemask.core.detector import DetectOptions, PyramidFaceDetector, create_detector
+from facemask.core.images import decode_image, encode_jpeg
+from facemask.core.paths import REAL_PHOTOS_DIR, REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE, SCENES_DIR
+from facemask.core.pipeline import ClassifierClient, MaskPipeline
+from facemask.core.results import FaceResult
+from facemask.core.settings import Settings
+from facemask.serving.local_server import LocalService
+from facemask.video.loop import VIDEO_DETECT_OPTIONS
+from training.annotations import Annotation, DatasetError, load_scenes, scene_recall
+from training.splits import load_split
 
 DATASETS = {"scenes": (SCENES_DIR, SCENE_SPLIT_FILE), "real photos": (REAL_PHOTOS_DIR, REAL_PHOTOS_SPLIT_FILE)}
 CELL_LONG_SIDE = 1024

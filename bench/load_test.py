@@ -18,8 +18,8 @@ import requests
 
 from bench.common import REPO_ROOT, Report, command_line
 from bench.speed import process_tree_mb, sample_crops
-from facemask.images import list_images
-from facemask.local_server import LocalService
+from facemask.core.images import list_images
+from facemask.serving.local_server import LocalService
 
 
 def hammer(send, clients: int, seconds: float) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import cv2
 
-from facemask.local_server import REPO_ROOT, free_port
+from facemask.serving.local_server import REPO_ROOT, free_port
 
 BOUNDARY = b"frame"
 

@@ -18,10 +18,10 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.common import RESULTS_DIR, Report, command_line
-from facemask.annotations import greedy_match, load_scenes
-from facemask.detector import DetectOptions, create_detector, eyes_in_view
-from facemask.images import decode_image, list_images
-from facemask.settings import Settings
+from facemask.core.detector import DetectOptions, create_detector, eyes_in_view
+from facemask.core.images import decode_image, list_images
+from facemask.core.settings import Settings
+from training.annotations import greedy_match, load_scenes
 
 
 def main(argv=None) -> dict:

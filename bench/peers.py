@@ -39,8 +39,8 @@ import numpy as np
 
 from bench.common import REPO_ROOT, Report, add_scene_arguments, command_line, scenes_from_args
 from bench.end_to_end import IOU_THRESHOLDS, MAIN_CLASSES, MISSED, evaluate
-from facemask.annotations import subsample
-from facemask.results import FaceResult
+from facemask.core.results import FaceResult
+from training.annotations import subsample
 
 RUNNER = REPO_ROOT / "bench" / "peer_runner.py"
 DEFAULT_PEER_PYTHON = Path("/work/peers/venv/bin/python")

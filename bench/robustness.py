@@ -39,9 +39,9 @@ from PIL import Image
 from bench.common import REPO_ROOT, Report, command_line
 from bench.slow_clients import probe, service_probes
 from bench.speed import sample_crops
-from facemask.images import MAX_IMAGE_PIXELS, list_images
-from facemask.local_server import LocalService
-from facemask.settings import Settings
+from facemask.core.images import MAX_IMAGE_PIXELS, list_images
+from facemask.core.settings import Settings
+from facemask.serving.local_server import LocalService
 
 GB = 1e9
 SIDE = int(MAX_IMAGE_PIXELS ** 0.5) - 44  # 8900: the largest square under the global 80 Mpx limit

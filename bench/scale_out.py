@@ -23,11 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import REPO_ROOT, Report, command_line
 from bench.load_test import hammer
-from facemask.crops import crop_face
-from facemask.detector import RetinaFaceDetector
-from facemask.images import decode_image, list_images
-from facemask.local_server import LocalService
-from facemask.pipeline import ClassifierClient
+from facemask.core.crops import crop_face
+from facemask.core.detector import RetinaFaceDetector
+from facemask.core.images import decode_image, list_images
+from facemask.core.pipeline import ClassifierClient
+from facemask.serving.local_server import LocalService
 
 ROUNDS = 5
 KEEPALIVE_WORKERS = {"GUNICORN_CMD_ARGS": "--worker-class gthread --threads 2"}

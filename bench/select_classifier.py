@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from bench.common import Report, command_line
-from facemask.paths import REAL_PHOTOS_DIR, REPO_ROOT
+from facemask.core.paths import REAL_PHOTOS_DIR, REPO_ROOT
 
 CLOSE_UP_BAR = 0.984
 REAL_PHOTO_SPLIT = REPO_ROOT / "detection" / "model" / "ilc_split.json"

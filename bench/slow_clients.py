@@ -27,8 +27,8 @@ import requests
 
 from bench.common import REPO_ROOT, Report, command_line
 from bench.speed import sample_crops
-from facemask.images import list_images
-from facemask.local_server import LocalService, free_port, wait_for_health
+from facemask.core.images import list_images
+from facemask.serving.local_server import LocalService, free_port, wait_for_health
 
 SLOW_BYTE_INTERVAL_S = 0.5
 TARGET_EXTRA_S = 1.0

@@ -19,13 +19,13 @@ import numpy as np
 import requests
 
 from bench.common import REPO_ROOT, Report, command_line
-from facemask.crops import crop_face
-from facemask.detector import RetinaFaceDetector
-from facemask.drawing import draw_faces
-from facemask.images import decode_image, encode_png, list_images
-from facemask.local_server import LocalService
-from facemask.pipeline import ClassifierClient, MaskPipeline
-from facemask.settings import Settings
+from facemask.core.crops import crop_face
+from facemask.core.detector import RetinaFaceDetector
+from facemask.core.drawing import draw_faces
+from facemask.core.images import decode_image, encode_png, list_images
+from facemask.core.pipeline import ClassifierClient, MaskPipeline
+from facemask.core.settings import Settings
+from facemask.serving.local_server import LocalService
 
 
 def sample_crops(images: list[Path]) -> list[bytes]:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bench.common import REPO_ROOT, RESULTS_DIR, Report, command_line
-from facemask.local_server import LocalService
+from facemask.serving.local_server import LocalService
 
 PHOTO = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 TRACKER_MODULES = "import sys, infer; print(sum(m.split('.')[0] in ('norfair', 'scipy') for m in sys.modules))"

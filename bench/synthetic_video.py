@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facemask.boxes import areas, clip_to_image, widths_heights
+from facemask.core.boxes import areas, clip_to_image, widths_heights
 
 MOTIONS = ("pan", "zoom", "shake", "pan+zoom+shake")
 

@@ -7,7 +7,7 @@
    pan over sample-images/group_mixed.jpg (6 faces), at 640x480 and 1280x720, in one run:
    - per frame (before issue 13): every frame detected at the image default (long side 1024, upscaled) and all its
      crops sent as PNG files in one multipart request, then drawn and written;
-   - tracked (now): the video defaults of facemask.video (detector every 3rd frame at the frame's own size,
+   - tracked (now): the video defaults of facemask.video.loop (detector every 3rd frame at the frame's own size,
      optical flow in between, tracks classified when new / every 15 frames / when their crop changes, classification
      overlapping detection, decoding and drawing + encoding on threads of their own, crops sent as one .npy array);
      and the same with the detector on every frame. Per-stage ms per frame are in the table.
@@ -33,17 +33,17 @@ import psutil
 
 from bench.common import REPO_ROOT, Report, command_line
 from bench.synthetic_video import camera_windows, render
-from facemask.classifier import MaskClassifier
-from facemask.crops import crop_face
-from facemask.detector import DEFAULT_LONG_SIDE, RetinaFaceDetector
-from facemask.drawing import draw_faces
-from facemask.images import decode_image, list_images
-from facemask.local_server import LocalService
-from facemask.pipeline import ClassifierClient, MaskPipeline
-from facemask.settings import Settings
-from facemask.video import VIDEO_DETECT_OPTIONS, annotate_stream
-from facemask.video_source import VideoSource
-from facemask.video_tracks import VideoSettings
+from facemask.core.classifier import MaskClassifier
+from facemask.core.crops import crop_face
+from facemask.core.detector import DEFAULT_LONG_SIDE, RetinaFaceDetector
+from facemask.core.drawing import draw_faces
+from facemask.core.images import decode_image, list_images
+from facemask.core.pipeline import ClassifierClient, MaskPipeline
+from facemask.core.settings import Settings
+from facemask.serving.local_server import LocalService
+from facemask.video.loop import VIDEO_DETECT_OPTIONS, annotate_stream
+from facemask.video.source import VideoSource
+from facemask.video.tracks import VideoSettings
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 

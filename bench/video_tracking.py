@@ -25,16 +25,16 @@ import numpy as np
 
 from bench.common import Report, add_scene_arguments, command_line, parse_long_side, scenes_from_args
 from bench.synthetic_video import MOTIONS, GroundTruthFrame, write_video
-from facemask.boxes import iou_matrix
-from facemask.detector import RetinaFaceDetector
-from facemask.images import decode_image
-from facemask.local_server import LocalService
-from facemask.pipeline import ClassifierClient, MaskPipeline
-from facemask.results import FaceResult
-from facemask.settings import Settings
-from facemask.video import VIDEO_LONG_SIDE, annotate_stream
-from facemask.video_source import VideoSource
-from facemask.video_tracks import VideoSettings
+from facemask.core.boxes import iou_matrix
+from facemask.core.detector import RetinaFaceDetector
+from facemask.core.images import decode_image
+from facemask.core.pipeline import ClassifierClient, MaskPipeline
+from facemask.core.results import FaceResult
+from facemask.core.settings import Settings
+from facemask.serving.local_server import LocalService
+from facemask.video.loop import VIDEO_LONG_SIDE, annotate_stream
+from facemask.video.source import VideoSource
+from facemask.video.tracks import VideoSettings
 
 CLASSIFIED_LABELS = ("with_mask", "without_mask")
 MOT_METRICS = ["mota", "idf1", "num_switches", "num_false_positives", "num_misses", "num_objects", "recall",

@@ -32,8 +32,8 @@ import requests
 from bench.common import Report, command_line
 from bench.mjpeg_stream import CameraProcess
 from bench.synthetic_video import camera_windows, render
-from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT, LocalService, free_port
+from facemask.core.images import decode_image
+from facemask.serving.local_server import REPO_ROOT, LocalService, free_port
 
 
 class WebhookReceiver:

@@ -2,4 +2,4 @@
 import os
 
 os.environ.setdefault("PORT", "8000")
-from facemask.gunicorn_conf import *  # noqa: E402,F401,F403
+from facemask.serving.gunicorn_conf import *  # noqa: E402,F401,F403

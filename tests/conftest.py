@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from facemask.local_server import LocalService
-from facemask.paths import REPO_ROOT
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import LocalService
 
 SAMPLES = REPO_ROOT / "sample-images"
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
-from facemask.local_server import LocalService
+from facemask.serving.local_server import LocalService
 
 GIB = 1024 ** 3
 

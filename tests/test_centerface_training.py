@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from facemask.detector import CenterFaceDetector, create_detector
-from facemask.images import decode_image
+from facemask.core.detector import CenterFaceDetector, create_detector
+from facemask.core.images import decode_image
 from tests.conftest import REPO_ROOT, SAMPLES
 from training.detector_model import write_weights
 
@@ -71,7 +71,7 @@ def test_loss_is_near_zero_where_the_targets_are_the_models_own_decoded_faces(sm
 
 
 def test_network_input_turns_the_retinaface_blob_back_into_rgb_pixels(small_group_photo):
-    from facemask.detector import RetinaFaceDetector
+    from facemask.core.detector import RetinaFaceDetector
 
     blob = torch.from_numpy(RetinaFaceDetector.network_input(small_group_photo, 1.0))
     rgb = network_input(blob)[0].numpy().transpose(1, 2, 0)

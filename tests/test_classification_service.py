@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from facemask.crops import crop_face
-from facemask.detector import RetinaFaceDetector
-from facemask.images import decode_image, encode_png
+from facemask.core.crops import crop_face
+from facemask.core.detector import RetinaFaceDetector
+from facemask.core.images import decode_image, encode_png
 
 
 def sample_crops(sample_paths, sample_labels, name="group_mixed.jpg"):
@@ -97,8 +97,8 @@ def test_clients_cut_crops_at_the_geometry_the_service_lists(classifier_service)
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from facemask.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry
-    from facemask.pipeline import ClassifierClient
+    from facemask.core.crops import LEGACY_FACE_FRACTION, SERVED, CropGeometry
+    from facemask.core.pipeline import ClassifierClient
 
     info = requests.get(classifier_service.url + "/info", timeout=5).json()
     assert ClassifierClient(classifier_service.url).crop_geometry() == \
@@ -127,7 +127,7 @@ def test_clients_cut_crops_at_the_geometry_the_service_lists(classifier_service)
 
 
 def test_client_splits_a_crowd_into_requests_the_service_accepts(classifier_service, sample_paths, sample_labels):
-    from facemask.pipeline import CROPS_PER_REQUEST, ClassifierClient
+    from facemask.core.pipeline import CROPS_PER_REQUEST, ClassifierClient
 
     crops, labels = sample_crops(sample_paths, sample_labels)
     crowd = (crops * (2 * CROPS_PER_REQUEST // len(crops) + 2))[: 2 * CROPS_PER_REQUEST + 5]
@@ -143,7 +143,7 @@ def test_the_metrics_folder_a_service_makes_goes_with_it(tmp_path):
     import glob
     import os
 
-    from facemask.local_server import LocalService
+    from facemask.serving.local_server import LocalService
 
     before = set(glob.glob("/tmp/facemask-metrics-*"))
     with LocalService("classification", workers=1, log_path=tmp_path / "log") as service:

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from facemask.local_server import REPO_ROOT, free_port
+from facemask.serving.local_server import REPO_ROOT, free_port
 from tests.test_video import _alive, _children, run_infer
 from tests.test_video_job_limits import raw_stream
 from tests.test_video_jobs import write_clip
@@ -45,13 +45,16 @@ def test_a_video_is_never_written_over_its_input(classifier_service, tmp_path):
     assert video.read_bytes() == before and frame_count(video) == 60
 
 
-def test_a_video_that_cannot_be_written_is_an_error_not_a_success(classifier_service, tmp_path):
-    """MPEG-4 refuses 20000x16 frames: the run wrote only the JSON and exited 0."""
-    video = raw_stream(tmp_path / "strip.mjpg", "MJPG", (20000, 16), 2)
+@pytest.mark.parametrize("size, message", [
+    ((20000, 16), "cannot write a 20000x16 video"),  # MPEG-4 refuses it: the run wrote only the JSON and exited 0
+    ((2, 2), "2x2 pixels cannot be annotated"),  # too small for a face (issue 35): the run exited 0
+])
+def test_a_video_that_cannot_be_written_is_an_error_not_a_success(classifier_service, tmp_path, size, message):
+    video = raw_stream(tmp_path / "strip.mjpg", "MJPG", size, 2)
     out = tmp_path / "strip.mp4"
     result = run_infer("--in_path", video, "--out_path", out, classifier_url=classifier_service.url)
     assert result.returncode == 2, result.stderr
-    assert "cannot write a 20000x16 video" in one_error_line(result.stderr)
+    assert message in one_error_line(result.stderr)
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 

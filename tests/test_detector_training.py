@@ -8,13 +8,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from facemask.detector import FINE_TUNED_MODEL, STOCK_SOURCE, RetinaFaceDetector, create_detector
-from facemask.images import decode_image
-from facemask.settings import Settings
-from facemask.splits import load_split
+from facemask.core.detector import FINE_TUNED_MODEL, STOCK_SOURCE, RetinaFaceDetector, create_detector
+from facemask.core.images import decode_image
+from facemask.core.settings import Settings
 from tests.conftest import REPO_ROOT, SAMPLES
 from training.detector_data import FaceImage, augment
 from training.detector_model import MultiBoxLoss, encode_boxes, load_onnx, priors, to_torch, write_weights
+from training.splits import load_split
 
 pytestmark = pytest.mark.slow  # minutes: torch training runs
 
@@ -92,7 +92,7 @@ def test_augmentation_keeps_boxes_and_landmarks_on_the_faces(group_photo, stock_
 
 def test_heads_without_a_teacher_face_are_ignored_and_the_others_taught_in_the_scene_convention(group_photo,
                                                                                               stock_faces, tmp_path):
-    from facemask.annotations import Annotation
+    from training.annotations import Annotation
     from training.detector_data import real_photo_samples, to_head_box
 
     path = tmp_path / "group.png"

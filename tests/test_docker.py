@@ -13,8 +13,8 @@ import subprocess
 import pytest
 import requests
 
-from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT, free_port
+from facemask.core.images import decode_image
+from facemask.serving.local_server import REPO_ROOT, free_port
 
 pytestmark = [
     pytest.mark.docker,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import requests
 
-from facemask.drawing import style_for
-from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT, LocalService
+from facemask.core.drawing import style_for
+from facemask.core.images import decode_image
+from facemask.serving.local_server import REPO_ROOT, LocalService
 
 
 def run_infer(*args, classifier_url=None, timeout=300):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from facemask.local_server import REPO_ROOT
+from facemask.serving.local_server import REPO_ROOT
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate",
                                           reason="kubernetes-validate is not installed (requirements-dev.txt)")

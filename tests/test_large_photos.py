@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from bench.large_photos import PEAK_OF_CHILD, TWELVE_MP, build_mosaic, crowd_photo, crowd_scores
-from facemask.detector import (
+from facemask.core.detector import (
     TILE_ABOVE,
     TILE_EDGE_MARGIN,
     DetectOptions,
@@ -19,9 +19,9 @@ from facemask.detector import (
     off_inner_edges,
     tile_spans,
 )
-from facemask.images import decode_image, encode_jpeg
-from facemask.paths import REPO_ROOT
-from facemask.results import FaceResult, NotClassified
+from facemask.core.images import decode_image, encode_jpeg
+from facemask.core.paths import REPO_ROOT
+from facemask.core.results import FaceResult, NotClassified
 
 GIB = 1024 ** 3
 

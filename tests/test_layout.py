@@ -133,11 +133,79 @@ def test_dependencies_point_towards_the_shared_library():
             assert not {m for m in reached if m.startswith(("training", "bench"))}, name
 
 
+# The library and the applications on it (docs/architecture.md): which facemask sub-package may import which.
+# `facemask` itself (the public API in facemask/__init__.py) sits on the core; the services use the core, the video
+# path and the shared service code, never the command line or the watch.
+ALLOWED_ARROWS = {
+    "facemask.core": {"facemask.core"},
+    "facemask.video": {"facemask.core", "facemask.video"},
+    "facemask.serving": {"facemask.core", "facemask.serving"},
+    "facemask.watch": {"facemask.core", "facemask.video", "facemask.watch"},
+    "facemask.cli": {"facemask.core", "facemask.video", "facemask.serving", "facemask.watch", "facemask.cli",
+                     "facemask.worker"},
+    "facemask": {"facemask", "facemask.core"},
+    "classification": {"facemask.core", "facemask.serving", "classification"},
+    "detection": {"facemask.core", "facemask.video", "facemask.serving", "detection"},
+}
+# Known exception, on its way out: the detection service's in-process video jobs run the command line's
+# annotate_video (the Redis job queue of issue 34 replaces this module).
+ARROW_EXCEPTIONS = {("detection.app.video_jobs", "facemask.cli")}
+
+
+def _layer(module: str) -> str | None:
+    """The ALLOWED_ARROWS key a module belongs to: its facemask sub-package, facemask's own modules, or a service."""
+    parts = module.split(".")
+    if parts[0] == "facemask" and parts[-1] == "__main__":  # python -m facemask[.watch]: a command, as cli's are
+        return "facemask.cli"
+    if parts[0] == "facemask":
+        if len(parts) > 1 and f"facemask.{parts[1]}" in ALLOWED_ARROWS:
+            return f"facemask.{parts[1]}"
+        return "facemask"
+    return parts[0] if parts[0] in ALLOWED_ARROWS else None
+
+
+def _wrong_arrows(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    wrong = []
+    for name, imported in graph.items():
+        layer = _layer(name)
+        if layer is None:
+            continue
+        for target in imported:
+            target_layer = _layer(target)
+            if target_layer is not None and target_layer not in ALLOWED_ARROWS[layer] \
+                    and (name, target_layer) not in ARROW_EXCEPTIONS:
+                wrong.append((name, target))
+    return sorted(wrong)
+
+
+def test_the_arrow_check_finds_a_wrong_arrow():
+    graph = {"facemask.core.detector": {"facemask.video.loop"}, "facemask.video.loop": {"facemask.core.detector"},
+             "facemask.watch.cli": {"facemask.cli.runner"}, "detection.app.routes": {"facemask.cli.annotate"}}
+    assert _wrong_arrows(graph) == [("detection.app.routes", "facemask.cli.annotate"),
+                                    ("facemask.core.detector", "facemask.video.loop"),
+                                    ("facemask.watch.cli", "facemask.cli.runner")]
+
+
+def test_the_packages_import_only_along_the_allowed_arrows():
+    """core <- video <- watch, core <- serving, and the command on all of them; the services never import the
+    command line or the watch, and the core imports nothing of the rest (imports inside functions count)."""
+    assert _wrong_arrows(_graph()) == []
+
+
+def test_the_library_reads_no_environment():
+    """Settings are read once, by entry points (Settings.from_env); the core and the video path are given them."""
+    readers = [path.relative_to(REPO_ROOT).as_posix() for folder in ("facemask/core", "facemask/video")
+               for path in sorted((REPO_ROOT / folder).rglob("*.py"))
+               if "os.environ" in path.read_text() or "getenv" in path.read_text()]
+    assert readers == ["facemask/core/settings.py"]
+
+
 # Slow: the modules that import torch or fastai (training), about 4 s the first time; the rest are imported in the
 # inner loop.
 @pytest.mark.parametrize("name", [
     pytest.param(name, marks=pytest.mark.slow) if _loads_the_training_stack(name, modules) else name
-    for modules in [_project_modules()] for name in sorted(modules) if not name.endswith("gunicorn.conf")])
+    for modules in [_project_modules()] for name in sorted(modules)
+    if not name.endswith(("gunicorn.conf", "__main__"))])  # a __main__ runs its command when imported
 def test_every_module_imports(name):
     try:
         importlib.import_module(name)
@@ -149,7 +217,7 @@ def test_every_module_imports(name):
 
 def test_the_image_path_does_not_import_the_video_tracker():
     """norfair and the scipy it brings cost about a second of every CLI run and worker start; only video needs them."""
-    image_path = "facemask.pipeline", "facemask.runner", "detection.app", "classification.app", "infer"
+    image_path = "facemask.core.pipeline", "facemask.cli.runner", "detection.app", "classification.app", "infer"
     loaded = subprocess.run([sys.executable, "-c", f"import sys, {', '.join(image_path)}; "
                              "print(' '.join(m for m in sys.modules if m.split('.')[0] in ('norfair', 'scipy')))"],
                             cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from facemask.paths import REPO_ROOT
+from facemask.core.paths import REPO_ROOT
 
 
 def test_ruff_check_passes():

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from detection.app.video_jobs import VideoRejected
-from facemask.annotations import DatasetError
-from facemask.classifier import ModelMismatchError
-from facemask.errors import FacemaskError, ModelError, ModelNotFoundError, OptionError
-from facemask.images import ImageError
-from facemask.local_server import REPO_ROOT, ServiceStartError, free_port
-from facemask.pipeline import ClassifierClient, ClassifierUnavailable
-from facemask.runner import InputError
-from facemask.service import ApiError
-from facemask.settings import Settings, SettingsError
-from facemask.video_source import VideoSourceError
+from facemask.cli.runner import InputError
+from facemask.core.classifier import ModelMismatchError
+from facemask.core.errors import FacemaskError, ModelError, ModelNotFoundError, OptionError
+from facemask.core.images import ImageError
+from facemask.core.pipeline import ClassifierClient, ClassifierUnavailable
+from facemask.core.settings import Settings, SettingsError
+from facemask.serving.local_server import REPO_ROOT, ServiceStartError, free_port
+from facemask.serving.service import ApiError
+from facemask.video.source import VideoSourceError
+from training.annotations import DatasetError
 
 SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 
@@ -37,7 +37,7 @@ def test_classifier_retries_are_logged(caplog):
     client = ClassifierClient(f"http://127.0.0.1:{free_port()}", retries=2, backoff=0.01, timeout=2)
     with caplog.at_level(logging.INFO, logger="facemask"), pytest.raises(ClassifierUnavailable):
         client.classify([np.zeros((64, 64, 3), np.uint8)])  # nothing listens: /info fails on every attempt
-    attempts = [r for r in caplog.records if r.name == "facemask.pipeline" and r.levelno == logging.INFO]
+    attempts = [r for r in caplog.records if r.name == "facemask.core.pipeline" and r.levelno == logging.INFO]
     assert [r.getMessage().split("attempt ")[1][0] for r in attempts] == ["1", "2", "3"]
     (gave_up,) = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "unavailable after 3 attempt(s)" in gave_up.getMessage()

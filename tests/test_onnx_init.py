@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx2torch")
 
-from facemask.classifier import DEFAULT_MODEL, MaskClassifier  # noqa: E402
+from facemask.core.classifier import DEFAULT_MODEL, MaskClassifier  # noqa: E402
 from training.onnx_export import export_onnx  # noqa: E402
 from training.onnx_init import allow_export_of_converted_modules, trainable_module  # noqa: E402
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from facemask.classes import CLASSES
-from facemask.local_server import free_port
-from facemask.paths import REPO_ROOT
+from facemask.core.classes import CLASSES
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import free_port
 
 # What the Dockerfiles copy into the image before `pip install`: the package needs nothing else of the checkout.
 PACKAGE_SOURCES = ("pyproject.toml", "README.md", "infer.py", "facemask", "classification", "detection")
@@ -48,7 +48,7 @@ def test_declared_dependencies_are_the_requirements_files():
     dev = [line for line in _requirements(REPO_ROOT / "requirements-dev.txt") if line not in runtime | set(train)]
     assert project["optional-dependencies"]["dev"] == ["facemask[train]", *dev]
     assert "serve" in project["optional-dependencies"]
-    assert project["scripts"]["facemask"] == "infer:run"
+    assert project["scripts"]["facemask"] == "facemask.cli.main:run"
 
 
 @pytest.mark.slow

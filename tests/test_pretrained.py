@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facemask.classifier import MaskClassifier
+from facemask.core.classifier import MaskClassifier
 from tests.conftest import REPO_ROOT, SAMPLES
 
 pytestmark = pytest.mark.slow  # torch and the network are imported and run
@@ -22,10 +22,10 @@ CLASS_COLOURS = {"with_mask": (40, 90, 200), "without_mask": (210, 160, 120), "i
 
 def masked_and_unmasked_crops(size: int = 224) -> tuple[list[np.ndarray], list[str]]:
     """The six faces of the shipped sample photo, cut by the serving detector and crop at ImageNet's 224 px."""
-    from facemask.crops import SERVED, CropGeometry, crop_face
-    from facemask.detector import create_detector
-    from facemask.images import decode_image
-    from facemask.settings import Settings
+    from facemask.core.crops import SERVED, CropGeometry, crop_face
+    from facemask.core.detector import create_detector
+    from facemask.core.images import decode_image
+    from facemask.core.settings import Settings
 
     image = decode_image(SAMPLES / "group_mixed.jpg")
     truth = json.loads((SAMPLES / "labels.json").read_text())["group_mixed.jpg"]
@@ -43,7 +43,7 @@ def masked_and_unmasked_crops(size: int = 224) -> tuple[list[np.ndarray], list[s
 def test_imagenet_weights_from_the_installed_package_see_the_masks_on_a_shipped_photo():
     import torch
 
-    from facemask.crops import to_model_input
+    from facemask.core.crops import to_model_input
     from training.pretrained import IMAGENET_MASK_CLASSES, efficientnet_lite0, imagenet_top, weights_path
 
     assert weights_path().name == "efficientnet-lite0-57934424.pth"  # inside the installed package, not downloaded
@@ -59,11 +59,11 @@ def test_imagenet_weights_from_the_installed_package_see_the_masks_on_a_shipped_
 
 
 def test_the_weights_are_fed_the_scaling_they_were_trained_with():
-    """facemask.crops normalises with the ImageNet mean and std; the weights were trained on (pixel - 127) / 128.
+    """facemask.core.crops normalises with the ImageNet mean and std; the weights were trained on (pixel - 127) / 128.
     Through FromServedInput the first layer's outputs on real photos have the spread its batch norm learnt."""
     import torch
 
-    from facemask.crops import to_model_input
+    from facemask.core.crops import to_model_input
     from training.pretrained import FromServedInput, efficientnet_lite0
 
     network = efficientnet_lite0().eval()

@@ -5,7 +5,14 @@ import json
 
 import numpy as np
 
-from facemask.results import UNCLASSIFIED, Classification, FaceResult, FrameResult, NotClassified, prediction_from_json
+from facemask.core.results import (
+    UNCLASSIFIED,
+    Classification,
+    FaceResult,
+    FrameResult,
+    NotClassified,
+    prediction_from_json,
+)
 
 BOX = np.array([10.04, 20.06, 110.0, 140.55], dtype=np.float32)
 LANDMARKS = np.array([[40, 60], [80, 60], [60, 80], [45, 100], [75, 100.26]], dtype=np.float32)

@@ -15,8 +15,8 @@ import pytest
 import requests
 from PIL import Image
 
-from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT, LocalService
+from facemask.core.images import decode_image
+from facemask.serving.local_server import REPO_ROOT, LocalService
 
 
 def encoded(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:

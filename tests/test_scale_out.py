@@ -13,12 +13,12 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from facemask.crops import crop_face
-from facemask.detector import RetinaFaceDetector
-from facemask.images import decode_image
-from facemask.local_server import LocalService
-from facemask.pipeline import ClassifierClient
-from facemask.results import Classification
+from facemask.core.crops import crop_face
+from facemask.core.detector import RetinaFaceDetector
+from facemask.core.images import decode_image
+from facemask.core.pipeline import ClassifierClient
+from facemask.core.results import Classification
+from facemask.serving.local_server import LocalService
 
 pytestmark = pytest.mark.slow  # minutes: several service replicas
 

@@ -12,7 +12,7 @@ import requests
 from PIL import Image
 
 from bench.robustness import frozen_classifier_answers
-from facemask.local_server import LocalService
+from facemask.serving.local_server import LocalService
 
 
 def npy_header(shape: tuple, dtype: str = "|u1") -> bytes:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from facemask.paths import REPO_ROOT
-from facemask.settings import Settings, SettingsError, markdown_table
+from facemask.core.paths import REPO_ROOT
+from facemask.core.settings import Settings, SettingsError, markdown_table
 
 
 def _readme_block() -> str:
@@ -20,7 +20,7 @@ def _readme_block() -> str:
 
 
 def test_readme_settings_table_is_generated_from_settings():
-    assert _readme_block() == markdown_table(), "README.md is stale: paste `python -m facemask.settings` into it"
+    assert _readme_block() == markdown_table(), "README.md is stale: paste `python -m facemask.core.settings` into it"
     rows = _readme_block().splitlines()[2:]
     names = [row.split("|")[1].strip().strip("`") for row in rows]
     assert names == [f.metadata["env"] for f in fields(Settings)]  # every setting, and nothing undocumented

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
-from facemask.detector import RetinaFaceDetector
-from facemask.images import decode_image
+from facemask.core.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
+from facemask.core.detector import RetinaFaceDetector
+from facemask.core.images import decode_image
 from tests.conftest import REPO_ROOT, SAMPLES
 from training.synthetic_masks import KIND_LABEL, draw_mask
 

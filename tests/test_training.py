@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facemask.classifier import MaskClassifier
-from facemask.images import decode_image
+from facemask.core.classifier import MaskClassifier
+from facemask.core.images import decode_image
 from tests.conftest import REPO_ROOT
 
 DATASET = REPO_ROOT / ".." / "shared" / "datasets" / "face-mask-chandrikadeb7"
@@ -74,8 +74,8 @@ def test_train_export_and_serve_a_tiny_model(prepared, tmp_path):
 def test_a_wide_prepared_folder_trains_and_evaluates_a_narrower_crop_geometry(tmp_path):
     import onnx
 
-    from facemask.classifier import ModelMismatchError
-    from facemask.crops import CropGeometry
+    from facemask.core.classifier import ModelMismatchError
+    from facemask.core.crops import CropGeometry
     from training import prepare, sweep
 
     wide = tmp_path / "wide"
@@ -119,7 +119,7 @@ def test_prepare_adds_scene_faces_split_by_photo(tmp_path):
 
 
 def test_prepare_crops_the_real_photo_set_with_its_committed_split_and_three_classes(tmp_path):
-    from facemask.paths import REAL_PHOTOS_DIR, REAL_PHOTOS_SPLIT_FILE
+    from facemask.core.paths import REAL_PHOTOS_DIR, REAL_PHOTOS_SPLIT_FILE
     from training import prepare
 
     if not REAL_PHOTOS_DIR.is_dir():
@@ -172,7 +172,7 @@ def test_two_class_accuracy_counts_a_mask_worn_wrong_as_a_mask_on_two_label_data
 
 
 def test_a_folder_prepared_before_the_geometry_option_reads_as_the_legacy_crop(tmp_path):
-    from facemask.crops import CropGeometry
+    from facemask.core.crops import CropGeometry
     from training.data import prepared_geometry
 
     (tmp_path / "report.json").write_text(json.dumps({"data": "face-mask-chandrikadeb7"}))
@@ -184,8 +184,8 @@ def test_distillation_pulls_the_training_loss_towards_the_teachers_and_leaves_va
 
     import torch
 
-    from facemask import crops
-    from facemask.paths import CLASSIFIER_MODEL
+    from facemask.core import crops
+    from facemask.core.paths import CLASSIFIER_MODEL
     from training.distill import DistillationCallback
 
     teacher = MaskClassifier(CLASSIFIER_MODEL)
@@ -217,7 +217,7 @@ def test_distillation_pulls_the_training_loss_towards_the_teachers_and_leaves_va
 
 
 def test_a_three_class_teacher_distils_into_a_two_class_student(prepared, tmp_path):
-    from facemask.paths import CLASSIFIER_MODEL
+    from facemask.core.paths import CLASSIFIER_MODEL
     from training import train
 
     run = tmp_path / "run"
@@ -229,7 +229,7 @@ def test_a_three_class_teacher_distils_into_a_two_class_student(prepared, tmp_pa
 
 
 def test_mixup_trains_and_exports_and_refuses_to_combine_with_teachers(prepared, tmp_path):
-    from facemask.paths import CLASSIFIER_MODEL
+    from facemask.core.paths import CLASSIFIER_MODEL
     from training import train
 
     run = tmp_path / "run"

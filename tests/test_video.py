@@ -21,16 +21,16 @@ import pytest
 import requests
 
 from bench.synthetic_video import camera_windows, render
-from facemask.boxes import iou
-from facemask.crops import crop_face
-from facemask.detector import RetinaFaceDetector
-from facemask.images import decode_image, encode_png
-from facemask.local_server import REPO_ROOT
-from facemask.pipeline import ClassifierClient, MaskPipeline
-from facemask.results import UNCLASSIFIED
-from facemask.tracking import LabelSmoother, TrackedFace, follow_faces, to_gray
-from facemask.video import VideoAnnotator
-from facemask.video_tracks import VideoSettings
+from facemask.core.boxes import iou
+from facemask.core.crops import crop_face
+from facemask.core.detector import RetinaFaceDetector
+from facemask.core.images import decode_image, encode_png
+from facemask.core.pipeline import ClassifierClient, MaskPipeline
+from facemask.core.results import UNCLASSIFIED
+from facemask.serving.local_server import REPO_ROOT
+from facemask.video.loop import VideoAnnotator
+from facemask.video.tracking import LabelSmoother, TrackedFace, follow_faces, to_gray
+from facemask.video.tracks import VideoSettings
 
 SAMPLES = REPO_ROOT / "sample-images"
 
@@ -113,7 +113,7 @@ def test_client_sends_arrays_when_the_service_offers_them(classifier_service, ca
     multipart = ClassifierClient(classifier_service.url, transport="multipart").classify(crops)
     assert [r.label for r in results] == [r.label for r in multipart]
     # Crops of different sizes cannot share one array: the client falls back to files for that call.
-    with caplog.at_level(logging.DEBUG, logger="facemask.pipeline"):
+    with caplog.at_level(logging.DEBUG, logger="facemask.core.pipeline"):
         mixed = client.classify([crops[0], cv2.resize(crops[1], (64, 64))])
     assert "sent as PNG files" in caplog.text
     assert [r.label for r in mixed] == [results[0].label, multipart[1].label]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 
-from facemask.local_server import LocalService
+from facemask.serving.local_server import LocalService
 from tests.test_video_jobs import wait_for_job, write_clip
 
 

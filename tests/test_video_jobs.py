@@ -1,7 +1,9 @@
 """The detection service's page and video-job endpoints over plain HTTP (the browser test drives the same)."""
 from __future__ import annotations
 
+import json
 import re
+import socket
 import time
 from pathlib import Path
 
@@ -11,7 +13,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from facemask.local_server import REPO_ROOT
+from facemask.serving.local_server import REPO_ROOT
+from tests.test_service_hardening import read_response
 
 STATIC = REPO_ROOT / "detection" / "app" / "static"
 
@@ -55,14 +58,22 @@ def test_page_and_its_assets_are_served_locally(detection_service):
 
 
 def test_sample_photos_are_served_for_the_page(detection_service, sample_paths):
-    samples = requests.get(detection_service.url + "/samples", timeout=10).json()["samples"]
+    listed = requests.get(detection_service.url + "/samples", timeout=10).json()["samples"]
+    samples = [sample for sample in listed if sample["kind"] == "photo"]
     assert [sample["name"] for sample in samples] == [path.name for path in sample_paths]
-    for sample, path in zip(samples, sample_paths):
+    # ...and the example video made from them (sample-images/make_example_video.py).
+    (video,) = [sample for sample in listed if sample["kind"] == "video"]
+    assert video["name"] == "example_entrance.webm"
+    for sample, path in [*zip(samples, sample_paths), (video, REPO_ROOT / "sample-images" / video["name"])]:
         response = requests.get(detection_service.url + sample["url"], timeout=10)
         assert response.status_code == 200 and response.content == path.read_bytes()
-    for name in ("nothing.jpg", "..%2Flabels.json", "labels.json", "..%2F..%2Fetc%2Fpasswd", "make_samples.py"):
+    for name in ("nothing.jpg", "labels.json", "make_samples.py", "make_example_video.py"):
         response = requests.get(f"{detection_service.url}/samples/{name}", timeout=10)
         assert response.status_code == 404 and response.json()["error"], name
+    for path in ("/samples/../labels.json", "/samples/..%2Flabels.json", "/samples/%2e%2e%2fmake_samples.py",
+                 "/samples/..%2F..%2Fetc%2Fpasswd", "/static/../web.py", "/static/%2e%2e/web.py"):
+        status, body = raw_get(detection_service.url, path)
+        assert status == 404 and json.loads(body)["error"], path
 
 
 def test_video_job_annotates_every_frame(detection_service, sample_paths, sample_labels, tmp_path):
@@ -126,8 +137,25 @@ def test_too_long_a_video_is_refused(detection_service, tmp_path):
     assert "video too long" in response.json()["error"] and "MAX_VIDEO_FRAMES" in response.json()["error"]
 
 
+def raw_get(base: str, path: str) -> tuple[int, str]:
+    """GET with the path exactly as given: requests (urllib3) removes dot segments, so "/videos/../../etc/passwd"
+    went out as "/etc/passwd" and never reached the service's routes (issue 35)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        answer = read_response(client)
+    head, _, body = answer.partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
 def test_unknown_jobs_are_404(detection_service):
-    for path in ("/videos/" + "0" * 32, "/videos/../../etc/passwd", "/videos/" + "0" * 32 + "/video",
-                 "/videos/nothex/json"):
+    for path in ("/videos/" + "0" * 32, "/videos/" + "0" * 32 + "/video", "/videos/nothex/json"):
         response = requests.get(detection_service.url + path, timeout=10)
         assert response.status_code == 404, path
+    for path in ("/videos/../../etc/passwd", "/videos/..%2F..%2Fetc%2Fpasswd", "/videos/" + "0" * 32 + "/../../x",
+                 "/videos/..", "/videos/%2e%2e", "/videos/..%5C..%5Cetc%5Cpasswd", "/videos/../json"):
+        status, body = raw_get(detection_service.url, path)
+        assert status == 404 and json.loads(body)["error"] and "root:" not in body, (path, body)
+    # These reach the job-id check itself (no slash left for the router to refuse):
+    for path in ("/videos/..", "/videos/%2e%2e", "/videos/..%5C..%5Cetc%5Cpasswd"):
+        assert "no video job" in json.loads(raw_get(detection_service.url, path)[1])["error"], path

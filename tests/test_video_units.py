@@ -8,16 +8,16 @@ import cv2
 import numpy as np
 import pytest
 
-from facemask.crops import SERVED
-from facemask.detector import RetinaFaceDetector
-from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT
-from facemask.results import Classification, FaceResult, NotClassified
-from facemask.tracking import TrackedFace
-from facemask.video_output import FinishedFrame, FrameWriter, JsonFramesWriter
-from facemask.video_source import ReadAhead
-from facemask.video_summary import StageTimes
-from facemask.video_tracks import TrackBook, VideoSettings
+from facemask.core.crops import SERVED
+from facemask.core.detector import RetinaFaceDetector
+from facemask.core.images import decode_image
+from facemask.core.results import Classification, FaceResult, NotClassified
+from facemask.serving.local_server import REPO_ROOT
+from facemask.video.output import FinishedFrame, FrameWriter, JsonFramesWriter
+from facemask.video.source import ReadAhead
+from facemask.video.summary import StageTimes
+from facemask.video.tracking import TrackedFace
+from facemask.video.tracks import TrackBook, VideoSettings
 
 MASKED = Classification("with_mask", 0.9, {"with_mask": 0.9, "without_mask": 0.1})
 BARE = Classification("without_mask", 0.9, {"with_mask": 0.1, "without_mask": 0.9})

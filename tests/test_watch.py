@@ -19,13 +19,16 @@ import requests
 from bench.mjpeg_stream import CameraProcess
 from bench.synthetic_video import camera_windows, render
 from bench.watch_soak import WebhookReceiver, start_watch, wait_for, watch_status
-from facemask.detector import RetinaFaceDetector
-from facemask.drawing import GREEN, RED
-from facemask.images import decode_image
-from facemask.local_server import REPO_ROOT, free_port
-from facemask.privacy import anonymize
-from facemask.video import VIDEO_DETECT_OPTIONS
-from facemask.watch import WatchMetrics, WatchOptions, WebhookSender, parse_args
+from facemask.cli.watch import parse_args
+from facemask.core.detector import RetinaFaceDetector
+from facemask.core.drawing import GREEN, RED
+from facemask.core.images import decode_image
+from facemask.core.privacy import anonymize
+from facemask.serving.local_server import REPO_ROOT, free_port
+from facemask.video.loop import VIDEO_DETECT_OPTIONS
+from facemask.watch.metrics import WatchMetrics
+from facemask.watch.options import WatchOptions
+from facemask.watch.webhook import WebhookSender
 from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium
 
 SAMPLES = REPO_ROOT / "sample-images"
@@ -184,6 +187,8 @@ def test_blur_and_pixelate_hide_every_face_of_the_sample_photos(sample_paths):
     (["--source", "0", "--camera", "a b"], "camera names are letters"),
     (["--source", "0", "--listen", "here"], "expected HOST:PORT"),
     (["--source", "0", "--keep-segments", "0"], "--keep-segments must be at least 1"),
+    (["--source", "0", "--webhook", "ftp://user:pw@host/x"], "--webhook must be an http:// or https:// URL"),
+    (["--source", "0", "--live-max-connections", "0"], "--live-max-connections must be at least 1"),
 ])
 def test_bad_arguments_are_one_line_errors(arguments, message):
     result = subprocess.run([sys.executable, "-m", "facemask.watch", "--listen", "none", *arguments],

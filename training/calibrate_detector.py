@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from facemask.annotations import DatasetError, scene_recall
-from facemask.detector import CenterFaceDetector, boxes_and_scores
-from facemask.images import decode_image
-from facemask.paths import SCENE_SPLIT_FILE
-from facemask.settings import Settings
-from facemask.splits import load_split
+from facemask.core.detector import CenterFaceDetector, boxes_and_scores
+from facemask.core.images import decode_image
+from facemask.core.paths import SCENE_SPLIT_FILE
+from facemask.core.settings import Settings
+from training.annotations import DatasetError, scene_recall
 from training.centerface_model import calibrate_threshold, clean
 from training.detector_data import scenes_in_split
+from training.splits import load_split
 
 CANDIDATES = tuple(np.round(np.arange(0.15, 0.61, 0.05), 2))
 # The bar is 0.6 false positives per held-out image; the valid photos get a margin below it (the fine-tuned

@@ -2,7 +2,7 @@
 
 CenterFace (Xu et al. 2019) is anchor-free: at stride 4 it predicts a face-centre heatmap, the box height and width
 (log, in units of the stride), the sub-cell offset of the centre and five landmarks relative to the box. The
-training targets here follow the serving decoder (facemask.detector.CenterFaceDetector) exactly, so what the loss
+training targets here follow the serving decoder (facemask.core.detector.CenterFaceDetector) exactly, so what the loss
 teaches is what the service reads. The ONNX graph is converted by onnx2torch (its three batch norms stay frozen:
 batches of 8 are too small to re-estimate them), and the trained convolution weights are written back into a copy of
 the original graph, which therefore keeps its inputs, outputs and dynamic size.
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
-from facemask.detector import BGR_MEAN, CENTERFACE_STRIDE, centerface_model_bytes
+from facemask.core.detector import BGR_MEAN, CENTERFACE_STRIDE, centerface_model_bytes
 
 HEATMAP_OUTPUT_INDEX = 0
 # The first convolutions of the MobileNetV2 backbone (stem and the first inverted-residual blocks) keep their

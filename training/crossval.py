@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
-from facemask.crops import reframe
-from facemask.images import decode_image
-from facemask.paths import REPO_ROOT
+from facemask.core.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
+from facemask.core.crops import reframe
+from facemask.core.images import decode_image
+from facemask.core.paths import REPO_ROOT
 from training.data import prepared_geometry, read_manifest
 from training.folds import with_fold_split
 from training.validate import labelled_metrics
@@ -67,7 +67,7 @@ def round_lines(candidates: list[tuple[str, list[str]]], folds: int, only_folds:
 
 def fold_scores(model: Path, prepared: Path, fold: int, folds: int) -> dict:
     """One fold model on the held-out crops of its fold, per source."""
-    from facemask.classifier import MaskClassifier
+    from facemask.core.classifier import MaskClassifier
 
     classifier = MaskClassifier(model, served_crops=False)
     frame = with_fold_split(read_manifest(prepared), fold, folds)

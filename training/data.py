@@ -1,8 +1,8 @@
 """fastai data pipeline over a prepared folder (training/prepare.py).
 
-Crops are made by facemask.crops.crop_face at the folder's geometry (report.json) and reframed to the model's
-(facemask.crops.reframe) when the folder was prepared with more context; normalisation uses facemask.crops.MEAN
-and STD, the same constants facemask.crops.to_model_input applies when serving.
+Crops are made by facemask.core.crops.crop_face at the folder's geometry (report.json) and reframed to the
+model's (facemask.core.crops.reframe) when the folder was prepared with more context; normalisation uses
+facemask.core.crops.MEAN and STD, the same constants facemask.core.crops.to_model_input applies when serving.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from fastai.vision.all import (
 )
 from PIL import Image, ImageFilter
 
-from facemask.crops import LEGACY_FACE_FRACTION, MEAN, SERVED, STD, CropGeometry, reframe
+from facemask.core.crops import LEGACY_FACE_FRACTION, MEAN, SERVED, STD, CropGeometry, reframe
 from training.folds import with_fold_split
 
 

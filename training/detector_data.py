@@ -1,6 +1,6 @@
 """Training data for the face detector: annotated scenes split by photo, plus crop-set faces, with augmentation.
 
-Scenes (Pascal VOC, boxes only) are split by photo into train / valid / test, seeded (facemask.splits), and the
+Scenes (Pascal VOC, boxes only) are split by photo into train / valid / test, seeded (training.splits), and the
 split is written to detection/model/scene_split.json so that the benchmarks score the held-out photos. Landmarks,
 which the scenes lack, come from the stock detector where it finds the annotated face (its landmarks drive the
 classifier's crop, so they must not drift); faces it misses train boxes and scores only.
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from facemask.annotations import Annotation, greedy_match, load_scenes
-from facemask.detector import BGR_MEAN, RetinaFaceDetector
-from facemask.images import decode_image
+from facemask.core.detector import BGR_MEAN, RetinaFaceDetector
+from facemask.core.images import decode_image
+from training.annotations import Annotation, greedy_match, load_scenes
 from training.detector_model import FLIP_LANDMARKS
 
 # Stock-detector box -> annotators' box (bench/results/detection_recall.md, "box convention").

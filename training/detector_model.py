@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
-from facemask.detector import VARIANCES, default_model_bytes, prior_boxes
+from facemask.core.detector import VARIANCES, default_model_bytes, prior_boxes
 
 LOGITS_OUTPUT = "conf"
 FLIP_LANDMARKS = [1, 0, 2, 4, 3]  # right eye <-> left eye, right mouth corner <-> left mouth corner

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from fastai.callback.core import Callback
 
-from facemask.classifier import MaskClassifier
-from facemask.crops import CropGeometry
+from facemask.core.classifier import MaskClassifier
+from facemask.core.crops import CropGeometry
 
 
 class DistillationCallback(Callback):

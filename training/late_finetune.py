@@ -34,8 +34,8 @@ from fastai.data.load import DataLoader
 from fastai.vision.all import CrossEntropyLossFlat, Learner, accuracy, create_head, set_seed
 from torch import nn
 
-from facemask.crops import SERVED, CropGeometry, reframe, to_model_input
-from facemask.images import decode_image
+from facemask.core.crops import SERVED, CropGeometry, reframe, to_model_input
+from facemask.core.images import decode_image
 from training.data import prepared_geometry, read_manifest
 from training.folds import CV_SPLITS, with_fold_split
 from training.onnx_export import export_onnx

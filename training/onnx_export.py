@@ -3,7 +3,7 @@
     python -m training.onnx_export --pkl runs/resnet18/model.pkl --out runs/resnet18/model.onnx
 
 The graph ends in a softmax, so the service reads class probabilities directly; classes, crop geometry and
-normalisation travel inside the file as metadata and are checked against facemask.crops when it is loaded.
+normalisation travel inside the file as metadata and are checked against facemask.core.crops when it is loaded.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import torch
 
-from facemask.crops import MEAN, SERVED, STD, CropGeometry
+from facemask.core.crops import MEAN, SERVED, STD, CropGeometry
 
 
 class WithSoftmax(torch.nn.Module):

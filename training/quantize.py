@@ -5,7 +5,7 @@ and decide whether the int8 model may serve.
         --out runs/lite96/model_int8.onnx --name classifier_int8
 
 Calibration: activations' ranges from CALIBRATION_CROPS training crops (seeded sample over every source), fed
-exactly as serving feeds them (facemask.crops.to_model_input through MaskClassifier's geometry). Weights per channel,
+exactly as serving feeds them (facemask.core.crops.to_model_input through MaskClassifier's geometry). Weights per channel,
 QDQ format, so ONNX Runtime runs int8 kernels where it has them and the file stays a plain ONNX model; the metadata
 (classes, crop geometry, normalisation) is copied over, so MaskClassifier and the service load it unchanged.
 
@@ -25,10 +25,10 @@ import numpy as np
 import onnx
 
 from bench.common import Report, command_line
-from facemask.classifier import MaskClassifier
-from facemask.crops import reframe, to_model_input
-from facemask.images import decode_image
-from facemask.paths import REPO_ROOT
+from facemask.core.classifier import MaskClassifier
+from facemask.core.crops import reframe, to_model_input
+from facemask.core.images import decode_image
+from facemask.core.paths import REPO_ROOT
 from training.data import prepared_geometry, read_manifest
 from training.validate import labelled_metrics, measure_speed
 

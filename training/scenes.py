@@ -1,10 +1,11 @@
 """Face crops from annotated scene photos (Pascal VOC), for training on the faces the product really sees.
 
 The crop set is mostly large, frontal faces; shop and street scenes are full of 20-60 px faces, side views and
-blur. Each annotated face is cropped with the serving crop (facemask.crops.crop_face) on the landmarks of the detection
-that overlaps it; faces the detector misses are reported and left out, since the classifier never sees them when
-serving either. Scenes are split by photo, with the committed split of that data set (facemask.splits.split_file_for),
-so every face of a photo lands in the same split and the held-out photos stay unseen end to end, by both models.
+blur. Each annotated face is cropped with the serving crop (facemask.core.crops.crop_face) on the landmarks of the
+detection that overlaps it; faces the detector misses are reported and left out, since the classifier never sees them
+when serving either. Scenes are split by photo, with the committed split of that data set
+(training.splits.split_file_for), so every face of a photo lands in the same split and the held-out photos stay unseen
+end to end, by both models.
 
 The faces are found the way the service finds them (the detector's default pyramid and score threshold), so the
 classifier learns from the boxes, landmarks and crops that /classify will be sent, never from the annotator's box;
@@ -17,13 +18,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from facemask.annotations import greedy_match, load_scenes
-from facemask.classes import canonical_label
-from facemask.crops import SERVED, CropGeometry, crop_face
-from facemask.detector import DetectOptions, RetinaFaceDetector
-from facemask.images import decode_image
-from facemask.splits import photo_splits, split_file_for
+from facemask.core.classes import canonical_label
+from facemask.core.crops import SERVED, CropGeometry, crop_face
+from facemask.core.detector import DetectOptions, RetinaFaceDetector
+from facemask.core.images import decode_image
+from training.annotations import greedy_match, load_scenes
 from training.manifest import manifest_row, save_crop
+from training.splits import photo_splits, split_file_for
 
 # IoU 0.3: the real-photo set's boxes take in the whole head, taller than the detector's face box.
 MATCH_IOU = 0.3

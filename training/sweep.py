@@ -5,7 +5,7 @@
     python -m training.sweep --prepared data/prepared3_wide --out runs/sweep --epochs 20 --lanes 3 --num-workers 4
 
 Every configuration is trained from random weights with the same recipe and seed (training.train) on one prepared
-folder cut with more context than any of them uses; each reframes it (facemask.crops.reframe), so all see the same
+folder cut with more context than any of them uses; each reframes it (facemask.core.crops.reframe), so all see the same
 faces. Each is then evaluated on the valid split only (test stays untouched for the shipped model): all faces, the
 real scene faces (what the product meets), the crop set and the drawn masks. Writes sweep.json and sweep.md in --out.
 Lanes train configurations side by side (one GPU holds several); on a CPU keep one lane.
@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from facemask.classes import WITH_MASK, WITHOUT_MASK
-from facemask.paths import REPO_ROOT
+from facemask.core.classes import WITH_MASK, WITHOUT_MASK
+from facemask.core.paths import REPO_ROOT
 from training.data import prepared_geometry
 from training.validate import SIZE_BUDGET_MB, labelled_metrics, measure_speed, predict_split
 

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from facemask.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
-from facemask.crops import SERVED, CropGeometry, crop_face
-from facemask.images import decode_image
+from facemask.core.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
+from facemask.core.crops import SERVED, CropGeometry, crop_face
+from facemask.core.images import decode_image
 from training.manifest import manifest_row, save_crop
 
 # ArcFace 5-point template, 112x112 (image-left eye first, as the detector's landmarks).

@@ -39,7 +39,7 @@ from fastai.vision.all import (
 )
 from torch import nn
 
-from facemask.crops import SERVED, CropGeometry
+from facemask.core.crops import SERVED, CropGeometry
 from training.data import make_dataloaders
 from training.distill import DistillationCallback
 from training.onnx_export import export_onnx

@@ -31,8 +31,7 @@ import onnx
 import torch
 from tqdm import tqdm
 
-from facemask.annotations import DatasetError, face_average_precision, scene_recall
-from facemask.detector import (
+from facemask.core.detector import (
     DEFAULT_LONG_SIDE,
     DEFAULT_SCORE_THRESHOLD,
     FINE_TUNED_MODEL,
@@ -40,11 +39,11 @@ from facemask.detector import (
     RetinaFaceDetector,
     boxes_and_scores,
 )
-from facemask.images import decode_image
-from facemask.paths import CENTERFACE_MODEL, REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE
-from facemask.settings import Settings
-from facemask.splits import load_split, make_split
+from facemask.core.images import decode_image
+from facemask.core.paths import CENTERFACE_MODEL, REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE
+from facemask.core.settings import Settings
 from training import calibrate_detector, centerface_model, detector_model
+from training.annotations import DatasetError, face_average_precision, scene_recall
 from training.detector_data import (
     CROP_LONG_SIDES,
     MIN_VISIBLE_SHARE,
@@ -58,6 +57,7 @@ from training.detector_data import (
     teacher_landmarks,
 )
 from training.detector_model import write_weights
+from training.splits import load_split, make_split
 
 AP_MIN_SCORE = 0.05  # detections kept for the AP of the valid split
 REAL_PHOTO_IOU = 0.3  # whole-head boxes against the detector's face boxes

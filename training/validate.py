@@ -3,7 +3,7 @@
     python -m training.validate --run runs/resnet18                 # metrics + plots in the run folder
     python -m training.validate --run runs/resnet18 --install       # ... and make it the served default model
 
-The model is run by facemask.classifier.MaskClassifier (ONNX Runtime, facemask.crops preprocessing): exactly
+The model is run by facemask.core.classifier.MaskClassifier (ONNX Runtime, facemask.core.crops preprocessing): exactly
 what the classification service does with a crop.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask.classes import INCORRECT, WITH_MASK
-from facemask.classifier import DEFAULT_MODEL, MaskClassifier
-from facemask.crops import reframe
-from facemask.images import decode_image
+from facemask.core.classes import INCORRECT, WITH_MASK
+from facemask.core.classifier import DEFAULT_MODEL, MaskClassifier
+from facemask.core.crops import reframe
+from facemask.core.images import decode_image
 from training.data import prepared_geometry, read_manifest
 from training.synthetic_masks import SYNTHETIC_DATASET
 
@@ -190,7 +190,7 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
     card = {
         "model": model.name, "model_version": classifier.model_version, "arch": classifier.arch,
         "classes": classifier.classes, "input": {"size": [classifier.crop_size] * 2, "mean": classifier.info()["mean"],
-                                                 "std": classifier.info()["std"], "crop": "facemask.crops.crop_face"},
+                                                 "std": classifier.info()["std"], "crop": "facemask.core.crops.crop_face"},
         "file_bytes": model.stat().st_size, "size_budget_mb": SIZE_BUDGET_MB,
         "within_budget": size_mb <= SIZE_BUDGET_MB,
         "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
@@ -234,8 +234,8 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
   exported to ONNX with a softmax output.
 - **Classes**: {', '.join(f'`{c}`' for c in card['classes'])}
 - **Input**: {classifier.crop_size}x{classifier.crop_size} RGB face crop aligned on the 5 RetinaFace landmarks by
-  `facemask.crops.crop_face`, the landmark template spanning {classifier.face_fraction:.2f} of it, scaled to [0, 1] and normalised with mean {card['input']['mean']}, std {card['input']['std']}
-  (`facemask.crops.to_model_input`; the same module is used by training, evaluation and serving).
+  `facemask.core.crops.crop_face`, the landmark template spanning {classifier.face_fraction:.2f} of it, scaled to [0, 1] and normalised with mean {card['input']['mean']}, std {card['input']['std']}
+  (`facemask.core.crops.to_model_input`; the same module is used by training, evaluation and serving).
 - **File size**: {size_mb:.1f} MB (budget: {SIZE_BUDGET_MB:.0f} MB, so it can be committed). sha256 `{card['sha256'][:16]}…`
 - **Training command**: `{report.get('command', 'python -m training.prepare')} && {training.get('command')}` ({training.get('epochs')} epochs,
   {(training.get('train_seconds') or 0) / 60:.1f} min on {config.get('machine') or card['environment']['machine']})

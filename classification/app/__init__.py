@@ -4,10 +4,10 @@ from __future__ import annotations
 from flask import Flask
 
 from classification.app.routes import blueprint
-from facemask.classifier import MaskClassifier
-from facemask.errors import LOGGER, configure_logging
-from facemask.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
-from facemask.settings import Settings
+from facemask.core.classifier import MaskClassifier
+from facemask.core.errors import LOGGER, configure_logging
+from facemask.core.settings import Settings
+from facemask.serving.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import io
 import json
+import tokenize
 from pathlib import Path
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
-from facemask.classifier import MaskClassifier
-from facemask.crops import resize_crop
-from facemask.images import ImageError, declared_pixels, decode_image
-from facemask.service import ApiError, request_body, uploaded_files
-from facemask.settings import Settings
+from facemask.core.classifier import MaskClassifier
+from facemask.core.crops import resize_crop
+from facemask.core.images import ImageError, declared_pixels, decode_image
+from facemask.core.settings import Settings
+from facemask.serving.service import ApiError, request_body, uploaded_files
 
 blueprint = Blueprint("classification", __name__)
 # Pixel budgets (Settings.max_crop_pixels, max_request_pixels) are checked from the image headers before any
@@ -103,8 +104,11 @@ def _classify_array(body: bytes):
         if read_header is None:
             raise ValueError("unsupported .npy format version (1.0 and 2.0 are read)")
         shape, fortran_order, dtype = read_header(stream)
-    except (ValueError, OSError, EOFError, SyntaxError) as error:
+    except (ValueError, OSError, EOFError) as error:
         raise ApiError(400, f"not a .npy array: {error}") from None
+    except (SyntaxError, tokenize.TokenError):  # NumPy tokenizes the header text: one cut short raised TokenError
+        raise ApiError(400, "not a .npy array: the header is malformed (its text is not a complete Python dict "
+                            "literal, e.g. cut short)") from None
     if dtype.hasobject:
         raise ApiError(400, "not a .npy array of numbers: pickled objects are refused")
     if dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or fortran_order:

@@ -6,15 +6,16 @@ import threading
 from flask import Flask
 
 from detection.app.routes import blueprint
+from detection.app.shared_results import SharedResults
 from detection.app.video_jobs import VideoJobs
 from detection.app.web import blueprint as web_blueprint
-from facemask.classes import CLASSES
-from facemask.detector import create_detector
-from facemask.errors import LOGGER, configure_logging
-from facemask.pipeline import ClassifierClient, MaskPipeline
-from facemask.results import UNCLASSIFIED
-from facemask.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
-from facemask.settings import Settings
+from facemask.core.classes import CLASSES
+from facemask.core.detector import create_detector
+from facemask.core.errors import LOGGER, configure_logging
+from facemask.core.pipeline import ClassifierClient, MaskPipeline
+from facemask.core.results import UNCLASSIFIED
+from facemask.core.settings import Settings
+from facemask.serving.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -34,6 +35,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(blueprint)
     app.extensions["video_jobs"] = VideoJobs(app.extensions["pipeline"], app.extensions["metrics"],
                                              settings.video_jobs_folder, settings.max_video_frames, settings)
+    if settings.jobs_store is not None:
+        app.extensions["shared_results"] = SharedResults(settings.jobs_store, settings.jobs_retention_h)
     app.register_blueprint(web_blueprint)
     LOGGER.info("detection service: detector %s, classifier %s, upload limit %g MB, video jobs in %s (at most %d "
                 "frames)", app.extensions["pipeline"].detector.model_source, settings.classifier_url,

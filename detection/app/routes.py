@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import base64
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from facemask.drawing import draw_faces
-from facemask.images import ImageError, decode_image, encode_jpeg, encode_png
-from facemask.pipeline import MaskPipeline
-from facemask.service import ApiError, public_detector_config, uploaded_files
+from facemask.core.drawing import LABEL_STYLE, draw_faces, text_colour_on
+from facemask.core.images import ImageError, decode_image, encode_jpeg, encode_png
+from facemask.core.pipeline import MaskPipeline
+from facemask.serving.service import ApiError, public_detector_config, uploaded_files
 
 blueprint = Blueprint("detection", __name__)
 ANNOTATED_FORMATS = {"jpeg": (encode_jpeg, "image/jpeg"), "jpg": (encode_jpeg, "image/jpeg"),
@@ -54,16 +54,32 @@ def detect():
     ?annotated=1 adds the annotated JPEG as a data URL (the web page: picture and table from one pipeline run).
     """
     name, data = _read_upload()
+    return detect_answer(name, data, annotated=request.args.get("annotated") == "1")
+
+
+def detect_answer(name: str, data: bytes, annotated: bool):
+    """The /detect answer for one photo (also the upload page's photo-from-a-URL). With the jobs store on, an
+    annotated answer is kept for a link (share_url)."""
     with _one_image_at_a_time():
         image, result = _process_upload(name, data)
         body = {"filename": name, **result.to_dict()}
-        if request.args.get("annotated") == "1":
+        if annotated:
             with current_app.extensions["metrics"].stage("draw"):
-                annotated = draw_faces(image, result.faces)
+                picture = draw_faces(image, result.faces)
             del image  # the encoder makes its own full-size copy: one fewer alive at once
-            body["annotated_image"] = "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(annotated)).decode()
+            body["annotated_image"] = "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(picture)).decode()
+    shared = current_app.extensions.get("shared_results")
+    if annotated and shared is not None:
+        # The upload itself too: a link's holder can then download the photo with some faces filtered out.
+        original = "data:application/octet-stream;base64," + base64.b64encode(data).decode()
+        body["share_url"] = shared_url(shared.keep({"kind": "photo", "name": name, "answer": body,
+                                                    "original": original, "classified": not result.error}))
     # Faces are all listed even when the classifier failed (status "unclassified"); 503 says the answer is partial.
     return jsonify(body), (503 if result.error else 200)
+
+
+def shared_url(result_id: str) -> str:
+    return url_for("web.shared_page", result_id=result_id)
 
 
 @blueprint.post("/annotate")
@@ -103,4 +119,10 @@ def ready():
 def info():
     return jsonify({"detector": public_detector_config(_pipeline().detector.config()),
                     "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
-                    "max_video_frames": current_app.extensions["settings"].max_video_frames})
+                    "max_video_frames": current_app.extensions["settings"].max_video_frames,
+                    # What drawing.py draws, so that the page's own drawings (a filtered download) look the same.
+                    "drawn_labels": {label: {"text": text, "colour": colour, "text_colour": text_colour_on(colour)}
+                                     for label, (text, colour) in LABEL_STYLE.items()},
+                    # The page says whether its results have links or live in the browser tab only.
+                    "results_kept_h": current_app.extensions["settings"].jobs_retention_h
+                    if "shared_results" in current_app.extensions else None})

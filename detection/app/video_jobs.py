@@ -1,6 +1,6 @@
 """Video uploads from the web page: annotated in the background, progress readable by any worker of the service.
 
-Videos take the same tracked path as infer.py (facemask.video): faces with track ids and steady labels, and a
+Videos take the same tracked path as infer.py (facemask.video.loop): faces with track ids and steady labels, and a
 summary of the people seen, which the job's status carries for the page.
 
 A job lives in its own folder (input, status.json, annotated .webm, JSON record). Status goes through files, not
@@ -25,21 +25,22 @@ from pathlib import Path
 import cv2
 from PIL import Image, UnidentifiedImageError
 
-from facemask.detector import PyramidFaceDetector
-from facemask.errors import FacemaskError
-from facemask.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
-from facemask.results import Face
-from facemask.runner import InputError, annotate_video
-from facemask.service import Metrics, public_detector_config
-from facemask.settings import Settings
-from facemask.video import VIDEO_DETECT_OPTIONS
+from facemask.cli.runner import InputError, annotate_video
+from facemask.core.detector import PyramidFaceDetector
+from facemask.core.errors import FacemaskError
+from facemask.core.pipeline import ClassifierClient, ClassifierUnavailable, MaskPipeline
+from facemask.core.settings import Settings
+from facemask.core.timing import TimedClassifier, TimedDetector
+from facemask.serving.service import Metrics, public_detector_config
+from facemask.video.loop import VIDEO_DETECT_OPTIONS
+from facemask.video.source import VideoSourceError, check_frame_sides
 
 DEFAULT_MAX_VIDEO_FRAMES = Settings.max_video_frames  # one minute at 30 frames/s: "a short video"
 LOG = logging.getLogger("facemask.detection")  # under the package logger, which create_app configures
 JOB_LIFETIME_S = 3600
 JOB_ID_LENGTH = 32
 KEPT_FINISHED_JOBS = 50  # finished jobs beyond this many are removed, oldest first: the folder's size stays bounded
-MIN_FRAME_SIDE, MAX_FRAME_SIDE = 2, 16383  # what the VP8 encoder of the annotated WebM accepts
+MAX_FRAME_SIDE = 16383  # what the VP8 encoder of the annotated WebM accepts
 # Larger frames are annotated at Full HD: a 4K video kept 25 MB frames queued between decoding, analysis and output
 # and took a worker past 1 GB (bench.robustness); the detector sees at most 1024 px of a frame anyway.
 ANNOTATED_PIXELS = 1920 * 1080
@@ -56,41 +57,6 @@ class JobsBusy(RuntimeError):
     def __init__(self, status: int, message: str, retry_after: int):
         super().__init__(message)
         self.status, self.retry_after = status, retry_after
-
-
-class _VideoDetector:
-    """The service's detector with the video path's scale (each frame at its own size, never upscaled, as infer.py
-    does), every run's time added to the service's stage histogram."""
-
-    def __init__(self, detector: PyramidFaceDetector, metrics: Metrics | None):
-        self.detector, self.metrics = detector.with_options(**VIDEO_DETECT_OPTIONS), metrics
-
-    def detect(self, image_rgb) -> list[Face]:
-        started = time.perf_counter()
-        faces = self.detector.detect(image_rgb)
-        if self.metrics is not None:
-            self.metrics.observe_frame({"detect": (time.perf_counter() - started) * 1e3})
-        _let_requests_run()
-        return faces
-
-    def config(self) -> dict:
-        return self.detector.config()
-
-
-class _TimedClient(ClassifierClient):
-    """Adds every classification request's time to the service's stage histogram."""
-
-    def __init__(self, url: str, metrics: Metrics | None, **settings):
-        super().__init__(url, **settings)
-        self.metrics = metrics
-
-    def classify(self, crops):
-        started = time.perf_counter()
-        try:
-            return super().classify(crops)
-        finally:
-            if self.metrics is not None and crops:
-                self.metrics.observe_frame({"classify": (time.perf_counter() - started) * 1e3})
 
 
 def _let_requests_run() -> None:
@@ -111,9 +77,23 @@ class VideoJobs:
         settings = settings or Settings()
         # Its own client: the request threads' client is not shared with this background thread. One retry, not
         # three: a classifier that dies mid-video should not add seconds of back-off to every remaining frame.
-        self.pipeline = MaskPipeline(_VideoDetector(pipeline.detector, metrics),  # type: ignore[arg-type]  # duck
-                                     _TimedClient(pipeline.client.url, metrics, retries=1,
-                                                  deadline=pipeline.client.deadline))
+        client = pipeline.client
+        if isinstance(client, ClassifierClient):
+            client = ClassifierClient(client.url, retries=1, deadline=client.deadline)
+
+        def observe(stage: str, milliseconds: float) -> None:
+            """Each detector run and classification request goes to the service's stage histogram; after a
+            detector run the worker's requests get their turn."""
+            if metrics is not None:
+                metrics.observe_frame({stage: milliseconds})
+            if stage == "detect":
+                _let_requests_run()
+
+        # The video path's scale: each frame at its own size, never upscaled, as infer.py does.
+        detector = pipeline.detector
+        if isinstance(detector, PyramidFaceDetector):
+            detector = detector.with_options(**VIDEO_DETECT_OPTIONS)
+        self.pipeline = MaskPipeline(TimedDetector(detector, observe), TimedClassifier(client, observe))
         self.folder = Path(folder or settings.video_jobs_folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_frames = max_frames or settings.max_video_frames
@@ -228,9 +208,10 @@ class VideoJobs:
         if width * height > self.max_pixels:
             raise VideoRejected(f"video frames too large: {width}x{height} pixels, the limit is "
                                 f"{self.max_pixels:,} (MAX_VIDEO_PIXELS)")
-        if width and height and (min(width, height) < MIN_FRAME_SIDE or max(width, height) > MAX_FRAME_SIDE):
-            raise VideoRejected(f"video frames of {width}x{height} pixels cannot be annotated: each side must be "
-                                f"{MIN_FRAME_SIDE} to {MAX_FRAME_SIDE} pixels")
+        try:
+            check_frame_sides(width, height, MAX_FRAME_SIDE)  # the CLI's check too (facemask.video_source)
+        except VideoSourceError as error:
+            raise VideoRejected(str(error)) from None
 
     def _run(self, job_id: str, source: Path, filename: str, frames_total: int) -> None:
         folder = source.parent
@@ -242,12 +223,13 @@ class VideoJobs:
         def on_frame(done: int, total: int | None) -> None:
             if time.monotonic() - last_written[0] > 0.25:  # status.json a few times a second, not every frame
                 last_written[0] = time.monotonic()
-                self._write_status(job_id, {**status, "frames_done": done, "frames_total": total or frames_total,
-                                            "worker": self.worker})
+                self._write_status(job_id, {**status, "frames_done": done,
+                                            "frames_total": max(done, total or frames_total), "worker": self.worker})
 
         try:
             summary = annotate_video(self.pipeline, source, folder / "annotated.webm", on_frame=on_frame,
-                                     max_pixels=self.max_pixels, shrink_to_pixels=ANNOTATED_PIXELS)
+                                     max_pixels=self.max_pixels, shrink_to_pixels=ANNOTATED_PIXELS,
+                                     max_frames=self.max_frames)
         except (InputError, cv2.error, OSError) as error:
             message = str(error).replace(str(source), filename).replace(str(folder) + os.sep, "")  # no server paths
             LOG.warning("video job %s (%s) failed: %s", job_id, filename, message)
@@ -269,7 +251,7 @@ class VideoJobs:
             **status, "state": "done", "frames_done": record["frames_total"], "frames_total": record["frames_total"],
             "counts": summary.counts, "people": summary.people,
             "frames_with_faces": sum(1 for frame in record["frames"] if frame["faces"]),
-            "classifier_errors": len(classifier_errors),
+            "classifier_errors": len(classifier_errors), **({"warnings": summary.warnings} if summary.warnings else {}),
             **({"error": classifier_errors[0]} if classifier_errors else {})})
 
     def status(self, job_id: str) -> dict | None:

@@ -1,0 +1,244 @@
+"""One camera watched: read, annotate, count, raise events, publish pictures."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter as Tally
+from typing import Callable
+
+from facemask.core.pipeline import MaskPipeline
+from facemask.core.privacy import redact_url
+from facemask.core.results import UNCLASSIFIED, FaceResult
+from facemask.video.loop import VideoAnnotator
+from facemask.video.output import FinishedFrame
+from facemask.video.source import ReadAhead, VideoSource, VideoSourceError, describe_source
+from facemask.video.tracks import VideoSettings
+from facemask.watch.delivery import DeliveryJournal
+from facemask.watch.events import EventLog, thumbnail
+from facemask.watch.live_view import LiveView
+from facemask.watch.metrics import WatchMetrics
+from facemask.watch.options import WatchOptions, utc_now
+from facemask.watch.publisher import Publisher
+from facemask.watch.recorder import SegmentRecorder
+from facemask.watch.webhook import WebhookSender
+
+log = logging.getLogger("facemask.watch")
+
+
+class Watch:
+    """One camera: reads, annotates, counts, raises events and publishes pictures until should_stop() says why."""
+
+    def __init__(self, pipeline: MaskPipeline, source: str, options: WatchOptions,
+                 video_settings: VideoSettings | None = None):
+        self.pipeline, self.source, self.options = pipeline, source, options
+        self.video_settings = video_settings or VideoSettings()
+        self.metrics = WatchMetrics(options.camera)
+        self.live = LiveView(options.live_fps)
+        self.events_log = EventLog(options.events_path) if options.events_path else None
+        # With an events file, the webhook's queue survives a restart: the file holds every event, and a journal
+        # beside it what became of each one
+        journal = DeliveryJournal(options.events_path) if options.events_path and options.webhook_url else None
+        self.webhook = WebhookSender(options.webhook_url, options, self.metrics, journal) \
+            if options.webhook_url else None
+        self.publisher: Publisher | None = None
+        self.annotator: VideoAnnotator | None = None
+        self.connected, self.reconnects, self.frames, self.fps = False, 0, 0, 0.0
+        self.people: Tally = Tally()
+        self.in_view: dict[str, int] = {}
+        self.track_ids_in_view: list[int] = []
+        self.counted: set[int] = set()
+        self.evented: set[int] = set()
+        self.events_raised = 0
+        self.started = utc_now()
+        self._rate_started, self._rate_frames = time.monotonic(), 0
+
+    # ---------------------------------------------------------------------------------- source and reconnects
+    def _open(self, should_stop: Callable[[], str | None]) -> VideoSource | None:
+        """The source, reopened with exponential backoff while it cannot be; None when stopped meanwhile."""
+        pause, tries = self.options.reconnect_min_s, 0
+        while not should_stop():
+            tries += 1
+            try:
+                return VideoSource(self.source, stream_timeout_s=self.options.stream_timeout_s)
+            except VideoSourceError as error:
+                if describe_source(self.source)[0] == "file":
+                    raise
+                if tries == 1 or tries % 10 == 0:
+                    log.warning("%s; trying again (try %d, next in %.1f s)", error, tries, pause)
+                self._pause(pause, should_stop)
+                pause = min(pause * 2, self.options.reconnect_max_s)
+        return None
+
+    @staticmethod
+    def _pause(seconds: float, should_stop: Callable[[], str | None]) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not should_stop():
+            time.sleep(0.05)
+
+    def run(self, should_stop: Callable[[], str | None] = lambda: None) -> str | None:
+        """Watch until should_stop() returns a reason (returned), or a file source ends (None)."""
+        lost_at, pause, stalls = None, self.options.reconnect_min_s, 0
+        quiet_since = time.monotonic()  # the last frame, or the start: how long the source gave nothing to watch
+        try:
+            while True:
+                source = self._open(should_stop)
+                if source is None:
+                    return should_stop()
+                stopped, delivered = self._watch(source, should_stop, lost_at)
+                if stopped or source.kind == "file":
+                    return stopped
+                if delivered:
+                    lost_at, pause, stalls = time.monotonic(), self.options.reconnect_min_s, 0
+                    quiet_since = lost_at
+                    self._set_connected(False)
+                    log.warning("source lost after %d frame(s) (%s); reconnecting with backoff", delivered,
+                                source.end_reason)
+                    continue
+                # It opens but gives no frame: a camera still booting, or one sending what does not decode (issue
+                # 35: 25 random "JPEG"s a second, and 14 minutes without a line). Past the stream time-out it is a
+                # stalled source, said as such; either way the next try waits, with backoff.
+                quiet_s = time.monotonic() - quiet_since
+                if quiet_s >= self.options.stream_timeout_s:
+                    stalls += 1
+                    if stalls == 1 or stalls % 10 == 0:
+                        log.warning("stalled source: no decodable frame for %.0f s from %s; reconnecting with "
+                                    "backoff (try %d, next in %.1f s)", quiet_s, redact_url(self.source), stalls,
+                                    pause)
+                self._pause(pause, should_stop)
+                pause = min(pause * 2, self.options.reconnect_max_s)
+        finally:
+            if self.annotator is not None:
+                self._finished(self.annotator.flush())
+
+    def _watch(self, source: VideoSource, should_stop: Callable[[], str | None],
+               lost_at: float | None) -> tuple[str | None, int]:
+        if self.annotator is None:
+            log.info("watching %s (%s, %.0f frames/s) as camera %r", redact_url(self.source), source.kind,
+                     source.fps, self.options.camera)
+            self.annotator = VideoAnnotator(self.pipeline, source.fps, self.video_settings)
+            recorder = None
+            if self.options.record_dir is not None:
+                recorder = SegmentRecorder(self.options.record_dir, self.options.camera, source.fps,
+                                           self.options.segment_s, self.options.keep_segments)
+            self.publisher = Publisher(self.options.privacy, recorder, self.live)
+        reader = ReadAhead(source.frames(), self.annotator.timing)
+        delivered, stopped = 0, None
+        try:
+            for image in reader:
+                if not delivered:
+                    self._set_connected(True)
+                    if lost_at is not None:
+                        self.reconnects += 1
+                        self.metrics.reconnected()
+                        log.info("source back after %.1f s: watching again; track ids and counts carry on",
+                                 time.monotonic() - lost_at)
+                delivered += 1
+                self._finished(self.annotator.push(image))
+                stopped = should_stop()
+                if stopped:
+                    break
+        finally:
+            reader.stop()
+            source.close()
+        return stopped, delivered
+
+    def _set_connected(self, value: bool) -> None:
+        self.connected = value
+        self.metrics.connected(value)
+        # frames/s restarts its count with the source: no stale rate while it is away, no outage averaged in
+        self._rate_started, self._rate_frames = time.monotonic(), self.frames
+        if not value:
+            self.fps = 0.0
+            self.metrics.frames_per_second(0.0)
+
+    # ------------------------------------------------------------------------------------------- people, events
+    def _finished(self, frames: list[FinishedFrame]) -> None:
+        for frame in frames:
+            self.frames += 1
+            self.metrics.frame()
+            self.in_view = dict(Tally(face.label for face in frame.shown))
+            self.track_ids_in_view = sorted(face.track_id for face in frame.shown if face.track_id is not None)
+            self.metrics.in_view(self.in_view)
+            for face in frame.shown:
+                self._person(face, frame)
+            if self.publisher is not None:
+                self.publisher.put(frame)
+            if self.frames % 250 == 0:
+                self._retire_tracks()
+        now = time.monotonic()
+        if now - self._rate_started >= 2.0:
+            self.fps = (self.frames - self._rate_frames) / (now - self._rate_started)
+            self.metrics.frames_per_second(self.fps)
+            self._rate_started, self._rate_frames = now, self.frames
+
+    def _person(self, face: FaceResult, frame: FinishedFrame) -> None:
+        if self.annotator is None or face.track_id is None:
+            return
+        book = self.annotator.book
+        track = book.tracks.get(face.track_id)
+        if track is None or face.label == UNCLASSIFIED or not book.counts_as_person(track):
+            return
+        if track.track_id not in self.counted:
+            self.counted.add(track.track_id)
+            self.people[face.label] += 1
+            self.metrics.person(face.label)
+        if track.track_id not in self.evented and face.label in self.options.event_labels:
+            self.evented.add(track.track_id)
+            self._raise(face, frame)
+
+    def _raise(self, face: FaceResult, frame: FinishedFrame) -> None:
+        event = {"id": uuid.uuid4().hex, "time": utc_now(), "camera": self.options.camera,
+                 "track_id": face.track_id, "label": face.label, "probability": face.score,
+                 "probabilities": face.probabilities, "frame": frame.record["frame"]}
+        if self.options.thumbnails:
+            event["thumbnail_jpeg_base64"] = thumbnail(frame.image, face.box)
+        self.events_raised += 1
+        self.metrics.event("raised")
+        log.info("event %s: track #%d %s (%.2f)", event["id"], face.track_id, face.label, face.score or 0.0)
+        if self.events_log is not None:
+            try:
+                self.events_log.write(event)
+            except OSError as error:  # a full disk: the webhook still gets the event
+                log.error("cannot write event %s to the events file: %s", event["id"], error)
+        if self.webhook is not None:
+            self.webhook.submit(event)
+
+    def _retire_tracks(self) -> None:
+        """Forget people long gone, so memory stays flat all day. A track is kept while it could still come back
+        (the tracker's patience, re-identification) plus a margin; one that qualified but never got a label is
+        counted as unclassified when it goes."""
+        annotator, settings = self.annotator, self.video_settings
+        if annotator is None:
+            return
+        horizon = (max(settings.reid_s, settings.max_missing_s) + 2.0) * annotator.fps
+        for person, track in annotator.book.retire(annotator.index, horizon).items():
+            if person not in self.counted and annotator.book.counts_as_person(track):
+                self.people[UNCLASSIFIED] += 1
+                self.metrics.person(UNCLASSIFIED)
+            self.counted.discard(person)
+            self.evented.discard(person)
+        if len(annotator.errors) > 100:  # classifier errors by frame: keep the latest few for the log
+            annotator.errors = dict(list(annotator.errors.items())[-20:])
+
+    # ------------------------------------------------------------------------------------------------- status
+    def status(self) -> dict:
+        """What /counts answers."""
+        events = {"raised": self.events_raised}
+        if self.webhook is not None:
+            events.update(sent=self.webhook.sent, failed=self.webhook.failed, dropped=self.webhook.dropped,
+                          queued=self.webhook.queue.qsize())
+        return {"camera": self.options.camera, "source": redact_url(self.source), "connected": self.connected,
+                "since": self.started, "frames": self.frames, "frames_per_second": round(self.fps, 2),
+                "reconnects": self.reconnects, "in_view": self.in_view, "track_ids_in_view": self.track_ids_in_view,
+                "people": {"total": sum(self.people.values()), "by_label": dict(sorted(dict(self.people).items()))},
+                "events": events, "privacy": self.options.privacy}
+
+    def close(self) -> None:
+        self.live.close()
+        if self.publisher is not None:
+            self.publisher.close()
+        if self.webhook is not None:
+            self.webhook.close()
+        if self.events_log is not None:
+            self.events_log.close()
