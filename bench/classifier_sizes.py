@@ -4,8 +4,8 @@
         --name classifier_sizes
 
 Every model, the shipped one first, is measured in each round (so load changes on a shared machine hit all alike)
-through facemask.core.classifier.MaskClassifier with one ONNX Runtime thread, in batches of 64 and of 1, on the real face
-crops of the sample images; the table gives each model's median crops/s and its ratio to the shipped model's.
+through facemask.core.classifier.MaskClassifier with one ONNX Runtime thread, in batches of 64 and of 1, on the real
+face crops of the sample images; the table gives each model's median crops/s and its ratio to the shipped model's.
 --sizes adds EfficientNet-Lite0 graphs at those input sizes, exported from the package's ImageNet weights with a
 new three-class head: the time per crop depends on the graph, not on the trained values, so the input-size sweep's
 speed column needs no trained model.

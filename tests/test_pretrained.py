@@ -196,10 +196,10 @@ def test_cross_validation_scores_each_fold_model_on_its_held_out_photos(fine_tun
 
 
 def test_int8_quantization_keeps_the_model_servable_and_reports_both_speeds(fine_tuned, tmp_path):
-    from training import quantize
+    from bench import classifier_int8
 
     prepared, run = fine_tuned
-    result = quantize.main(["--model", str(run / "model.onnx"), "--prepared", str(prepared), "--out",
+    result = classifier_int8.main(["--model", str(run / "model.onnx"), "--prepared", str(prepared), "--out",
                             str(tmp_path / "int8.onnx"), "--calibration-crops", "16", "--out-dir", str(tmp_path),
                             "--name", "int8"])
     int8 = MaskClassifier(tmp_path / "int8.onnx")
