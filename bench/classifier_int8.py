@@ -66,7 +66,8 @@ def main(argv=None) -> dict:
     if not args.model.is_file():
         parser.error(f"model not found: {args.model}")
     quantize.quantize(args.model, args.out, quantize.calibration_batches(args.model, args.prepared,
-                                                                         args.calibration_crops, args.seed))
+                                                                         args.calibration_crops, args.seed),
+                      args.calibration)
     fp32, int8 = valid_accuracy(args.model, args.prepared), valid_accuracy(args.out, args.prepared)
     speed = speeds({"float32": args.model, "int8": args.out}, fp32["crops"])
     loss = max(fp32["valid_acc3"] - int8["valid_acc3"], fp32["real_acc3"] - int8["real_acc3"])

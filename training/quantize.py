@@ -40,8 +40,16 @@ def calibration_batches(model: Path, prepared: Path, count: int, seed: int, batc
     return [to_model_input(crops[i:i + batch], classifier.crop_size) for i in range(0, len(crops), batch)]
 
 
-def quantize(model: Path, out: Path, batches: list[np.ndarray]) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def quantize(model: Path, out: Path, batches: list[np.ndarray], calibration: str = "minmax") -> Path:
+    """calibration: how activation ranges are set, "minmax" (the whole range seen) or "percentile" (99.999 % of it,
+    so a few extreme activations do not coarsen every other value's step)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
@@ -57,13 +65,16 @@ def quantize(model: Path, out: Path, batches: list[np.ndarray]) -> Path:
         prepared_model = Path(scratch) / "preprocessed.onnx"
         quant_pre_process(str(model), str(prepared_model), skip_symbolic_shape=True)
         quantize_static(str(prepared_model), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method={"minmax": CalibrationMethod.MinMax,
+                                          "percentile": CalibrationMethod.Percentile}[calibration])
     source, target = onnx.load(str(model)), onnx.load(str(out))
     del target.metadata_props[:]
     for prop in source.metadata_props:
         target.metadata_props.add(key=prop.key, value=prop.value)
     target.metadata_props.add(key="quantization", value="int8 static (ONNX Runtime QDQ, per channel), calibrated on "
-                                                          f"{sum(len(b) for b in batches)} training crops")
+                                                          f"{sum(len(b) for b in batches)} training crops, "
+                                                          f"{calibration} ranges")
     onnx.save(target, str(out))
     return out
 
@@ -75,7 +86,7 @@ def main(argv=None) -> Path:
     if not args.model.is_file():
         parser.error(f"model not found: {args.model}")
     return quantize(args.model, args.out, calibration_batches(args.model, args.prepared, args.calibration_crops,
-                                                              args.seed))
+                                                              args.seed), args.calibration)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the int8 model to write")
     parser.add_argument("--calibration-crops", type=int, default=CALIBRATION_CROPS)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--calibration", choices=("minmax", "percentile"), default="minmax")
 
 
 if __name__ == "__main__":
