@@ -204,6 +204,11 @@ def test_int8_quantization_keeps_the_model_servable_and_reports_both_speeds(fine
                             "--name", "int8"])
     int8 = MaskClassifier(tmp_path / "int8.onnx")
     assert int8.classes == sorted(CLASS_COLOURS) and int8.crop_size == 96
+    assert int8.model_version.endswith("-int8")
+    crops = [np.asarray(Image.open(path).convert("RGB").resize((96, 96))) for path in
+             sorted((prepared / "crops").glob("*.png"))[:8]]
+    probabilities = int8.predict(crops)  # the softmax stays float32: probabilities still add up to 1
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert (tmp_path / "int8.onnx").stat().st_size < (run / "model.onnx").stat().st_size / 2
     assert result["speed_ratio_batch_64"] > 0 and isinstance(result["int8_may_serve"], bool)
     assert "may serve" in (tmp_path / "int8.md").read_text()

@@ -64,14 +64,19 @@ def quantize(model: Path, out: Path, batches: list[np.ndarray], calibration: str
     with tempfile.TemporaryDirectory() as scratch:
         prepared_model = Path(scratch) / "preprocessed.onnx"
         quant_pre_process(str(model), str(prepared_model), skip_symbolic_shape=True)
+        # The softmax stays float32: quantized, the probabilities the service answers would come in steps of 1/255
+        # and no longer add up to 1.
+        softmax = [node.name for node in onnx.load(str(prepared_model)).graph.node if node.op_type == "Softmax"]
         quantize_static(str(prepared_model), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method={"minmax": CalibrationMethod.MinMax,
-                                          "percentile": CalibrationMethod.Percentile}[calibration])
+                                          "percentile": CalibrationMethod.Percentile}[calibration],
+                        nodes_to_exclude=softmax)
     source, target = onnx.load(str(model)), onnx.load(str(out))
     del target.metadata_props[:]
-    for prop in source.metadata_props:
-        target.metadata_props.add(key=prop.key, value=prop.value)
+    for prop in source.metadata_props:  # the served version names the int8 file apart from its float32 source
+        value = prop.value + "-int8" if prop.key == "model_version" else prop.value
+        target.metadata_props.add(key=prop.key, value=value)
     target.metadata_props.add(key="quantization", value="int8 static (ONNX Runtime QDQ, per channel), calibrated on "
                                                           f"{sum(len(b) for b in batches)} training crops, "
                                                           f"{calibration} ranges")

@@ -165,7 +165,8 @@ def run(argv=None) -> Path:
     parser.add_argument("--stages", type=int, choices=(3, 4), default=3,
                         help="ResNet stages to keep (3 keeps the default model under 25 MB)")
     parser.add_argument("--init-onnx", type=Path, default=None, metavar="MODEL",
-                        help="start from this exported classifier (e.g. classification/model/mask_classifier.onnx) "
+                        help="start from this exported float32 classifier (e.g. the served model's source, "
+                             "classification/model/float32/mask_classifier.onnx) "
                              "instead of random weights; classes it lacks get a new output (training.onnx_init)")
     parser.add_argument("--weight-power", type=float, default=1.0,
                         help="class weights are inverse class frequency to this power (1: fully balanced, 0.5: "

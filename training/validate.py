@@ -207,6 +207,10 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
                         "training_versions": config.get("versions")},
         "evaluated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+    quantization = classifier.session.get_modelmeta().custom_metadata_map.get("quantization")
+    card["quantization"] = quantization
+    quantization_text = (f"- **Quantized**: {quantization} (`bench.classifier_int8`: the rule and both speeds); the "
+                         "numbers below are the int8 model's.\n" if quantization else "")
     (target_dir / "model_card.json").write_text(json.dumps(card, indent=2))
     per_class = "\n".join(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
                           for name, m in metrics["per_class"].items())
@@ -237,7 +241,7 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
   `facemask.core.crops.crop_face`, the landmark template spanning {classifier.face_fraction:.2f} of it, scaled to [0, 1] and normalised with mean {card['input']['mean']}, std {card['input']['std']}
   (`facemask.core.crops.to_model_input`; the same module is used by training, evaluation and serving).
 - **File size**: {size_mb:.1f} MB (budget: {SIZE_BUDGET_MB:.0f} MB, so it can be committed). sha256 `{card['sha256'][:16]}…`
-- **Training command**: `{report.get('command', 'python -m training.prepare')} && {training.get('command')}` ({training.get('epochs')} epochs,
+{quantization_text}- **Training command**: `{report.get('command', 'python -m training.prepare')} && {training.get('command')}` ({training.get('epochs')} epochs,
   {(training.get('train_seconds') or 0) / 60:.1f} min on {config.get('machine') or card['environment']['machine']})
 - **Software**: trained with {card['environment']['training_versions']}; evaluated with ONNX Runtime
   {card['environment']['onnxruntime']}.
