@@ -13,11 +13,13 @@ import argparse
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
-from bench.common import REPO_ROOT, RESULTS_DIR, Report, command_line
+from bench.common import Report, command_line
 from bench.speed import classify_throughput, sample_crops
 from facemask.core.classifier import DEFAULT_MODEL, MaskClassifier
 from facemask.core.images import decode_image, list_images
+from facemask.core.paths import REPO_ROOT, RESULTS_DIR
 from facemask.serving.local_server import LocalService
 
 
@@ -49,7 +51,7 @@ def main(argv=None) -> dict:
     models = {"old": args.old, "new": args.new}
     # Speed only: the crops need not be cut at each model's geometry.
     classifiers = {key: MaskClassifier(path, num_threads=1, served_crops=False) for key, path in models.items()}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for batch in (64, 1):
         for round_index in range(args.rounds):
             speeds = {key: onnx_crops_per_second(classifiers[key], crops, batch, args.seconds) for key in models}

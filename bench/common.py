@@ -9,15 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from facemask.core.boxes import expand_boxes  # noqa: F401 (re-exported)
-from facemask.core.detector import parse_long_side  # noqa: F401 (re-exported)
 from facemask.core.images import list_images
-from facemask.core.paths import REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE  # noqa: F401 (re-exported)
+from facemask.core.paths import REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE
 from facemask.core.settings import Settings
-from training.annotations import SCENE_CLASSES, DatasetError, average_precision, load_scenes, subsample  # noqa: F401 (re-exported)
+from training.annotations import DatasetError, load_scenes, subsample
 from training.splits import load_split
 
 # The datasets' folders (FACEMASK_DATASETS_DIR), the default of every benchmark's data arguments.
@@ -82,11 +81,11 @@ def command_line(module: str, argv: list[str] | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- reporting
-def format_value(value) -> str:
+def format_value(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         if np.isnan(value):
             return "-"
-        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+        return f"{value:.1f}" if abs(float(value)) >= 10 else f"{value:.3f}"
     return "-" if value is None else str(value)
 
 

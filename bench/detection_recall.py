@@ -25,13 +25,11 @@ from tqdm import tqdm
 
 from bench.common import (
     CROPS_DIR,
-    REPO_ROOT,
     Report,
     add_scene_arguments,
     command_line,
     load_image_folder,
     long_side_name,
-    parse_long_side,
     plot_sweep,
     run_name,
     scenes_from_args,
@@ -43,8 +41,10 @@ from facemask.core.detector import (
     DetectOptions,
     RetinaFaceDetector,
     boxes_and_scores,
+    parse_long_side,
 )
 from facemask.core.images import decode_image
+from facemask.core.paths import REPO_ROOT
 from facemask.core.settings import Settings
 from training.annotations import (
     FALSE_POSITIVE_IOU,
@@ -66,8 +66,8 @@ VIDEO_FRAME = (640, 480)
 
 def run_detector(detector: RetinaFaceDetector, paths: list, long_sides: list, threshold: float, desc: str):
     """Boxes and scores per long_side per image, and median detection ms per image per long_side."""
-    found = {side: [] for side in long_sides}
-    elapsed = {side: [] for side in long_sides}
+    found: dict[int, list] = {side: [] for side in long_sides}
+    elapsed: dict[int, list[float]] = {side: [] for side in long_sides}
     for index, path in enumerate(tqdm(paths, desc=desc, unit="img")):
         image = decode_image(path)
         for side in long_sides:

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import CROPS_DIR, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE, SCENES_DIR, Report, command_line
+from bench.common import CROPS_DIR, SCENES_DIR, Report, command_line
 from bench.detection_recall import detector_training_crops
 from facemask.core.boxes import iou_matrix, overlap_of_smaller, widths_heights
 from facemask.core.detector import (
@@ -48,7 +48,7 @@ from facemask.core.detector import (
     create_detector,
 )
 from facemask.core.images import decode_image, list_images
-from facemask.core.paths import CENTERFACE_MODEL
+from facemask.core.paths import CENTERFACE_MODEL, REPO_ROOT, RESULTS_DIR, SCENE_SPLIT_FILE
 from facemask.core.settings import Settings
 from training.annotations import FALSE_POSITIVE_IOU, DatasetError, greedy_match, load_scenes, scene_recall
 from training.splits import load_split
@@ -358,10 +358,10 @@ def benchmark_landmarks(photos, references, policies, report: Report):
             points, truth = found.landmarks[int(matches.argmax())], reference.landmarks[0]
             eyes = max(float(np.linalg.norm(truth[0] - truth[1])), 1.0)
             errors.append(float(np.linalg.norm(points - truth, axis=1).mean()) / eyes)
-        errors = np.array(errors)
-        rows.append({"policy": policy.name, "faces": len(errors), "not matched": missed,
-                     "mean error": float(errors.mean()), "median error": float(np.median(errors)),
-                     "share > 0.25": float(np.mean(errors > 0.25))})
+        error_array = np.array(errors)
+        rows.append({"policy": policy.name, "faces": len(error_array), "not matched": missed,
+                     "mean error": float(error_array.mean()), "median error": float(np.median(error_array)),
+                     "share > 0.25": float(np.mean(error_array > 0.25))})
     report.table("Landmarks against the stock detector's (score >= 0.9), in inter-ocular distances", rows,
                  "The crop is aligned on these five points; 0.1 is a tenth of the eye distance.")
     return rows

@@ -42,9 +42,10 @@ CURVE_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 def detect_variant(detector: RetinaFaceDetector, image: np.ndarray, passes, threshold: float):
     """Boxes and scores of all passes merged, and the time it took (ms)."""
     start = time.perf_counter()
-    boxes, scores = [], []
+    box_list: list[np.ndarray] = []
+    score_list: list[float] = []
     width = image.shape[1]
-    options = None
+    options = DetectOptions(score_threshold=threshold, containment=1.0)
     for long_side, mirrored in passes:
         # One plain pass per entry, as measured before the pyramid: the merging below is what is compared.
         options = DetectOptions(long_side=long_side, score_threshold=threshold, containment=1.0)
@@ -53,10 +54,10 @@ def detect_variant(detector: RetinaFaceDetector, image: np.ndarray, passes, thre
             box = face.box.copy()
             if mirrored:
                 box[[0, 2]] = width - box[[2, 0]]
-            boxes.append(box)
-            scores.append(face.det_score)
-    boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
-    scores = np.array(scores, dtype=np.float32)
+            box_list.append(box)
+            score_list.append(face.det_score)
+    boxes = np.array(box_list, dtype=np.float32).reshape(-1, 4)
+    scores = np.array(score_list, dtype=np.float32)
     if len(passes) > 1:
         kept = non_max_suppression(boxes, scores, threshold, options.nms_threshold)
         boxes, scores = boxes[kept], scores[kept]

@@ -22,38 +22,45 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import (
-    Report,
-    add_scene_arguments,
-    average_precision,
-    command_line,
-    expand_boxes,
-    parse_long_side,
-    run_name,
-    scenes_from_args,
-)
-from facemask.core.boxes import iou_matrix
+from bench.common import Report, add_scene_arguments, command_line, run_name, scenes_from_args
+from facemask.core.boxes import expand_boxes, iou_matrix
 from facemask.core.classes import INCORRECT, WITH_MASK, WITHOUT_MASK, canonical_label
-from facemask.core.detector import DEFAULT_LONG_SIDE, DEFAULT_SCORE_THRESHOLD, PyramidFaceDetector, create_detector
+from facemask.core.detector import (
+    DEFAULT_LONG_SIDE,
+    DEFAULT_SCORE_THRESHOLD,
+    PyramidFaceDetector,
+    create_detector,
+    parse_long_side,
+)
 from facemask.core.images import decode_image
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
-from facemask.core.results import CLASSIFIED, FaceResult
+from facemask.core.results import CLASSIFIED, FaceResult, Faces
 from facemask.core.settings import Settings
 from facemask.serving.local_server import LocalService
-from training.annotations import IOU_THRESHOLDS, greedy_match
+from training.annotations import IOU_THRESHOLDS, average_precision, greedy_match
 
 MAIN_CLASSES = (WITH_MASK, WITHOUT_MASK)
 MISSED = "missed"
 
 
-def _boxes_and_scores(faces: list[FaceResult], expansion: float, label: str | None = None):
+def _boxes_and_scores(faces: Sequence[FaceResult], expansion: float, label: str | None = None):
     boxes = expand_boxes([face.box for face in faces], expansion)
-    scores = np.array([face.det_score * (face.probabilities[label] if label else 1.0) for face in faces])
+    scores = np.array([face.det_score * _probability(face, label) for face in faces])
     return boxes, scores
+
+
+def _probability(face: FaceResult, label: str | None) -> float:
+    """The face's probability of `label` (1.0 for no label: detection alone is scored)."""
+    if label is None:
+        return 1.0
+    if face.probabilities is None:
+        raise ValueError(f"an unclassified face has no probability of {label}")
+    return face.probabilities[label]
 
 
 def scored_classes(classes: list[str]) -> tuple[str, ...]:
@@ -66,7 +73,7 @@ def with_product_labels(annotations: list) -> list:
     return [dataclasses.replace(a, labels=[canonical_label(label) for label in a.labels]) for a in annotations]
 
 
-def class_average_precision(predictions: list[list[FaceResult]], annotations: list, label: str, iou: float,
+def class_average_precision(predictions: Sequence[Sequence[FaceResult]], annotations: list, label: str, iou: float,
                             expansion: float = 1.0, scored: tuple[str, ...] = MAIN_CLASSES,
                             every_class: bool = False) -> float:
     """AP of one class; detections that only overlap ground truth outside the scored classes are left out.
@@ -92,16 +99,16 @@ def class_average_precision(predictions: list[list[FaceResult]], annotations: li
     return average_precision(scores, hits, num_ground_truth)
 
 
-def match_faces(faces: list[FaceResult], annotation, iou: float, expansion: float = 1.0) -> np.ndarray:
+def match_faces(faces: Sequence[FaceResult], annotation, iou: float, expansion: float = 1.0) -> np.ndarray:
     """Per detection, the index of the ground-truth face it matches (best detector score first), or -1."""
     boxes, det_scores = _boxes_and_scores(faces, expansion)
     return greedy_match(boxes, det_scores, annotation.boxes, iou)
 
 
-def face_confusion(predictions: list[list[FaceResult]], annotations: list, iou: float, expansion: float = 1.0):
+def face_confusion(predictions: Sequence[Sequence[FaceResult]], annotations: list, iou: float, expansion: float = 1.0):
     """{ground-truth label: Counter(predicted label or MISSED)} and Counter of labels of unmatched detections."""
     confusion: dict[str, Counter] = {}
-    unmatched = Counter()
+    unmatched: Counter[str] = Counter()
     for faces, annotation in zip(predictions, annotations):
         matches = match_faces(faces, annotation, iou, expansion)
         predicted = {int(gt): faces[i].label for i, gt in enumerate(matches) if gt >= 0}
@@ -111,8 +118,8 @@ def face_confusion(predictions: list[list[FaceResult]], annotations: list, iou: 
     return confusion, unmatched
 
 
-def with_true_labels(predictions: list[list[FaceResult]], annotations: list, classes: list[str],
-                     iou: float, expansion: float = 1.0) -> list[list[FaceResult]]:
+def with_true_labels(predictions: Sequence[Sequence[FaceResult]], annotations: list, classes: list[str],
+                     iou: float, expansion: float = 1.0) -> Sequence[Sequence[FaceResult]]:
     """The detections with a perfect classifier: each face matched to a ground-truth face of a known class gets that
     label with probability 1; unmatched detections (false alarms, unannotated faces) keep the classifier's label,
     also with probability 1, so they still rank with the hits by detector score alone."""
@@ -129,7 +136,7 @@ def with_true_labels(predictions: list[list[FaceResult]], annotations: list, cla
     return relabelled
 
 
-def evaluate(predictions: list[list[FaceResult]], annotations: list, classes: list[str], iou: float,
+def evaluate(predictions: Sequence[Sequence[FaceResult]], annotations: list, classes: list[str], iou: float,
              expansion: float = 1.0) -> dict:
     """AP per class the classifier knows and the scenes contain, mAP and face accuracy over the scored classes.
 
@@ -176,8 +183,9 @@ def _main_classes_first(item: tuple[str, dict]) -> tuple[int, str]:
     return (MAIN_CLASSES.index(item[0]) if item[0] in MAIN_CLASSES else len(MAIN_CLASSES), item[0])
 
 
-def run_pipeline(pipeline: MaskPipeline, annotations: list) -> tuple[list[list[FaceResult]], dict]:
-    predictions, timings = [], []
+def run_pipeline(pipeline: MaskPipeline, annotations: list) -> tuple[list[Faces], dict]:
+    predictions: list[Faces] = []
+    timings: list[dict] = []
     for annotation in tqdm(annotations, desc="pipeline", unit="img"):
         frame = pipeline.process(decode_image(annotation.image))
         if frame.error:
@@ -273,7 +281,7 @@ def main(argv=None) -> dict:
     except RuntimeError as error:
         sys.exit(f"error: {error}")
     try:
-        client = ClassifierClient(args.classifier_url or service.url)
+        client = ClassifierClient(args.classifier_url if service is None else service.url)
         predictions, timing = run_pipeline(MaskPipeline(detector, client), annotations)
         classifier_info = client.info()
     finally:

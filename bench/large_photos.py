@@ -29,17 +29,25 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
 import requests
 from tqdm import tqdm
 
-from bench.common import REPO_ROOT, RESULTS_DIR, Report, command_line
+from bench.common import Report, command_line
 from bench.end_to_end import evaluate
 from facemask.core.detector import DetectOptions, PyramidFaceDetector, create_detector
 from facemask.core.images import decode_image, encode_jpeg
-from facemask.core.paths import REAL_PHOTOS_DIR, REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE, SCENES_DIR
+from facemask.core.paths import (
+    REAL_PHOTOS_DIR,
+    REAL_PHOTOS_SPLIT_FILE,
+    REPO_ROOT,
+    RESULTS_DIR,
+    SCENE_SPLIT_FILE,
+    SCENES_DIR,
+)
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.results import FaceResult
 from facemask.core.settings import Settings
@@ -92,12 +100,12 @@ def build_mosaic(photos: list[np.ndarray], grid: int) -> tuple[np.ndarray, list[
     return mosaic, [offsets[order.index(i)] for i in range(len(photos))]
 
 
-def shifted(faces: list[FaceResult], dx: float, dy: float) -> list[FaceResult]:
+def shifted(faces: Sequence[FaceResult], dx: float, dy: float) -> list[FaceResult]:
     return [dataclasses.replace(face, box=(face.box[0] + dx, face.box[1] + dy, face.box[2] + dx, face.box[3] + dy))
             for face in faces]
 
 
-def scores_of(predictions: list[list[FaceResult]], annotations: list[Annotation], classes: list[str],
+def scores_of(predictions: Sequence[Sequence[FaceResult]], annotations: list[Annotation], classes: list[str],
               photos: int) -> dict:
     detections = [(np.array([f.box for f in faces], np.float32).reshape(-1, 4),
                    np.array([f.det_score for f in faces], np.float32)) for faces in predictions]
@@ -139,7 +147,7 @@ def benchmark_mosaics(args, detector: PyramidFaceDetector, client: ClassifierCli
                 time_today += frames["today"].timing_ms["detect"]
                 truth.append(Annotation(image=Path(f"{dataset}_{grid}x{grid}.png"), width=mosaic.shape[1],
                                         height=mosaic.shape[0],
-                                        boxes=np.concatenate([b + np.float32([x, y, x, y])
+                                        boxes=np.concatenate([b + np.array([x, y, x, y], dtype=np.float32)
                                                               for b, (x, y) in zip(boxes, offsets)]),
                                         labels=[label for a in group for label in a.labels]))
                 alone.append(faces_alone)
@@ -177,7 +185,7 @@ def crowd_photo(scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return crowd, centres * scale, [face["label"] for face in labels] * CROWD_GRID ** 2
 
 
-def crowd_scores(faces: list[FaceResult], centres: np.ndarray, labels: list[str]) -> dict:
+def crowd_scores(faces: Sequence[FaceResult], centres: np.ndarray, labels: list[str]) -> dict:
     """Faces found (one box holds the centre), labelled right, boxes on several faces or on none, labels used."""
     boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
     inside = ((centres[:, None, 0] >= boxes[None, :, 0]) & (centres[:, None, 0] <= boxes[None, :, 2])
@@ -215,7 +223,7 @@ def timings_ms(detector: PyramidFaceDetector, image: np.ndarray, options: list[D
                repeats: int) -> list[tuple[float, float]]:
     """(median, best) detection ms of each option on the image, their runs interleaved so that other work on a
     shared machine falls on all of them alike."""
-    runs = [[] for _ in options]
+    runs: list[list[float]] = [[] for _ in options]
     for option in options:
         detector.detect(image, option)
     for _ in range(repeats):

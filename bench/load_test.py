@@ -16,15 +16,18 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench.common import REPO_ROOT, Report, command_line
+from bench.common import Report, command_line
 from bench.speed import process_tree_mb, sample_crops
 from facemask.core.images import list_images
+from facemask.core.paths import REPO_ROOT
 from facemask.serving.local_server import LocalService
 
 
 def hammer(send, clients: int, seconds: float) -> dict:
     """Run `send(session, i)` from `clients` threads for `seconds`; latencies and failures."""
-    latencies, failures, lock = [], [], threading.Lock()
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
     def client(worker: int) -> None:
@@ -38,7 +41,10 @@ def hammer(send, clients: int, seconds: float) -> dict:
             except requests.RequestException as error:
                 ok, detail = False, type(error).__name__
             with lock:
-                (latencies if ok else failures).append(time.perf_counter() - started if ok else detail)
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    failures.append(detail)
             count += 1
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
@@ -77,10 +83,10 @@ def main(argv=None) -> Report:
                 detection.url + "/detect", data=images[i % len(images)], timeout=60)),
         }
         for name, (service, send) in targets.items():
-            memory_before = process_tree_mb(service.process.pid, "VmRSS")
+            memory_before = process_tree_mb(service.pid, "VmRSS")
             result = hammer(send, args.clients, args.seconds)
             rows.append({"endpoint": name, **result, "RSS MB before": memory_before,
-                         "RSS MB after": process_tree_mb(service.process.pid, "VmRSS")})
+                         "RSS MB after": process_tree_mb(service.pid, "VmRSS")})
             print(rows[-1], flush=True)
     report.table("Results", rows, "Memory is the service's master and workers together (detection's figure excludes "
                                   "the classifier it calls).")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import cv2
 
-from facemask.serving.local_server import REPO_ROOT, free_port
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import free_port
 
 BOUNDARY = b"frame"
 
@@ -68,14 +69,16 @@ class CameraProcess:
     """This server in a process of its own on a fixed port, so a test can kill it and bring it back."""
 
     def __init__(self, video: Path, fps: float | None = None):
-        self.video, self.fps, self.port, self.process = video, fps, free_port(), None
+        self.video, self.fps, self.port = video, fps, free_port()
+        self.process: subprocess.Popen[str] | None = None
         self.url = f"http://127.0.0.1:{self.port}/door.mjpg"
 
     def start(self) -> None:
         command = [sys.executable, "-m", "bench.mjpeg_stream", "--video", str(self.video), "--port", str(self.port)]
-        self.process = subprocess.Popen(command + (["--fps", str(self.fps)] if self.fps else []), cwd=REPO_ROOT,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        line = self.process.stdout.readline()
+        self.process = process = subprocess.Popen(command + (["--fps", str(self.fps)] if self.fps else []),
+                                                  cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                  text=True)
+        line = process.stdout.readline() if process.stdout else ""
         if "serving on" not in line:
             raise RuntimeError(f"the MJPEG camera did not start: {line.strip()}")
 

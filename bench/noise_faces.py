@@ -17,9 +17,10 @@ from dataclasses import replace
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import RESULTS_DIR, Report, command_line
+from bench.common import Report, command_line
 from facemask.core.detector import DetectOptions, create_detector, eyes_in_view
 from facemask.core.images import decode_image, list_images
+from facemask.core.paths import RESULTS_DIR
 from facemask.core.settings import Settings
 from training.annotations import greedy_match, load_scenes
 

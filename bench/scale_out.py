@@ -16,16 +16,18 @@ import argparse
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import REPO_ROOT, Report, command_line
+from bench.common import Report, command_line
 from bench.load_test import hammer
 from facemask.core.crops import crop_face
 from facemask.core.detector import RetinaFaceDetector
 from facemask.core.images import decode_image, list_images
+from facemask.core.paths import REPO_ROOT
 from facemask.core.pipeline import ClassifierClient
 from facemask.serving.local_server import LocalService
 
@@ -73,7 +75,7 @@ def main(argv=None) -> Report:
         urls = [replica.url for replica in replicas]
 
         # 1. A fresh connection per request vs one kept-alive connection, same replica, alternating rounds.
-        rates = {True: [], False: []}
+        rates: dict[bool, list[float]] = {True: [], False: []}
         for _ in range(ROUNDS):
             for keep_alive in (True, False):
                 client = ClassifierClient(urls[0], keep_alive=keep_alive)
@@ -117,7 +119,7 @@ def main(argv=None) -> Report:
     return report
 
 
-def report_summary(served: list[float], kept: float, fresh: float) -> str:
+def report_summary(served: Sequence[float], kept: float, fresh: float) -> str:
     total = sum(served) or 1
     return (f"replica shares: {', '.join(f'{n / total:.3f}' for n in served)}; "
             f"/classify {kept:.1f} req/s kept-alive vs {fresh:.1f} req/s fresh connection")

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench.common import REPO_ROOT, Report, command_line
+from bench.common import Report, command_line
 from bench.speed import sample_crops
 from facemask.core.images import list_images
+from facemask.core.paths import REPO_ROOT
 from facemask.serving.local_server import LocalService, free_port, wait_for_health
 
 SLOW_BYTE_INTERVAL_S = 0.5
@@ -149,7 +150,7 @@ def probe(base_url: str, port: int, probes: dict, slow_clients: int, seconds: fl
     with SlowClients(port, slow_clients, slow_path) as slow:
         time.sleep(min(3.0, seconds / 4))  # let every slow client connect and start trickling
         deadline = time.monotonic() + seconds
-        loaded = {name: [] for name in probes}
+        loaded: dict[str, list] = {name: [] for name in probes}
         while time.monotonic() < deadline:
             for name, send in probes.items():
                 loaded[name].append(timed(send, 1, timeout, pause=0.1))
@@ -209,7 +210,7 @@ def main(argv=None) -> Report:
     rows = []
     with LocalService("classification", workers=2, env=env) as classifier, \
             LocalService("detection", workers=2, env={**env, "CLASSIFIER_URL": classifier.url}) as detection:
-        fronts = {"classification": classifier, "detection": detection}
+        fronts: dict[str, LocalService | NginxProxy] = {"classification": classifier, "detection": detection}
         proxies = []
         if args.front == "nginx":
             proxies = [NginxProxy(service.port).start() for service in (classifier, detection)]

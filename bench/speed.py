@@ -18,11 +18,12 @@ import cv2
 import numpy as np
 import requests
 
-from bench.common import REPO_ROOT, Report, command_line
+from bench.common import Report, command_line
 from facemask.core.crops import crop_face
 from facemask.core.detector import RetinaFaceDetector
 from facemask.core.drawing import draw_faces
 from facemask.core.images import decode_image, encode_png, list_images
+from facemask.core.paths import REPO_ROOT
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.settings import Settings
 from facemask.serving.local_server import LocalService
@@ -142,8 +143,8 @@ def main(argv=None) -> Report:
                 session.post(detection.url + "/detect", data=path.read_bytes(), timeout=60).raise_for_status()
             report.table("Peak memory", [
                 {"service": "classification (master + 2 workers)",
-                 "peak RSS MB": process_tree_mb(classifier.process.pid)},
-                {"service": "detection (master + 1 worker)", "peak RSS MB": process_tree_mb(detection.process.pid)}])
+                 "peak RSS MB": process_tree_mb(classifier.pid)},
+                {"service": "detection (master + 1 worker)", "peak RSS MB": process_tree_mb(detection.pid)}])
     report.save()
     return report
 

@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO_ROOT, RESULTS_DIR, Report, command_line
+from bench.common import Report, command_line
+from facemask.core.paths import REPO_ROOT, RESULTS_DIR
 from facemask.serving.local_server import LocalService
 
 PHOTO = REPO_ROOT / "sample-images" / "group_mixed.jpg"

@@ -76,7 +76,7 @@ def write_video(photo_rgb: np.ndarray, boxes: np.ndarray, labels: list[str], pat
                 min_face: float = 0.0) -> list[GroundTruthFrame]:
     """Write the synthetic video (mp4v) and return its ground truth per frame."""
     windows = camera_windows(photo_rgb.shape[1], photo_rgb.shape[0], frames, motion, seed, size[0] / size[1])
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
     truth = []
     try:
         for window in windows:

@@ -31,13 +31,14 @@ import cv2
 import numpy as np
 import psutil
 
-from bench.common import REPO_ROOT, Report, command_line
+from bench.common import Report, command_line
 from bench.synthetic_video import camera_windows, render
 from facemask.core.classifier import MaskClassifier
 from facemask.core.crops import crop_face
 from facemask.core.detector import DEFAULT_LONG_SIDE, RetinaFaceDetector
 from facemask.core.drawing import draw_faces
 from facemask.core.images import decode_image, list_images
+from facemask.core.paths import REPO_ROOT
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.settings import Settings
 from facemask.serving.local_server import LocalService
@@ -50,7 +51,7 @@ SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
 
 def pan_video(path: Path, size: tuple[int, int], frames: int) -> Path:
     photo = decode_image(SAMPLE)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, size)
     for window in camera_windows(photo.shape[1], photo.shape[0], frames, "pan", seed=0, aspect=size[0] / size[1]):
         writer.write(cv2.cvtColor(render(photo, window, size), cv2.COLOR_RGB2BGR))
     writer.release()
@@ -191,7 +192,7 @@ def main(argv=None) -> Report | None:
                     frames=args.frames, source="pan over sample-images/group_mixed.jpg (6 faces)")
     threads = Settings.from_env().ort_threads
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:
-        processes = [os.getpid(), classifier.process.pid]
+        processes = [os.getpid(), classifier.pid]
         rows = []
         for size in ((640, 480), (1280, 720)) if "video" in args.parts else ():
             video = pan_video(Path(tmp) / f"pan_{size[0]}.mp4", size, args.frames)
@@ -234,7 +235,8 @@ def main(argv=None) -> Report | None:
             return report
         crops = sample_crops()
         n = args.per_request
-        runners = {"raw 1": RawRunner(n, threads=1), "raw all": RawRunner(n, threads=None)}
+        runners: dict[str, RawRunner | ServedRunner] = {"raw 1": RawRunner(n, threads=1),
+                                                        "raw all": RawRunner(n, threads=None)}
         for clients in (1, 2):
             for transport in ("npy", "multipart"):
                 runners[f"{transport} {clients}"] = ServedRunner(classifier.url, transport, crops, n, clients)

@@ -23,10 +23,10 @@ from pathlib import Path
 import motmetrics as mm
 import numpy as np
 
-from bench.common import Report, add_scene_arguments, command_line, parse_long_side, scenes_from_args
+from bench.common import Report, add_scene_arguments, command_line, scenes_from_args
 from bench.synthetic_video import MOTIONS, GroundTruthFrame, write_video
 from facemask.core.boxes import iou_matrix
-from facemask.core.detector import RetinaFaceDetector
+from facemask.core.detector import RetinaFaceDetector, parse_long_side
 from facemask.core.images import decode_image
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.results import FaceResult
@@ -47,8 +47,9 @@ class VideoScore:
     def __init__(self, truth: list[GroundTruthFrame], record: dict, iou: float, min_person_frames: int):
         self.accumulator = mm.MOTAccumulator(auto_id=True)
         self.label_hits = self.label_total = 0
-        ignored_frames, kept_frames = {}, {}
-        visible = {}
+        ignored_frames: dict[int | None, int] = {}
+        kept_frames: dict[int | None, int] = {}
+        visible: dict[int, int] = {}
         for gt, frame in zip(truth, record["frames"]):
             faces = [FaceResult.from_dict(face) for face in frame["faces"]]
             shown = [f for f in faces if f.confirmed]  # what the annotated video shows
@@ -120,7 +121,7 @@ def main(argv=None) -> Report:
                     command_line("bench.video_tracking", argv),
                     out_dir=args.out_dir, photos=len(annotations), frames_per_video=args.frames, iou=args.iou,
                     min_face_px=args.min_face, motions=list(MOTIONS))
-    scores = {k: [] for k in args.detect_every}
+    scores: dict[int, list[VideoScore]] = {k: [] for k in args.detect_every}
     seconds = {k: 0.0 for k in args.detect_every}
     frames_done = {k: 0 for k in args.detect_every}
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:

@@ -33,7 +33,8 @@ from bench.common import Report, command_line
 from bench.mjpeg_stream import CameraProcess
 from bench.synthetic_video import camera_windows, render
 from facemask.core.images import decode_image
-from facemask.serving.local_server import REPO_ROOT, LocalService, free_port
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import LocalService, free_port
 
 
 class WebhookReceiver:
@@ -96,7 +97,7 @@ def wait_for(condition, seconds: float, what: str, every: float = 0.1):
 
 def pan_clip(path: Path, frames: int = 100) -> Path:
     photo = decode_image(REPO_ROOT / "sample-images" / "group_mixed.jpg")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (640, 480))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (640, 480))
     for window in camera_windows(photo.shape[1], photo.shape[0], frames, "pan", seed=0):
         writer.write(cv2.cvtColor(render(photo, window, (640, 480)), cv2.COLOR_RGB2BGR))
     writer.release()
@@ -115,7 +116,8 @@ def run_phase(name: str, classifier_url: str, clip: Path, seconds: float, sample
                             receiver.url, "--event-labels", "with_mask,without_mask,incorrect" if events else "",
                             listen=port, stderr=log)
     process = psutil.Process(watch.pid)
-    samples, resume_s, windows = [], None, {}
+    samples, resume_s = [], None
+    windows: dict[str, tuple[float, float | None]] = {}
     try:
         wait_for(lambda: watch_status(port).get("frames", 0) > 0, 120, "the first frame", every=0.5)
         started = time.monotonic()

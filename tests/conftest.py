@@ -22,6 +22,18 @@ def _slow_as_a_whole(path: Path) -> bool:
     return False
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked gpu are skipped unless ONNX Runtime offers the CUDA provider (bench/gpu/device_bench.sh runs
+    them on a lent GPU machine)."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        skip = pytest.mark.skip(reason="needs onnxruntime-gpu and a GPU (CUDAExecutionProvider)")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """With -m "not slow" (the inner loop), a module marked slow as a whole is not even imported: torch, onnx2torch,
     pandas and selenium cost about 3 s of its collection. Its tests are then left out of the "deselected" count."""
@@ -54,8 +66,8 @@ def classifier_service(tmp_path_factory):
 @pytest.fixture(scope="session")
 def detection_service(classifier_service, tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "detection.log"
-    jobs = tmp_path_factory.mktemp("video-jobs")  # the upload page's video jobs stay inside the test run
-    with LocalService("detection", workers=1, env={"CLASSIFIER_URL": classifier_service.url,
-                                                   "FACEMASK_VIDEO_JOBS_DIR": str(jobs)},
+    # No FACEMASK_JOBS_STORE: the default service, without result links; its jobs go to the system temp folder's
+    # store, kept apart from any other service's there by its address.
+    with LocalService("detection", workers=1, env={"CLASSIFIER_URL": classifier_service.url},
                       log_path=log) as service:
         yield service

@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from bench import detection_recall, end_to_end
-from bench.common import SCENE_SPLIT_FILE as SPLIT_FILE
-from bench.common import SCENES_DIR, average_precision, expand_boxes, markdown_table
-from facemask.core.boxes import iou_matrix
+from bench.common import SCENES_DIR, markdown_table
+from facemask.core.boxes import expand_boxes, iou_matrix
 from facemask.core.detector import RetinaFaceDetector
 from facemask.core.images import decode_image
+from facemask.core.paths import SCENE_SPLIT_FILE as SPLIT_FILE
 from facemask.core.results import Classification, FaceResult
-from training.annotations import DatasetError, greedy_match, load_scenes, parse_voc, subsample
+from training.annotations import DatasetError, average_precision, greedy_match, load_scenes, parse_voc, subsample
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample-images"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from facemask.serving.local_server import REPO_ROOT
+from facemask.core.paths import REPO_ROOT
 
 
 def run_cli(classifier_service, *args: str) -> subprocess.CompletedProcess:

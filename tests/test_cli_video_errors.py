@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from facemask.serving.local_server import REPO_ROOT, free_port
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import free_port
 from tests.test_video import _alive, _children, run_infer
 from tests.test_video_job_limits import raw_stream
 from tests.test_video_jobs import write_clip

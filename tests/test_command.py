@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from facemask.cli import annotate, watch
-from facemask.serving.local_server import REPO_ROOT, free_port, wait_for_health
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import free_port, wait_for_health
 
 COMMON = {"--classifier-url", "--local", "--detector", "--threshold", "--detect-every"}
 

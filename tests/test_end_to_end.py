@@ -13,7 +13,8 @@ import requests
 
 from facemask.core.drawing import style_for
 from facemask.core.images import decode_image
-from facemask.serving.local_server import REPO_ROOT, LocalService
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import LocalService
 
 
 def run_infer(*args, classifier_url=None, timeout=300):

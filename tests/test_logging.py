@@ -14,9 +14,11 @@ from facemask.cli.runner import InputError
 from facemask.core.classifier import ModelMismatchError
 from facemask.core.errors import FacemaskError, ModelError, ModelNotFoundError, OptionError
 from facemask.core.images import ImageError
+from facemask.core.paths import REPO_ROOT
 from facemask.core.pipeline import ClassifierClient, ClassifierUnavailable
+from facemask.core.sessions import ProviderError
 from facemask.core.settings import Settings, SettingsError
-from facemask.serving.local_server import REPO_ROOT, ServiceStartError, free_port
+from facemask.serving.local_server import ServiceStartError, free_port
 from facemask.serving.service import ApiError
 from facemask.video.source import VideoSourceError
 from training.annotations import DatasetError
@@ -28,7 +30,7 @@ SAMPLE = REPO_ROOT / "sample-images" / "group_mixed.jpg"
     (DatasetError, ValueError), (ImageError, ValueError), (InputError, ValueError), (SettingsError, ValueError),
     (VideoSourceError, ValueError), (VideoRejected, ValueError), (OptionError, ValueError), (ModelError, ValueError),
     (ModelNotFoundError, FileNotFoundError), (ModelMismatchError, RuntimeError), (ClassifierUnavailable, RuntimeError),
-    (ServiceStartError, RuntimeError), (ApiError, Exception)])
+    (ServiceStartError, RuntimeError), (ProviderError, RuntimeError), (ApiError, Exception)])
 def test_every_error_type_shares_the_base_and_keeps_its_builtin_type(error, builtin):
     assert issubclass(error, FacemaskError) and issubclass(error, builtin)
 

@@ -1,6 +1,7 @@
 """The package installs outside the checkout: its dependencies, the models as package data, the `facemask` command."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from packaging.requirements import Requirement
 
 from facemask.core.classes import CLASSES
 from facemask.core.paths import REPO_ROOT
@@ -39,22 +41,96 @@ def _project() -> dict:
 
 
 def test_declared_dependencies_are_the_requirements_files():
-    """pyproject.toml and the requirements files (Dockerfiles, CI, the README's commands) name the same pins."""
-    project = _project()
-    assert project["dependencies"] == _requirements(REPO_ROOT / "requirements.txt")
-    runtime = set(project["dependencies"])
+    """pyproject.toml and the requirements files (Dockerfiles, CI, the README's commands) name the same pins: the
+    base install and the cli, serve and watch extras together are requirements.txt."""
+    project, extras = _project(), _project()["optional-dependencies"]
+    applications = [line for name in ("cli", "serve", "watch") for line in extras[name] if line != "facemask[cli]"]
+    assert sorted({*project["dependencies"], *applications}) == sorted(_requirements(REPO_ROOT / "requirements.txt"))
+    runtime = set(_requirements(REPO_ROOT / "requirements.txt"))
     train = [line for line in _requirements(REPO_ROOT / "requirements-train.txt") if line not in runtime]
-    assert project["optional-dependencies"]["train"] == train
+    assert extras["train"] == train
     dev = [line for line in _requirements(REPO_ROOT / "requirements-dev.txt") if line not in runtime | set(train)]
-    assert project["optional-dependencies"]["dev"] == ["facemask[train]", *dev]
-    assert "serve" in project["optional-dependencies"]
+    assert extras["dev"] == ["facemask[serve,watch,train]", *dev]
+    web = {"flask", "gunicorn", "gevent"}
+    assert not {_name(line) for line in project["dependencies"]} & web  # the base install is the library
+    assert web <= {_name(line) for line in extras["serve"]}
+    assert extras["gpu"] == _requirements(REPO_ROOT / "requirements-gpu.txt")
     assert project["scripts"]["facemask"] == "facemask.cli.main:run"
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _closure(requirements: list[str]) -> list[importlib.metadata.Distribution]:
+    """The installed distributions these requirements need, theirs included (markers evaluated, no extras)."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo = [Requirement(line) for line in requirements]
+    while todo:
+        requirement = todo.pop()
+        name = _name(requirement.name)
+        if name in found or (requirement.marker and not requirement.marker.evaluate({"extra": ""})):
+            continue
+        found[name] = importlib.metadata.distribution(requirement.name)
+        todo += [Requirement(line) for line in found[name].requires or []]
+    return list(found.values())
+
+
+def _venv_with(environment: Path, requirements: list[str]) -> Path:
+    """A fresh venv, without system site-packages, holding exactly the installed distributions `requirements` need:
+    each one's files are linked from where this interpreter has them (its venv, user or system site-packages alike),
+    so nothing is downloaded and nothing else is importable there."""
+    venv.create(environment, system_site_packages=False, with_pip=False)
+    python = environment / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    for distribution in _closure(requirements):
+        top_level = {Path(str(file)).parts[0] for file in distribution.files or [] if not str(file).startswith("..")}
+        for name in top_level:
+            origin = Path(str(distribution.locate_file(name)))
+            if (site / name).exists():  # a namespace folder two distributions share (zope), linked with the first
+                continue
+            if origin.is_dir():
+                shutil.copytree(origin, site / name, copy_function=_link_or_copy,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                _link_or_copy(origin, site / name)
+    return python
+
+
+def _link_or_copy(origin, target) -> None:
+    """A hard link, instant and free; a copy where there can be none (another file system, a file not ours). Not a
+    symbolic link: OpenCV's loader follows one back to this interpreter's cv2 and refuses to load."""
+    try:
+        os.link(origin, target)
+    except OSError:
+        shutil.copy2(origin, target)
+
+
+def _pip_install(python: Path, wheel: Path, extras: str, env: dict, cwd: Path) -> None:
+    # --no-index: every declared dependency must already be satisfied, or the install fails here.
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "-q",
+                                f"{wheel}{extras}"], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+    assert installed.returncode == 0, installed.stderr
+
+
+def test_a_test_venv_gets_exactly_the_declared_dependencies_from_wherever_they_are_installed():
+    """The wheel test's venvs take each dependency (and theirs) from where this interpreter finds it, not from the
+    base interpreter's site-packages: under a virtualenv those hold nothing (the README's test command failed
+    there), under the system interpreter everything."""
+    base = {_name(d.metadata["Name"]) for d in _closure(_project()["dependencies"])}
+    assert {"onnxruntime", "numpy", "opencv-python-headless", "pillow", "requests", "urllib3"} <= base
+    assert not base & {"flask", "gunicorn", "gevent", "werkzeug", "tqdm", "norfair-enough", "scipy"}
+    serve = {_name(d.metadata["Name"]) for d in _closure(["flask>=3.0", "gevent>=24.2"])}
+    assert {"flask", "werkzeug", "jinja2", "gevent", "greenlet"} <= serve
 
 
 @pytest.mark.slow
 def test_wheel_installs_in_a_fresh_venv_and_annotates_a_photo(tmp_path, sample_paths):
-    """Build the wheel from the package's sources only, install it in a venv outside the checkout (offline: the
-    dependencies come from this machine's site-packages, which the venv can see), then use the `facemask` command."""
+    """Build the wheel from the package's sources only and install it in venvs outside the checkout, offline: each
+    venv holds exactly the declared dependencies, linked from wherever this interpreter has them (so the test passes
+    under a virtualenv as under the system interpreter). The base install runs facemask.load().detect() with no web
+    stack; with [serve] the `facemask` command annotates a photo, starting the installed classifier service."""
     source = tmp_path / "source"
     source.mkdir()
     for name in PACKAGE_SOURCES:
@@ -71,14 +147,33 @@ def test_wheel_installs_in_a_fresh_venv_and_annotates_a_photo(tmp_path, sample_p
                                                       wheel.name.split("-py3")[0] + ".dist-info"}
     assert "classification/model/mask_classifier.onnx" in names and "detection/gunicorn.conf.py" in names
 
-    environment = tmp_path / "venv"
-    venv.create(environment, system_site_packages=True, with_pip=False)
-    python, command = environment / "bin" / "python", environment / "bin" / "facemask"
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "CLASSIFIER_URL")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    # --no-index: every declared dependency must already be satisfied, or the install fails here.
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "-q", str(wheel)],
-                   check=True, capture_output=True, timeout=300, cwd=tmp_path, env=env)
+    project = _project()
+
+    # The base install: the library, in a venv with only its declared dependencies. No web stack, no tracker.
+    base = _venv_with(tmp_path / "base", project["dependencies"])
+    _pip_install(base, wheel, "", env, tmp_path)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes((REPO_ROOT / "sample-images" / "group_mixed.jpg").read_bytes())
+    library = subprocess.run([str(base), "-c", "import importlib.util, facemask; faces = facemask.load().detect("
+                              f"{str(photo)!r}); print(len(faces), [m for m in ('flask', 'gunicorn', 'gevent', "
+                              "'tqdm', 'norfair') if importlib.util.find_spec(m)])"],
+                             capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert library.returncode == 0, library.stderr
+    assert library.stdout.split(maxsplit=1) == ["6", "[]\n"], library.stdout
+    command = subprocess.run([str(tmp_path / "base" / "bin" / "facemask"), "annotate", "--is_image", "--in_path",
+                              str(photo), "--out_path", str(tmp_path / "none")], capture_output=True, text=True,
+                             cwd=tmp_path, env=env, timeout=120)
+    assert command.returncode == 2 and command.stderr == "error: facemask annotate needs tqdm, which is not installed\n"
+
+    # With the serve extra (and the cli extra it brings): the command, and the classifier service it starts.
+    environment = tmp_path / "venv"
+    extras = project["optional-dependencies"]
+    python = _venv_with(environment, [*project["dependencies"], *extras["cli"],
+                                      *(line for line in extras["serve"] if not line.startswith("facemask"))])
+    command = environment / "bin" / "facemask"
+    _pip_install(python, wheel, "[serve]", env, tmp_path)
 
     where = subprocess.run([str(python), "-c", "import facemask, infer; print(facemask.__file__, infer.__file__)"],
                            check=True, capture_output=True, text=True, cwd=tmp_path, env=env).stdout.split()
@@ -92,8 +187,6 @@ def test_wheel_installs_in_a_fresh_venv_and_annotates_a_photo(tmp_path, sample_p
                            timeout=60)
     assert usage.returncode == 0 and re.match(r"usage: facemask ", usage.stdout), usage.stderr
 
-    photo = tmp_path / "photo.jpg"
-    photo.write_bytes((REPO_ROOT / "sample-images" / "group_mixed.jpg").read_bytes())
     # A classifier URL where nothing answers: the command starts the installed classifier service for the run.
     result = subprocess.run([str(command), "--is_image", "--in_path", str(photo), "--out_path", str(tmp_path / "out"),
                              "--classifier-url", f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True,

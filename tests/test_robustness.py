@@ -16,7 +16,8 @@ import requests
 from PIL import Image
 
 from facemask.core.images import decode_image
-from facemask.serving.local_server import REPO_ROOT, LocalService
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import LocalService
 
 
 def encoded(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:

@@ -116,10 +116,10 @@ def test_the_smallest_accepted_video_gives_a_playable_download(detection_service
 
 def test_an_output_no_player_reads_is_not_a_result(tmp_path):
     """The second guard, behind the size check: every video is read back before it counts as written."""
-    from facemask.cli.runner import _decodes
+    from facemask.video.output import decodes  # the CLI's and the service's jobs' check
 
-    assert not _decodes(raw_stream(tmp_path / "two.webm", "VP80", (2, 2), 5))  # VP8 takes 2x2, writes no frame
-    assert _decodes(raw_stream(tmp_path / "sixteen.webm", "VP80", (16, 16), 5))
+    assert not decodes(raw_stream(tmp_path / "two.webm", "VP80", (2, 2), 5))  # VP8 takes 2x2, writes no frame
+    assert decodes(raw_stream(tmp_path / "sixteen.webm", "VP80", (16, 16), 5))
 
 
 # 8. A video sent as a form field, not a file.
@@ -178,7 +178,7 @@ def test_a_video_whose_header_lies_is_read_to_its_end(detection_service, tmp_pat
 def short_video_limit(classifier_service, tmp_path_factory):
     """A detection service that takes videos of 40 frames at most."""
     jobs = tmp_path_factory.mktemp("short-jobs")
-    env = {"CLASSIFIER_URL": classifier_service.url, "FACEMASK_VIDEO_JOBS_DIR": str(jobs), "MAX_VIDEO_FRAMES": "40"}
+    env = {"CLASSIFIER_URL": classifier_service.url, "FACEMASK_JOBS_STORE": str(jobs), "MAX_VIDEO_FRAMES": "40"}
     with LocalService("detection", workers=1, env=env, log_path=jobs / "detection.log") as service:
         yield service
 

@@ -45,11 +45,11 @@ def test_every_variable_the_code_names_is_a_setting():
 
 def test_defaults_and_parsing():
     assert Settings.from_env({}) == Settings()
-    settings = Settings.from_env({"MAX_UPLOAD_MB": "5", "ACCESS_LOG": "1", "FACEMASK_VIDEO_JOBS_DIR": "/srv/jobs",
+    settings = Settings.from_env({"MAX_UPLOAD_MB": "5", "ACCESS_LOG": "1", "FACEMASK_JOBS_STORE": "/srv/jobs",
                                   "CLASSIFIER_URL": " http://a:1,http://b:2 ", "WEB_CONCURRENCY": "",
                                   "FACEMASK_DETECTOR_MODEL": "stock"})
     assert settings.max_upload_bytes == 5_000_000 and settings.access_log is True
-    assert settings.video_jobs_folder == Path("/srv/jobs") and settings.classifier_url == "http://a:1,http://b:2"
+    assert settings.jobs_folder == Path("/srv/jobs") and settings.classifier_url == "http://a:1,http://b:2"
     assert settings.web_concurrency == 2  # empty counts as unset
     assert settings.service_bind(8000) == "0.0.0.0:8000" and Settings(port=9000).service_bind(8000) == "0.0.0.0:9000"
     with pytest.raises(FrozenInstanceError):

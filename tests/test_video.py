@@ -25,9 +25,9 @@ from facemask.core.boxes import iou
 from facemask.core.crops import crop_face
 from facemask.core.detector import RetinaFaceDetector
 from facemask.core.images import decode_image, encode_png
+from facemask.core.paths import REPO_ROOT
 from facemask.core.pipeline import ClassifierClient, MaskPipeline
 from facemask.core.results import UNCLASSIFIED
-from facemask.serving.local_server import REPO_ROOT
 from facemask.video.loop import VideoAnnotator
 from facemask.video.tracking import LabelSmoother, TrackedFace, follow_faces, to_gray
 from facemask.video.tracks import VideoSettings

@@ -105,7 +105,7 @@ def test_control_characters_in_a_name_give_working_downloads(detection_service, 
 def small_queue(classifier_service, tmp_path_factory):
     """One worker that queues 3 videos at most, 2 per client."""
     jobs = tmp_path_factory.mktemp("queue-jobs")
-    env = {"CLASSIFIER_URL": classifier_service.url, "FACEMASK_VIDEO_JOBS_DIR": str(jobs), "MAX_VIDEO_JOBS": "3",
+    env = {"CLASSIFIER_URL": classifier_service.url, "FACEMASK_JOBS_STORE": str(jobs), "MAX_VIDEO_JOBS": "3",
            "MAX_VIDEO_JOBS_PER_CLIENT": "2"}
     with LocalService("detection", workers=1, env=env, log_path=jobs / "detection.log") as service:
         yield service
@@ -129,8 +129,11 @@ def test_the_job_queue_is_bounded_per_client_and_in_all(small_queue, face_clip):
 
 
 @pytest.mark.slow  # a service of its own, a worker killed mid-job and a new one booted
-def test_jobs_of_a_killed_worker_are_marked_failed(small_queue, face_clip):
-    """A worker killed mid-job left its job "running" (and the ones queued behind it) for ever."""
+def test_a_killed_workers_job_fails_with_its_reason_and_the_next_one_is_taken_up(small_queue, face_clip):
+    """A worker killed mid-job left its job "running" (and the ones queued behind it) for ever. Now the running
+    one is failed once its heartbeat is stale, and the queued one is run by the next process that is free."""
+    from facemask.jobs.local import HEARTBEAT_STALE_S
+
     submitted = [post_video(small_queue.url, f"job{i}.mp4", face_clip)[1] for i in range(2)]
     deadline = time.monotonic() + 60
     while requests.get(small_queue.url + submitted[0]["status_url"], timeout=10).json()["state"] != "running":
@@ -139,9 +142,48 @@ def test_jobs_of_a_killed_worker_are_marked_failed(small_queue, face_clip):
     (worker,) = map(int, subprocess.run(["pgrep", "-P", str(small_queue.process.pid)], capture_output=True,
                                         text=True).stdout.split())
     os.kill(worker, signal.SIGKILL)
-    for body in submitted:  # gunicorn starts a new worker; it answers the polls
-        status = wait_for_job(small_queue.url, body["status_url"], timeout=120)
-        assert status["state"] == "failed" and "upload it again" in status["error"], status
+    killed_at = time.monotonic()
+    # gunicorn starts a new worker; it answers the polls and takes the queued job
+    status = wait_for_job(small_queue.url, submitted[0]["status_url"], timeout=HEARTBEAT_STALE_S + 60)
+    assert status["state"] == "failed" and "upload it again" in status["error"], status
+    assert time.monotonic() - killed_at < HEARTBEAT_STALE_S + 30
+    status = wait_for_job(small_queue.url, submitted[1]["status_url"], timeout=300)
+    assert status["state"] == "done" and status["frames_done"] == 150, status
+
+
+@pytest.mark.slow  # the per-client limit: jobs run in full
+def test_a_forwarded_header_is_not_trusted_unless_configured(small_queue, tmp_path):
+    """FACEMASK_TRUSTED_PROXIES is 0 here: X-Forwarded-For cannot make one client look like many."""
+    clip = write_clip(tmp_path / "tiny.mp4", [np.full((48, 64, 3), 90, np.uint8)] * 5)
+    answers = [requests.post(small_queue.url + "/videos", files={"video": clip.open("rb")},
+                             headers={"X-Forwarded-For": f"10.9.9.{i}"}, timeout=60) for i in range(3)]
+    assert [answer.status_code for answer in answers] == [202, 202, 429], [answer.text for answer in answers]
+    for answer in answers[:2]:
+        assert wait_for_job(small_queue.url, answer.json()["status_url"])["state"] == "done"
+
+
+@pytest.mark.slow  # a service of its own whose jobs expire in seconds
+def test_finished_jobs_expire_when_read_and_on_a_timer(classifier_service, tmp_path):
+    """Issue 35: a finished job 3 hours old still answered 200 until the next upload removed it."""
+    jobs = tmp_path / "jobs"
+    env = {"CLASSIFIER_URL": classifier_service.url, "FACEMASK_JOBS_STORE": str(jobs),
+           "FACEMASK_JOBS_RETENTION_H": "0.001"}  # 3.6 s
+    clip = write_clip(tmp_path / "tiny.mp4", [np.full((48, 64, 3), 90, np.uint8)] * 5)
+    with LocalService("detection", workers=1, env=env, log_path=tmp_path / "detection.log") as service:
+        first, second = (requests.post(service.url + "/videos", files={"video": clip.open("rb")}, timeout=60).json()
+                         for _ in range(2))
+        for job in (first, second):
+            done = wait_for_job(service.url, job["status_url"])
+            assert done["state"] == "done"
+        assert requests.get(service.url + done["video_url"], timeout=10).status_code == 200
+        deadline = time.monotonic() + 30
+        while (jobs / first["id"]).exists():  # nobody reads it: the timer removes it
+            assert time.monotonic() < deadline, "an expired job's files stayed"
+            time.sleep(0.2)
+        for url in (second["status_url"], done["video_url"]):
+            response = requests.get(service.url + url, timeout=10)
+            assert response.status_code == 404 and "kept for 0.001 h" in response.json()["error"], response.text
+        assert not (jobs / second["id"]).exists()
 
 
 def test_frames_over_full_hd_are_annotated_at_full_hd(detection_service, tmp_path):

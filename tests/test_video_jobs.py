@@ -5,7 +5,6 @@ import json
 import re
 import socket
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,19 +12,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from facemask.serving.local_server import REPO_ROOT
+from bench.queue_jobs import write_clip  # noqa: F401  (the other video tests import it from here)
+from facemask.core.paths import REPO_ROOT
 from tests.test_service_hardening import read_response
 
 STATIC = REPO_ROOT / "detection" / "app" / "static"
-
-
-def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10) -> Path:
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 def stage_count(base: str, stage: str) -> float:
@@ -159,3 +150,57 @@ def test_unknown_jobs_are_404(detection_service):
     # These reach the job-id check itself (no slash left for the router to refuse):
     for path in ("/videos/..", "/videos/%2e%2e", "/videos/..%5C..%5Cetc%5Cpasswd"):
         assert "no video job" in json.loads(raw_get(detection_service.url, path)[1])["error"], path
+
+
+def test_a_zip_of_photos_is_annotated_into_a_zip_with_csv_and_json(detection_service, sample_paths, sample_labels):
+    """POST /batches on one machine (no queue): the same job as on the queue (tests/test_queue_jobs.py)."""
+    import io
+    import json
+    import zipfile
+
+    upload = io.BytesIO()
+    with zipfile.ZipFile(upload, "w") as archive:
+        for path in sample_paths:
+            archive.write(path, f"shots/{path.name}")
+        archive.writestr("__MACOSX/shots/._x.jpg", b"resource fork")
+        archive.writestr("readme.txt", b"not a photo")
+    response = requests.post(detection_service.url + "/batches", files={"photos": ("shots.zip", upload.getvalue())},
+                             timeout=60)
+    assert response.status_code == 202, response.text
+    assert response.json()["photos_total"] == len(sample_paths)
+    status = wait_for_job(detection_service.url, response.json()["status_url"])
+    assert status["state"] == "done" and status["photos_annotated"] == len(sample_paths), status
+    download = requests.get(detection_service.url + status["zip_url"], timeout=30)
+    assert download.headers["Content-Type"] == "application/zip"
+    assert download.headers["Content-Disposition"] == "attachment; filename=shots_annotated.zip"
+    archive = zipfile.ZipFile(io.BytesIO(download.content))
+    faces = json.loads(archive.read("faces.json"))
+    assert {photo["photo"]: len(photo["faces"]) for photo in faces["photos"]} == {
+        f"shots/{path.name}": len(sample_labels[path.name]) for path in sample_paths}
+    assert len(archive.read("faces.csv").decode().splitlines()) == 1 + sum(map(len, sample_labels.values()))
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"photos": ("notes.txt", b"text")}, "no photos found"),
+    ({"photos": ("broken.zip", b"PK\x03\x04broken")}, "no photos found"),
+])
+def test_bad_batches_get_a_clear_400(detection_service, files, message):
+    response = requests.post(detection_service.url + "/batches", files=files, timeout=30)
+    assert response.status_code == 400 and message in response.json()["error"], response.text
+
+
+@pytest.mark.parametrize("env, code, message", [
+    ({"FACEMASK_QUEUE_URL": ""}, 2, "set FACEMASK_QUEUE_URL"),
+    ({"FACEMASK_QUEUE_URL": "redis://127.0.0.1:1/0"}, 1, "cannot reach the queue at FACEMASK_QUEUE_URL"),
+    ({"FACEMASK_QUEUE_URL": "redis://127.0.0.1:1/0", "FACEMASK_ORT_PROVIDERS": "cuda,cpu"}, 2, "CPU only"),
+])
+def test_the_worker_command_says_in_one_line_what_it_needs(env, code, message):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "facemask", "worker"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **env}, cwd=REPO_ROOT)
+    assert result.returncode == code, result.stderr
+    assert result.stderr.startswith("facemask worker: ") and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -11,8 +11,8 @@ import pytest
 from facemask.core.crops import SERVED
 from facemask.core.detector import RetinaFaceDetector
 from facemask.core.images import decode_image
-from facemask.core.results import Classification, FaceResult, NotClassified
-from facemask.serving.local_server import REPO_ROOT
+from facemask.core.paths import REPO_ROOT
+from facemask.core.results import Classification, FaceResult, Faces, NotClassified
 from facemask.video.output import FinishedFrame, FrameWriter, JsonFramesWriter
 from facemask.video.source import ReadAhead
 from facemask.video.summary import StageTimes
@@ -108,8 +108,8 @@ def test_the_writer_writes_the_video_and_a_complete_json_record(photo_and_face, 
     record = JsonFramesWriter(out.with_suffix(".json"), {"source": "test"})
     done: list[int] = []
     writer = FrameWriter(out, 10.0, record, StageTimes(), done.append)
-    shown = [FaceResult.from_prediction([10, 10, 60, 60], [], 0.9, MASKED, track_id=1, source="detected",
-                                        confirmed=True)]
+    shown = Faces.from_rows([FaceResult.from_prediction([10, 10, 60, 60], [], 0.9, MASKED, track_id=1,
+                                                        source="detected", confirmed=True)])
     writer.put([FinishedFrame(image, shown, {"frame": i, "faces": shown}) for i in range(5)])
     writer.close()
     record.close({"frames_total": writer.written})

@@ -23,8 +23,9 @@ from facemask.cli.watch import parse_args
 from facemask.core.detector import RetinaFaceDetector
 from facemask.core.drawing import GREEN, RED
 from facemask.core.images import decode_image
+from facemask.core.paths import REPO_ROOT
 from facemask.core.privacy import anonymize
-from facemask.serving.local_server import REPO_ROOT, free_port
+from facemask.serving.local_server import free_port
 from facemask.video.loop import VIDEO_DETECT_OPTIONS
 from facemask.watch.metrics import WatchMetrics
 from facemask.watch.options import WatchOptions

@@ -23,7 +23,8 @@ import pytest
 import requests
 
 from facemask.core.images import decode_image
-from facemask.serving.local_server import REPO_ROOT, LocalService, free_port
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import LocalService, free_port
 from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")

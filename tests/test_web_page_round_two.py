@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from facemask.core.images import decode_image
-from facemask.serving.local_server import REPO_ROOT, LocalService
+from facemask.core.paths import REPO_ROOT
+from facemask.serving.local_server import LocalService
 from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING
 from tests.test_url_fetch import server  # noqa: F401  (the loopback photo server: /photo.jpg, /to/<url>)
 from tests.test_web_page import (  # noqa: F401  (browser, downloads, no_console_errors: fixtures used here)
@@ -250,7 +251,7 @@ def store_service(classifier_service, tmp_path_factory):
     test-only URL_FETCH_ALLOW_LOOPBACK."""
     folder = tmp_path_factory.mktemp("store")
     with LocalService("detection", workers=1, env={
-            "CLASSIFIER_URL": classifier_service.url, "FACEMASK_VIDEO_JOBS_DIR": str(folder / "video-jobs"),
+            "CLASSIFIER_URL": classifier_service.url,
             "FACEMASK_JOBS_STORE": str(folder / "store"), "URL_FETCH_ALLOW_LOOPBACK": "1"},
             log_path=folder / "detection.log") as service:
         yield service

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from training import train
 from training.validate import evaluate
@@ -46,7 +47,7 @@ def main(argv=None) -> list[dict]:
         if args.only and not any(name.startswith(prefix) for prefix in args.only):
             continue
         run = args.out / name.split(":")[0].replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
-        row = {"model": name, "article_accuracy": article}
+        row: dict[str, Any] = {"model": name, "article_accuracy": article}
         config = run / "train_config.json"
         if args.retrain or not config.is_file() or json.loads(config.read_text()).get("epochs") != args.epochs:
             try:
@@ -73,11 +74,11 @@ def main(argv=None) -> list[dict]:
              "| model | article | ours (test) | masked recall | ONNX MB | crops/s (batch 64) | train min |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:
-        article = f"{row['article_accuracy']:.2f}" if row["article_accuracy"] else "-"
+        cited = f"{row['article_accuracy']:.2f}" if row["article_accuracy"] else "-"
         if row["status"] != "ok":
-            lines.append(f"| {row['model']} | {article} | skipped: {row['reason'].split(';')[0]} | | | | |")
+            lines.append(f"| {row['model']} | {cited} | skipped: {row['reason'].split(';')[0]} | | | | |")
             continue
-        lines.append(f"| {row['model']} | {article} | {row['test_accuracy']:.4f} | {row['with_mask_recall']:.4f} | "
+        lines.append(f"| {row['model']} | {cited} | {row['test_accuracy']:.4f} | {row['with_mask_recall']:.4f} | "
                      f"{row['model_mb']} | {row['crops_per_s']} | {row['train_minutes']} |")
     args.table.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -68,10 +68,10 @@ class RandomLowResolution(RandTransform):
 
     def encodes(self, image: PILImage):
         side = self.min_side + round(self.position * (image.size[0] - self.min_side))
-        small = image.resize((side, side), Image.BILINEAR)
+        small = image.resize((side, side), Image.Resampling.BILINEAR)
         if self.radius:
             small = small.filter(ImageFilter.GaussianBlur(self.radius))
-        return PILImage(small.resize(image.size, Image.BILINEAR))
+        return PILImage(small.resize(image.size, Image.Resampling.BILINEAR))
 
 
 class RandomCameraConditions(RandTransform):

@@ -140,7 +140,7 @@ def crop_set_samples(manifest: Path, data_root: Path, split: str = "train",
         rows = [r for r in csv.DictReader(handle) if r["status"] == "ok" and r["split"] == split
                 and not r["group"].startswith("scene:")]
     return [FaceImage(data_root / row["source"], to_head_box(json.loads(row["box"]))[None],
-                      np.asarray(json.loads(row["landmarks"]), dtype=np.float32)[None], "crop", tuple(long_sides))
+                      np.asarray(json.loads(row["landmarks"]), dtype=np.float32)[None], "crop", long_sides)
             for row in rows]
 
 

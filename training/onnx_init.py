@@ -61,7 +61,8 @@ def trainable_module(path: str | Path, classes: list[str], seed: int = 0) -> tor
     old = numpy_helper.to_array(weights)
     rng = np.random.default_rng(seed)
     columns = [old[:, old_classes.index(name)] if name in old_classes
-               else old.mean(axis=1) + rng.normal(0.0, 0.01, old.shape[0]).astype(old.dtype) for name in classes]
+               else old.mean(axis=1) + np.asarray(rng.normal(0.0, 0.01, old.shape[0]), dtype=old.dtype)
+               for name in classes]
     weights.CopyFrom(numpy_helper.from_array(np.stack(columns, axis=1).astype(np.float32), weights.name))
 
     graph = model.graph

@@ -47,8 +47,9 @@ def main(argv=None) -> None:
     with tarfile.open(args.out, "w:gz") as archive:
         for source, packed in tqdm(zip(sources, manifest["crop"]), total=len(sources), desc="pack", unit="crop"):
             image = cv2.imread(str(args.prepared / source), cv2.IMREAD_COLOR)
-            ok, encoded = cv2.imencode(f".{args.format}", image, [quality_flag, args.quality])
-            if image is None or not ok:
+            ok, encoded = (False, None) if image is None else cv2.imencode(
+                f".{args.format}", image, [quality_flag, args.quality])
+            if image is None or not ok or encoded is None:
                 raise SystemExit(f"error: cannot read or encode {args.prepared / source}")
             add_bytes(archive, f"prepared/{packed}", encoded.tobytes())
         add_bytes(archive, "prepared/manifest.csv", manifest.to_csv(index=False).encode())

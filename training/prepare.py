@@ -77,14 +77,14 @@ def group_near_duplicates(hashes: dict[str, imagehash.ImageHash]) -> dict[str, i
 def split_groups(rows: list[dict], seed: int) -> None:
     """Stratified split by group: every group lands wholly in one split, class proportions kept."""
     rng = random.Random(seed)
-    by_label = defaultdict(lambda: defaultdict(list))
+    by_label: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         by_label[row["label"]][row["group"]].append(row)
     for _label, groups in sorted(by_label.items()):
         group_ids = sorted(groups)
         rng.shuffle(group_ids)
         total = sum(len(groups[g]) for g in group_ids)
-        counts = Counter()
+        counts: Counter[str] = Counter()
         for group_id in group_ids:
             # Fill the split that is furthest below its quota, so groups of any size keep the fractions.
             split = min(SPLIT_FRACTIONS, key=lambda s: counts[s] / total - SPLIT_FRACTIONS[s])
@@ -135,7 +135,9 @@ def main(argv=None) -> dict:
         files += [(path, label) for path in (found[: args.limit] if args.limit else found)]
 
     detector = RetinaFaceDetector(model=args.detector)
-    rows, seen_md5, dhashes = [], {}, {}
+    rows: list[dict] = []
+    seen_md5: dict[str, str] = {}
+    dhashes: dict = {}
     for path, label in tqdm(files, desc="detect + crop", unit="img"):
         row = manifest_row(source=str(path.relative_to(args.data)), label=label, dataset=args.data.name)
         rows.append(row)

@@ -120,9 +120,9 @@ def _hand_polygons(rng: np.random.Generator) -> list[np.ndarray]:
         rotation = cv2.getRotationMatrix2D((0, 0), angle, 1.0)[:, :2]
         finger_centre = centre + rotation @ offset
         length = rng.uniform(32.0, 44.0)
-        polygons.append(cv2.ellipse2Poly((int(finger_centre[0] * 8), int(finger_centre[1] * 8)),
-                                         (int(length * 8), int(rng.uniform(4.5, 6.0) * 8)), int(angle), 0, 360, 10)
-                        .astype(np.float32) / 8.0)
+        polygons.append(np.asarray(cv2.ellipse2Poly((int(finger_centre[0] * 8), int(finger_centre[1] * 8)),
+                                                    (int(length * 8), int(rng.uniform(4.5, 6.0) * 8)), int(angle),
+                                                    0, 360, 10), dtype=np.float32) / 8.0)
     return polygons
 
 
@@ -172,7 +172,7 @@ def draw_mask(image_rgb: np.ndarray, landmarks, kind: str, rng: np.random.Genera
         face_brightness = float(np.mean(_skin_colour(image_rgb, matrix))) / 150.0
         texture *= float(np.clip(face_brightness, 0.35, 1.25)) ** 0.7
     feather = max(1, int(round(pixels_per_unit * 1.2))) * 2 + 1
-    alpha = cv2.GaussianBlur(alpha, (feather, feather), 0)
+    alpha = np.asarray(cv2.GaussianBlur(alpha, (feather, feather), 0), dtype=np.float32)
 
     canvas_to_image = _compose(matrix, np.linalg.inv(np.vstack([to_canvas, [0, 0, 1]]))[:2])
     size = (image_rgb.shape[1], image_rgb.shape[0])
@@ -192,8 +192,7 @@ def choose_kind(rng: np.random.Generator, hands: bool = True) -> str:
     kinds, weights = ["worn", "below_nose", "on_chin", "hand"], [0.3, 0.35, 0.2, 0.15]
     if not hands:
         kinds, weights = kinds[:3], weights[:3]
-    weights = np.array(weights) / sum(weights)
-    return str(rng.choice(kinds, p=weights))
+    return str(rng.choice(kinds, p=np.array(weights) / sum(weights)))
 
 
 SYNTHETIC_DATASET = "synthetic_masks"
@@ -216,6 +215,7 @@ def synthetic_rows(rows: list[dict], image_roots: dict[str, Path], out: Path, se
         path = Path(image_roots[row["dataset"]]) / row["source"].split("#")[0]
         if path != cached_path:
             cached_path, image = path, decode_image(path)
+        assert image is not None  # decoded for this photo just above, or for the previous face of it
         landmarks = np.array(json.loads(row["landmarks"]), np.float32)
         box = json.loads(row["box"]) if row["box"] else None
         for variant in range(per_face):

@@ -6,6 +6,7 @@ from flask import Flask
 from classification.app.routes import blueprint
 from facemask.core.classifier import MaskClassifier
 from facemask.core.errors import LOGGER, configure_logging
+from facemask.core.sessions import session_providers
 from facemask.core.settings import Settings
 from facemask.serving.service import Metrics, configure_upload_limit, install_error_handlers, install_security_headers
 
@@ -25,7 +26,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(blueprint)
     classifier = app.extensions["classifier"]
-    LOGGER.info("classification service: model %s, classes %s, ONNX Runtime threads %s, upload limit %g MB",
-                classifier.model_path, ", ".join(classifier.classes), settings.ort_threads or "default",
+    LOGGER.info("classification service: model %s on %s, classes %s, ONNX Runtime threads %s, upload limit %g MB",
+                classifier.model_path, ", ".join(session_providers(classifier.session)), ", ".join(classifier.classes),
+                settings.ort_threads or "default",
                 settings.max_upload_mb)
     return app

@@ -120,6 +120,8 @@ def info():
     return jsonify({"detector": public_detector_config(_pipeline().detector.config()),
                     "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
                     "max_video_frames": current_app.extensions["settings"].max_video_frames,
+                    "max_batch_photos": current_app.extensions["settings"].max_batch_photos,
+                    "queue": bool(current_app.extensions["settings"].queue_url),
                     # What drawing.py draws, so that the page's own drawings (a filtered download) look the same.
                     "drawn_labels": {label: {"text": text, "colour": colour, "text_colour": text_colour_on(colour)}
                                      for label, (text, colour) in LABEL_STYLE.items()},

@@ -1,7 +1,8 @@
-"""The upload page (GET /) and the video jobs behind its progress bar.
+"""The upload page (GET /) and the video and batch jobs behind its progress bars.
 
 The page itself is static (detection/app/static: HTML, CSS and JavaScript, no framework, no CDN); photos go to
-POST /detect?annotated=1, videos to POST /videos, whose progress is polled at GET /videos/<id>. A photo from a URL
+POST /detect?annotated=1, videos to POST /videos, whose progress is polled at GET /videos/<id>, and many photos at
+once (files or a zip) to POST /batches, polled at GET /batches/<id>, whose result is a zip. A photo from a URL
 goes to POST /fetch-photo (fetched here, detection/app/url_fetch.py). With the jobs store on, results have links
 (GET /r/<id>, read by the page from GET /results/<id>).
 """
@@ -18,7 +19,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 from detection.app.routes import detect_answer, shared_url
 from detection.app.shared_results import SharedResults
 from detection.app.url_fetch import PhotoFetcher, UrlRefused
-from detection.app.video_jobs import JobsBusy, VideoJobs, VideoRejected
+from detection.app.video_jobs import Jobs, JobsBusy, VideoRejected
 from detection.app.video_people import person_thumbnails
 from facemask.core.paths import REPO_ROOT
 from facemask.core.pipeline import ClassifierUnavailable
@@ -33,8 +34,8 @@ MAX_NAME_LENGTH = 200
 blueprint = Blueprint("web", __name__)
 
 
-def _jobs() -> VideoJobs:
-    return current_app.extensions["video_jobs"]
+def _jobs() -> Jobs:
+    return current_app.extensions["jobs"]
 
 
 @blueprint.get("/")
@@ -101,7 +102,7 @@ def share_video():
     if shared is None:
         raise ApiError(404, "results are not kept on this service (FACEMASK_JOBS_STORE is not set)")
     job_id = str((request.get_json(silent=True) or {}).get("video_job", ""))
-    status = _jobs().status(job_id)
+    status = _jobs().status(job_id, "video")
     if status is None or status["state"] != "done":
         raise ApiError(404, f"no finished video job {job_id}")
     status = {**status, "video_url": url_for("web.video_result", job_id=job_id, kind="video"),
@@ -120,15 +121,36 @@ def submit_video():
     name = _display_name(name)
     if not data:
         raise ApiError(400, f"{name}: empty file")
+    status = _submitted(name, lambda: _jobs().submit_video(name, data, client=_client()))
+    return jsonify({**status, "status_url": url_for("web.video_status", job_id=status["id"])}), 202
+
+
+@blueprint.post("/batches")
+def submit_batch():
+    """Queue many photos (files in any multipart field, or one zip of them) as one job whose result is a zip of the
+    annotated photos with faces.csv and faces.json: 202 with the job's status and where to poll it."""
+    files = [(_display_name(name), data) for name, data in uploaded_files() if data]
+    if not files:
+        raise ApiError(400, "send photos (multipart fields, any name) or one zip of them")
+    status = _submitted("batch", lambda: _jobs().submit_batch(files, client=_client()))
+    return jsonify({**status, "status_url": url_for("web.batch_status", job_id=status["id"])}), 202
+
+
+def _client() -> str:
+    """The peer address, or the forwarded one where FACEMASK_TRUSTED_PROXIES says how many proxies to trust
+    (werkzeug's ProxyFix, installed by create_app, has already put it in remote_addr)."""
+    return request.remote_addr or ""
+
+
+def _submitted(name: str, submit) -> dict:
     try:
-        status = _jobs().submit(name, data, client=request.remote_addr or "")
+        return submit()
     except VideoRejected as error:
         raise ApiError(400, f"{name}: {error}") from None
     except JobsBusy as error:
         raise ApiError(error.status, f"{name}: {error}", headers={"Retry-After": str(error.retry_after)}) from None
     except ClassifierUnavailable as error:
         raise ApiError(503, f"{name}: {error}", headers={"Retry-After": "10"}) from None
-    return jsonify({**status, "status_url": url_for("web.video_status", job_id=status["id"])}), 202
 
 
 def _display_name(name: str) -> str:
@@ -138,11 +160,17 @@ def _display_name(name: str) -> str:
     return cleaned[:MAX_NAME_LENGTH] or "video"
 
 
+def _status_or_404(job_id: str, kind: str) -> dict:
+    status = _jobs().status(job_id, kind)
+    if status is None:
+        hours = current_app.extensions["settings"].jobs_retention_h
+        raise ApiError(404, f"no {kind} job {job_id} (finished jobs are kept for {hours:g} h)")
+    return status
+
+
 @blueprint.get("/videos/<job_id>")
 def video_status(job_id: str):
-    status = _jobs().status(job_id)
-    if status is None:
-        raise ApiError(404, f"no video job {job_id} (jobs are kept for an hour)")
+    status = _status_or_404(job_id, "video")
     if status["state"] == "done":
         status.update(video_url=url_for("web.video_result", job_id=job_id, kind="video"),
                       json_url=url_for("web.video_result", job_id=job_id, kind="json"))
@@ -151,8 +179,9 @@ def video_status(job_id: str):
 
 @blueprint.get("/videos/<job_id>/<any(video, json):kind>")
 def video_result(job_id: str, kind: str):
-    path, status = _jobs().result_file(job_id, kind), _jobs().status(job_id)
-    if path is None or status is None:  # status: None if the job expired in between
+    status = _status_or_404(job_id, "video")
+    path = _jobs().result_file(job_id, "video", kind)
+    if path is None:
         raise ApiError(404, f"video job {job_id} has no finished {kind}")
     stem = Path(status["filename"]).stem or "video"
     return send_file(path, mimetype="video/webm" if kind == "video" else "application/json",
@@ -165,7 +194,7 @@ def person_thumbnail(job_id: str, track_id: int):
     mode = request.args.get("privacy", "blur")
     if mode not in ("blur", "none"):
         raise ApiError(400, f"privacy must be blur or none, got {mode!r}")
-    video, record_path = _jobs().result_file(job_id, "video"), _jobs().result_file(job_id, "json")
+    video, record_path = _jobs().result_file(job_id, "video", "video"), _jobs().result_file(job_id, "video", "json")
     if video is None or record_path is None:
         raise ApiError(404, f"video job {job_id} has no finished video")
     cache = video.parent / f"people-{mode}"
@@ -181,3 +210,22 @@ def person_thumbnail(job_id: str, track_id: int):
     if not path.is_file():
         raise ApiError(404, f"no person #{track_id} in video job {job_id}")
     return Response(path.read_bytes(), mimetype="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+@blueprint.get("/batches/<job_id>")
+def batch_status(job_id: str):
+    status = _status_or_404(job_id, "batch")
+    if status["state"] == "done":
+        status["zip_url"] = url_for("web.batch_result", job_id=job_id)
+    return jsonify(status)
+
+
+@blueprint.get("/batches/<job_id>/zip")
+def batch_result(job_id: str):
+    status = _status_or_404(job_id, "batch")
+    path = _jobs().result_file(job_id, "batch", "zip")
+    if path is None:
+        raise ApiError(404, f"batch job {job_id} has no finished zip")
+    stem = Path(status["filename"]).stem.replace(" ", "_") or "photos"
+    return send_file(path, mimetype="application/zip", download_name=f"{stem}_annotated.zip", as_attachment=True,
+                     conditional=True)

@@ -47,6 +47,7 @@ from facemask.core.detector import (  # noqa: E402
 from facemask.core.errors import LOGGER, FacemaskError, configure_logging  # noqa: E402
 from facemask.core.pipeline import ClassifierClient, MaskPipeline  # noqa: E402
 from facemask.core.privacy import redact_url  # noqa: E402
+from facemask.core.sessions import session_providers  # noqa: E402
 from facemask.core.settings import Settings, SettingsError  # noqa: E402
 from facemask.serving.local_server import LocalService, is_local  # noqa: E402
 from facemask.video.loop import VIDEO_DETECT_OPTIONS, VIDEO_LONG_SIDE  # noqa: E402
@@ -116,13 +117,14 @@ def main(argv=None, prog: str | None = None) -> int:
             scale = {"long_side": DEFAULT_LONG_SIDE}
         else:  # measured on video frames: one pass at the frame's size (bench/video_tracking.py)
             scale = VIDEO_DETECT_OPTIONS
-        detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
-            score_threshold=args.threshold, **scale)
+        detector = create_detector(args.detector or settings.detector_model, settings.ort_threads,
+                                   settings.ort_providers).prepare(score_threshold=args.threshold, **scale)
         client = create_classifier(args, settings)
     except FacemaskError as error:  # bad paths or options, or a model that cannot be used
         print(f"error: {error}", file=sys.stderr)
         return 2
-    LOGGER.info("CLI: detector %s, classifier %s, %s", detector.model_source, redact_url(client.url),
+    LOGGER.info("CLI: detector %s on %s, classifier %s, %s", detector.model_source,
+                ", ".join(session_providers(detector.session)), redact_url(client.url),
                 "images" if args.is_image else f"video {redact_url(args.in_path)}")
 
     stop = StopSignals()

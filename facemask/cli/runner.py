@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-import cv2
 from tqdm import tqdm
 
 from facemask.core.drawing import draw_faces, style_for
@@ -19,7 +18,7 @@ from facemask.core.images import IMAGE_SUFFIXES, ImageError, decode_image, encod
 from facemask.core.pipeline import MaskPipeline
 from facemask.core.privacy import redact_url
 from facemask.video.loop import annotate_stream
-from facemask.video.output import VideoOutputError
+from facemask.video.output import VideoOutputError, decodes
 from facemask.video.source import VideoSource, VideoSourceError, describe_source
 from facemask.video.stop import StopSignals
 from facemask.video.tracks import VideoSettings
@@ -324,7 +323,7 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
     if footer.frames_total == 0 and not stop.received:
         _remove_outputs(out_path)
         raise InputError(f"video has no readable frames: {redact_url(str(in_spec))}")
-    if footer.frames_total and not _decodes(out_path):
+    if footer.frames_total and not decodes(out_path):
         _remove_outputs(out_path)
         raise InputError(f"the annotated video {out_path.name} cannot be read back: the encoder wrote no playable "
                          "frame")
@@ -343,13 +342,3 @@ def annotate_video(pipeline: MaskPipeline, in_spec: str | Path, out_path: Path,
 def _remove_outputs(out_path: Path) -> None:
     out_path.unlink(missing_ok=True)
     out_path.with_suffix(".json").unlink(missing_ok=True)
-
-
-def _decodes(video: Path) -> bool:
-    """The written video gives back a frame: an encoder can accept frames and still write a file no player reads
-    (VP8 WebM of 2x2 frames, issue 35), which must not pass for a result."""
-    capture = cv2.VideoCapture(str(video))
-    try:
-        return capture.isOpened() and capture.read()[0]
-    finally:
-        capture.release()

@@ -146,8 +146,9 @@ def main(argv=None, prog: str | None = None) -> int:
                         stream=sys.stderr)
     try:
         settings = Settings.from_env()
-        detector = create_detector(args.detector or settings.detector_model, settings.ort_threads).prepare(
-            score_threshold=args.threshold, **VIDEO_DETECT_OPTIONS)
+        detector = create_detector(args.detector or settings.detector_model, settings.ort_threads,
+                                   settings.ort_providers).prepare(score_threshold=args.threshold,
+                                                                   **VIDEO_DETECT_OPTIONS)
         video_settings = VideoSettings(detect_every=args.detect_every)
         client = create_classifier(args, settings)
     except (SettingsError, ValueError, FileNotFoundError, RuntimeError) as error:

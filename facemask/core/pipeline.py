@@ -19,10 +19,9 @@ from facemask.core.detector import create_detector
 from facemask.core.errors import FacemaskError, OptionError
 from facemask.core.images import encode_png
 from facemask.core.protocols import Classifier, Detector
-from facemask.core.results import (  # noqa: F401  (UNCLASSIFIED: other branches import it here)
-    UNCLASSIFIED,
+from facemask.core.results import (
     Face,
-    FaceResult,
+    Faces,
     FrameResult,
     NotClassified,
     Prediction,
@@ -261,20 +260,22 @@ class MaskPipeline:
         self.client: Classifier = client or ClassifierClient()
         self.classifier = FaceClassifier(self.client)
 
+    def detect(self, image_rgb: np.ndarray) -> list[Face]:
+        """The detector's faces in reading order: numbered the same in the JSON, the CLI and the page (issue 37:
+        detector order read 23, 12, 25, 10 along a crowd's top row)."""
+        found = self.detector.detect(image_rgb)
+        return [found[index] for index in reading_order([face.box for face in found])]
+
     def process(self, image_rgb: np.ndarray) -> FrameResult:
         """Every detected face appears in the result: classified, or marked unclassified with the reason."""
         started = time.perf_counter()
-        # Numbered in reading order, one place for the JSON, the CLI and the page (issue 37: detector order read
-        # 23, 12, 25, 10 along a crowd's top row).
-        found: list[Face] = self.detector.detect(image_rgb)
-        faces = [found[index] for index in reading_order([face.box for face in found])]
+        faces = self.detect(image_rgb)
         detected = time.perf_counter()
         classified = self.classifier.classify_faces(image_rgb, faces)
         predictions, error = classified.predictions, classified.error
         finished = time.perf_counter()
 
-        results = [FaceResult.from_prediction(face.box, face.landmarks, face.det_score, prediction)
-                   for face, prediction in zip(faces, predictions)]
+        results = Faces.from_detections(faces, predictions)
         timing = {"detect": round((detected - started) * 1e3, 1), "classify": round((finished - detected) * 1e3, 1),
                   "total": round((finished - started) * 1e3, 1)}
         return FrameResult(width=image_rgb.shape[1], height=image_rgb.shape[0], faces=results, timing_ms=timing,

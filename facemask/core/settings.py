@@ -31,12 +31,28 @@ class SettingsError(FacemaskError, ValueError):
     """An environment variable has a value that cannot be used; the message names it."""
 
 
+# FACEMASK_ORT_PROVIDERS' words and the ONNX Runtime execution providers they name, in the order tried.
+ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                 "tensorrt": "TensorrtExecutionProvider"}
+
+
+def parse_providers(text: str) -> tuple[str, ...]:
+    """FACEMASK_ORT_PROVIDERS' comma-separated words, e.g. "cuda,cpu", checked against ORT_PROVIDERS."""
+    words = tuple(word.strip().lower() for word in text.split(",") if word.strip())
+    unknown = [word for word in words if word not in ORT_PROVIDERS]
+    if unknown or not words or len(set(words)) != len(words):
+        raise SettingsError(f"FACEMASK_ORT_PROVIDERS must list some of {', '.join(ORT_PROVIDERS)} once each, in the "
+                            f"order to try them, got {text!r}")
+    return words
+
+
 def _setting(default, env: str, help: str, shown: str | None = None, minimum: float | None = None,
-             choices: tuple[str, ...] | None = None):
+             choices: tuple[str, ...] | None = None, parse=None):
     """A field read from `env`; `shown` is the default as the README states it, `minimum` the smallest valid value,
-    `choices` the only values allowed (compared in upper case)."""
+    `choices` the only values allowed (compared in upper case), `parse` the function that reads a value of a type
+    of its own (it raises SettingsError)."""
     return field(default=default, metadata={"env": env, "help": help, "shown": shown, "minimum": minimum,
-                                            "choices": choices})
+                                            "choices": choices, "parse": parse})
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,12 @@ class Settings:
     ort_threads: int = _setting(
         0, "FACEMASK_ORT_THREADS", "ONNX Runtime threads per process (0: ONNX Runtime's choice)",
         shown="1 under gunicorn, else 0", minimum=0)
+    ort_providers: tuple[str, ...] = _setting(
+        ("cpu",), "FACEMASK_ORT_PROVIDERS",
+        "ONNX Runtime execution providers for both models, in the order tried, e.g. `cuda,cpu` or "
+        "`tensorrt,cuda,cpu` (needs the `[gpu]` install, README: GPU); one that cannot load stops the service or "
+        "the CLI with a line naming what is missing, never a silent fall-back to the CPU",
+        shown="`cpu`", parse=parse_providers)
     max_upload_mb: float = _setting(20.0, "MAX_UPLOAD_MB", "request body limit of both services (413 above it)",
                                     shown="20", minimum=0.001)
     max_crops_per_request: int = _setting(256, "MAX_CROPS_PER_REQUEST", "crops one `/classify` request may carry",
@@ -78,15 +100,23 @@ class Settings:
     max_video_jobs_per_client: int = _setting(2, "MAX_VIDEO_JOBS_PER_CLIENT",
                                               "video jobs one client address may have queued or running (429 above it)",
                                               minimum=1)
-    video_jobs_dir: Path | None = _setting(
-        None, "FACEMASK_VIDEO_JOBS_DIR", "where the upload page's video jobs keep their files",
-        shown="`facemask-video-jobs` in the system temp folder")
+    queue_url: str | None = _setting(
+        None, "FACEMASK_QUEUE_URL", "`redis://host:port/db`: video and batch jobs go on this Redis queue (RQ) and "
+        "`facemask worker` processes run them; unset, the detection service runs them itself, one machine, no Redis",
+        shown="unset (one machine)")
     jobs_store: Path | None = _setting(
-        None, "FACEMASK_JOBS_STORE", "folder shared by the service's workers where finished results are kept for "
-        "their retention period; the upload page then offers a link to each result (unset: results live in the "
-        "browser tab)", shown="unset")
-    jobs_retention_h: float = _setting(24.0, "FACEMASK_JOBS_RETENTION_H",
-                                       "hours a result stays in FACEMASK_JOBS_STORE", shown="24", minimum=0.001)
+        None, "FACEMASK_JOBS_STORE", "folder of the jobs' files (uploads, annotated videos, zips) and of the results "
+        "the upload page links to, kept for their retention period; with the queue, storage shared by the detection "
+        "replicas and the workers. Unset: jobs in `facemask-jobs` in the system temp folder, and no result links "
+        "(results live in the browser tab)", shown="unset")
+    jobs_retention_h: float = _setting(
+        24.0, "FACEMASK_JOBS_RETENTION_H", "hours a finished job, its files and a linked result are kept (then 404)",
+        shown="24", minimum=0.001)
+    max_batch_photos: int = _setting(500, "MAX_BATCH_PHOTOS", "photos one `POST /batches` may hold (files or zip)",
+                                     minimum=1)
+    trusted_proxies: int = _setting(
+        0, "FACEMASK_TRUSTED_PROXIES", "proxies in front of the detection service whose X-Forwarded-For is trusted "
+        "to name the client (the per-client job limit); 0: the peer address is the client", minimum=0)
     url_fetch_timeout_s: float = _setting(
         5.0, "URL_FETCH_TIMEOUT_S", "seconds the upload page's photo-from-a-URL fetch may take in all", shown="5",
         minimum=0.001)
@@ -149,11 +179,17 @@ class Settings:
         return self.datasets_dir / REAL_PHOTOS_FOLDER
 
     @property
-    def video_jobs_folder(self) -> Path:
-        return self.video_jobs_dir or Path(tempfile.gettempdir()) / "facemask-video-jobs"
+    def jobs_folder(self) -> Path:
+        return self.jobs_store or Path(tempfile.gettempdir()) / "facemask-jobs"
+
+    @property
+    def jobs_retention_s(self) -> float:
+        return self.jobs_retention_h * 3600
 
 
 def _parse(setting, text: str):
+    if setting.metadata["parse"] is not None:
+        return setting.metadata["parse"](text)
     env, kind = setting.metadata["env"], setting.type.split(" | ")[0]
     try:
         if kind == "bool":

@@ -5,6 +5,7 @@ What gunicorn itself needs comes from the same Settings as the apps (facemask.co
 import os
 import resource
 import shutil
+import sys
 import tempfile
 
 from facemask.core.settings import Settings
@@ -14,6 +15,14 @@ from facemask.core.settings import Settings
 os.environ.setdefault("FACEMASK_ORT_THREADS", "1")
 settings = Settings.from_env()
 bind = settings.service_bind(default_port=3000)
+if settings.ort_providers != ("cpu",):
+    # A GPU provider that cannot load stops the service here, with one line, instead of each worker failing to boot
+    # with a traceback; the check runs in a child so that this process forks its workers with no CUDA started.
+    from facemask.core.sessions import probe_in_child
+
+    _reason = probe_in_child(settings.ort_providers)
+    if _reason:
+        sys.exit(f"error: {_reason}")
 workers = settings.web_concurrency
 timeout = settings.gunicorn_timeout
 # A sync worker waits on whichever client it accepted: a few clients sending their headers or body slowly held every

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import requests
 
 from facemask.core.errors import FacemaskError
-from facemask.core.paths import PACKAGES_ROOT, REPO_ROOT  # noqa: F401  (REPO_ROOT: the tests import it here)
+from facemask.core.paths import PACKAGES_ROOT
 
 SERVICES = {
     "classification": ("classification/gunicorn.conf.py", "classification.app:create_app()"),
@@ -91,6 +91,13 @@ class LocalService:
                 self.process.kill()
                 self.process.wait()
 
+    @property
+    def pid(self) -> int:
+        """The gunicorn master's process id."""
+        if self.process is None:
+            raise ServiceStartError(f"{self.service} service is not running")
+        return self.process.pid
+
     def worker_peak_rss(self) -> list[int]:
         """Peak resident memory (VmHWM) of each of its gunicorn workers so far, in bytes."""
         if self.process is None:
@@ -104,6 +111,104 @@ class LocalService:
         return peaks
 
     def __enter__(self) -> "LocalService":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class LocalRedis:
+    """Debian's (or the PyPI wheel's) redis-server on a 127.0.0.1 port, in memory only: for the queue's tests and
+    benchmarks. A context manager."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def executable() -> str | None:
+        import shutil
+
+        return shutil.which("redis-server")
+
+    def start(self) -> "LocalRedis":
+        executable = self.executable()
+        if executable is None:
+            raise ServiceStartError("redis-server is not installed (apt-get install redis-server)")
+        self.process = subprocess.Popen([executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                         "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
+                    connection.sendall(b"PING\r\n")
+                    if connection.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise ServiceStartError(f"redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> "LocalRedis":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class LocalWorker:
+    """`python -m facemask.worker` with the given environment (FACEMASK_QUEUE_URL, FACEMASK_JOBS_STORE,
+    CLASSIFIER_URL); started() returns once it listens on the queue. A context manager that stops it with SIGTERM."""
+
+    def __init__(self, name: str, env: dict, log_path: Path | None = None, metrics_port: int | None = None):
+        self.name, self.env, self.log_path = name, env, log_path
+        self.metrics_port = metrics_port if metrics_port is not None else free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90.0) -> "LocalWorker":
+        return self.launch().wait_until_listening(timeout)
+
+    def launch(self) -> "LocalWorker":
+        """The process only, not waiting for it (several workers load their models at once)."""
+        env = {**os.environ, **self.env}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen([sys.executable, "-m", "facemask.worker", "--name", self.name,
+                                         "--metrics-port", str(self.metrics_port)], cwd=PACKAGES_ROOT, env=env,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def wait_until_listening(self, timeout: float = 90.0) -> "LocalWorker":
+        from redis import Redis
+        from rq import Worker
+
+        assert self.process is not None, "launch() first"
+        redis = Redis.from_url(self.env["FACEMASK_QUEUE_URL"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if any(worker.name == self.name for worker in Worker.all(connection=redis)):
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise ServiceStartError(f"worker {self.name} did not start" + (f" (log: {self.log_path})"
+                                                                        if self.log_path else ""))
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> "LocalWorker":
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -177,6 +177,7 @@ class Metrics:
                           ["stage"], buckets=STAGE_BUCKETS),
             )
         self.requests, self.latency, self.faces, self.stages = self._collectors[service]
+        self.extra_collectors: list = []  # read at every scrape (add_collector)
         for label in face_labels:  # every class is listed from the start, at 0, so dashboards see all of them
             self.faces.labels(label)
 
@@ -201,9 +202,20 @@ class Metrics:
             if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
                 registry = CollectorRegistry()
                 multiprocess.MultiProcessCollector(registry)
-                return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+                text = generate_latest(registry)
+            else:
+                text = generate_latest()
+            if self.extra_collectors:
+                extra = CollectorRegistry()
+                for collector in self.extra_collectors:
+                    extra.register(collector)
+                text += generate_latest(extra)
             # content_type, not mimetype: CONTENT_TYPE_LATEST names its charset already
-            return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+            return Response(text, content_type=CONTENT_TYPE_LATEST)
+
+    def add_collector(self, collector) -> None:
+        """A collector whose values are read when /metrics is (e.g. a queue's length from its store)."""
+        self.extra_collectors.append(collector)
 
     @contextmanager
     def stage(self, name: str):

@@ -18,13 +18,14 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
 from facemask.core.crops import CropGeometry
-from facemask.core.pipeline import Classified, MaskPipeline
+from facemask.core.pipeline import Classified, FaceClassifier, MaskPipeline
+from facemask.core.results import Faces
 from facemask.video.output import FinishedFrame, FrameWriter, JsonFramesWriter, VideoOutputError
 from facemask.video.source import ReadAhead, VideoSource, VideoSourceError, describe_source
 from facemask.video.summary import StageTimes, VideoRun, VideoSummary
@@ -40,7 +41,7 @@ __all__ = ["VIDEO_DETECT_OPTIONS", "VIDEO_LONG_SIDE", "FinishedFrame", "JsonFram
 # videos (bench/video_tracking.py), upscaling 640x480 frames to 1024 px found 3 % more faces but tripled the false
 # positives (large boxes on clothing and backgrounds) and cost 3x the time.
 VIDEO_LONG_SIDE = 1024
-VIDEO_DETECT_OPTIONS = {"long_side": VIDEO_LONG_SIDE, "upscale": False}  # DetectOptions fields
+VIDEO_DETECT_OPTIONS: dict[str, Any] = {"long_side": VIDEO_LONG_SIDE, "upscale": False}  # DetectOptions fields
 
 
 @dataclass
@@ -54,9 +55,28 @@ class _Pending:
     job: Future | None = None
 
 
+class FrameGeometry:
+    """The crop geometry of one frame, asked of the classifier (FaceClassifier.geometry) only when the frame's first
+    crop is cut; `unavailable` then says why the classifier cannot be reached (None when it can, or when no crop was
+    cut). TrackBook.observe calls it; the annotator reads `unavailable` from it, not from state of its own."""
+
+    def __init__(self, classifier: FaceClassifier):
+        self.classifier = classifier
+        self.answer: tuple[CropGeometry, str | None] | None = None
+
+    def __call__(self) -> CropGeometry:
+        if self.answer is None:
+            self.answer = self.classifier.geometry()
+        return self.answer[0]
+
+    @property
+    def unavailable(self) -> str | None:
+        return self.answer[1] if self.answer else None
+
+
 class VideoAnnotator:
     """Feed frames in order with `push`; finished frames come back in order (annotated image + frame record, whose
-    faces are FaceResults)."""
+    faces are Faces)."""
 
     def __init__(self, pipeline: MaskPipeline, fps: float, settings: VideoSettings | None = None):
         self.pipeline, self.fps = pipeline, fps
@@ -70,7 +90,6 @@ class VideoAnnotator:
         self.previous_small: np.ndarray | None = None
         self.faces: list[TrackedFace] = []
         self.errors: dict[str, str] = {}  # why the classifier gave no answer, by frame ("frame 12")
-        self._frame_geometry: tuple[CropGeometry, str | None] | None = None
         self.timing = StageTimes()
 
     def push(self, image_rgb: np.ndarray) -> list[FinishedFrame]:
@@ -118,21 +137,14 @@ class VideoAnnotator:
             faces += self.book.coasting(followed, faces)
         self.previous_gray, self.previous_small, self.faces = gray, small, faces
 
-        self._frame_geometry = None
-        frame = self.book.observe(faces, image, index, self._classifier_geometry)
+        geometry = FrameGeometry(self.pipeline.classifier)
+        frame = self.book.observe(faces, image, index, geometry)
         job = None
         if frame.crops:
-            unavailable = self._frame_geometry[1] if self._frame_geometry else None
-            job = self.executor.submit(self.pipeline.classifier.classify, frame.crops, unavailable)
+            job = self.executor.submit(self.pipeline.classifier.classify, frame.crops, geometry.unavailable)
             self.crops_classified += len(frame.crops)
         self.timing.track += time.perf_counter() - started
         return _Pending(index, image, frame, detect, job)
-
-    def _classifier_geometry(self) -> CropGeometry:
-        """The crop geometry for this frame, asked (FaceClassifier.geometry) when the frame first needs a crop."""
-        if self._frame_geometry is None:
-            self._frame_geometry = self.pipeline.classifier.geometry()
-        return self._frame_geometry[0]
 
     def _finish(self, pending: _Pending) -> FinishedFrame:
         started = time.perf_counter()
@@ -143,10 +155,10 @@ class VideoAnnotator:
             for track_id, prediction in zip(pending.tracks.targets, classified.predictions):
                 self.book.classified(track_id, prediction)
         self.timing.classify_wait += time.perf_counter() - started
-        faces = [self.book.face_result(face, confirmed)
-                 for face, confirmed in zip(pending.tracks.faces, pending.tracks.confirmed)]
-        shown = [face for face in faces if face.confirmed]
-        labels = [face.label for face in shown]
+        faces = Faces.from_rows(self.book.face_result(face, confirmed)
+                                for face, confirmed in zip(pending.tracks.faces, pending.tracks.confirmed))
+        shown = faces.filter(confirmed=True)
+        labels = shown.label
         record = {"frame": pending.index, "time_s": round(pending.index / self.fps, 3), "detected": pending.detected,
                   "faces": faces, "counts": {label: labels.count(label) for label in sorted(set(labels))}}
         return FinishedFrame(pending.image, shown, record)

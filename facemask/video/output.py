@@ -15,7 +15,7 @@ import numpy as np
 
 from facemask.core.drawing import draw_faces
 from facemask.core.errors import FacemaskError
-from facemask.core.results import FaceResult
+from facemask.core.results import Faces
 from facemask.video.summary import StageTimes
 
 _END = object()
@@ -30,7 +30,7 @@ class FinishedFrame:
     """A frame ready to be written: the picture as read, the faces to draw on it and its JSON record."""
 
     image: np.ndarray
-    shown: list[FaceResult]
+    shown: Faces  # the confirmed faces of record["faces"]
     record: dict
 
     def annotated(self) -> np.ndarray:
@@ -47,8 +47,8 @@ class JsonFramesWriter:
         self.first = True
 
     def add(self, record: dict) -> None:
-        """One frame's record; its faces (FaceResult) become JSON here."""
-        record = {**record, "faces": [face.to_dict() for face in record["faces"]]}
+        """One frame's record; its faces (Faces) become JSON here."""
+        record = {**record, "faces": record["faces"].to_json()}
         self.handle.write(("" if self.first else ",\n") + json.dumps(record))
         self.first = False
 
@@ -113,3 +113,13 @@ class FrameWriter:
             self.writer.release()
         if self.error is not None:
             raise self.error
+
+
+def decodes(video: Path) -> bool:
+    """The written video gives back a frame: an encoder can accept frames and still write a file no player reads
+    (VP8 WebM of 2x2 frames, issue 35), which must not pass for a result."""
+    capture = cv2.VideoCapture(str(video))
+    try:
+        return capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()

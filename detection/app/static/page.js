@@ -912,7 +912,8 @@ async function readJson(response) {
 
 // Every file gets its card at once, "Queued", in the order chosen; then one at a time.
 async function handleFiles(fileList) {
-  const files = Array.from(fileList);
+  // With the queue on, batches.js sends many photos as one batch job; the rest are shown here one by one.
+  const files = window.facemaskBatches ? await window.facemaskBatches.take(Array.from(fileList)) : Array.from(fileList);
   const sections = files.map((file) => newSection(file.name, "Queued"));
   if (sections.length) bringIntoView(sections[0]);
   for (const [index, file] of files.entries()) {
