@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,27 +107,27 @@ class FromServedInput(nn.Module):
 class LiteBody(nn.Module):
     """EfficientNet-Lite0 up to its last 1x1 convolution (1,280 channels), fed the project's normalised crops."""
 
-    def __init__(self, network: nn.Module):
+    def __init__(self, network: Any):  # efficientnet_lite_pytorch.EfficientNet (an untyped package)
         super().__init__()
         self.from_served_input = FromServedInput()
         self.stem = nn.Sequential(network._conv_stem, network._bn0, nn.ReLU6())
-        self.blocks = network._blocks
+        self.blocks: nn.ModuleList = network._blocks
         self.head = nn.Sequential(network._conv_head, network._bn1, nn.ReLU6())
-        self.drop_connect_rate = network._global_params.drop_connect_rate
+        self.drop_connect_rate: float = network._global_params.drop_connect_rate
 
     def forward(self, x):
         return self.late(self.early(x))
 
     @property
-    def half(self) -> int:
+    def middle(self) -> int:
         return len(self.blocks) // 2
 
     def early(self, x):
         """Input to the middle of the network (80 channels at 1/16 of the input side)."""
-        return self._blocks(self.stem(self.from_served_input(x)), 0, self.half)
+        return self._blocks(self.stem(self.from_served_input(x)), 0, self.middle)
 
     def late(self, x):
-        return self.head(self._blocks(x, self.half, len(self.blocks)))
+        return self.head(self._blocks(x, self.middle, len(self.blocks)))
 
     def _blocks(self, x, start: int, stop: int):
         for index in range(start, stop):
@@ -136,8 +137,8 @@ class LiteBody(nn.Module):
 
     def parameter_groups(self) -> list[list[nn.Parameter]]:
         """Early layers (generic edges and textures), late layers: two groups for discriminative learning rates."""
-        early = [*self.stem.parameters(), *[p for block in self.blocks[:self.half] for p in block.parameters()]]
-        late = [*[p for block in self.blocks[self.half:] for p in block.parameters()], *self.head.parameters()]
+        early = [*self.stem.parameters(), *[p for block in self.blocks[:self.middle] for p in block.parameters()]]
+        late = [*[p for block in self.blocks[self.middle:] for p in block.parameters()], *self.head.parameters()]
         return [early, late]
 
 

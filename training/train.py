@@ -96,10 +96,11 @@ def lite_learner(dls, pretrained: bool, loss_func) -> Learner:
     classification head, in three parameter groups (early body, late body, head) so fine_tune's discriminative
     learning rates train the head fastest and the generic early layers slowest."""
     body = LiteBody(efficientnet_lite0(pretrained=pretrained))
-    model = nn.Sequential(body, create_head(BODY_FEATURES, len(dls.vocab)))
+    head = create_head(BODY_FEATURES, len(dls.vocab))
+    model = nn.Sequential(body, head)
 
-    def splitter(model: nn.Sequential) -> list[list[nn.Parameter]]:
-        return [*model[0].parameter_groups(), list(model[1].parameters())]
+    def splitter(model: nn.Sequential) -> list[list[nn.Parameter]]:  # the model is (body, head)
+        return [*body.parameter_groups(), list(head.parameters())]
 
     learner = Learner(dls, model, loss_func=loss_func, metrics=accuracy, splitter=splitter, cbs=[ChannelsLast()])
     if pretrained:
