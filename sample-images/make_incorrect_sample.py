@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from facemask.detector import RetinaFaceDetector  # noqa: E402
-from facemask.images import decode_image, encode_jpeg  # noqa: E402
+from facemask.core.detector import RetinaFaceDetector  # noqa: E402
+from facemask.core.images import decode_image, encode_jpeg  # noqa: E402
 from training.synthetic_masks import KIND_LABEL, draw_mask  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

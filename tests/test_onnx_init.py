@@ -13,15 +13,18 @@ pytest.importorskip("onnx2torch")
 
 from facemask.core.classifier import DEFAULT_MODEL, MaskClassifier  # noqa: E402
 from training.onnx_export import export_onnx  # noqa: E402
-from training.onnx_init import allow_export_of_converted_modules, trainable_module  # noqa: E402
+from training.onnx_init import SERVED_FLOAT32, allow_export_of_converted_modules, trainable_module  # noqa: E402
 
 pytestmark = pytest.mark.slow  # minutes: torch and an ONNX export
 
 
 def test_new_class_starts_undecided_and_old_classes_keep_their_odds(tmp_path):
-    old = MaskClassifier(DEFAULT_MODEL)
+    old = MaskClassifier(SERVED_FLOAT32)
     classes = sorted({*old.classes, "incorrect"})
-    module = trainable_module(DEFAULT_MODEL, classes).eval()
+    assert MaskClassifier(DEFAULT_MODEL).classes == old.classes  # the served int8 model and its float32 source
+    with pytest.raises(ValueError, match="float32 source"):  # int8 does not convert back to a trainable module
+        trainable_module(DEFAULT_MODEL, classes)
+    module = trainable_module(SERVED_FLOAT32, classes).eval()
     batch = np.random.default_rng(0).normal(size=(4, 3, 96, 96)).astype(np.float32)
     with torch.no_grad():
         new = torch.softmax(module(torch.from_numpy(batch)), dim=1).numpy()

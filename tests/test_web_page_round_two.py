@@ -47,7 +47,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 SAMPLES = REPO_ROOT / "sample-images"
 READY_POLL_S = 5
-DRAWN = {"with_mask": (0, 200, 0), "without_mask": (220, 0, 0), "incorrect": (255, 176, 0)}  # facemask/drawing.py
+DRAWN = {"with_mask": (0, 200, 0), "without_mask": (220, 0, 0), "incorrect": (255, 176, 0)}  # facemask/core/drawing.py
 
 
 def crowd_photo(folder: Path) -> Path:

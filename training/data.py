@@ -27,6 +27,7 @@ from fastai.vision.all import (
 from PIL import Image, ImageFilter
 
 from facemask.core.crops import LEGACY_FACE_FRACTION, MEAN, SERVED, STD, CropGeometry, reframe
+from training.folds import with_fold_split
 
 
 def prepared_geometry(prepared: Path) -> CropGeometry:
@@ -127,16 +128,25 @@ def batch_transforms(augment: bool = True):
 
 
 def make_dataloaders(prepared: Path, batch_size: int = 64, seed: int = 42, augment: bool = True,
-                     geometry: CropGeometry = SERVED, num_workers: int = 0, exclude_datasets: tuple[str, ...] = ()):
+                     geometry: CropGeometry = SERVED, num_workers: int = 0, exclude_datasets: tuple[str, ...] = (),
+                     fold: tuple[int, int] | None = None, train_on_valid: bool = False):
     """num_workers 0 by default: on a 2-core machine worker processes only add copying. exclude_datasets: data
-    sets of the manifest left out of training and validation (e.g. the drawn masks, to measure what they add)."""
+    sets of the manifest left out of training and validation (e.g. the drawn masks, to measure what they add).
+    fold (k, n): cross-validation, training on the train and valid photos outside fold k of n and validating on
+    those inside it (training.folds). train_on_valid: the final model of a recipe chosen by cross-validation, trained
+    on the train and valid photos (the valid crops stay the validation set too, so its numbers are no longer
+    held out)."""
     frame = read_manifest(prepared)
+    if fold is not None:
+        frame = with_fold_split(frame, fold[0], fold[1])
     unknown = set(exclude_datasets) - set(frame["dataset"])
     if unknown:
         raise ValueError(f"no data set named {sorted(unknown)} in {prepared} (it has {sorted(set(frame['dataset']))})")
     frame = frame[frame["split"].isin(["train", "valid"]) & ~frame["dataset"].isin(exclude_datasets)]
-    frame = frame.reset_index(drop=True)
     frame["is_valid"] = frame["split"] == "valid"
+    if train_on_valid:
+        frame = pd.concat([frame.assign(is_valid=False), frame[frame["is_valid"]]])
+    frame = frame.reset_index(drop=True)
     block = DataBlock(
         blocks=(ImageBlock, CategoryBlock),
         get_x=crop_path, get_y=crop_label,

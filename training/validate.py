@@ -167,6 +167,19 @@ def evaluate(model: Path, prepared: Path, split: str = "test", dataset: str | No
     return metrics, errors, crops
 
 
+def architecture_text(arch: str, training: dict) -> str:
+    if arch == "efficientnet_lite0":
+        from training.pretrained import weights_description
+
+        start = weights_description() if training.get("pretrained") else "random weights"
+        recipe = training.get("recipe") or "fastai fine_tune: the new head first, then every layer at discriminative rates"
+        return (f"EfficientNet-Lite0 body with fastai's classification head (`create_head` + `Learner`), started from "
+                f"{start}; {recipe}")
+    return (f"{arch} body ({training.get('stages')} of 4 stages kept) with fastai's classification head "
+            f"(`create_vision_model` + `Learner`), ImageNet weights: {training.get('pretrained')}; initialised from: "
+            f"{training.get('init_onnx') or 'random weights'}")
+
+
 def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, target_dir: Path) -> None:
     import onnxruntime
 
@@ -181,7 +194,8 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
         "file_bytes": model.stat().st_size, "size_budget_mb": SIZE_BUDGET_MB,
         "within_budget": size_mb <= SIZE_BUDGET_MB,
         "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
-        "training": {k: config.get(k) for k in ("command", "arch", "stages", "pretrained", "init_onnx", "epochs", "lr",
+        "training": {k: config.get(k) for k in ("command", "arch", "stages", "pretrained", "recipe", "init_onnx",
+                                                "epochs", "lr",
                                                 "batch_size", "seed", "train_seconds", "train_images",
                                                 "valid_images", "best_valid_loss")},
         "data": {"source": report.get("data"), "manifest_sha256": hashlib.sha256(
@@ -193,6 +207,10 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
                         "training_versions": config.get("versions")},
         "evaluated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+    quantization = classifier.session.get_modelmeta().custom_metadata_map.get("quantization")
+    card["quantization"] = quantization
+    quantization_text = (f"- **Quantized**: {quantization} (`bench.classifier_int8`: the rule and both speeds); the "
+                         "numbers below are the int8 model's.\n" if quantization else "")
     (target_dir / "model_card.json").write_text(json.dumps(card, indent=2))
     per_class = "\n".join(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
                           for name, m in metrics["per_class"].items())
@@ -216,15 +234,14 @@ def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, targ
                       f"**{metrics['two_class_accuracy']:.4f}**")
     markdown = f"""# Model card: mask classifier `{model.name}`
 
-- **Version**: `{card['model_version']}`; **architecture**: {card['arch']} body ({training.get('stages')} of 4 stages kept)
-  with fastai's classification head (`create_vision_model` + `Learner`), ImageNet weights: {training.get('pretrained')};
-  initialised from: {training.get('init_onnx') or 'random weights'}; exported to ONNX with a softmax output.
+- **Version**: `{card['model_version']}`; **architecture**: {architecture_text(card['arch'], training)};
+  exported to ONNX with a softmax output.
 - **Classes**: {', '.join(f'`{c}`' for c in card['classes'])}
 - **Input**: {classifier.crop_size}x{classifier.crop_size} RGB face crop aligned on the 5 RetinaFace landmarks by
   `facemask.core.crops.crop_face`, the landmark template spanning {classifier.face_fraction:.2f} of it, scaled to [0, 1] and normalised with mean {card['input']['mean']}, std {card['input']['std']}
   (`facemask.core.crops.to_model_input`; the same module is used by training, evaluation and serving).
 - **File size**: {size_mb:.1f} MB (budget: {SIZE_BUDGET_MB:.0f} MB, so it can be committed). sha256 `{card['sha256'][:16]}…`
-- **Training command**: `{report.get('command', 'python -m training.prepare')} && {training.get('command')}` ({training.get('epochs')} epochs,
+{quantization_text}- **Training command**: `{report.get('command', 'python -m training.prepare')} && {training.get('command')}` ({training.get('epochs')} epochs,
   {(training.get('train_seconds') or 0) / 60:.1f} min on {config.get('machine') or card['environment']['machine']})
 - **Software**: trained with {card['environment']['training_versions']}; evaluated with ONNX Runtime
   {card['environment']['onnxruntime']}.

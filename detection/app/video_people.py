@@ -1,5 +1,5 @@
 """One face thumbnail per person of an annotated video (the upload page's people table), blurred unless asked not
-to be (the same blur as the camera watcher's privacy mode, facemask.privacy)."""
+to be (the same blur as the camera watcher's privacy mode, facemask.core.privacy)."""
 from __future__ import annotations
 
 from pathlib import Path
