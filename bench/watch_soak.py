@@ -35,6 +35,7 @@ from bench.synthetic_video import camera_windows, render
 from facemask.core.images import decode_image
 from facemask.core.paths import REPO_ROOT
 from facemask.serving.local_server import LocalService, free_port
+from facemask.watch.delivery import record_key
 
 
 class WebhookReceiver:
@@ -161,8 +162,8 @@ def run_phase(name: str, classifier_url: str, clip: Path, seconds: float, sample
         watch.communicate(timeout=60)
         camera.kill()
         receiver.stop()
-    written = [json.loads(line)["id"] for line in events_path.read_text().splitlines()] if events_path.exists() \
-        else []
+    written = [record_key(json.loads(line)) for line in events_path.read_text().splitlines()] \
+        if events_path.exists() else []
     delivered = [key for key, _ in receiver.received]
     return {"name": name, "samples": samples, "resume_s": resume_s, "windows": windows, "final": final,
             "events_written": len(written), "events_delivered": len(delivered),
@@ -195,7 +196,8 @@ def summarise(phase: dict, warm_up_s: float) -> dict:
            "RSS MB at warm-up": first["rss_mb"], "RSS MB max after": max(s["rss_mb"] for s in warm),
            "RSS growth %": 100 * (max(s["rss_mb"] for s in warm) / first["rss_mb"] - 1),
            "open files at warm-up": first["open_files"], "open files max after": max(s["open_files"] for s in warm),
-           "events raised": phase["final"]["events"]["raised"], "events delivered": phase["events_delivered"],
+           "events raised": phase["final"]["events"]["raised"],
+           "event records delivered (starts, ends)": phase["events_delivered"],
            "every event exactly once": phase["delivered_exactly_once"],
            "people counted": phase["final"]["people"]["total"], "reconnects": phase["final"]["reconnects"]}
     webhook_down = phase["windows"].get("webhook down")

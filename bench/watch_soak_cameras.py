@@ -40,13 +40,9 @@ from bench.mosquitto import Mosquitto
 from bench.watch_soak import WebhookReceiver, pan_clip, wait_for, watch_status
 from facemask.core.paths import REPO_ROOT
 from facemask.serving.local_server import LocalService, free_port
+from facemask.watch.delivery import record_key
 
 CAMERA_NAMES = ("door", "yard")
-
-
-def record_key(record: dict) -> str:
-    """What identifies one event record in every channel: the event id for its start, `<id>:end` for its end."""
-    return record["id"] + (":end" if record.get("type") == "end" else "")
 
 
 class LiveViewer:

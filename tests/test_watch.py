@@ -27,6 +27,7 @@ from facemask.core.paths import REPO_ROOT
 from facemask.core.privacy import anonymize
 from facemask.serving.local_server import free_port
 from facemask.video.loop import VIDEO_DETECT_OPTIONS
+from facemask.watch.delivery import record_key
 from facemask.watch.metrics import WatchMetrics
 from facemask.watch.options import WatchOptions
 from facemask.watch.webhook import WebhookSender
@@ -46,6 +47,11 @@ def write_clip(path: Path, frames: int, fourcc: str = "MJPG") -> list[np.ndarray
         writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     writer.release()
     return pictures
+
+
+def event_records(path: Path, kind: str) -> list[dict]:
+    """The records of one kind ("start" or "end") in a watch's events file."""
+    return [record for line in path.read_text().splitlines() if (record := json.loads(line))["type"] == kind]
 
 
 def mjpeg_frames(url: str, wanted: int, seconds: float = 20.0) -> list[np.ndarray]:
@@ -127,12 +133,16 @@ def test_watch_resumes_after_a_stream_drop_and_delivers_every_event_once(classif
         receiver.stop()
     assert code == 128 + signal.SIGTERM, err
     written = [json.loads(line) for line in events.read_text().splitlines()]
-    assert len(written) == 6 and sorted(e["track_id"] for e in written) == sorted(before)
-    assert all(set(e) == {"id", "time", "camera", "track_id", "label", "probability", "probabilities", "frame"}
-               for e in written), "no thumbnail unless asked"
+    starts = event_records(events, "start")
+    assert len(starts) == 6 and sorted(e["track_id"] for e in starts) == sorted(before)
+    assert all(set(e) == {"id", "type", "time", "camera", "track_id", "label", "probability", "probabilities",
+                          "frame"} for e in starts), "no thumbnail unless asked"
+    ends = event_records(events, "end")  # everyone was still in view: their events end with the watch
+    assert sorted(e["id"] for e in ends) == sorted(e["id"] for e in starts)
+    assert all(e["reason"] == "stopped" and e["duration_s"] > 5 for e in ends)
     ids = [key for key, _ in receiver.received]
-    assert sorted(ids) == sorted(e["id"] for e in written), "every event arrives exactly once"
-    assert all(body["id"] == key for key, body in receiver.received)
+    assert sorted(ids) == sorted(record_key(e) for e in written), "every record (start, end) arrives exactly once"
+    assert all(record_key(body) == key for key, body in receiver.received)
     assert "source lost after" in err and "source back after" in err and "track ids and counts carry on" in err
     assert "not delivered" in err and "retrying" in err
     assert json.loads(out.strip().splitlines()[-1])["people"]["total"] == 6
@@ -163,7 +173,7 @@ def test_recordings_are_anonymised_segments_within_the_retention(classifier_serv
         colours = written.reshape(-1, 3).astype(int)
         for colour in (GREEN, RED):  # the label boxes keep their colours
             assert (np.abs(colours - colour).max(axis=1) < 40).sum() > 200
-    written_events = [json.loads(line) for line in events.read_text().splitlines()]
+    written_events = event_records(events, "start")
     assert [e["label"] for e in written_events] == ["without_mask"] * 3
     jpeg = base64.b64decode(written_events[0]["thumbnail_jpeg_base64"])
     thumbnail = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)

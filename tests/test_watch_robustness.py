@@ -19,6 +19,7 @@ import requests
 from bench.mjpeg_stream import CameraProcess, load_jpegs
 from bench.watch_soak import WebhookReceiver, start_watch, wait_for, watch_status
 from facemask.serving.local_server import free_port
+from facemask.watch.delivery import record_key
 from facemask.watch.metrics import WatchMetrics
 from facemask.watch.options import WatchOptions
 from facemask.watch.webhook import WebhookSender
@@ -178,9 +179,9 @@ def test_events_still_queued_for_the_webhook_are_sent_after_a_restart(classifier
                         "--webhook", receiver.url, "--event-labels", ALL_LABELS, "--webhook-queue", "4")
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
-    raised = [json.loads(line) for line in events.read_text().splitlines()]
+    raised = [json.loads(line) for line in events.read_text().splitlines()]  # 6 events: their starts and ends
     status = json.loads(out.strip().splitlines()[-1])["events"]
-    assert len(raised) == 6 and status["sent"] == 0, status
+    assert len(raised) == 12 and status["raised"] == 6 and status["sent"] == 0, status
     # The queue holds 4 (one of them in flight): the others were dropped, each logged and counted.
     assert status["dropped"] >= 1 and err.count("dropped (kept in the events file") == status["dropped"], err
     assert "not delivered at shutdown" in err
@@ -192,7 +193,7 @@ def test_events_still_queued_for_the_webhook_are_sent_after_a_restart(classifier
         second = start_watch(offline, classifier_service.url, "--camera", "door", "--events", events,
                              "--webhook", receiver.url, listen=port)
         try:
-            wait_for(lambda: len(receiver.received) >= 6, 60, "the pending events after the restart")
+            wait_for(lambda: len(receiver.received) >= 12, 60, "the pending records after the restart")
             time.sleep(1)
         finally:
             _, _, err = stop(second)
@@ -205,9 +206,9 @@ def test_events_still_queued_for_the_webhook_are_sent_after_a_restart(classifier
             stop(third)
     finally:
         receiver.stop()
-    assert sorted(key for key, _ in receiver.received) == sorted(event["id"] for event in raised), \
-        "every event of the first run delivered once, dropped ones included, none twice"
-    assert "6 event(s) still to deliver from the events file" in err, err
+    assert sorted(key for key, _ in receiver.received) == sorted(record_key(event) for event in raised), \
+        "every record (start and end) of the first run delivered once, dropped ones included, none twice"
+    assert "12 event record(s) still to deliver from the events file" in err, err
 
 
 # 6. A camera that never sends a decodable frame.

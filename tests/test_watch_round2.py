@@ -25,10 +25,11 @@ from facemask.core.results import FaceResult
 from facemask.serving.local_server import free_port
 from facemask.video.output import FinishedFrame
 from facemask.watch.cover import CoverSettings, FaceCover
+from facemask.watch.delivery import record_key
 from facemask.watch.lineage import TrackLineage
 from facemask.watch.recorder import SegmentRecorder
 from tests.browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium
-from tests.test_watch import write_clip
+from tests.test_watch import event_records, write_clip
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str, str]:
@@ -168,7 +169,7 @@ def test_a_starved_watch_skips_frames_and_counts_nobody_twice(classifier_service
     assert metric(metrics, "facemask_watch_camera_frames_per_second") >= 15
     assert metric(metrics, "facemask_watch_skipped_frames_per_second") >= 8
     assert 0 < metric(metrics, "facemask_watch_frames_per_second") <= 10
-    written = [json.loads(line) for line in events.read_text().splitlines()]
+    written = event_records(events, "start")
     assert sorted(e["label"] for e in written) == ["without_mask"] * 3, "one event per unmasked person, no more"
 
 
@@ -454,9 +455,10 @@ def test_events_and_counts_reach_mqtt_once_with_retained_home_assistant_discover
         assert watch.returncode == 0, err
         time.sleep(1)
         subscriber.disconnect()
-        written = [json.loads(line)["id"] for line in events.read_text().splitlines()]
-        published = [json.loads(payload)["id"] for topic, payload, _ in live if topic == "facemask/door/events"]
-        assert len(written) == 6 and sorted(published) == sorted(written), "every event once"
+        written = [record_key(json.loads(line)) for line in events.read_text().splitlines()]
+        published = [record_key(json.loads(payload)) for topic, payload, _ in live if topic == "facemask/door/events"]
+        assert len(event_records(events, "start")) == len(event_records(events, "end")) == 6
+        assert sorted(published) == sorted(written), "every record, start and end, once"
         # A subscriber that comes later gets the retained discovery, counts and availability.
         later, client = broker.listen()
         time.sleep(1)
@@ -514,7 +516,7 @@ cameras:
     assert (door["camera"], yard["camera"]) == ("door", "yard") and yard["privacy"] == "pixelate"
     assert door["people"]["by_label"] == yard["people"]["by_label"] == {"with_mask": 3, "without_mask": 3}
     assert 0 < yard_rate <= 5.4, "yard: analysis_fps 5"
-    assert len((tmp_path / "door.jsonl").read_text().splitlines()) == 3
+    assert len(event_records(tmp_path / "door.jsonl", "start")) == 3
     assert [camera["camera"] for camera in json.loads(out.strip().splitlines()[-1])["cameras"]] == ["door", "yard"]
 
 
@@ -543,7 +545,7 @@ def test_only_people_inside_the_zone_count_and_the_zone_is_drawn(classifier_serv
     assert watch.returncode == 0, err
     status = json.loads(out.strip().splitlines()[-1])
     assert status["people"]["by_label"] == {"with_mask": 2, "without_mask": 1}, "the three on the left half"
-    assert len(events.read_text().splitlines()) == 1
+    assert len(event_records(events, "start")) == 1
     (segment,) = sorted((tmp_path / "rec").glob("door_*.mp4"))
     with av.open(str(segment)) as container:
         picture = next(container.decode(video=0)).to_ndarray(format="rgb24")

@@ -74,31 +74,38 @@ def post_json(url: str, event: dict, headers: dict[str, str], deadline_s: float)
         connection.close()
 
 
+def record_key(record: dict) -> str:
+    """What tells one event record from every other, in the journal and as the webhook's Idempotency-Key: the
+    event id for its start (and for the records of watches older than end records), `<id>:end` for its end."""
+    return record["id"] + (":end" if record.get("type") == "end" else "")
+
+
 class DeliveryJournal:
-    """Each event's final webhook outcome ("sent", or "failed": refused or given up), one JSON line per event, in
-    <events file>.webhook. The events file is the queue: an event in it with no outcome is still to deliver."""
+    """Each event record's final webhook outcome ("sent", or "failed": refused or given up), one JSON line per record
+    (by record_key: an event's start and its end are two records), in <events file>.webhook. The events file is the
+    queue: a record in it with no outcome is still to deliver."""
 
     def __init__(self, events_path: Path):
         self.events_path = events_path
         self.path = events_path.with_name(events_path.name + ".webhook")
         self.lock = threading.Lock()
 
-    def record(self, event_id: str, outcome: str) -> None:
-        line = json.dumps({"id": event_id, "outcome": outcome}) + "\n"
+    def record(self, key: str, outcome: str) -> None:
+        line = json.dumps({"id": key, "outcome": outcome}) + "\n"
         with self.lock, open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line)
 
     def pending(self, give_up_s: float) -> list[tuple[dict, float]]:
-        """(event, its age in seconds) of every event in the events file without an outcome, oldest first, no older
+        """(record, its age in seconds) of every record in the events file without an outcome, oldest first, no older
         than give_up_s (those would have been given up). The journal is rewritten with the outcomes still needed."""
         recent = [(event, age) for event, age in self._events() if age <= give_up_s]
         done = self._outcomes()
-        kept = {event["id"] for event, _ in recent} & set(done)
+        kept = {record_key(event) for event, _ in recent} & set(done)
         temporary = self.path.with_name(self.path.name + ".tmp")
         temporary.write_text("".join(json.dumps({"id": key, "outcome": done[key]}) + "\n" for key in sorted(kept)),
                              encoding="utf-8")
         os.replace(temporary, self.path)
-        return [(event, age) for event, age in recent if event["id"] not in done]
+        return [(event, age) for event, age in recent if record_key(event) not in done]
 
     def _events(self) -> list[tuple[dict, float]]:
         if not self.events_path.is_file():
@@ -109,6 +116,7 @@ class DeliveryJournal:
                 try:
                     event = json.loads(line)
                     events.append((event, now - datetime.fromisoformat(event["time"]).timestamp()))
+                    record_key(event)  # a line without an id is no record
                 except (ValueError, KeyError, TypeError):  # a line cut by a kill mid-write
                     continue
         return events

@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -22,21 +23,36 @@ def utc_iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
 
 
-class EventBook:
-    """Open and closed events by id (thread-safe: the analysis writes, the HTTP server and the publisher read)."""
+def event_end(event: dict, last_seen: float, reason: str) -> dict:
+    """The record that closes an event: the start's id, camera, person and label, when the person was last seen,
+    and how long the event lasted (from its start frame to that last sighting)."""
+    return {"id": event["id"], "type": "end", "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "camera": event["camera"], "track_id": event["track_id"], "label": event["label"],
+            "start": event["start"], "end": utc_iso(last_seen),
+            "duration_s": round(max(0.0, last_seen - event["started_at"]), 3), "reason": reason}
 
-    def __init__(self, snapshot_dir: Path | None, camera: str, end_after_frames: float, keep: int = 1000):
+
+class EventBook:
+    """Open and closed events by id (thread-safe: the analysis writes, the HTTP server and the publisher read).
+    An event that ends is handed to on_end as its end record (event_end), from the analysis thread."""
+
+    def __init__(self, snapshot_dir: Path | None, camera: str, end_after_frames: float, keep: int = 1000,
+                 on_end: Callable[[dict], None] | None = None):
         self.snapshot_dir, self.camera, self.end_after_frames, self.keep = snapshot_dir, camera, end_after_frames, keep
+        self.on_end = on_end
         self.events: OrderedDict[str, dict] = OrderedDict()
-        self.open: dict[str, tuple[set[int], int]] = {}  # event id: (the person's tracks, last frame seen)
+        # event id: (the person's tracks, the last frame they were seen in, and its capture time)
+        self.open: dict[str, tuple[set[int], int, float]] = {}
         self.lock = threading.Lock()
         self.snapshot_failed = False
 
-    def started(self, event: dict, person: set[int], index: int) -> None:
+    def started(self, event: dict, person: set[int], index: int, captured_at: float) -> None:
         with self.lock:
-            self.events[event["id"]] = {**event, "start": event["time"], "end": None, "snapshot": None,
-                                        "recording": None}
-            self.open[event["id"]] = (set(person), index)
+            kept = {key: value for key, value in event.items() if key != "type"}
+            self.events[event["id"]] = {**kept, "start": utc_iso(captured_at), "started_at": captured_at,
+                                        "end": None, "duration_s": None, "snapshot": None, "recording": None,
+                                        "clip": None}
+            self.open[event["id"]] = (set(person), index, captured_at)
             while len(self.events) > self.keep:
                 old_id, old = self.events.popitem(last=False)
                 self.open.pop(old_id, None)
@@ -44,21 +60,36 @@ class EventBook:
                     (self.snapshot_dir / old["snapshot"]).unlink(missing_ok=True)
 
     def seen(self, index: int, captured_at: float, tracks_in_view: set[int], person_of) -> None:
-        """A frame analysed: people still in view keep their events open; the others end after end_after_frames."""
+        """A frame analysed: people still in view keep their events open; the others end after end_after_frames,
+        their end the last frame they were seen in."""
+        ended = []
         with self.lock:
-            for event_id, (person, last) in list(self.open.items()):
+            for event_id, (person, last, last_seen) in list(self.open.items()):
                 person |= person_of(next(iter(person)))  # the person may have gained tracks since
                 if person & tracks_in_view:
-                    self.open[event_id] = (person, index)
+                    self.open[event_id] = (person, index, captured_at)
                 elif index - last > self.end_after_frames:
-                    self.events[event_id]["end"] = utc_iso(captured_at)
-                    del self.open[event_id]
+                    ended.append(self._close(event_id, last_seen, "left"))
+        self._announce(ended)
 
-    def end_all(self, captured_at: float) -> None:
+    def end_all(self, reason: str = "stopped") -> None:
+        """Every open event ends at its person's last sighting (the watch stops)."""
         with self.lock:
-            for event_id in self.open:
-                self.events[event_id]["end"] = utc_iso(captured_at)
-            self.open.clear()
+            ended = [self._close(event_id, last_seen, reason)
+                     for event_id, (_, _, last_seen) in list(self.open.items())]
+        self._announce(ended)
+
+    def _close(self, event_id: str, last_seen: float, reason: str) -> dict:
+        event = self.events[event_id]
+        del self.open[event_id]
+        end = event_end(event, last_seen, reason)
+        event["end"], event["duration_s"] = end["end"], end["duration_s"]
+        return end
+
+    def _announce(self, ended: list[dict]) -> None:
+        if self.on_end is not None:
+            for end in ended:
+                self.on_end(end)
 
     def snapshot(self, event_id: str, picture_rgb: np.ndarray, recording: tuple[str, float] | None) -> None:
         """The published (blurred, drawn) picture of the event's start frame; called by the publisher."""
@@ -102,6 +133,6 @@ class EventBook:
 
     @staticmethod
     def public(event: dict) -> dict:
-        shown = {key: value for key, value in event.items() if key != "thumbnail_jpeg_base64"}
+        shown = {key: value for key, value in event.items() if key not in ("thumbnail_jpeg_base64", "started_at")}
         shown["snapshot_url"] = f"/events/{event['id']}/snapshot.jpg" if event["snapshot"] else None
         return shown

@@ -1,7 +1,8 @@
 """Events and counts to an MQTT broker, the way Home Assistant and Frigate users wire cameras (paho-mqtt).
 
 Topics, for camera <camera> (`facemask/` prefix):
-- `facemask/<camera>/events`: every event as JSON when it is raised (QoS 1, not retained);
+- `facemask/<camera>/events`: every event record as JSON, its start when raised and its end when it ends (QoS 1,
+  not retained);
 - `facemask/<camera>/people/<label>`: people counted with that label since the watch started (retained);
 - `facemask/<camera>/in_view/<label>`: faces with that label in view now (retained);
 - `facemask/<camera>/available`: `online`, or `offline` (retained; the broker sends `offline` if the watch dies).

@@ -57,7 +57,7 @@ class Watch:
         self.counted: set[int] = set()
         self.evented: set[int] = set()
         self.lineage: TrackLineage | None = None  # made with the annotator: it counts in analysed frames
-        self.event_book = EventBook(options.snapshot_dir, options.camera, end_after_frames=50)
+        self.event_book = EventBook(options.snapshot_dir, options.camera, end_after_frames=50, on_end=self._send)
         self.events_raised = 0
         self.started = utc_now()
         self._rate_started, self._rate_frames = time.monotonic(), 0
@@ -96,6 +96,7 @@ class Watch:
     def run(self, should_stop: Callable[[], str | None] = lambda: None) -> str | None:
         """Watch until should_stop() returns a reason (returned), or a file source ends (None)."""
         lost_at, pause, stalls = None, self.options.reconnect_min_s, 0
+        ending = "stopped"  # why the events still open end with the run
         quiet_since = time.monotonic()  # the last frame, or the start: how long the source gave nothing to watch
         try:
             while True:
@@ -104,6 +105,7 @@ class Watch:
                     return should_stop()
                 stopped, delivered = self._watch(source, should_stop, lost_at)
                 if stopped or source.kind == "file":
+                    ending = "stopped" if stopped else "end of video"
                     return stopped
                 if delivered:
                     lost_at, pause, stalls = time.monotonic(), self.options.reconnect_min_s, 0
@@ -127,7 +129,7 @@ class Watch:
         finally:
             if self.annotator is not None:
                 self._finished(self.annotator.flush())
-            self.event_book.end_all(time.time())
+            self.event_book.end_all(ending)
 
     def _watch(self, source: VideoSource, should_stop: Callable[[], str | None],
                lost_at: float | None) -> tuple[str | None, int]:
@@ -265,7 +267,7 @@ class Watch:
             self.evented.add(track.track_id)
 
     def _raise(self, face: FaceResult, frame: FinishedFrame, person: set[int]) -> None:
-        event = {"id": uuid.uuid4().hex, "time": utc_now(), "camera": self.options.camera,
+        event = {"id": uuid.uuid4().hex, "type": "start", "time": utc_now(), "camera": self.options.camera,
                  "track_id": self._person_id(face.track_id or 0), "label": face.label, "probability": face.score,
                  "probabilities": face.probabilities, "frame": frame.record["frame"]}
         if self.options.thumbnails:
@@ -273,17 +275,23 @@ class Watch:
         self.events_raised += 1
         self.metrics.event("raised")
         log.info("event %s: track #%d %s (%.2f)", event["id"], face.track_id, face.label, face.score or 0.0)
+        self._send(event)
+        self.event_book.started(event, person, frame.record["frame"], frame.record["captured_at"])
+        frame.record.setdefault("snapshots", []).append(event["id"])  # the publisher saves it, blurred
+
+    def _send(self, record: dict) -> None:
+        """An event's start or end record to the events file, the webhook and MQTT."""
+        if record["type"] == "end":
+            log.info("event %s ended: %s after %.1f s", record["id"], record["reason"], record["duration_s"])
         if self.events_log is not None:
             try:
-                self.events_log.write(event)
-            except OSError as error:  # a full disk: the webhook still gets the event
-                log.error("cannot write event %s to the events file: %s", event["id"], error)
+                self.events_log.write(record)
+            except OSError as error:  # a full disk: the webhook still gets the record
+                log.error("cannot write event %s (%s) to the events file: %s", record["id"], record["type"], error)
         if self.webhook is not None:
-            self.webhook.submit(event)
+            self.webhook.submit(record)
         if self.mqtt is not None:
-            self.mqtt.event(event)
-        self.event_book.started(event, person, frame.record["frame"])
-        frame.record.setdefault("snapshots", []).append(event["id"])  # the publisher saves it, blurred
+            self.mqtt.event(record)
 
     def _tracks_of_person(self, track_id: int) -> set[int]:
         return self.lineage.person(track_id) if self.lineage else {track_id}

@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 
-from facemask.watch.delivery import DeliveryJournal, post_json
+from facemask.watch.delivery import DeliveryJournal, post_json, record_key
 from facemask.watch.metrics import WatchMetrics
 from facemask.watch.options import WatchOptions
 
@@ -22,7 +22,8 @@ class WebhookSender:
     retried the others wait behind it in a bounded queue; an event that finds the queue full is dropped, logged and
     counted. With a journal (the watch has an events file), what became of each event is written down, and the
     events still waiting, or dropped, are queued again when the watch starts. Every request carries the event id as
-    Idempotency-Key: a receiver that answers after the time-out may get an event again, and can tell it by its id."""
+    Idempotency-Key (`<id>:end` for its end record): a receiver that answers after the time-out may get a record
+    again, and can tell it by that key."""
 
     def __init__(self, url: str, options: WatchOptions, metrics: WatchMetrics,
                  journal: DeliveryJournal | None = None):
@@ -43,7 +44,7 @@ class WebhookSender:
             self.queue.put_nowait((now - age_s, event))
         if pending:
             later = max(0, len(pending) - self.options.webhook_queue)
-            log.warning("webhook: %d event(s) still to deliver from the events file%s", len(pending),
+            log.warning("webhook: %d event record(s) still to deliver from the events file%s", len(pending),
                         f" ({later} wait for a later start: the queue holds {self.options.webhook_queue})"
                         if later else "")
 
@@ -54,7 +55,7 @@ class WebhookSender:
             self.dropped += 1
             self.metrics.event("dropped")
             log.warning("webhook queue full (%d events): event %s dropped (kept in the events file%s)",
-                        self.options.webhook_queue, event["id"],
+                        self.options.webhook_queue, record_key(event),
                         "; sent after the next start" if self.journal is not None else "")
 
     def _stopping(self) -> bool:
@@ -76,36 +77,36 @@ class WebhookSender:
             self.metrics.event(outcome)
             if self.journal is not None:
                 try:
-                    self.journal.record(event["id"], outcome)
+                    self.journal.record(record_key(event), outcome)
                 except OSError as error:  # a full disk: the event may be sent again after a restart, not lost
-                    log.error("webhook: cannot note event %s as %s: %s", event["id"], outcome, error)
+                    log.error("webhook: cannot note event %s as %s: %s", record_key(event), outcome, error)
 
     def _deliver(self, queued_at: float, event: dict) -> str:
         pause, tries, timeout = self.options.webhook_retry_min_s, 0, self.options.webhook_timeout_s
         while True:
             tries += 1
             try:
-                status = post_json(self.url, event, {"Idempotency-Key": event["id"]}, timeout)
+                status = post_json(self.url, event, {"Idempotency-Key": record_key(event)}, timeout)
                 if status < 300:
                     if tries > 1:
-                        log.info("webhook: event %s delivered after %d tries", event["id"], tries)
+                        log.info("webhook: event %s delivered after %d tries", record_key(event), tries)
                     return "sent"
                 error = f"HTTP {status}"
                 if 400 <= status < 500 and status not in (408, 429):
-                    log.error("webhook refused event %s (%s): not retried", event["id"], error)
+                    log.error("webhook refused event %s (%s): not retried", record_key(event), error)
                     return "failed"
             except TimeoutError as failure:  # the attempt's deadline (DeadlineExceeded) or the connect's
                 error = str(failure) or type(failure).__name__
             except (OSError, http.client.HTTPException, ValueError) as failure:
                 error = type(failure).__name__
             if tries == 1:
-                log.warning("webhook: event %s not delivered (%s); retrying with backoff", event["id"], error)
+                log.warning("webhook: event %s not delivered (%s); retrying with backoff", record_key(event), error)
             if self._stopping():
                 return STOPPED
             waited = time.monotonic() - queued_at
             if waited + pause > self.options.webhook_give_up_s:
                 log.error("webhook: event %s given up after %d tries in %.0f s (%s); it is in the events file",
-                          event["id"], tries, waited, error)
+                          record_key(event), tries, waited, error)
                 return "failed"
             time.sleep(pause)
             pause = min(pause * 2, self.options.webhook_retry_max_s)
