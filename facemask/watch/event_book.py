@@ -51,13 +51,14 @@ class EventBook:
             kept = {key: value for key, value in event.items() if key != "type"}
             self.events[event["id"]] = {**kept, "start": utc_iso(captured_at), "started_at": captured_at,
                                         "end": None, "duration_s": None, "snapshot": None, "recording": None,
-                                        "clip": None}
+                                        "clip": None, "clip_s": None}
             self.open[event["id"]] = (set(person), index, captured_at)
             while len(self.events) > self.keep:
                 old_id, old = self.events.popitem(last=False)
                 self.open.pop(old_id, None)
-                if old["snapshot"] and self.snapshot_dir is not None:
-                    (self.snapshot_dir / old["snapshot"]).unlink(missing_ok=True)
+                for kept_file in (old["snapshot"], old["clip"]):
+                    if kept_file and self.snapshot_dir is not None:
+                        (self.snapshot_dir / kept_file).unlink(missing_ok=True)
 
     def seen(self, index: int, captured_at: float, tracks_in_view: set[int], person_of) -> None:
         """A frame analysed: people still in view keep their events open; the others end after end_after_frames,
@@ -113,6 +114,16 @@ class EventBook:
                 log.error("cannot write event snapshots to %s: %s", self.snapshot_dir, error)
                 self.snapshot_failed = True
 
+    def clip(self, event_id: str, name: str, pre_s: float, length_s: float) -> None:
+        """The event's clip (a file in the snapshots folder, EventClips) is written; one whose event has fallen
+        out of memory meanwhile is deleted."""
+        with self.lock:
+            event = self.events.get(event_id)
+            if event is not None:
+                event["clip"], event["clip_s"] = name, {"before_start": pre_s, "length": length_s}
+        if event is None and self.snapshot_dir is not None:
+            (self.snapshot_dir / name).unlink(missing_ok=True)
+
     def listing(self, limit: int = 100) -> list[dict]:
         """The latest events, newest first, as the API shows them."""
         with self.lock:
@@ -124,15 +135,17 @@ class EventBook:
             event = self.events.get(event_id)
         return None if event is None else self.public(event)
 
-    def snapshot_path(self, event_id: str) -> Path | None:
+    def file_path(self, event_id: str, kind: str) -> Path | None:
+        """The event's "snapshot" or "clip" file, None while it has none."""
         with self.lock:
             event = self.events.get(event_id)
-        if event is None or not event["snapshot"] or self.snapshot_dir is None:
+        if event is None or not event[kind] or self.snapshot_dir is None:
             return None
-        return self.snapshot_dir / event["snapshot"]
+        return self.snapshot_dir / event[kind]
 
     @staticmethod
     def public(event: dict) -> dict:
         shown = {key: value for key, value in event.items() if key not in ("thumbnail_jpeg_base64", "started_at")}
         shown["snapshot_url"] = f"/events/{event['id']}/snapshot.jpg" if event["snapshot"] else None
+        shown["clip_url"] = f"/events/{event['id']}/clip.mp4" if event["clip"] else None
         return shown

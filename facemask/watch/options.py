@@ -36,7 +36,10 @@ class WatchOptions:
     zone: list[tuple[float, float]] | None = None  # polygon (pixels): only people inside it count
     mqtt_url: str | None = None  # mqtt://[user:password@]host[:port]: events, counts, Home Assistant discovery
     auth_token: str | None = None  # asked of every client but /health and /ready (FACEMASK_WATCH_TOKEN)
-    snapshot_dir: Path | None = None  # a JPEG per event, blurred as the recordings are
+    snapshot_dir: Path | None = None  # a JPEG per event, blurred as the recordings are (and its clip, with recordings)
+    clip_pre_s: float = 3.0  # an event's clip starts this long before the event (on the keyframe before)
+    clip_post_s: float = 3.0  # and ends this long after it
+    clip_max_s: float = 60.0  # at most this long (a longer event's clip is its first minute)
     analysis_fps: float | None = None  # a live source's frames analysed per second at most (None: all it can)
     live_max_connections: int = 32  # live-view connections served at once (page, stream, /counts...); 503 above
     live_idle_timeout_s: float = 10.0  # a live-view connection that sends (or takes) nothing this long is closed

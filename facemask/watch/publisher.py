@@ -8,6 +8,7 @@ import threading
 from facemask.core.drawing import draw_faces
 from facemask.core.privacy import anonymize
 from facemask.video.output import FinishedFrame
+from facemask.watch.clips import EventClips
 from facemask.watch.cover import FaceCover
 from facemask.watch.event_book import EventBook
 from facemask.watch.live_view import LiveView
@@ -23,9 +24,9 @@ class Publisher:
     until it knows what to blur there (facemask/watch/cover.py)."""
 
     def __init__(self, privacy: str, recorder: SegmentRecorder | None, live: LiveView,
-                 event_book: EventBook | None = None, zone: Zone | None = None):
+                 event_book: EventBook | None = None, zone: Zone | None = None, clips: EventClips | None = None):
         self.privacy, self.recorder, self.live, self.event_book = privacy, recorder, live, event_book
-        self.zone = zone
+        self.zone, self.clips = zone, clips
         self.cover = FaceCover()
         self.queue: queue.Queue = queue.Queue(maxsize=8)
         self.failure_logged = False
@@ -60,6 +61,8 @@ class Publisher:
             drawn = self.zone.draw(drawn)
         if self.recorder is not None:
             self.recorder.write(drawn, frame.record["captured_at"])
+            if self.clips is not None:
+                self.clips.recorded(frame.record["captured_at"])
         if snapshots and self.event_book is not None:
             position = self.recorder.position(frame.record["captured_at"]) if self.recorder is not None else None
             for event_id in snapshots:
@@ -72,3 +75,5 @@ class Publisher:
         self.thread.join()
         if self.recorder is not None:
             self.recorder.close()
+        if self.clips is not None:
+            self.clips.close()

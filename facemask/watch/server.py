@@ -114,16 +114,22 @@ def make_server(watch: Watch, host: str, port: int) -> CappedHTTPServer:
 
         def _event(self, parts: list[str]) -> None:
             event = watch.event_book.get(parts[0])
-            if event is None or len(parts) > 2 or (len(parts) == 2 and parts[1] != "snapshot.jpg"):
+            media = {"snapshot.jpg": ("snapshot", "image/jpeg"), "clip.mp4": ("clip", "video/mp4")}
+            if event is None or len(parts) > 2 or (len(parts) == 2 and parts[1] not in media):
                 self._json(404, {"error": "no such event", "status": 404})
             elif len(parts) == 1:
                 self._json(200, event)
             else:
-                snapshot = watch.event_book.snapshot_path(parts[0])
-                if snapshot is None or not snapshot.is_file():
-                    self._json(404, {"error": "this event has no snapshot (yet)", "status": 404})
+                kind, content_type = media[parts[1]]
+                path = watch.event_book.file_path(parts[0], kind)
+                try:
+                    body = path.read_bytes() if path is not None else None
+                except OSError:
+                    body = None
+                if body is None:
+                    self._json(404, {"error": f"this event has no {kind} (yet)", "status": 404})
                 else:
-                    self._send(200, snapshot.read_bytes(), "image/jpeg")
+                    self._send(200, body, content_type)
 
         def _stream(self) -> None:
             self.send_response(200)

@@ -5,6 +5,7 @@ import logging
 import time
 import uuid
 from collections import Counter as Tally
+from datetime import datetime
 from typing import Callable, Iterator
 
 from facemask.core.pipeline import MaskPipeline
@@ -14,6 +15,7 @@ from facemask.video.loop import VideoAnnotator
 from facemask.video.output import FinishedFrame
 from facemask.video.source import ReadAhead, VideoSource, VideoSourceError, describe_source
 from facemask.video.tracks import VideoSettings
+from facemask.watch.clips import EventClips
 from facemask.watch.delivery import DeliveryJournal
 from facemask.watch.event_book import EventBook
 from facemask.watch.events import EventLog, thumbnail
@@ -57,7 +59,7 @@ class Watch:
         self.counted: set[int] = set()
         self.evented: set[int] = set()
         self.lineage: TrackLineage | None = None  # made with the annotator: it counts in analysed frames
-        self.event_book = EventBook(options.snapshot_dir, options.camera, end_after_frames=50, on_end=self._send)
+        self.event_book = EventBook(options.snapshot_dir, options.camera, end_after_frames=50, on_end=self._ended)
         self.events_raised = 0
         self.started = utc_now()
         self._rate_started, self._rate_frames = time.monotonic(), 0
@@ -149,7 +151,12 @@ class Watch:
                                            keep_days=self.options.keep_days,
                                            keep_bytes=self.options.keep_gb * 1e9 if self.options.keep_gb else None)
                 self.metrics.recording(True)
-            self.publisher = Publisher(self.options.privacy, recorder, self.live, self.event_book, self.zone)
+            clips = None
+            if recorder is not None and self.options.snapshot_dir is not None:
+                clips = EventClips(recorder.segments, self.options.snapshot_dir, self.options.camera,
+                                   self.event_book.clip, self.options.clip_pre_s, self.options.clip_post_s,
+                                   self.options.clip_max_s)
+            self.publisher = Publisher(self.options.privacy, recorder, self.live, self.event_book, self.zone, clips)
         reader: ReadAhead | LatestFrames
         if source.kind == "file":  # a file is analysed whole, its frames timed by its frame rate
             reader = ReadAhead(source.frames(), self.annotator.timing)
@@ -278,6 +285,12 @@ class Watch:
         self._send(event)
         self.event_book.started(event, person, frame.record["frame"], frame.record["captured_at"])
         frame.record.setdefault("snapshots", []).append(event["id"])  # the publisher saves it, blurred
+
+    def _ended(self, end: dict) -> None:
+        self._send(end)
+        if self.publisher is not None and self.publisher.clips is not None:
+            self.publisher.clips.request(end["id"], datetime.fromisoformat(end["start"]).timestamp(),
+                                         datetime.fromisoformat(end["end"]).timestamp())
 
     def _send(self, record: dict) -> None:
         """An event's start or end record to the events file, the webhook and MQTT."""
