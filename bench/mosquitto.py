@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
 from facemask.serving.local_server import free_port
 
 
@@ -39,9 +41,8 @@ class Mosquitto:
         with socket.socket() as probe:
             return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
-    def listen(self) -> tuple[list[tuple[str, str, bool]], object]:
+    def listen(self) -> tuple[list[tuple[str, str, bool]], mqtt.Client]:
         """A subscriber to everything: its messages (topic, payload, retained) as they come, and the client."""
-        import paho.mqtt.client as mqtt
         messages: list[tuple[str, str, bool]] = []
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         client.on_message = lambda c, u, message: messages.append(

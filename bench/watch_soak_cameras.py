@@ -144,7 +144,7 @@ def run_phase(name: str, cameras_wanted: tuple[str, ...], classifier_url: str, c
         for camera, _ in cameras.values():
             camera.kill()
         time.sleep(1)  # the last MQTT messages
-        subscriber.disconnect()  # type: ignore[attr-defined]
+        subscriber.disconnect()
         broker.stop()
         receiver.stop()
     written = Counter(record_key(json.loads(line)) for camera in cameras

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from bench.mjpeg_stream import CameraProcess
+from bench.mosquitto import Mosquitto, mosquitto_binary
 from bench.watch_privacy import measure
 from bench.watch_soak import start_watch, wait_for, watch_status
 from facemask.core.paths import REPO_ROOT
@@ -427,48 +428,16 @@ def test_recordings_and_event_clips_play_in_chromium(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ item 4: MQTT
-class Mosquitto:
-    """Debian's mosquitto on a loopback port, in a process of its own (skips without it)."""
-
-    def __init__(self, folder: Path):
-        binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists()
-                                               else None)
-        if binary is None:
-            pytest.skip("mosquitto is not installed (apt-get install mosquitto; .ci/run does it as root)")
-        self.port = free_port()
-        config = folder / "mosquitto.conf"
-        config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
-        wait_for(self._answers, 20, "mosquitto to listen")
-
-    def _answers(self) -> bool:
-        import socket
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def listen(self) -> tuple[list, object]:
-        """A subscriber to everything: its messages (topic, payload, retained) as they come."""
-        import paho.mqtt.client as mqtt
-        messages: list[tuple[str, str, bool]] = []
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        client.on_message = lambda c, u, message: messages.append(
-            (message.topic, message.payload.decode(), bool(message.retain)))
-        client.on_connect = lambda c, u, f, reason, p: c.subscribe("#", qos=1)
-        client.connect("127.0.0.1", self.port)
-        client.loop_start()
-        wait_for(lambda: client.is_connected(), 10, "the subscriber")
-        time.sleep(0.5)
-        return messages, client
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
+def start_mosquitto(folder: Path) -> Mosquitto:
+    """Debian's mosquitto on a loopback port (bench/mosquitto.py); skips without it."""
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto; .ci/run does it as root)")
+    return Mosquitto(folder)
 
 
 @pytest.mark.slow  # a broker, a watch over a clip: about 15 s
 def test_events_and_counts_reach_mqtt_once_with_retained_home_assistant_discovery(classifier_service, tmp_path):
-    broker = Mosquitto(tmp_path)
+    broker = start_mosquitto(tmp_path)
     try:
         live, subscriber = broker.listen()
         write_clip(tmp_path / "door.avi", 40)
