@@ -185,17 +185,17 @@ def test_distillation_pulls_the_training_loss_towards_the_teachers_and_leaves_va
     import torch
 
     from facemask.core import crops
-    from facemask.core.paths import CLASSIFIER_MODEL
+    from facemask.core.paths import CLASSIFIER_FLOAT32_MODEL  # teachers on torch: onnx2torch converts no int8
     from training.distill import DistillationCallback
 
-    teacher = MaskClassifier(CLASSIFIER_MODEL)
+    teacher = MaskClassifier(CLASSIFIER_FLOAT32_MODEL)
     faces = [decode_image(path) for path in sorted((REPO_ROOT / "sample-images").glob("*.jpg"))[:2]]
     batch = torch.from_numpy(crops.to_model_input([face[:120, :120] for face in faces], teacher.crop_size))
     student_classes = list(reversed(teacher.classes))  # another order than the teacher's
-    callback = DistillationCallback([CLASSIFIER_MODEL], student_classes, crops.SERVED, alpha=0.5, temperature=2.0)
+    callback = DistillationCallback([CLASSIFIER_FLOAT32_MODEL], student_classes, crops.SERVED, alpha=0.5, temperature=2.0)
     expected = torch.from_numpy(teacher.session.run(None, {teacher.input_name: batch.numpy()})[0][:, ::-1].copy())
     assert torch.allclose(callback.teacher_probabilities(batch), expected, atol=1e-5)
-    on_torch = DistillationCallback([CLASSIFIER_MODEL], student_classes, crops.SERVED, on_torch=True)
+    on_torch = DistillationCallback([CLASSIFIER_FLOAT32_MODEL], student_classes, crops.SERVED, on_torch=True)
     assert torch.allclose(on_torch.teacher_probabilities(batch), expected, atol=1e-4)  # how a GPU run teaches
 
     hard = torch.tensor(0.8)
@@ -211,9 +211,9 @@ def test_distillation_pulls_the_training_loss_towards_the_teachers_and_leaves_va
     assert callback.learn.loss_grad.item() == pytest.approx(0.8)  # validation loss stays the plain one
 
     with pytest.raises(ValueError, match="does not know"):
-        DistillationCallback([CLASSIFIER_MODEL], ["with_mask", "beard"], crops.SERVED)
+        DistillationCallback([CLASSIFIER_FLOAT32_MODEL], ["with_mask", "beard"], crops.SERVED)
     with pytest.raises(ValueError, match="trained on"):
-        DistillationCallback([CLASSIFIER_MODEL], student_classes, crops.CropGeometry(64, 0.9))
+        DistillationCallback([CLASSIFIER_FLOAT32_MODEL], student_classes, crops.CropGeometry(64, 0.9))
 
 
 def test_a_three_class_teacher_distils_into_a_two_class_student(prepared, tmp_path):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facemask.core.paths import CLASSIFIER_MODEL, DETECTOR_MODEL
+from facemask.core.paths import CLASSIFIER_FLOAT32_MODEL, DETECTOR_MODEL
 
 
 def to_fp16(model_path: Path) -> bytes:
@@ -46,7 +46,8 @@ def main(argv=None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--detector", type=Path, default=DETECTOR_MODEL, help="RetinaFace ONNX (default: shipped)")
-    parser.add_argument("--classifier", type=Path, default=CLASSIFIER_MODEL, help="classifier ONNX (default: shipped)")
+    parser.add_argument("--classifier", type=Path, default=CLASSIFIER_FLOAT32_MODEL,
+                        help="float32 classifier ONNX (default: the served int8 model's float32 source)")
     parser.add_argument("--out-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     written = convert([args.detector, args.classifier], args.out_dir)

@@ -18,12 +18,11 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from facemask.core.paths import REPO_ROOT
+from facemask.core.paths import CLASSIFIER_FLOAT32_MODEL, REPO_ROOT
 from training.onnx_export import export_onnx
 
-# The served classifier is int8 (training.quantize), which onnx2torch cannot turn back into a trainable module; its
-# float32 source sits beside it, outside the wheel, as the start for fine-tuning and for torch teachers.
-SERVED_FLOAT32 = REPO_ROOT / "classification" / "model" / "float32" / "mask_classifier.onnx"
+# The served classifier is int8 (training.quantize), which onnx2torch cannot turn back into a trainable module.
+SERVED_FLOAT32 = CLASSIFIER_FLOAT32_MODEL
 
 # Body stages kept frozen (fx names of the stem convolution and ResNet layer1): their features are generic, and
 # not back-propagating through the two full-resolution stages roughly halves the time of a training step.

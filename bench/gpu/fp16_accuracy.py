@@ -19,7 +19,7 @@ from bench.common import RESULTS_DIR, Report, command_line
 from bench.end_to_end import evaluate
 from bench.gpu.inprocess import Models
 from facemask.core.images import decode_image
-from facemask.core.paths import CLASSIFIER_MODEL, DETECTOR_MODEL, REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE
+from facemask.core.paths import CLASSIFIER_FLOAT32_MODEL, DETECTOR_MODEL, REAL_PHOTOS_SPLIT_FILE, SCENE_SPLIT_FILE
 from facemask.core.settings import Settings, parse_providers
 from training.annotations import Annotation, load_scenes
 from training.fp16 import convert
@@ -48,8 +48,8 @@ def score(models: Models, annotations: list[Annotation]) -> dict:
 def compare(providers: tuple[str, ...], datasets: dict[str, list[Annotation]], fp16_dir: Path,
             tolerance: float = TOLERANCE) -> list[dict]:
     """One row per data set and precision, and the FP16 - FP32 differences with whether they are within tolerance."""
-    detector16, classifier16 = convert([DETECTOR_MODEL, CLASSIFIER_MODEL], fp16_dir)
-    fp32 = Models.load(providers, "FP32")
+    detector16, classifier16 = convert([DETECTOR_MODEL, CLASSIFIER_FLOAT32_MODEL], fp16_dir)
+    fp32 = Models.load(providers, "FP32", classifier_model=CLASSIFIER_FLOAT32_MODEL)  # the int8 model has no FP16 form
     fp16 = Models.load(providers, "FP16", detector16, classifier16)
     rows = []
     for name, photos in datasets.items():

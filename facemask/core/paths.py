@@ -13,6 +13,9 @@ from pathlib import Path
 PACKAGES_ROOT = Path(__file__).resolve().parents[2]
 REPO_ROOT = PACKAGES_ROOT  # what the checkout's scripts and tests call it; only a checkout has bench/, tests/, ...
 CLASSIFIER_MODEL = PACKAGES_ROOT / "classification" / "model" / "mask_classifier.onnx"
+# The served classifier is int8 (issue 32); its float32 source stays in the checkout, outside the wheel: the start for
+# fine-tuning, torch teachers (onnx2torch converts no QuantizeLinear) and FP16 (an int8 graph has no float16 form).
+CLASSIFIER_FLOAT32_MODEL = PACKAGES_ROOT / "classification" / "model" / "float32" / "mask_classifier.onnx"
 DETECTOR_MODEL = PACKAGES_ROOT / "detection" / "model" / "retinaface_mnet025_masks.onnx"  # fine-tuned RetinaFace
 CENTERFACE_MODEL = PACKAGES_ROOT / "detection" / "model" / "centerface_masks.onnx"  # fine-tuned CenterFace
 # The annotated scene photos split by photo (train / valid / test), written by training.train_detector and read by
