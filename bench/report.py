@@ -189,6 +189,7 @@ def summary_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
     rows += video_rows(sources)
     rows += robustness_rows(sources)
     rows += watch_rows(sources)
+    rows += watch_cameras_rows(sources)
     rows += queue_rows(sources)
     return rows, sources
 
@@ -311,6 +312,29 @@ def watch_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
              f"{soak['open files at warm-up']} -> {soak['open files max after']}; "
              f"{soak.get('resume s after camera back', float('nan')):.1f} s; {soak['every event exactly once']}",
              "within 10 %; within 10 %; ≤ +5 %; flat; ≤ 5 s; True", "watch_soak.md")]
+
+
+def watch_cameras_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
+    """Two cameras in one watch process against one alone (bench.watch_soak_cameras)."""
+    results = load("watch_soak_two_cameras")
+    if not results:
+        return []
+    sources.append(f"watch_soak_two_cameras ({results['meta']['date']})")
+    rows, deliveries = table(results, "Frames/s and memory"), table(results, "Events delivered")
+    alone = [row for row in rows if row["run"] == "one camera"]
+    two = [row for row in rows if row["run"] != "one camera"]
+    if not alone or not two:
+        return []
+    ratios = " / ".join(f"{row['frames/s mean'] / alone[0]['frames/s mean']:.2f}" for row in two)
+    once = all(row["webhook: every record exactly once"] and row["MQTT: every record exactly once"]
+               for row in deliveries)
+    return [(f"Camera watch, two cameras in one process for {results['meta']['minutes']:g} min (config file; events, "
+             "webhook, MQTT, recordings, snapshots, live view): frames/s per camera, two cameras / one alone; "
+             "memory trend after warm-up (least squares); event records exactly once (webhook, MQTT)",
+             f"{ratios} ({' / '.join(fmt(row['frames/s mean'], 1) for row in two)} vs "
+             f"{fmt(alone[0]['frames/s mean'], 1)} frames/s); {two[0]['RSS MB/min trend']:+.2f} MB/min (peak "
+             f"{100 * (two[0]['RSS MB max after'] / two[0]['RSS MB at warm-up'] - 1):+.0f} % over warm-up); {once}",
+             "≥ 0.90 each; flat; True", "watch_soak_two_cameras.md")]
 
 
 def queue_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:

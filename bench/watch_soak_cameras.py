@@ -198,7 +198,7 @@ def main(argv=None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the two-camera run")
     parser.add_argument("--baseline-minutes", type=float, default=5.0, help="length of the one-camera run")
-    parser.add_argument("--fps", type=float, default=15.0, help="each camera's frames/s")
+    parser.add_argument("--fps", type=float, default=20.0, help="each camera's frames/s")
     parser.add_argument("--warm-up", type=float, default=60.0, help="seconds left out of the measures")
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--segment-seconds", type=float, default=60.0, help="length of one recording")
