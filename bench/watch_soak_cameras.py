@@ -6,7 +6,7 @@ with two cameras as fast per camera as with one, and does its memory stay flat, 
 Each camera is a looping MJPEG camera on loopback (a process of its own, --fps frames/s, a pan across
 sample-images/group_mixed.jpg, so each loop brings six people in again and events keep coming), and each camera has
 everything on: events to a JSON Lines file, a webhook receiver on loopback, Debian's mosquitto on a loopback port
-(MQTT events, counts, Home Assistant discovery), recordings (H.264 MP4 segments), snapshots, and a client that
+(MQTT events, counts, Home Assistant discovery), recordings (H.264 MP4 segments), snapshots and clips, and a client that
 reads its live view (/stream.mjpg) all run long.
 
 1. one camera: the config file lists one camera, for --baseline-minutes;
@@ -96,7 +96,16 @@ def recordings(folder: Path, camera: str) -> dict:
                     packets += sum(1 for packet in container.demux(stream) if packet.size)
         except av.error.FFmpegError:
             continue
-    return {"segments": len(segments), "frames recorded": packets + decoded, "frames decoded in the first": decoded}
+    clips = sorted((folder / "snapshots").glob(f"{camera}_*.mp4"))
+    clip_frames = 0
+    if clips:  # the newest clip, decoded whole
+        try:
+            with av.open(str(clips[-1])) as container:
+                clip_frames = sum(1 for _ in container.decode(container.streams.video[0]))
+        except av.error.FFmpegError:
+            clip_frames = 0
+    return {"segments": len(segments), "frames recorded": packets + decoded, "frames decoded in the first": decoded,
+            "event clips": len(clips), "frames decoded in the newest clip": clip_frames}
 
 
 def run_phase(name: str, cameras_wanted: tuple[str, ...], classifier_url: str, clip: Path, fps: float,
@@ -214,7 +223,7 @@ def main(argv=None) -> Report:
                            "pan over sample-images/group_mixed.jpg",
                     watch="one process from one config file; FACEMASK_ORT_THREADS=1, detector every 3rd frame; "
                           "events (every label) to a file, a webhook and MQTT (Debian's mosquitto on loopback), "
-                          f"recordings ({args.segment_seconds:g} s H.264 MP4 segments), snapshots, a live-view "
+                          f"recordings ({args.segment_seconds:g} s H.264 MP4 segments), snapshots and clips, a live-view "
                           "client per camera; classifier: a local service with 2 workers")
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:
         clip = pan_clip(Path(tmp) / "pan.avi")
