@@ -223,8 +223,8 @@ def main(argv=None) -> Report:
                            "pan over sample-images/group_mixed.jpg",
                     watch="one process from one config file; FACEMASK_ORT_THREADS=1, detector every 3rd frame; "
                           "events (every label) to a file, a webhook and MQTT (Debian's mosquitto on loopback), "
-                          f"recordings ({args.segment_seconds:g} s H.264 MP4 segments), snapshots and clips, a live-view "
-                          "client per camera; classifier: a local service with 2 workers")
+                          f"recordings ({args.segment_seconds:g} s H.264 MP4 segments), snapshots and clips, a "
+                          "live-view client per camera; classifier: a local service with 2 workers")
     with LocalService("classification", workers=2) as classifier, tempfile.TemporaryDirectory() as tmp:
         clip = pan_clip(Path(tmp) / "pan.avi")
         phases = [run_phase("one camera", CAMERA_NAMES[:1], classifier.url, clip, args.fps,
