@@ -329,7 +329,7 @@ def watch_cameras_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
     once = all(row["webhook: every record exactly once"] and row["MQTT: every record exactly once"]
                for row in deliveries)
     return [(f"Camera watch, two cameras in one process for {results['meta']['minutes']:g} min (config file; events, "
-             "webhook, MQTT, recordings, snapshots, live view): frames/s per camera, two cameras / one alone; "
+             "webhook, MQTT, recordings, snapshots, clips, live view): frames/s per camera, two cameras / one alone; "
              "memory trend after warm-up (least squares); event records exactly once (webhook, MQTT)",
              f"{ratios} ({' / '.join(fmt(row['frames/s mean'], 1) for row in two)} vs "
              f"{fmt(alone[0]['frames/s mean'], 1)} frames/s); {two[0]['RSS MB/min trend']:+.2f} MB/min (peak "
