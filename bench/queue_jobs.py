@@ -52,6 +52,8 @@ def wait(base: str, job_id: str, until=("done", "failed"), timeout: float = 900,
         status = requests.get(f"{base}/{kind}/{job_id}", timeout=10).json()
         if status["state"] in until:
             return status
+        if status["state"] in ("done", "failed"):  # a finished job changes no more: say so now, not after timeout
+            raise AssertionError(f"job {job_id} ended {status['state']}, not {until}: {status}")
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} not {until} after {timeout} s: {status}")
 

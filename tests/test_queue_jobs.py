@@ -81,8 +81,10 @@ def test_a_job_waits_queued_then_any_worker_takes_it_and_any_replica_serves_it(s
     assert requests.get(f"{b.url}/videos/{job_id}", timeout=10).json()["state"] == "queued", "no worker yet"
     assert metric(a.url + "/metrics", "facemask_jobs_queued") == 1
     with worker(site, "w1") as first, worker(site, "w2") as second:
-        running = wait(b.url, job_id, until=("running",))
-        assert 0 <= running["frames_done"] <= running["frames_total"] == 120
+        # The first worker may take and finish the job while the second is still warming up, before a poll sees it
+        # running (seen once under load): "running" is checked when it is seen.
+        taken = wait(b.url, job_id, until=("running", "done"))
+        assert taken["state"] == "done" or 0 <= taken["frames_done"] <= taken["frames_total"] == 120, taken
         done = wait(b.url, job_id)
         assert done["state"] == "done" and done["frames_done"] == 120 and done["classifier_errors"] == 0, done
         assert done["people"]["total"] == 6

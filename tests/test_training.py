@@ -192,7 +192,8 @@ def test_distillation_pulls_the_training_loss_towards_the_teachers_and_leaves_va
     faces = [decode_image(path) for path in sorted((REPO_ROOT / "sample-images").glob("*.jpg"))[:2]]
     batch = torch.from_numpy(crops.to_model_input([face[:120, :120] for face in faces], teacher.crop_size))
     student_classes = list(reversed(teacher.classes))  # another order than the teacher's
-    callback = DistillationCallback([CLASSIFIER_FLOAT32_MODEL], student_classes, crops.SERVED, alpha=0.5, temperature=2.0)
+    callback = DistillationCallback([CLASSIFIER_FLOAT32_MODEL], student_classes, crops.SERVED, alpha=0.5,
+                                    temperature=2.0)
     expected = torch.from_numpy(teacher.session.run(None, {teacher.input_name: batch.numpy()})[0][:, ::-1].copy())
     assert torch.allclose(callback.teacher_probabilities(batch), expected, atol=1e-5)
     on_torch = DistillationCallback([CLASSIFIER_FLOAT32_MODEL], student_classes, crops.SERVED, on_torch=True)
