@@ -190,3 +190,21 @@ def plot_sweep(path: Path, title: str, long_sides: list, ms_per_image: list[floa
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def frame_count(video: bytes | Path, folder: Path | None = None) -> int:
+    """Frames OpenCV decodes from a video file, or from downloaded bytes (written to folder first): what a player
+    would get out of a written or served video."""
+    import cv2
+
+    if isinstance(video, bytes):
+        if folder is None:
+            raise ValueError("video bytes need a folder to be written to")
+        (folder / "downloaded.webm").write_bytes(video)
+        video = folder / "downloaded.webm"
+    capture = cv2.VideoCapture(str(video))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    return frames

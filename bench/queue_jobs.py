@@ -58,19 +58,6 @@ def wait(base: str, job_id: str, until=("done", "failed"), timeout: float = 900,
     raise AssertionError(f"job {job_id} not {until} after {timeout} s: {status}")
 
 
-def frame_count(video: bytes | Path, folder: Path) -> int:
-    """Frames OpenCV decodes from a video file, or from downloaded bytes (written to folder first)."""
-    if isinstance(video, bytes):
-        (folder / "downloaded.webm").write_bytes(video)
-        video = folder / "downloaded.webm"
-    capture = cv2.VideoCapture(str(video))
-    frames = 0
-    while capture.read()[0]:
-        frames += 1
-    capture.release()
-    return frames
-
-
 def throughput(base: str, clip: Path, env: dict, logs: Path, workers: int, jobs: int) -> dict:
     """The workers started and listening first, then the jobs submitted: minutes from the first submission to the
     last job's end (uploads included, the same for every worker count)."""

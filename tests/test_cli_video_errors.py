@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from bench.common import frame_count
 from facemask.core.paths import REPO_ROOT
 from facemask.serving.local_server import free_port
 from tests.test_video import _alive, _children, run_infer
@@ -23,17 +24,6 @@ def one_error_line(stderr: str) -> str:
     assert "Traceback" not in stderr, stderr
     assert lines and lines[-1].startswith("error: "), stderr
     return lines[-1]
-
-
-def frame_count(path) -> int:
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    frames = 0
-    while capture.read()[0]:
-        frames += 1
-    capture.release()
-    return frames
 
 
 def test_a_video_is_never_written_over_its_input(classifier_service, tmp_path):

@@ -19,7 +19,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.queue_jobs import frame_count, wait, write_clip
+from bench.common import frame_count
+from bench.queue_jobs import wait, write_clip
 from facemask.core.paths import REPO_ROOT
 from facemask.serving.local_server import LocalRedis, LocalService, LocalWorker
 
