@@ -92,7 +92,8 @@ def test_compose_stack_runs_video_and_batch_jobs_on_its_workers(stack, sample_pa
 
     import cv2
 
-    from bench.queue_jobs import frame_count, wait, write_clip
+    from bench.common import frame_count
+    from bench.queue_jobs import wait, write_clip
 
     compose, ports = stack
     detection = f"http://127.0.0.1:{ports['DETECTION_PORT']}"

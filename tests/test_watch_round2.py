@@ -133,6 +133,24 @@ def test_the_cover_publishes_a_frame_a_second_late_and_covers_a_face_found_then(
     assert covers(boxes, [500, 100, 640, 200]), "0.9 s before it was found: towards the right edge"
 
 
+def test_frames_whose_delay_cannot_run_out_are_blurred_whole():
+    """At a stop, the frames still waiting never get the later detector run that would find a head coming in at an
+    edge; a frame pushed out by max_wait_frames has none either. Both are covered whole (found by CI: a half head at
+    the left edge in the last second before a stop went out unblurred)."""
+    cover, released = FaceCover(), []
+    for index in range(20):
+        released += cover.push(frame(index, [face(3, [500, 100, 600, 200])], index % 3 == 0))
+    flushed = cover.flush()
+    assert [f.record["frame"] for f, _ in flushed] == list(range(10, 20)), "the last second waited"
+    assert all(covers(boxes, [0, 0, 640, 480]) for _, boxes in flushed)
+    assert not any(covers(boxes, [0, 0, 640, 480]) for _, boxes in released), "known frames: their faces only"
+    starved = FaceCover(CoverSettings(max_wait_frames=5))
+    out = [item for index in range(8) for item in starved.push(frame(index, [], index == 0))]
+    assert [f.record["frame"] for f, _ in out] == [0, 1, 2]
+    assert all(covers(boxes, [0, 0, 640, 480]) for _, boxes in out), "no detector run after them: all of it"
+    assert (cover.covered_whole, starved.covered_whole) == (10, 3)
+
+
 # --------------------------------------------------------------------------- defect 2: real time under load
 def test_a_track_born_on_a_followed_face_is_the_same_person():
     lineage = TrackLineage(memory_frames=12)

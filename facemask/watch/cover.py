@@ -9,7 +9,10 @@ been analysed, and is covered by:
   distance they could have moved meanwhile;
 - more when unsure: a new person's box grows more, a box near the frame's edge reaches to the edge (the rest of the
   head may be just outside, or cut), and a frame long after its person's last observation (the detector missed it,
-  or frames were dropped to keep up) grows with the time since.
+  or frames were dropped to keep up) grows with the time since;
+- the whole frame when its delay could not run out: the frames still waiting when the watch stops (their later
+  detector runs never come: a head half inside the frame in the last second may never be found) and a frame pushed
+  out by max_wait_frames before a detector run at or after it.
 FaceCover only places boxes; facemask.core.privacy.anonymize blurs them (with its own margin on top).
 """
 from __future__ import annotations
@@ -56,6 +59,7 @@ class FaceCover:
         self.waiting: deque[FinishedFrame] = deque()
         self.detected_at: float | None = None  # time of the latest frame the detector ran on
         self.behind_until = float("-inf")  # frames up to this time grow their boxes: the analysis fell behind
+        self.covered_whole = 0  # frames published wholly blurred: their delay could not run out
 
     def push(self, frame: FinishedFrame) -> list[tuple[FinishedFrame, list[np.ndarray]]]:
         self._observe(frame)
@@ -70,17 +74,23 @@ class FaceCover:
                 and now - at >= self.settings.delay_s - 1e-6
             if not (known or len(self.waiting) > self.settings.max_wait_frames):
                 break
-            released.append((self.waiting.popleft(), self._boxes(first)))
+            released.append((self.waiting.popleft(), self._boxes(first) if known else self._whole(first)))
         if released:
             self._forget(frame_time(released[-1][0]))
         return released
 
     def flush(self) -> list[tuple[FinishedFrame, list[np.ndarray]]]:
-        """Every waiting frame with its boxes, as far as is known now (the watch is stopping)."""
-        released = [(frame, self._boxes(frame)) for frame in self.waiting]
+        """Every waiting frame (the watch is stopping), covered whole: no later detector run will tell what came in
+        at its edges."""
+        released = [(frame, self._whole(frame)) for frame in self.waiting]
         self.waiting.clear()
         self._forget(frame_time(released[-1][0]) if released else None)
         return released
+
+    def _whole(self, frame: FinishedFrame) -> list[np.ndarray]:
+        self.covered_whole += 1
+        height, width = frame.image.shape[:2]
+        return [np.array([0.0, 0.0, width, height], dtype=np.float32)]
 
     def _observe(self, frame: FinishedFrame) -> None:
         time_s = frame_time(frame)

@@ -346,7 +346,8 @@ class Watch:
                 "skipped_frames": self.skipped_frames, "skipped_frames_per_second": round(self.skipped_fps, 2),
                 "reconnects": self.reconnects, "in_view": self.in_view, "track_ids_in_view": self.track_ids_in_view,
                 "people": {"total": sum(self.people.values()), "by_label": dict(sorted(dict(self.people).items()))},
-                "events": events, "privacy": self.options.privacy}
+                "events": events, "privacy": self.options.privacy,
+                "privacy_frames_blurred_whole": self.publisher.cover.covered_whole if self.publisher else 0}
 
     def close(self) -> None:
         self.live.close()
