@@ -269,14 +269,10 @@ def test_photos_keyboard_only_path_numbered_boxes_zoom_and_downloads(browser, de
 
     # Readable at 1366 px and on a phone: no table scrolls sideways, nothing sticks out of the page.
     assert fits(browser, ".table-wrap") and fits(browser, "html")
-    browser.execute_script("window.scrollTo(0, 0)")
-    browser.save_screenshot(str(SCREENSHOTS / "upload_page.png"))
     browser.set_window_size(390, 844)
     try:
         assert fits(browser, ".table-wrap"), "face table clipped on a phone"
         assert fits(browser, "html"), "page wider than a phone"
-        browser.execute_script("arguments[0].scrollIntoView()", section)
-        browser.save_screenshot(str(SCREENSHOTS / "upload_page_phone.png"))
     finally:
         browser.set_window_size(1366, 900)
 
