@@ -21,8 +21,8 @@ import numpy as np
 
 from bench.common import RESULTS_DIR, Report, command_line
 from facemask.core.classes import INCORRECT, WITH_MASK
-from facemask.core.paths import CROPS_FOLDER
 from facemask.core.classifier import DEFAULT_MODEL
+from facemask.core.paths import CROPS_FOLDER
 from training.validate import predict_split
 
 REAL_PHOTOS = ("face-mask-ilc-2021", "face-mask-scenes-andrewmvd")
