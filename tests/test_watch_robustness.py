@@ -3,6 +3,7 @@ answers one byte at a time, events pending across a restart, a camera that never
 sockets on the live view. Cameras and receivers are served by the test itself on loopback."""
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import logging
@@ -19,7 +20,7 @@ import requests
 from bench.mjpeg_stream import CameraProcess, load_jpegs
 from bench.watch_soak import WebhookReceiver, start_watch, wait_for, watch_status
 from facemask.serving.local_server import free_port
-from facemask.watch.delivery import record_key
+from facemask.watch.delivery import post_json, record_key
 from facemask.watch.metrics import WatchMetrics
 from facemask.watch.options import WatchOptions
 from facemask.watch.webhook import WebhookSender
@@ -171,6 +172,53 @@ def test_a_receiver_answering_a_byte_a_second_cannot_hold_the_webhook(caplog):
     assert "timed out after 3 s" in caplog.text, caplog.text
     assert 'facemask_watch_events_total{camera="door",outcome="failed"} 1.0' in metrics.exposition().decode()
 
+
+class ForwardingProxy:
+    """A plain-HTTP forward proxy on loopback: records each request's target and Proxy-Authorization, then sends
+    the POST on to the URL it names and answers with the receiver's status."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, str | None]] = []
+        proxy = self
+
+        class Forward(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                proxy.seen.append((self.path, self.headers.get("Proxy-Authorization")))
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {k: v for k, v in self.headers.items() if k.lower().startswith(("content-", "idempotency"))}
+                answer = requests.post(self.path, data=body, headers=headers, timeout=5,
+                                       proxies={"http": None, "https": None})
+                self.send_response(answer.status_code)
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Forward)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_webhook_goes_through_the_proxy_the_environment_names_unless_no_proxy_says_not(monkeypatch):
+    """requests honoured HTTP_PROXY; the deadline-bound POST of issue 35 must too (user:password included)."""
+    receiver, proxy = WebhookReceiver(), ForwardingProxy()
+    receiver.start()
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://cam%40site:pa%20ss@"))
+    try:
+        assert post_json(receiver.url, {"id": "via-proxy"}, {"Idempotency-Key": "via-proxy"}, 5) == 204
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert post_json(receiver.url, {"id": "direct"}, {"Idempotency-Key": "direct"}, 5) == 204
+    finally:
+        proxy.stop()
+        receiver.stop()
+    assert proxy.seen == [(receiver.url, "Basic " + base64.b64encode(b"cam@site:pa ss").decode())]
+    assert [key for key, _ in receiver.received] == ["via-proxy", "direct"]
 
 @pytest.mark.slow  # two watch runs, one of them over a clip with people
 def test_events_still_queued_for_the_webhook_are_sent_after_a_restart(classifier_service, tmp_path):

@@ -9,6 +9,7 @@ the events still waiting, or dropped from a full queue, instead of losing them.
 """
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import logging
@@ -19,7 +20,8 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 LOG = logging.getLogger("facemask.watch")
 MAX_ANSWER_BYTES = 64 * 1024  # what is read of a receiver's answer: only its status matters
@@ -37,12 +39,20 @@ def post_json(url: str, event: dict, headers: dict[str, str], deadline_s: float)
         raise ValueError(f"the webhook URL must be http:// or https://, got {parts.scheme}://")
     started = time.monotonic()
     body = json.dumps(event).encode()
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    proxy, proxy_headers = proxy_for(parts)
+    host = (proxy.hostname if proxy else parts.hostname) or ""
+    port = (proxy.port or 80) if proxy else parts.port
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
-        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=deadline_s,
-                                                 context=ssl.create_default_context())
+        connection = http.client.HTTPSConnection(host, port, timeout=deadline_s, context=ssl.create_default_context())
+        if proxy:  # CONNECT through the proxy, then TLS with the receiver itself
+            connection.set_tunnel(parts.hostname, parts.port, headers=proxy_headers)
     else:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=deadline_s)
+        connection = http.client.HTTPConnection(host, port, timeout=deadline_s)
+        if proxy:  # a plain-HTTP proxy takes the whole URL as the request target
+            path = url.split("#", 1)[0]
+            headers = {**proxy_headers, **headers}
     expired = threading.Event()
 
     def cut() -> None:  # from the timer's thread: a blocked send or recv returns at once
@@ -60,7 +70,6 @@ def post_json(url: str, event: dict, headers: dict[str, str], deadline_s: float)
         connection.connect()
         if expired.is_set():  # the deadline passed while connecting: the timer found no socket to cut
             raise DeadlineExceeded(f"timed out after {deadline_s:g} s")
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         connection.request("POST", path, body, {"Content-Type": "application/json", **headers})
         response = connection.getresponse()
         response.read(MAX_ANSWER_BYTES)
@@ -72,6 +81,21 @@ def post_json(url: str, event: dict, headers: dict[str, str], deadline_s: float)
     finally:
         timer.cancel()
         connection.close()
+
+
+def proxy_for(parts: SplitResult) -> tuple[SplitResult | None, dict[str, str]]:
+    """The proxy that HTTP_PROXY / HTTPS_PROXY (and NO_PROXY) name for this URL, as requests and curl read them, and
+    the Proxy-Authorization its user:password asks for; (None, {}) to go direct."""
+    proxy = getproxies().get(parts.scheme)
+    if not proxy or proxy_bypass(parts.netloc):
+        return None, {}
+    found = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if not found.hostname:
+        return None, {}
+    if found.username is None:
+        return found, {}
+    credentials = f"{unquote(found.username)}:{unquote(found.password or '')}".encode()
+    return found, {"Proxy-Authorization": "Basic " + base64.b64encode(credentials).decode()}
 
 
 def record_key(record: dict) -> str:
