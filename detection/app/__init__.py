@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     jobs = app.extensions["jobs"] = Jobs(app.extensions["pipeline"], app.extensions["metrics"], settings)
     app.extensions["metrics"].add_collector(QueueCollector(jobs.backend.counts))
     if settings.jobs_store is not None:
-        app.extensions["shared_results"] = SharedResults(settings.jobs_store, settings.jobs_retention_h)
+        app.extensions["shared_results"] = SharedResults(
+            settings.jobs_store, settings.jobs_retention_h, settings.shared_results_max_mb * 1e6)
     app.register_blueprint(web_blueprint)
     if settings.queue_url:
         _answer_503_while_the_queue_is_away(app)

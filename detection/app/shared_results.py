@@ -1,5 +1,5 @@
 """Results kept for a link (the upload page's "Link to this result"), in FACEMASK_JOBS_STORE for
-FACEMASK_JOBS_RETENTION_H hours.
+FACEMASK_JOBS_RETENTION_H hours, and within FACEMASK_SHARED_RESULTS_MAX_MB: past it the oldest go first.
 
 Each result is one JSON file named by an unguessable id (192 random bits): whoever holds the link sees the same card,
 nobody can list or guess the others. Files, not memory, because any worker process may answer the link. Without the
@@ -19,10 +19,11 @@ RESULT_ID = re.compile(r"[A-Za-z0-9_-]{32}")
 
 
 class SharedResults:
-    def __init__(self, store: Path, retention_h: float):
+    def __init__(self, store: Path, retention_h: float, max_bytes: float = float("inf")):
         self.folder = Path(store) / SHARED_FOLDER
         self.folder.mkdir(parents=True, exist_ok=True)
         self.retention_s = retention_h * 3600
+        self.max_bytes = max_bytes
 
     def keep(self, result: dict) -> str:
         """Stores the result; its id, for the link."""
@@ -31,6 +32,7 @@ class SharedResults:
         temporary = self.folder / f".{result_id}.tmp"
         temporary.write_text(json.dumps({**result, "expires_at": round(time.time() + self.retention_s)}))
         temporary.replace(self.folder / f"{result_id}.json")  # a reader never sees half a file
+        self.keep_within_size(result_id)
         return result_id
 
     def get(self, result_id: str) -> dict | None:
@@ -45,6 +47,23 @@ class SharedResults:
             return json.loads(path.read_text())
         except (OSError, ValueError):
             return None
+
+    def keep_within_size(self, newest: str) -> None:
+        """Removes the oldest results until the folder is within max_bytes; never the one just kept."""
+        files = []
+        for path in self.folder.glob("*.json"):
+            try:
+                stat = path.stat()
+            except OSError:  # removed by another worker meanwhile
+                continue
+            files.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files, key=lambda item: item[0]):
+            if total <= self.max_bytes:
+                break
+            if path.stem != newest:
+                path.unlink(missing_ok=True)
+                total -= size
 
     def remove_expired(self) -> None:
         cutoff = time.time() - self.retention_s

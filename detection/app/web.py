@@ -91,7 +91,8 @@ def shared_result(result_id: str):
     result = shared.get(result_id) if shared is not None else None
     if result is None:
         raise ApiError(404, "This link has expired or never existed: results are kept for "
-                            f"{current_app.extensions['settings'].jobs_retention_h:g} hours.")
+                            f"{current_app.extensions['settings'].jobs_retention_h:g} hours, and the oldest go "
+                            "first when the store is full.")
     return jsonify(result)
 
 

@@ -112,6 +112,9 @@ class Settings:
     jobs_retention_h: float = _setting(
         24.0, "FACEMASK_JOBS_RETENTION_H", "hours a finished job, its files and a linked result are kept (then 404)",
         shown="24", minimum=0.001)
+    shared_results_max_mb: float = _setting(
+        2048.0, "FACEMASK_SHARED_RESULTS_MAX_MB", "megabytes the results behind links may take in the jobs store (a "
+        "12 MP photo's is about 10 MB); past it the oldest links expire first", shown="2048", minimum=1)
     max_batch_photos: int = _setting(500, "MAX_BATCH_PHOTOS", "photos one `POST /batches` may hold (files or zip)",
                                      minimum=1)
     trusted_proxies: int = _setting(
