@@ -99,6 +99,12 @@ class VideoAnnotator:
             finished.append(self._finish(self.pending.popleft()))
         return finished
 
+    def gap(self) -> None:
+        """The next frame does not follow the last one (a camera came back after an outage, seconds later, perhaps
+        moved): optical flow between the two would send boxes astray and start new tracks on faces that stood
+        still. The next frame is detected afresh and each face matched to a track by where it was last seen."""
+        self.previous_gray = self.previous_small = None
+
     def flush(self) -> list[FinishedFrame]:
         finished = [self._finish(self.pending.popleft()) for _ in range(len(self.pending))]
         self.executor.shutdown(wait=True)

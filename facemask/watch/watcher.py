@@ -173,6 +173,7 @@ class Watch:
                 if not delivered:
                     self._set_connected(True)
                     if lost_at is not None:
+                        self.annotator.gap()
                         self.reconnects += 1
                         self.metrics.reconnected()
                         log.info("source back after %.1f s: watching again; track ids and counts carry on",
