@@ -4,8 +4,12 @@ noise, with the crops themselves on a sheet (served crops, exactly as the servic
     python -m bench.classifier_errors --prepared data/prepared160                       # the served model, valid
     python -m bench.classifier_errors --prepared data/prepared160 --model runs/lite0_96/model.onnx --name lite0
     python -m bench.classifier_errors --prepared data/prepared160 --review bench/results/classifier_errors_review.json
+    # every fold model of one cross-validation candidate on the fold it did not see (training.crossval runs):
+    python -m bench.classifier_errors --prepared data/prepared160 --folds runs/cv --candidate resnet18_scratch
 
-Scored on the valid split by default: the test split is scored once per shipped model, elsewhere. Face size is the
+Scored on the valid split by default: the test split is scored once per shipped model, elsewhere. With --folds, the
+held-out predictions of a candidate's fold models are pooled: every train and valid crop is scored once, by the
+model that did not see its photo, which gives about 4x the valid split's real-photo faces. Face size is the
 detector box's width in the source photo's pixels (the box serving crops from). --review reads a person's verdict on
 each real-photo error (`label wrong`: the annotation is, `unclear`: a person cannot tell from the photo either,
 `model wrong`) and splits the errors by it; errors nobody reviewed stay `not reviewed`.
@@ -23,6 +27,7 @@ from bench.common import RESULTS_DIR, Report, command_line
 from facemask.core.classes import INCORRECT, WITH_MASK
 from facemask.core.classifier import DEFAULT_MODEL
 from facemask.core.paths import CROPS_FOLDER
+from training.crossval import fold_models, held_out_predictions
 from training.validate import predict_split
 
 REAL_PHOTOS = ("face-mask-ilc-2021", "face-mask-scenes-andrewmvd")
@@ -43,6 +48,22 @@ def accuracy_rows(groups: dict[str, np.ndarray], correct: np.ndarray) -> list[di
     return [{"group": name, "faces": int(mask.sum()), "errors": int((~correct[mask]).sum()),
              "accuracy": round(float(correct[mask].mean()), 4) if mask.any() else None}
             for name, mask in groups.items()]
+
+
+def pooled_held_out_predictions(runs: Path, candidate: str, prepared: Path):
+    """Every fold model of one candidate on the fold it did not see, pooled: (classifier, manifest rows, crops,
+    probabilities), the classifier being the first fold's (all folds share its classes)."""
+    import pandas as pd
+
+    models = [(fold, folds, model) for name, fold, folds, model in fold_models(runs) if name == candidate]
+    if not models:
+        raise SystemExit(f"error: no {candidate}__fold<K>of<N> models under {runs}")
+    parts = [held_out_predictions(model, prepared, fold, folds) for fold, folds, model in models]
+    classes = {tuple(part[0].classes) for part in parts}
+    if len(classes) > 1:
+        raise SystemExit(f"error: the fold models of {candidate} disagree on their classes: {sorted(classes)}")
+    return (parts[0][0], pd.concat([part[1] for part in parts]), [crop for part in parts for crop in part[2]],
+            np.concatenate([part[3] for part in parts]))
 
 
 def error_sheet(items: list[dict], path: Path, title: str, columns: int = 8) -> None:
@@ -76,6 +97,9 @@ def main(argv=None) -> Report:
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared160"))
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--split", default="valid", choices=("train", "valid", "test"))
+    parser.add_argument("--folds", type=Path, default=None,
+                        help="a training.crossval runs folder: pool --candidate's fold models on their held-out folds")
+    parser.add_argument("--candidate", default=None, help="with --folds: the candidate's name")
     parser.add_argument("--review", type=Path, default=None, help="a JSON {crop: verdict} of the real-photo errors")
     parser.add_argument("--sheet-limit", type=int, default=64, help="crops on the sheet of real-photo errors")
     parser.add_argument("--show-all", action="store_true",
@@ -85,7 +109,16 @@ def main(argv=None) -> Report:
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
 
-    classifier, frame, crops, probabilities = predict_split(args.model, args.prepared, args.split)
+    if args.folds:
+        if not args.candidate:
+            parser.error("--folds needs --candidate")
+        classifier, frame, crops, probabilities = pooled_held_out_predictions(args.folds, args.candidate,
+                                                                              args.prepared)
+        scope = f"the held-out folds of {args.candidate}"
+        model_name = f"{args.folds}/{args.candidate}__fold*"
+    else:
+        classifier, frame, crops, probabilities = predict_split(args.model, args.prepared, args.split)
+        model_name, scope = str(args.model), f"the {args.split} split"
     classes = classifier.classes
     truth = frame["label"].to_numpy()
     guess = np.array([classes[i] for i in probabilities.argmax(1)])
@@ -95,9 +128,9 @@ def main(argv=None) -> Report:
     correct = (truth == guess) | (two_labels & (truth == WITH_MASK) & (guess == INCORRECT))
     widths = face_widths(frame["box"])
     real = np.isin(datasets, REAL_PHOTOS)
-    report = Report(args.name, f"Where the classifier's errors are ({args.split} split)",
-                    command_line("bench.classifier_errors", argv), out_dir=args.out_dir, model=str(args.model),
-                    model_version=classifier.model_version, prepared=str(args.prepared), split=args.split)
+    report = Report(args.name, f"Where the classifier's errors are ({scope})",
+                    command_line("bench.classifier_errors", argv), out_dir=args.out_dir, model=model_name,
+                    model_version=classifier.model_version, prepared=str(args.prepared), scored_on=scope)
 
     by_class = {f"{dataset} / {label}": (datasets == dataset) & (truth == label)
                 for dataset in sorted(set(datasets)) for label in classes
@@ -137,11 +170,11 @@ def main(argv=None) -> Report:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     hidden = () if args.show_all else tuple(name.replace("face-mask-", "") for name in NOT_REDISTRIBUTED)
     error_sheet([{**e, "crop": None if e["source"] in hidden else e["image"]} for e in shown], args.out_dir / sheet,
-                f"{len(errors)} real-photo errors on {args.split}, most confident first ({len(shown)} shown)")
+                f"{len(errors)} real-photo errors on {scope}, most confident first ({len(shown)} shown)")
     report.figure(sheet, "Real-photo errors, most confident first")
     report.data["errors"] = [{"number": n, **{k: v for k, v in e.items() if k != "image"},
                               "verdict": reviewed.get(e["crop"], "not reviewed")} for n, e in enumerate(errors)]
-    report.note(f"{int(correct.sum())} of {len(correct)} {args.split} crops right ({correct.mean():.4f}); real photos "
+    report.note(f"{int(correct.sum())} of {len(correct)} crops of {scope} right ({correct.mean():.4f}); real photos "
                 f"{int(correct[real].sum())} of {int(real.sum())} ({correct[real].mean():.4f}).")
     report.save()
     return report

@@ -70,3 +70,38 @@ def test_ilc_crops_stay_off_the_sheet_unless_asked(monkeypatch, prepared, tmp_pa
     assert ilc, "the folder holds ILC errors"
     assert all(committed[i]["crop"] is None for i in ilc) and all(local[i]["crop"] is not None for i in ilc)
     assert all(item["crop"] is not None for item in committed if item["source"] != "ilc-2021")
+
+
+def test_fold_models_pooled_score_every_train_and_valid_crop_once(prepared, tmp_path):
+    """--folds: each fold model scores only the fold it did not see, and together they score every train and valid
+    crop exactly once (the shipped model stands in for both fold models, so its predictions are known)."""
+    import shutil
+
+    from bench import classifier_errors
+    from training.data import read_manifest
+    from training.validate import predict_split
+
+    runs = tmp_path / "cv"
+    runs.mkdir()
+    for fold in (0, 1):
+        shutil.copy(DEFAULT_MODEL, runs / f"shipped__fold{fold}of2.onnx")
+    shutil.copy(DEFAULT_MODEL, runs / "other__fold0of2.onnx")
+    report = classifier_errors.main(["--prepared", str(prepared), "--folds", str(runs), "--candidate", "shipped",
+                                     "--out-dir", str(tmp_path), "--name", "pooled"])
+    manifest = read_manifest(prepared)
+    pooled = manifest[manifest["split"].isin(["train", "valid"])]
+    by_class = report.tables["By data set and true class"]
+    assert sum(row["faces"] for row in by_class) == len(pooled)
+
+    errors = []
+    for split in ("train", "valid"):
+        classifier, frame, _, probabilities = predict_split(DEFAULT_MODEL, prepared, split)
+        real = frame["dataset"].isin(classifier_errors.REAL_PHOTOS).to_numpy()
+        wrong = real & (np.array(classifier.classes)[probabilities.argmax(1)] != frame["label"].to_numpy())
+        errors += list(frame["crop"][wrong])
+    assert sorted(e["crop"] for e in report.data["errors"]) == sorted(errors)
+    assert "held-out folds of shipped" in report.title
+
+    with pytest.raises(SystemExit, match="no missing__fold"):
+        classifier_errors.main(["--prepared", str(prepared), "--folds", str(runs), "--candidate", "missing",
+                                "--out-dir", str(tmp_path)])

@@ -65,8 +65,9 @@ def round_lines(candidates: list[tuple[str, list[str]]], folds: int, only_folds:
             for name, arguments in candidates for fold in (only_folds or range(folds))]
 
 
-def fold_scores(model: Path, prepared: Path, fold: int, folds: int) -> dict:
-    """One fold model on the held-out crops of its fold, per source."""
+def held_out_predictions(model: Path, prepared: Path, fold: int, folds: int):
+    """One fold model on the crops of the fold it did not see, through the serving wrapper:
+    (classifier, manifest rows, crops, probabilities), as training.validate.predict_split gives for a split."""
     from facemask.core.classifier import MaskClassifier
 
     classifier = MaskClassifier(model, served_crops=False)
@@ -74,7 +75,23 @@ def fold_scores(model: Path, prepared: Path, fold: int, folds: int) -> dict:
     frame = frame[frame["split"] == "valid"]
     source = prepared_geometry(prepared)
     crops = [reframe(decode_image(Path(p)), source, classifier.geometry) for p in frame["path"]]
-    probabilities = classifier.predict(crops)
+    return classifier, frame, crops, classifier.predict(crops)
+
+
+def fold_models(runs: Path) -> list[tuple[str, int, int, Path]]:
+    """(candidate, fold, folds, model) for every `<candidate>__fold<K>of<N>` run folder's model.onnx or bare .onnx
+    under runs."""
+    found = []
+    for model in sorted({*runs.glob("*__fold*/model.onnx"), *runs.glob("*__fold*.onnx")}):
+        match = FOLD_RUN.match(model.parent.name if model.name == "model.onnx" else model.stem)
+        if match:
+            found.append((match["name"], int(match["fold"]), int(match["folds"]), model))
+    return found
+
+
+def fold_scores(model: Path, prepared: Path, fold: int, folds: int) -> dict:
+    """One fold model on the held-out crops of its fold, per source."""
+    classifier, frame, _, probabilities = held_out_predictions(model, prepared, fold, folds)
 
     def metrics(dataset: str) -> dict:
         chosen = (frame["dataset"] == dataset).to_numpy()
@@ -123,14 +140,9 @@ def markdown(summary: list[dict], note: str) -> str:
 
 def score(runs: Path, prepared: Path, out_dir: Path, name: str) -> list[dict]:
     """Score every `<candidate>__fold<K>of<N>` model under runs (a run folder's model.onnx or a bare .onnx)."""
-    found = sorted({*runs.glob("*__fold*/model.onnx"), *runs.glob("*__fold*.onnx")})
     rows = []
-    for model in found:
-        match = FOLD_RUN.match(model.parent.name if model.name == "model.onnx" else model.stem)
-        if not match:
-            continue
-        fold, folds = int(match["fold"]), int(match["folds"])
-        row = {"candidate": match["name"], "model": str(model), "of_folds": folds,
+    for candidate, fold, folds, model in fold_models(runs):
+        row = {"candidate": candidate, "model": str(model), "of_folds": folds,
                **fold_scores(model, prepared, fold, folds)}
         print(json.dumps({k: v for k, v in row.items() if not k.startswith("confusion")}), flush=True)
         rows.append(row)
