@@ -28,12 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from facemask.core.classes import INCORRECT, WITH_MASK, WITHOUT_MASK
-from facemask.core.crops import reframe
-from facemask.core.images import decode_image
 from facemask.core.paths import REPO_ROOT
-from training.data import prepared_geometry, read_manifest
+from training.data import read_manifest
 from training.folds import with_fold_split
-from training.validate import labelled_metrics
+from training.validate import labelled_metrics, predict_split
 
 REAL_PHOTOS = "face-mask-ilc-2021"
 SCENES = "face-mask-scenes-andrewmvd"
@@ -68,14 +66,7 @@ def round_lines(candidates: list[tuple[str, list[str]]], folds: int, only_folds:
 def held_out_predictions(model: Path, prepared: Path, fold: int, folds: int):
     """One fold model on the crops of the fold it did not see, through the serving wrapper:
     (classifier, manifest rows, crops, probabilities), as training.validate.predict_split gives for a split."""
-    from facemask.core.classifier import MaskClassifier
-
-    classifier = MaskClassifier(model, served_crops=False)
-    frame = with_fold_split(read_manifest(prepared), fold, folds)
-    frame = frame[frame["split"] == "valid"]
-    source = prepared_geometry(prepared)
-    crops = [reframe(decode_image(Path(p)), source, classifier.geometry) for p in frame["path"]]
-    return classifier, frame, crops, classifier.predict(crops)
+    return predict_split(model, prepared, "valid", manifest=with_fold_split(read_manifest(prepared), fold, folds))
 
 
 def fold_models(runs: Path) -> list[tuple[str, int, int, Path]]:

@@ -129,12 +129,13 @@ def save_worst_errors_png(items: list[tuple[np.ndarray, str, str, float]], path:
     plt.close(figure)
 
 
-def predict_split(model: Path, prepared: Path, split: str, dataset: str | None = None):
+def predict_split(model: Path, prepared: Path, split: str, dataset: str | None = None, manifest=None):
     """The model's probabilities for one split (and, optionally, one source dataset) of a prepared folder, through
     the serving wrapper: (classifier, manifest rows, crops, probabilities). The folder may hold more context than
-    the model was trained with: its crops are reframed to the model's."""
+    the model was trained with: its crops are reframed to the model's. manifest: the folder's rows with their split
+    rewritten (training.folds.with_fold_split); by default the folder's own manifest."""
     classifier = MaskClassifier(model, served_crops=False)
-    frame = read_manifest(prepared)
+    frame = read_manifest(prepared) if manifest is None else manifest
     frame = frame[(frame["split"] == split) & ((frame["dataset"] == dataset) if dataset else True)]
     source = prepared_geometry(prepared)
     crops = [reframe(decode_image(Path(p)), source, classifier.geometry) for p in frame["path"]]
